@@ -1,0 +1,183 @@
+package ila
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// This file holds the vocabulary the mapping authority shares with its
+// consumers (node agents, the DNS bridge, the IPv4 layer): what a task, an
+// NVE and a change to them are. Consumers depend on these types, never on
+// each other.
+
+// MAC is an Ethernet address, comparable so that it can key an index.
+type MAC [6]byte
+
+// ParseMAC parses "02:00:00:00:00:01" (colons or dashes).
+func ParseMAC(s string) (MAC, error) {
+	var m MAC
+	t := strings.NewReplacer(":", "", "-", "").Replace(s)
+	if len(t) != 12 || len(s) != 17 {
+		return m, &ParseError{What: "MAC address", Input: s, Msg: "want six colon-separated hex bytes like 02:00:00:00:00:01"}
+	}
+	if _, err := hex.Decode(m[:], []byte(t)); err != nil {
+		return m, &ParseError{What: "MAC address", Input: s, Msg: "not hexadecimal"}
+	}
+	return m, nil
+}
+
+// IsZero reports whether m is the zero (unset) address.
+func (m MAC) IsZero() bool { return m == MAC{} }
+
+func (m MAC) String() string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+// MarshalText implements encoding.TextMarshaler; the zero MAC is "".
+func (m MAC) MarshalText() ([]byte, error) {
+	if m.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MAC) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = MAC{}
+		return nil
+	}
+	v, err := ParseMAC(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// State is the lifecycle state of a task's mapping.
+type State string
+
+// Task states.
+const (
+	// StateActive: the mapping is in force; packets go to Locator.
+	StateActive State = "active"
+	// StateSuspended: a cold (or warm) move is under way; the old NVE drops
+	// or answers ICMPv6 unreachable until the task registers at the new one.
+	StateSuspended State = "suspended"
+	// StateDuplicate: flap damping marked the identifier duplicate; further
+	// moves are refused until an operator clears it.
+	StateDuplicate State = "duplicate"
+)
+
+// Previous is a locator the task was reachable at before its last move.
+// Until the deadline the previous NVE forwards packets in flight.
+type Previous struct {
+	Locator Locator   `json:"locator"`
+	NVE     string    `json:"nve"`
+	Until   time.Time `json:"until"`
+}
+
+// Task is the mapping authority's full record of one task (VM, container).
+type Task struct {
+	Domain     string     `json:"domain"`
+	Name       string     `json:"name"`
+	Tenant     string     `json:"tenant"`
+	Identifier Identifier `json:"identifier"`
+	SIR        netip.Addr `json:"sir"`
+	Locator    Locator    `json:"locator"`
+	NVE        string     `json:"nve"`
+	VNI        uint32     `json:"vni,omitempty"`
+	MAC        MAC        `json:"mac,omitzero"`
+	IPv4       netip.Addr `json:"ipv4,omitzero"`
+	// Lifetime granted at the last registration and its absolute expiry.
+	// A zero Expiry means the task does not expire.
+	Lifetime Duration  `json:"lifetime"`
+	Expiry   time.Time `json:"expiry,omitzero"`
+	// Version counts the changes of this record (1 on first registration).
+	Version  int64      `json:"version"`
+	State    State      `json:"state"`
+	Previous []Previous `json:"previous,omitempty"`
+	Updated  time.Time  `json:"updated,omitzero"`
+}
+
+// Mapping returns the data-plane entry of the task in domain d.
+func (t Task) Mapping(d Domain) Mapping {
+	return Mapping{SIR: d.SIR, Identifier: t.Identifier, Locator: t.Locator, Csum: d.Csum}
+}
+
+// NVE is a host (network virtualization edge) that tasks attach to.
+type NVE struct {
+	Name string `json:"name"`
+	// Locators routed to this NVE, one per domain it serves.
+	Locators []Locator `json:"locators"`
+	// Underlay is the NVE's own address on the fabric; it is also its VTEP
+	// for the IPv4 compatibility layer.
+	Underlay netip.Addr `json:"underlay"`
+	Status   string     `json:"status,omitempty"`
+	Updated  time.Time  `json:"updated,omitzero"`
+}
+
+// EventType says what changed.
+type EventType uint8
+
+// Event types delivered by a mapping watch.
+const (
+	EventTaskUpsert EventType = iota + 1
+	EventTaskDelete
+	EventNVEUpsert
+	EventNVEDelete
+	EventDomainUpsert
+	EventDomainDelete
+	// EventSynced marks the end of a (re)list: the consumer has now seen
+	// the whole store as of Revision, deletions included.
+	EventSynced
+)
+
+var eventNames = map[EventType]string{
+	EventTaskUpsert: "task-upsert", EventTaskDelete: "task-delete",
+	EventNVEUpsert: "nve-upsert", EventNVEDelete: "nve-delete",
+	EventDomainUpsert: "domain-upsert", EventDomainDelete: "domain-delete",
+	EventSynced: "synced",
+}
+
+func (t EventType) String() string {
+	if s, ok := eventNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("event-%d", uint8(t))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (t EventType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
+
+// Event is one change seen by a mapping watch. Exactly one of Task, NVE and
+// Domain is set, except for EventSynced. For deletes the record is the last
+// known value.
+type Event struct {
+	Type     EventType `json:"type"`
+	Revision int64     `json:"revision"`
+	Task     *Task     `json:"task,omitempty"`
+	NVE      *NVE      `json:"nve,omitempty"`
+	Domain   *Domain   `json:"domain,omitempty"`
+}
+
+// Duration is a time.Duration whose text form is Go's ("2m0s"), for JSON a
+// person can read.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return &ParseError{What: "duration", Input: string(b), Msg: "want a duration like 120s or 2m"}
+	}
+	*d = Duration(v)
+	return nil
+}
