@@ -1,0 +1,157 @@
+package testutil
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Suffix returns a short random hex string for names unique to a test run
+// (interface names must stay within 15 bytes).
+func Suffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// NetNS is a named network namespace (bind-mounted under /var/run/netns)
+// created for one test. Use Do to run code inside it; sockets and netlink
+// handles opened inside stay bound to it and may be used from any goroutine.
+type NetNS struct {
+	Name string
+	Path string
+	fd   netns.NsHandle
+}
+
+// NewNetNS creates a named network namespace called name (make it unique,
+// e.g. with Suffix) with loopback up, and deletes it when the test ends.
+// The test goroutine's own namespace never changes.
+func NewNetNS(t testing.TB, name string) *NetNS {
+	t.Helper()
+	n := &NetNS{Name: name, Path: filepath.Join("/var/run/netns", name)}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return // thread stays locked and exits with the goroutine
+		}
+		defer orig.Close()
+		h, err := netns.NewNamed(name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		n.fd = h
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("restore netns: %w", err)
+			return // keep the thread locked: it is in the wrong namespace
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		SkipIfPermission(t, "create netns "+name, err)
+	}
+	t.Cleanup(func() {
+		n.fd.Close()
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("delete netns %s: %v", name, err)
+		}
+	})
+	h := n.Handle(t)
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatalf("netns %s: lo: %v", name, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		t.Fatalf("netns %s: lo up: %v", name, err)
+	}
+	return n
+}
+
+// Fd is the namespace file descriptor (valid until the test ends).
+func (n *NetNS) Fd() int { return int(n.fd) }
+
+// Do runs fn on a locked OS thread switched into the namespace.
+func (n *NetNS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(n.fd); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", n.Name, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- fmt.Errorf("leave netns %s: %w", n.Name, err)
+			return // thread stays locked and dies with the goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Handle returns a netlink handle bound to the namespace, closed when the
+// test ends.
+func (n *NetNS) Handle(t testing.TB) *netlink.Handle {
+	t.Helper()
+	h, err := netlink.NewHandleAt(n.fd)
+	if err != nil {
+		t.Fatalf("netlink handle in %s: %v", n.Name, err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// Sysctl writes value to /proc/sys/<key> (key like "net/ipv6/conf/all/forwarding")
+// inside the namespace.
+func (n *NetNS) Sysctl(key, value string) error {
+	return n.Do(func() error {
+		return os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644)
+	})
+}
+
+// Veth creates a veth pair: name a in namespace na, name b in nb. Both ends
+// are set up. The pair goes away with the namespaces.
+func Veth(t testing.TB, na *NetNS, a string, nb *NetNS, b string) (la, lb netlink.Link) {
+	t.Helper()
+	ha, hb := na.Handle(t), nb.Handle(t)
+	v := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: a},
+		PeerName:      b,
+		PeerNamespace: netlink.NsFd(nb.fd),
+	}
+	if err := ha.LinkAdd(v); err != nil {
+		t.Fatalf("veth %s/%s: %v", a, b, err)
+	}
+	var err error
+	if la, err = ha.LinkByName(a); err != nil {
+		t.Fatalf("veth %s: %v", a, err)
+	}
+	if lb, err = hb.LinkByName(b); err != nil {
+		t.Fatalf("veth %s: %v", b, err)
+	}
+	if err := ha.LinkSetUp(la); err != nil {
+		t.Fatalf("veth %s up: %v", a, err)
+	}
+	if err := hb.LinkSetUp(lb); err != nil {
+		t.Fatalf("veth %s up: %v", b, err)
+	}
+	return la, lb
+}
