@@ -1,0 +1,220 @@
+//go:build linux
+
+package netns
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is where named network namespaces are bind-mounted (as iproute2 does).
+const Dir = "/var/run/netns"
+
+// NS is a named network namespace. The zero value is not usable; get one from
+// New or Open. An NS holds an open file descriptor on the namespace; Close
+// releases it, Delete also removes the name (the namespace itself disappears
+// when no process, interface-holding socket or mount refers to it any more).
+type NS struct {
+	name string
+	path string
+	h    vnetns.NsHandle
+}
+
+// New creates the named network namespace and bind-mounts it under Dir. The
+// namespace is created on a locked OS thread in a fresh goroutine; that
+// thread is discarded afterwards, so the caller's thread is never switched.
+// It fails if a namespace of that name already exists.
+func New(name string) (*NS, error) {
+	if err := validName(name); err != nil {
+		return nil, err
+	}
+	type result struct {
+		h   vnetns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Deliberately never unlocked: the thread ends up in the new
+		// namespace and the runtime terminates it when this goroutine exits.
+		runtime.LockOSThread()
+		h, err := vnetns.NewNamed(name)
+		ch <- result{h, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return nil, fmt.Errorf("create netns %s: %w", name, r.err)
+	}
+	return &NS{name: name, path: filepath.Join(Dir, name), h: r.h}, nil
+}
+
+// Open opens an existing named namespace (under Dir) or, if name is an
+// absolute path, the namespace file at that path (such as /proc/PID/ns/net).
+func Open(name string) (*NS, error) {
+	path := name
+	if !filepath.IsAbs(name) {
+		if err := validName(name); err != nil {
+			return nil, err
+		}
+		path = filepath.Join(Dir, name)
+	}
+	h, err := vnetns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("open netns %s: %w", name, err)
+	}
+	return &NS{name: filepath.Base(name), path: path, h: h}, nil
+}
+
+// Name returns the namespace's name (the base name of its path).
+func (ns *NS) Name() string { return ns.name }
+
+// Path returns the namespace's file path, e.g. /var/run/netns/NAME.
+func (ns *NS) Path() string { return ns.path }
+
+// Fd returns the open file descriptor on the namespace, or -1 once closed.
+func (ns *NS) Fd() int { return int(ns.h) }
+
+// Handle returns a netlink handle bound to the namespace; it may be used from
+// any goroutine. The caller closes it (Handle.Close).
+func (ns *NS) Handle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandleAt(ns.h)
+	if err != nil {
+		return nil, fmt.Errorf("netlink handle in netns %s: %w", ns.name, err)
+	}
+	return h, nil
+}
+
+// Do runs fn on a fresh OS thread switched into the namespace and waits for
+// it. Sockets and handles created inside fn stay in the namespace. Goroutines
+// that fn starts do not inherit the namespace. If the thread cannot be
+// switched back, it is left locked so the runtime discards it with the
+// goroutine, and Do reports the error.
+func (ns *NS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := vnetns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := vnetns.Set(ns.h); err != nil {
+			// Setns failed, so the thread is still where it was, but be
+			// conservative: leave it locked and let it die.
+			errc <- fmt.Errorf("enter netns %s: %w", ns.name, err)
+			return
+		}
+		fnErr := fn()
+		if err := vnetns.Set(orig); err != nil {
+			// Tainted thread: stay locked, the runtime kills it on exit.
+			errc <- errors.Join(fnErr, fmt.Errorf("restore netns after %s: %w", ns.name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- fnErr
+	}()
+	return <-errc
+}
+
+// Close releases the file descriptor; the name stays.
+func (ns *NS) Close() error {
+	if ns.h == -1 {
+		return nil
+	}
+	err := ns.h.Close()
+	ns.h = -1
+	if err != nil {
+		return fmt.Errorf("close netns %s: %w", ns.name, err)
+	}
+	return nil
+}
+
+// Delete closes the namespace and removes its name (unmounts and removes the
+// file under Dir). It is safe to call more than once.
+func (ns *NS) Delete() error {
+	cerr := ns.Close()
+	if ns.path != filepath.Join(Dir, ns.name) {
+		return cerr // opened by path: not ours to remove
+	}
+	return errors.Join(cerr, Remove(ns.name))
+}
+
+// Remove removes a named namespace by name without opening it; a name that
+// does not exist is not an error. Useful to clean up after a crash.
+func Remove(name string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	path := filepath.Join(Dir, name)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount netns %s: %w", name, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove netns %s: %w", name, err)
+	}
+	return nil
+}
+
+// List returns the names of the namespaces under Dir.
+func List() ([]string, error) {
+	ents, err := os.ReadDir(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list netns: %w", err)
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// Unique returns prefix followed by a short suffix unique to this process and
+// call (pid and random bits), at most 15 characters when prefix is at most 6,
+// so it can also name an interface.
+func Unique(prefix string) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	pid := strconv.FormatInt(int64(os.Getpid()%(36*36*36*36)), 36)
+	s := prefix + pid + hex.EncodeToString(b[:])
+	if len(s) > 15 && len(prefix) <= 15 {
+		// Keep the random part; trim the pid part first.
+		keep := 15 - len(prefix) - 4
+		if keep < 0 {
+			keep = 0
+		}
+		if keep > len(pid) {
+			keep = len(pid)
+		}
+		s = prefix + pid[:keep] + hex.EncodeToString(b[:])
+		if len(s) > 15 {
+			s = s[:15]
+		}
+	}
+	return s
+}
+
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 255 {
+		return fmt.Errorf("netns name %q: invalid", name)
+	}
+	for _, c := range name {
+		if c == '/' || c == 0 {
+			return fmt.Errorf("netns name %q: invalid character", name)
+		}
+	}
+	return nil
+}
