@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	stdout, stderr io.Writer
+	api            string // mapsrv management API base URL
+	output         string // table | json
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "ilactl",
+		Short: "Operate an ILA mobility router: addresses, domains, NVEs, tasks and moves",
+		Long: `ilactl is the operator CLI of the ILA (Identifier-Locator Addressing)
+mobility router. "addr" works offline; the other commands talk to mapsrv's
+management API (--api or $ILACTL_API) or to ilad's local API.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	api := os.Getenv("ILACTL_API")
+	if api == "" {
+		api = "http://127.0.0.1:7480"
+	}
+	root.PersistentFlags().StringVar(&g.api, "api", api, "mapsrv management API URL (default $ILACTL_API)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.output != "table" && g.output != "json" {
+			return fmt.Errorf("output format %q: want table or json", g.output)
+		}
+		return nil
+	}
+
+	// One line per command group.
+	root.AddCommand(
+		newAddrCmd(g),
+	)
+	return root
+}
+
+// json reports whether -o json was asked for.
+func (g *globals) json() bool { return g.output == "json" }
+
+// printJSON writes v as indented JSON.
+func (g *globals) printJSON(v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printTable writes rows under a header, aligned.
+func (g *globals) printTable(header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	for i, h := range header {
+		if i > 0 {
+			fmt.Fprint(tw, "\t")
+		}
+		fmt.Fprint(tw, h)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range rows {
+		for i, c := range r {
+			if i > 0 {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprint(tw, c)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
