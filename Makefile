@@ -1,0 +1,33 @@
+# Convenience targets; the README's commands work without make.
+GO ?= go
+BPF2GO_CFLAGS ?= -O2 -g -Wall -Werror
+
+.PHONY: all build generate lint test test-short fuzz-smoke bench
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# Regenerate the eBPF objects (needs clang llvm libbpf-dev).
+generate:
+	BPF2GO_CFLAGS="$(BPF2GO_CFLAGS)" $(GO) generate ./ila/datapath/...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+# The README's test command (installs what it needs; run as root).
+test:
+	./test/run.sh
+
+test-short:
+	$(GO) test -short ./...
+
+# 10 s per fuzz target of the ila package.
+fuzz-smoke:
+	for f in $$($(GO) test ./ila -list 'Fuzz.*' | grep ^Fuzz); do \
+		$(GO) test ./ila -run XXX -fuzz "^$$f\$$" -fuzztime 10s || exit 1; done
+
+bench:
+	./bench/run

@@ -1,0 +1,90 @@
+package depcheck
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const mod = "github.com/ilamesh/ilamesh/"
+
+// rule: packages matching pkg (a prefix of the path inside the module, "="
+// for an exact match) must not import anything matching a deny prefix.
+type rule struct {
+	pkg  string
+	deny []string
+	why  string
+}
+
+var rules = []rule{
+	{"=ila", []string{"github.com/", "golang.org/", "go.etcd.io/", "go.uber.org/", mod}, "ila is the stdlib-only address model"},
+	{"ila/datapath", []string{mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "l2compat", "go.etcd.io/", "github.com/miekg/"}, "the datapath knows only ila"},
+	{"=mapsrv", []string{"go.etcd.io/etcd/server", mod + "locator", mod + "dnsbridge", mod + "l2compat", mod + "ila/datapath"}, "mapsrv core has no etcd import and no peer imports"},
+	{"mapsrv/", []string{"go.etcd.io/etcd/server", mod + "locator", mod + "dnsbridge", mod + "l2compat", mod + "ila/datapath"}, "only internal/etcdembed imports the etcd server"},
+	{"locator", []string{mod + "mapsrv", mod + "dnsbridge", mod + "l2compat", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
+	{"dnsbridge", []string{mod + "mapsrv", mod + "locator", mod + "l2compat", mod + "ila/datapath", "go.etcd.io/"}, "dnsbridge consumes a Source interface"},
+	{"l2compat", []string{mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "ila/datapath", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
+}
+
+// owners: a third-party import path prefix may appear only in these
+// packages (path prefixes inside the module).
+var owners = map[string][]string{
+	"github.com/cilium/ebpf":         {"ila/datapath", "cmd/", "test", "internal/testutil"},
+	"go.etcd.io/etcd/server":         {"internal/etcdembed", "cmd/", "test"},
+	"github.com/miekg/dns":           {"dnsbridge", "cmd/", "test"},
+	"github.com/mdlayher/ndp":        {"locator/ndemu", "cmd/", "test"},
+	"github.com/mdlayher/arp":        {"l2compat", "cmd/", "test"},
+	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "cmd/", "test"},
+}
+
+func TestDependencyDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").CombinedOutput()
+	if err != nil {
+		t.Skipf("go list: %v\n%s", err, out)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], mod) {
+			continue
+		}
+		n++
+		pkg := strings.TrimPrefix(f[0], mod)
+		for _, imp := range f[1:] {
+			for _, r := range rules {
+				if !match(pkg, r.pkg) {
+					continue
+				}
+				for _, d := range r.deny {
+					if strings.HasPrefix(imp, d) && !(pkg == "ila" && imp == mod+"ila") {
+						t.Errorf("%s imports %s: %s", pkg, imp, r.why)
+					}
+				}
+			}
+			for lib, allowed := range owners {
+				if !strings.HasPrefix(imp, lib) {
+					continue
+				}
+				ok := false
+				for _, a := range allowed {
+					if strings.HasPrefix(pkg, a) {
+						ok = true
+					}
+				}
+				if !ok {
+					t.Errorf("%s imports %s, which belongs to %v", pkg, imp, allowed)
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Fatalf("go list saw only %d packages", n)
+	}
+}
+
+func match(pkg, pattern string) bool {
+	if p, ok := strings.CutPrefix(pattern, "="); ok {
+		return pkg == p
+	}
+	return pkg == pattern || strings.HasPrefix(pkg, pattern+"/") || strings.HasPrefix(pkg, pattern)
+}

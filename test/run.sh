@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run the tests"; .ci/run calls it).
+# Run as root on a fresh Debian/Ubuntu machine: it installs what the tests
+# need, checks formatting and vet, then runs every test, privileged ones
+# included (network namespaces, eBPF, netlink). Without root the privileged
+# tests skip with a message and the rest still run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin"
+
+need=()
+for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig tcpdump:tcpdump etcd-client:etcdctl iperf3:iperf3; do
+	cmd=${p#*:}
+	command -v "$cmd" >/dev/null 2>&1 || need+=("${p%%:*}")
+done
+if ((${#need[@]})); then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "test: installing ${need[*]}"
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	else
+		echo "test: missing ${need[*]} (not root or no apt-get): some tests will skip"
+	fi
+fi
+command -v go >/dev/null || { echo "test: Go 1.26 is needed (https://go.dev/dl)"; exit 1; }
+
+# bpffs for the datapath (tests mount their own too).
+if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+	mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+fi
+
+echo "test: go mod download"
+go mod download
+
+echo "test: gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './vendor/*'))
+if [ -n "$bad" ]; then
+	echo "gofmt: these files need formatting:"; echo "$bad"; exit 1
+fi
+
+echo "test: go vet"
+go vet ./...
+
+echo "test: go test"
+# -p 2: two cores; privileged tests build namespaces named per run, so
+# packages may run side by side.
+go test -count=1 -p 2 -timeout 20m ./... 2>&1 | tee /tmp/ilamesh-test.log
