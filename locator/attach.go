@@ -1,0 +1,384 @@
+package locator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// TaskStatus is a local task as the agent sees it.
+type TaskStatus struct {
+	TaskSpec
+	Ifindex int `json:"ifindex"`
+	// Domain and Locator are known once the domain is in the store.
+	Locator ila.Locator `json:"locator,omitzero"`
+	// Registered: the last registration was accepted; Granted is its
+	// lifetime and RegisteredAt its time.
+	Registered   bool         `json:"registered"`
+	Granted      ila.Duration `json:"granted,omitempty"`
+	RegisteredAt time.Time    `json:"registered_at,omitzero"`
+	Confirmed    bool         `json:"confirmed"`
+	Error        string       `json:"error,omitempty"`
+}
+
+// Attach attaches a task to this NVE: prepares its port, attaches the
+// datapath, installs local delivery (before anything points at it) and
+// registers it with the mapping service, then keeps it registered. It
+// returns once the first registration is answered; an unreachable mapping
+// service is not an error (the agent keeps trying), a refusal is, and
+// undoes the attach. Attaching the same spec again is a no-op.
+func (a *Agent) Attach(ctx context.Context, t TaskSpec) error {
+	return a.attach(ctx, t, false, true)
+}
+
+func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if a.runCtx == nil {
+		a.mu.Unlock()
+		return errors.New("locator agent: not running")
+	}
+	for _, lt := range a.locals {
+		if lt.spec == t {
+			a.mu.Unlock()
+			return nil
+		}
+		if lt.spec.Name == t.Name || lt.spec.Iface == t.Iface || lt.spec.SIR == t.SIR {
+			a.mu.Unlock()
+			return fmt.Errorf("task %s on %s: conflicts with task %s on %s (%s): %w", t.Name, t.Iface, lt.spec.Name, lt.spec.Iface, lt.spec.SIR, ErrExists)
+		}
+	}
+	runCtx := a.runCtx
+	a.mu.Unlock()
+
+	port := Port{Name: t.Iface}
+	if a.cfg.Ports != nil {
+		p, err := a.cfg.Ports.Prepare(t.Iface)
+		if err != nil {
+			return fmt.Errorf("task %s: prepare port %s: %w", t.Name, t.Iface, err)
+		}
+		port = p
+	}
+	if t.MAC.IsZero() {
+		t.MAC = port.PeerMAC
+	}
+	if err := a.cfg.Datapath.AttachPort(port.Name, port.Ifindex); err != nil {
+		return fmt.Errorf("task %s: attach datapath to %s: %w", t.Name, t.Iface, err)
+	}
+	for _, h := range a.cfg.Hooks {
+		if err := h.AddPort(ctx, port, t); err != nil {
+			a.log.Error("port hook", "task", t.Name, "iface", t.Iface, "err", err)
+		}
+	}
+
+	a.mu.Lock()
+	k := keyOf(t.SIR)
+	lt := &localTask{spec: t, key: k, port: port, static: static, done: make(chan struct{}), first: make(chan error, 1)}
+	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC}); err != nil {
+		a.mu.Unlock()
+		a.releasePort(lt)
+		return fmt.Errorf("task %s: install local entry: %w", t.Name, err)
+	}
+	// Local delivery is in place: an in-flight redirect left from when the
+	// task lived elsewhere... it is back, stop redirecting.
+	if f := a.inflight[k]; f != nil {
+		f.timer.Stop()
+		delete(a.inflight, k)
+		a.dpErr("delete in-flight", a.cfg.Datapath.DeleteInFlight(k.sir, k.id), "sir", t.SIR)
+	}
+	a.locals[t.Name] = lt
+	a.localByKey[k] = lt
+	if dn, ok := a.bySIR[k.sir]; ok {
+		if st, ok := a.tasks[tkey{dn, k.id}]; ok && st.t.NVE == a.cfg.Node {
+			lt.confirmed = true
+		}
+	}
+	a.syncKey(k)
+	a.saveState()
+	rctx, cancel := context.WithCancel(runCtx)
+	lt.cancel = cancel
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer close(lt.done)
+		a.registerLoop(rctx, lt)
+	}()
+	a.mu.Unlock()
+	a.log.Info("task attached", "task", t.Name, "iface", t.Iface, "sir", t.SIR, "identifier", k.id)
+
+	if !wait || a.cfg.Registrar == nil {
+		return nil
+	}
+	select {
+	case err := <-lt.first:
+		var rej *RejectedError
+		if errors.As(err, &rej) {
+			a.detach(t.Name, false)
+			return fmt.Errorf("task %s: %w", t.Name, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return nil // attached; registration goes on in the background
+	}
+}
+
+// Detach deregisters a task and removes its local entry and port setup.
+func (a *Agent) Detach(ctx context.Context, name string) error {
+	_ = ctx
+	if !a.detach(name, true) {
+		return fmt.Errorf("task %s: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+func (a *Agent) detach(name string, deregister bool) bool {
+	a.mu.Lock()
+	lt := a.locals[name]
+	if lt == nil {
+		a.mu.Unlock()
+		return false
+	}
+	a.forgetLocal(lt)
+	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(lt.key.sir, lt.key.id), "sir", lt.spec.SIR)
+	a.syncKey(lt.key)
+	a.saveState()
+	reg, ok := a.registration(lt, 0)
+	a.mu.Unlock()
+	<-lt.done
+	if deregister && ok && a.cfg.Registrar != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := a.cfg.Registrar.Register(ctx, reg)
+		cancel()
+		a.mu.Lock()
+		a.st.Deregistrations++
+		a.mu.Unlock()
+		if err != nil {
+			a.log.Warn("deregister task (its lifetime will expire instead)", "task", name, "err", err)
+		}
+	}
+	a.releasePort(lt)
+	a.log.Info("task detached", "task", name, "iface", lt.spec.Iface, "sir", lt.spec.SIR)
+	return true
+}
+
+// forgetLocal drops lt from the tables and stops its registration; a.mu
+// is held.
+func (a *Agent) forgetLocal(lt *localTask) {
+	delete(a.locals, lt.spec.Name)
+	if a.localByKey[lt.key] == lt {
+		delete(a.localByKey, lt.key)
+	}
+	if lt.cancel != nil {
+		lt.cancel()
+	}
+}
+
+// releasePort undoes the port setup; the port may be gone (moved away).
+func (a *Agent) releasePort(lt *localTask) {
+	for _, h := range a.cfg.Hooks {
+		if err := h.RemovePort(lt.port, lt.spec); err != nil {
+			a.log.Debug("port hook remove", "iface", lt.port.Name, "err", err)
+		}
+	}
+	if err := a.cfg.Datapath.DetachPort(lt.port.Name, lt.port.Ifindex); err != nil {
+		a.log.Debug("detach datapath from port", "iface", lt.port.Name, "err", err)
+	}
+	if a.cfg.Ports != nil {
+		if err := a.cfg.Ports.Release(lt.port.Name); err != nil {
+			a.log.Debug("release port", "iface", lt.port.Name, "err", err)
+		}
+	}
+}
+
+// registration builds the registration of lt; a.mu is held. It is not
+// ready until the task's domain is known.
+func (a *Agent) registration(lt *localTask, lifetime time.Duration) (Registration, bool) {
+	dn := lt.spec.Domain
+	if dn == "" {
+		dn = a.bySIR[lt.key.sir]
+	}
+	if dn == "" {
+		return Registration{}, false
+	}
+	loc, ok := a.locatorFor(dn)
+	if !ok {
+		return Registration{}, false
+	}
+	return Registration{
+		NVE: a.cfg.Node, Locator: loc, Domain: dn, Name: lt.spec.Name, Tenant: lt.spec.Tenant,
+		SIR: lt.spec.SIR, MAC: lt.spec.MAC, IPv4: lt.spec.IPv4, VNI: lt.spec.VNI, Lifetime: lifetime,
+	}, true
+}
+
+// registerLoop keeps lt registered until ctx is done: again at half the
+// granted lifetime, sooner with backoff after an error.
+func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
+	if a.cfg.Registrar == nil {
+		return
+	}
+	first := true
+	report := func(err error) {
+		if first {
+			lt.first <- err
+			first = false
+		}
+	}
+	backoff := 250 * time.Millisecond
+	for {
+		a.mu.Lock()
+		reg, ok := a.registration(lt, time.Duration(a.cfg.Lifetime))
+		a.mu.Unlock()
+		wait := 200 * time.Millisecond // domain not known yet
+		if ok {
+			granted, err := a.cfg.Registrar.Register(ctx, reg)
+			if ctx.Err() != nil {
+				return
+			}
+			a.mu.Lock()
+			var rej *RejectedError
+			switch {
+			case err == nil:
+				a.st.RegAccepted++
+				lt.granted, lt.lastErr, lt.regAt = granted, "", a.cfg.Now()
+				backoff = 250 * time.Millisecond
+				wait = max(granted/2, time.Second)
+			case errors.As(err, &rej):
+				a.st.RegRejected++
+				lt.lastErr = err.Error()
+				wait = 10 * time.Second
+			default:
+				a.st.RegErrors++
+				lt.lastErr = err.Error()
+				wait = backoff
+				backoff = min(2*backoff, 5*time.Second)
+			}
+			a.mu.Unlock()
+			if err != nil {
+				a.log.Warn("register task", "task", reg.Name, "sir", reg.SIR, "locator", reg.Locator, "err", err, "retry", wait)
+			} else {
+				a.log.Debug("task registered", "task", reg.Name, "sir", reg.SIR, "locator", reg.Locator, "granted", granted)
+			}
+			report(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Tasks lists the local tasks by name.
+func (a *Agent) Tasks() []TaskStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]TaskStatus, 0, len(a.locals))
+	for _, lt := range a.locals {
+		s := TaskStatus{TaskSpec: lt.spec, Ifindex: lt.port.Ifindex, Confirmed: lt.confirmed, Error: lt.lastErr}
+		if lt.spec.Domain == "" {
+			s.Domain = a.bySIR[lt.key.sir]
+		}
+		s.Locator, _ = a.locatorFor(s.Domain)
+		if !lt.regAt.IsZero() && lt.lastErr == "" {
+			s.Registered, s.Granted, s.RegisteredAt = true, ila.Duration(lt.granted), lt.regAt
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(x, y TaskStatus) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// missLoop answers the datapath's cache misses.
+func (a *Agent) missLoop(ctx context.Context) error {
+	for {
+		m, err := a.cfg.Misses.ReadMiss(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			a.log.Warn("read cache miss", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		a.onMiss(ctx, m)
+	}
+}
+
+// onMiss installs the mapping a miss asks for, from the watch cache or the
+// store, within the rate limit.
+func (a *Agent) onMiss(ctx context.Context, ms Miss) {
+	k := key{ms.SIR, ms.Identifier}
+	now := a.cfg.Now()
+	a.mu.Lock()
+	a.st.Misses++
+	if t, ok := a.missLast[k]; ok && now.Sub(t) < time.Second {
+		a.st.MissDropped++
+		a.mu.Unlock()
+		return
+	}
+	// Token bucket of MissRate per second, burst MissRate.
+	a.tokens = min(a.cfg.MissRate, a.tokens+now.Sub(a.tokensAt).Seconds()*a.cfg.MissRate)
+	a.tokensAt = now
+	if a.tokens < 1 {
+		a.st.MissDropped++
+		a.mu.Unlock()
+		return
+	}
+	a.tokens--
+	if len(a.missLast) > 4096 {
+		for mk, t := range a.missLast {
+			if now.Sub(t) > time.Second {
+				delete(a.missLast, mk)
+			}
+		}
+	}
+	a.missLast[k] = now
+	dn, ok := a.bySIR[k.sir]
+	if !ok {
+		a.st.MissErrors++
+		a.mu.Unlock()
+		return
+	}
+	tk := tkey{dn, k.id}
+	if _, ok := a.tasks[tk]; ok || a.cfg.Lookup == nil {
+		a.wanted[k] = true
+		a.syncKey(k)
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+
+	a.mu.Lock()
+	a.st.MissLookups++
+	a.mu.Unlock()
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	t, err := a.cfg.Lookup.GetTask(lctx, dn, k.id)
+	cancel()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.st.MissErrors++
+		a.log.Debug("look up missed identifier", "sir", k.sir.Addr(k.id), "err", err)
+		return
+	}
+	if t.Domain != dn || t.Identifier != k.id {
+		a.st.MissErrors++
+		return
+	}
+	if _, ok := a.tasks[tk]; !ok { // the watch has not delivered it yet
+		a.tasks[tk] = storeTask{t, a.gen}
+	}
+	a.wanted[k] = true
+	a.syncKey(k)
+}

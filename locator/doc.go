@@ -1,0 +1,18 @@
+// Package locator is the node agent of an ILA NVE (host): it keeps the
+// datapath's mapping table equal to the mapping service's store, attaches
+// local tasks (ports, local delivery entries, registration), turns the
+// entries of tasks that moved away into in-flight redirects, and answers
+// the datapath's cache misses.
+//
+// It implements the ILA node (ILA-N) role of draft-herbert-intarea-ila-01
+// section 3 (a host that translates for its own tasks, from a full table
+// "push" or a working-set cache filled on misses "pull"), the make-before-
+// break hot move and in-flight forwarding of draft-herbert-nvo3-ila-04
+// section 5, and the registration of tasks with the mapping node (ILA-M)
+// described in draft-herbert-ila-ilamp-00.
+//
+// The agent talks to the rest of the system only through the small
+// interfaces in this package ([Datapath], [MappingSource], [Registrar],
+// [TaskLookup], [MissReader], [Ports], [PortHook]); cmd/ilad plugs in the
+// eBPF datapath, the etcd watch client and the registration protocol.
+package locator
