@@ -1,0 +1,199 @@
+//go:build linux
+
+package ndemu
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// packetConn is an AF_PACKET socket bound to one port, receiving only
+// ICMPv6 RS/NS/NA frames (classic BPF filter) from every multicast group.
+type packetConn struct {
+	f       *os.File
+	rc      syscall.RawConn
+	ifindex int
+}
+
+// ndFilter accepts Ethernet frames carrying IPv6 with ICMPv6 directly after
+// the fixed header and type 133 (RS), 135 (NS) or 136 (NA).
+var ndFilter = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},                    // 0: ethertype
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 6, K: 0x86dd}, // 1
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 14 + 6},                // 2: next header
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 4, K: 58},     // 3
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 14 + 40},               // 4: ICMPv6 type
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 3, Jf: 0, K: 133},    // 5 -> accept
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, Jf: 0, K: 135},    // 6 -> accept
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: 136},    // 7 -> accept
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},                                   // 8: drop
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},                              // 9: accept
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// openPort looks ifname up and opens its socket inside the network
+// namespace at nsPath (the current one if empty).
+func openPort(nsPath, ifname string) (*packetConn, int, error) {
+	var (
+		c       *packetConn
+		ifindex int
+	)
+	err := inNetNS(nsPath, func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return fmt.Errorf("find interface: %w", err)
+		}
+		ifindex = ifi.Index
+		c, err = listenPacket(ifi.Index)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return c, ifindex, nil
+}
+
+func listenPacket(ifindex int) (*packetConn, error) {
+	// Protocol 0: receive nothing until the filter is attached and the
+	// socket bound, so no unfiltered frame from another port slips in.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open packet socket: %w", os.NewSyscallError("socket", err))
+	}
+	fail := func(what string, err error) (*packetConn, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("packet socket: %s: %w", what, err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(ndFilter)), Filter: &ndFilter[0]}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return fail("attach filter", os.NewSyscallError("setsockopt", err))
+	}
+	// Our own frames and the NVE kernel's are not input (kernel >= 4.20;
+	// older kernels are covered by the packet-type check in read).
+	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: ifindex}); err != nil {
+		return fail("bind", os.NewSyscallError("bind", err))
+	}
+	// Solicitations go to the targets' solicited-node groups, which the
+	// NVE never joins: receive every multicast frame (dropped with the
+	// socket).
+	mreq := unix.PacketMreq{Ifindex: int32(ifindex), Type: unix.PACKET_MR_ALLMULTI}
+	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
+		return fail("all-multicast membership", os.NewSyscallError("setsockopt", err))
+	}
+	f := os.NewFile(uintptr(fd), fmt.Sprintf("ndemu-packet-%d", ifindex))
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("packet socket: %w", err)
+	}
+	return &packetConn{f: f, rc: rc, ifindex: ifindex}, nil
+}
+
+// read returns the next frame received (never one sent from this host).
+func (c *packetConn) read(b []byte) (int, error) {
+	for {
+		var (
+			n    int
+			from unix.Sockaddr
+			rerr error
+		)
+		err := c.rc.Read(func(fd uintptr) bool {
+			n, from, rerr = unix.Recvfrom(int(fd), b, 0)
+			return rerr != unix.EAGAIN && rerr != unix.EINTR
+		})
+		if err != nil {
+			return 0, mapClosed(err)
+		}
+		if rerr != nil {
+			return 0, os.NewSyscallError("recvfrom", rerr)
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		return n, nil
+	}
+}
+
+// write sends one whole Ethernet frame on the port.
+func (c *packetConn) write(frame []byte) error {
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		werr = unix.Sendto(int(fd), frame, 0, &unix.SockaddrLinklayer{
+			Protocol: htons(unix.ETH_P_IPV6),
+			Ifindex:  c.ifindex,
+			Halen:    6,
+		})
+		return werr != unix.EAGAIN && werr != unix.EINTR
+	})
+	if err != nil {
+		return mapClosed(err)
+	}
+	if werr != nil {
+		return os.NewSyscallError("sendto", werr)
+	}
+	return nil
+}
+
+func (c *packetConn) close() { _ = c.f.Close() }
+
+func mapClosed(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
+}
+
+// isTransient reports read errors after which the socket still works:
+// the port went down (ENETDOWN, rebinds on up) or the receive queue
+// overflowed.
+func isTransient(err error) bool {
+	return errors.Is(err, unix.ENETDOWN) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EINTR)
+}
+
+// inNetNS runs fn on a fresh locked OS thread switched into the network
+// namespace at path (or directly if path is empty). If the thread cannot be
+// switched back it stays locked, and the runtime discards it with the
+// goroutine.
+func inNetNS(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open netns %s: %w", path, err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", path, os.NewSyscallError("setns", err))
+			return // stays locked: conservative
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", path, os.NewSyscallError("setns", err)))
+			return // tainted thread: stays locked and dies
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
