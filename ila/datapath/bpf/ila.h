@@ -1,0 +1,115 @@
+/* Types shared between the eBPF programs and the Go loader (bpf2go -type).
+ * Addresses and address halves are kept in network byte order: a __u64
+ * "sir", "id" or "loc" is the 8 bytes as they appear in the packet. */
+#ifndef ILA_H
+#define ILA_H
+
+#include <linux/types.h>
+
+/* ila_csum mirrors ila.CsumMode. */
+enum ila_csum {
+	ILA_CSUM_ADJUST_TRANSPORT = 0,
+	ILA_CSUM_NEUTRAL_MAP = 1,
+	ILA_CSUM_NO_ACTION = 2,
+	ILA_CSUM_NEUTRAL_MAP_AUTO = 3,
+};
+
+/* ila_stat indexes the per-CPU counter array; keep stat names in Go in sync
+ * (TestStatEnumSync). */
+enum ila_stat {
+	STAT_RX_TASK = 0,          /* packets seen on task ports */
+	STAT_RX_UPLINK,            /* packets seen on uplinks */
+	STAT_RX_ROUTER,            /* packets seen on ILA-R ports */
+	STAT_TRANSLATED,           /* SIR->ILA on an NVE (task ingress) */
+	STAT_LOCAL_DELIVERED,      /* task -> task on the same NVE */
+	STAT_DELIVERED,            /* ILA->SIR and delivered to a local task */
+	STAT_INFLIGHT_FORWARDED,   /* re-translated to a new locator */
+	STAT_MISS,                 /* SIR->ILA lookup missed (NVE) */
+	STAT_MISS_REPORTED,        /* miss events written to the ring buffer */
+	STAT_MISS_RATELIMITED,     /* misses not reported (rate limit) */
+	STAT_MISS_RINGBUF_FULL,    /* misses lost: ring buffer full */
+	STAT_ROUTER_TRANSLATED,    /* SIR->ILA on the ILA-R */
+	STAT_ICMP_ERROR_MAPPED,    /* ICMPv6 errors whose quoted ILA dst was mapped back */
+	STAT_FIB_REDIRECT,         /* forwarded by fib lookup + redirect */
+	STAT_FIB_STACK,            /* handed to the stack after translation */
+	STAT_PASS_NON_IPV6,
+	STAT_PASS_ND,              /* neighbour discovery / RS / RA / redirect */
+	STAT_PASS_MULTICAST,
+	STAT_PASS_LINK_LOCAL,
+	STAT_PASS_NOT_SIR,         /* task traffic to non-ILA destinations */
+	STAT_PASS_NOT_OURS,        /* uplink traffic not for our locators */
+	STAT_PASS_MISS,            /* misses forwarded untranslated (MissPass) */
+	STAT_PASS_UNKNOWN,         /* unknown identifier left to the stack */
+	STAT_DROP_MALFORMED,
+	STAT_DROP_SPOOFED_SOURCE,  /* task sent from an address not bound to its port */
+	STAT_DROP_LOCATOR_DST,     /* task sent to locator space */
+	STAT_DROP_LOCATOR_SRC,     /* fabric packet with a locator-space source */
+	STAT_DROP_MISS,            /* MissDrop */
+	STAT_DROP_UNKNOWN,         /* identifier neither local nor in flight */
+	STAT_DROP_ROUTER_MISS,     /* ILA-R full-table miss */
+	STAT_DROP_ERROR,           /* a helper failed while rewriting */
+	STAT__MAX,
+};
+
+struct ila_key {
+	__u64 sir;
+	__u64 id;
+};
+
+struct ila_map_val {
+	__u64 loc;
+	__u8 csum;
+	__u8 pad[7];
+};
+
+struct ila_local_val {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u8 has_mac;
+	__u8 pad;
+};
+
+struct ila_inflight_val {
+	__u64 loc;
+	__u64 deadline_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u8 csum;
+	__u8 pad[7];
+};
+
+/* A locator of this node. */
+struct ila_myloc_val {
+	__u64 sir;
+	__u8 csum;
+	__u8 pad[7];
+};
+
+/* A SIR prefix known to this node. */
+struct ila_domain_val {
+	__u8 csum;
+	__u8 pad[7];
+};
+
+/* A locator known to this node (own or remote): locator space. */
+struct ila_locspace_val {
+	__u64 sir;
+	__u32 refs;
+	__u8 csum;
+	__u8 pad[3];
+};
+
+#define ILA_F_MISS_DROP 1
+#define ILA_F_UNKNOWN_PASS 2
+#define ILA_F_ROUTER 4
+
+struct ila_config {
+	__u32 flags;
+	__u8 gw_mac[6];
+	__u8 pad[2];
+};
+
+struct ila_miss_event {
+	__u64 sir;
+	__u64 id;
+};
+
+#endif

@@ -1,0 +1,680 @@
+//go:build ignore
+
+/* ILA datapath: SIR<->ILA destination rewriting at tc/tcx.
+ *
+ *   ila_task         ingress of a task-facing port (SIR->ILA, local delivery,
+ *                    source validation, misses)
+ *   ila_task_egress  egress of a task-facing port (ICMPv6 errors built by the
+ *                    NVE's stack: quoted ILA destination mapped back)
+ *   ila_uplink       ingress of the fabric-facing port (ILA->SIR, in-flight
+ *                    re-translation, unknown identifiers)
+ *   ila_router       ingress of an ILA-R port (full-table SIR->ILA)
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "ila.h"
+
+#define AF_INET6 10
+#define ETH_HLEN_ 14
+#define IP6_OFF ETH_HLEN_
+#define IP6_DST_OFF (IP6_OFF + 24)
+#define IP6_SRC_OFF (IP6_OFF + 8)
+#define L4_MIN_OFF (IP6_OFF + 40)
+
+#define NH_HOP 0
+#define NH_TCP 6
+#define NH_UDP 17
+#define NH_ROUTING 43
+#define NH_FRAGMENT 44
+#define NH_AH 51
+#define NH_ICMPV6 58
+#define NH_NONE 59
+#define NH_DSTOPTS 60
+
+#define MAX_EXT 6
+#define MISS_INTERVAL_NS 1000000000ULL
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ila_key);
+	__type(value, struct ila_map_val);
+	__uint(max_entries, 1 << 20);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_mappings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ila_key);
+	__type(value, struct ila_local_val);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_locals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ila_key);
+	__type(value, struct ila_inflight_val);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct ila_myloc_val);
+	__uint(max_entries, 256);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_mylocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct ila_domain_val);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_domains SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct ila_locspace_val);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_locspace SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ila_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, enum ila_stat);
+	__type(value, __u64);
+	__uint(max_entries, STAT__MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ila_key);
+	__type(value, __u64);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_miss_rl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_misses SEC(".maps");
+
+/* Force struct ila_miss_event into BTF for bpf2go. */
+const struct ila_miss_event *unused_miss_event __attribute__((unused));
+
+union addr {
+	__u8 b[16];
+	__be16 w[8];
+	__be32 l[4];
+	__u64 q[2];
+};
+
+struct pkt {
+	__u32 l4_off;
+	__u8 proto;
+	__u8 has_l4;   /* first fragment (or unfragmented) and L4 header known */
+	__u8 icmp_type;
+	__u8 pad;
+	union addr src;
+	union addr dst;
+};
+
+static __always_inline void count(enum ila_stat s)
+{
+	__u32 k = s;
+	__u64 *v = bpf_map_lookup_elem(&ila_stats, &k);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u16 add1(__u16 a, __u16 b)
+{
+	__u32 s = (__u32)a + b;
+	return (__u16)(s + (s >> 16));
+}
+
+/* One's-complement sum of the four 16-bit words of a network-order __u64. */
+static __always_inline __u16 sum64(__u64 v)
+{
+	union addr a;
+	a.q[0] = v;
+	__u16 s = add1(bpf_ntohs(a.w[0]), bpf_ntohs(a.w[1]));
+	s = add1(s, bpf_ntohs(a.w[2]));
+	return add1(s, bpf_ntohs(a.w[3]));
+}
+
+static __always_inline __u16 neutral_adjust(__u64 sir, __u64 loc, __u8 mode)
+{
+	__u16 d = add1(sum64(sir), (__u16)~sum64(loc));
+	if (mode == ILA_CSUM_NEUTRAL_MAP)
+		d = add1(d, 0xefff);
+	return d;
+}
+
+/* sir_to_ila turns a SIR address into the ILA address for loc. */
+static __always_inline void sir_to_ila(union addr *a, __u64 loc, __u8 mode)
+{
+	if (mode == ILA_CSUM_NEUTRAL_MAP || mode == ILA_CSUM_NEUTRAL_MAP_AUTO) {
+		__u16 o = add1(bpf_ntohs(a->w[7]), neutral_adjust(a->q[0], loc, mode));
+		a->w[7] = bpf_htons(o);
+		if (mode == ILA_CSUM_NEUTRAL_MAP)
+			a->b[8] |= 0x10;
+	}
+	a->q[0] = loc;
+}
+
+/* ila_to_sir turns an ILA address back into the SIR address of prefix sir. */
+static __always_inline void ila_to_sir(union addr *a, __u64 sir, __u8 mode)
+{
+	if (mode == ILA_CSUM_NEUTRAL_MAP_AUTO || (mode == ILA_CSUM_NEUTRAL_MAP && (a->b[8] & 0x10))) {
+		__u16 o = add1(bpf_ntohs(a->w[7]), (__u16)~neutral_adjust(sir, a->q[0], mode));
+		a->w[7] = bpf_htons(o);
+		if (mode == ILA_CSUM_NEUTRAL_MAP)
+			a->b[8] &= ~0x10;
+	}
+	a->q[0] = sir;
+}
+
+static __always_inline int csum_field(__u8 proto)
+{
+	switch (proto) {
+	case NH_TCP:
+		return 16;
+	case NH_UDP:
+		return 6;
+	case NH_ICMPV6:
+		return 2;
+	}
+	return -1;
+}
+
+static __always_inline int is_ext(__u8 nh)
+{
+	return nh == NH_HOP || nh == NH_ROUTING || nh == NH_FRAGMENT || nh == NH_DSTOPTS || nh == NH_AH;
+}
+
+/* parse returns 0 for a non-IPv6 frame, 1 for IPv6 (p filled), -1 when
+ * malformed. Extension headers are walked with bpf_skb_load_bytes. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (data + L4_MIN_OFF > data_end) {
+		if (skb->protocol != bpf_htons(ETH_P_IPV6))
+			return 0;
+		if (skb->len < L4_MIN_OFF || bpf_skb_pull_data(skb, L4_MIN_OFF) < 0)
+			return -1;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		if (data + L4_MIN_OFF > data_end)
+			return -1;
+	}
+	struct ethhdr *eth = data;
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return 0;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	if (ip6->version != 6)
+		return -1;
+	__builtin_memcpy(p->src.b, &ip6->saddr, 16);
+	__builtin_memcpy(p->dst.b, &ip6->daddr, 16);
+
+	__u8 nh = ip6->nexthdr;
+	__u32 off = L4_MIN_OFF;
+	__u8 first = 1;
+	if (is_ext(nh)) {
+#pragma unroll
+		for (int i = 0; i < MAX_EXT; i++) {
+			__u8 h[4];
+			if (!is_ext(nh))
+				break;
+			if (bpf_skb_load_bytes(skb, off, h, 4) < 0)
+				return -1;
+			if (nh == NH_FRAGMENT) {
+				if (((h[2] << 8) | h[3]) & 0xfff8)
+					first = 0;
+				off += 8;
+			} else if (nh == NH_AH) {
+				off += ((__u32)h[1] + 2) * 4;
+			} else {
+				off += ((__u32)h[1] + 1) * 8;
+			}
+			nh = h[0];
+		}
+	}
+	p->proto = nh;
+	p->l4_off = off;
+	p->has_l4 = first && !is_ext(nh) && csum_field(nh) >= 0;
+	p->icmp_type = 0;
+	if (nh == NH_ICMPV6 && first) {
+		if (bpf_skb_load_bytes(skb, off, &p->icmp_type, 1) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+static __always_inline int is_nd(struct pkt *p)
+{
+	return p->proto == NH_ICMPV6 && p->icmp_type >= 133 && p->icmp_type <= 137;
+}
+
+static __always_inline int is_icmp_error(struct pkt *p)
+{
+	return p->proto == NH_ICMPV6 && p->icmp_type >= 1 && p->icmp_type <= 4;
+}
+
+static __always_inline int is_link_local(union addr *a)
+{
+	return a->b[0] == 0xfe && (a->b[1] & 0xc0) == 0x80;
+}
+
+static __always_inline int is_multicast(union addr *a)
+{
+	return a->b[0] == 0xff;
+}
+
+/* rewrite_dst writes the new destination and fixes the transport checksum
+ * for adjust-transport (BPF_F_PSEUDO_HDR also handles CHECKSUM_PARTIAL).
+ * The neutral modes and no-action leave L4 alone. */
+static __always_inline int rewrite_dst(struct __sk_buff *skb, struct pkt *p, union addr *new, __u8 mode)
+{
+	if (mode == ILA_CSUM_ADJUST_TRANSPORT) {
+		if (p->has_l4) {
+			int f = csum_field(p->proto);
+			__s64 diff = bpf_csum_diff(p->dst.l, 16, new->l, 16, 0);
+			__u64 flags = BPF_F_PSEUDO_HDR;
+			if (p->proto == NH_UDP)
+				flags |= BPF_F_MARK_MANGLED_0;
+			if (f < 0 || diff < 0 || bpf_l4_csum_replace(skb, p->l4_off + f, 0, diff, flags) < 0)
+				return -1;
+		} else if (is_ext(p->proto)) {
+			/* Too many extension headers to find L4: refuse rather
+			 * than forward a packet with a checksum we cannot fix. */
+			return -1;
+		}
+	}
+	if (bpf_skb_store_bytes(skb, IP6_DST_OFF, new->b, 16, 0) < 0)
+		return -1;
+	p->dst = *new;
+	return 0;
+}
+
+static __always_inline int dec_hop_limit(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	if (ip6->hop_limit <= 1)
+		return -1;
+	ip6->hop_limit--;
+	return 0;
+}
+
+/* forward sends a translated packet on by FIB lookup + redirect, or hands it
+ * to the stack when the FIB says something the stack must handle (no
+ * route, MTU, hop limit: the stack sends the ICMPv6 error). */
+static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
+{
+	struct bpf_fib_lookup fib = {};
+	fib.family = AF_INET6;
+	fib.l4_protocol = p->proto;
+	fib.tot_len = skb->len - ETH_HLEN_;
+	fib.ifindex = skb->ingress_ifindex;
+	__builtin_memcpy(fib.ipv6_src, p->src.l, 16);
+	__builtin_memcpy(fib.ipv6_dst, p->dst.l, 16);
+
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		if (dec_hop_limit(skb) < 0)
+			goto stack;
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		struct ethhdr *eth = data;
+		if ((void *)(eth + 1) > data_end)
+			goto stack;
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+		count(STAT_FIB_REDIRECT);
+		return bpf_redirect(fib.ifindex, 0);
+	}
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		if (dec_hop_limit(skb) < 0)
+			goto stack;
+		struct bpf_redir_neigh nh = {.nh_family = AF_INET6};
+		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
+		count(STAT_FIB_REDIRECT);
+		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
+	}
+stack:
+	count(STAT_FIB_STACK);
+	return TC_ACT_OK;
+}
+
+/* deliver hands a packet whose destination is a local task's SIR address
+ * to that task's port. */
+static __always_inline int deliver(struct __sk_buff *skb, struct pkt *p, struct ila_local_val *lv, struct ila_config *cfg)
+{
+	if (dec_hop_limit(skb) < 0)
+		return TC_ACT_OK;
+	if (lv->has_mac && cfg) {
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		struct ethhdr *eth = data;
+		if ((void *)(eth + 1) > data_end)
+			return TC_ACT_SHOT;
+		__builtin_memcpy(eth->h_dest, lv->mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, cfg->gw_mac, ETH_ALEN);
+		return bpf_redirect(lv->ifindex, 0);
+	}
+	struct bpf_redir_neigh nh = {.nh_family = AF_INET6};
+	__builtin_memcpy(nh.ipv6_nh, p->dst.l, 16);
+	return bpf_redirect_neigh(lv->ifindex, &nh, sizeof(nh), 0);
+}
+
+static __always_inline void report_miss(union addr *dst)
+{
+	struct ila_key k = {.sir = dst->q[0], .id = dst->q[1]};
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&ila_miss_rl, &k);
+	if (last && now - *last < MISS_INTERVAL_NS) {
+		count(STAT_MISS_RATELIMITED);
+		return;
+	}
+	bpf_map_update_elem(&ila_miss_rl, &k, &now, BPF_ANY);
+	struct ila_miss_event *e = bpf_ringbuf_reserve(&ila_misses, sizeof(*e), 0);
+	if (!e) {
+		count(STAT_MISS_RINGBUF_FULL);
+		return;
+	}
+	e->sir = k.sir;
+	e->id = k.id;
+	bpf_ringbuf_submit(e, 0);
+	count(STAT_MISS_REPORTED);
+}
+
+/* fix_icmp_error maps the quoted packet's ILA destination back to its SIR
+ * address and patches the ICMPv6 checksum (the quote is payload: no
+ * pseudo-header). Returns 0 when nothing needed doing, 1 when mapped, -1
+ * on helper failure. */
+static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 qoff = p->l4_off + 8 + 24; /* quoted IPv6 destination */
+	union addr old, new;
+	if (bpf_skb_load_bytes(skb, qoff, old.b, 16) < 0)
+		return 0; /* quote too short to carry a destination */
+	__u64 loc = old.q[0];
+	struct ila_locspace_val *ls = bpf_map_lookup_elem(&ila_locspace, &loc);
+	if (!ls)
+		return 0;
+	new = old;
+	ila_to_sir(&new, ls->sir, ls->csum);
+	__s64 diff = bpf_csum_diff(old.l, 16, new.l, 16, 0);
+	if (diff < 0)
+		return -1;
+	if (bpf_skb_store_bytes(skb, qoff, new.b, 16, 0) < 0)
+		return -1;
+	if (bpf_l4_csum_replace(skb, p->l4_off + 2, 0, diff, 0) < 0)
+		return -1;
+	count(STAT_ICMP_ERROR_MAPPED);
+	return 1;
+}
+
+static __always_inline struct ila_config *config(void)
+{
+	__u32 k = 0;
+	return bpf_map_lookup_elem(&ila_cfg, &k);
+}
+
+SEC("tc")
+int ila_task(struct __sk_buff *skb)
+{
+	struct pkt p;
+	count(STAT_RX_TASK);
+	int r = parse(skb, &p);
+	if (r == 0) {
+		count(STAT_PASS_NON_IPV6);
+		return TC_ACT_OK;
+	}
+	if (r < 0) {
+		count(STAT_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	/* Neighbour discovery (NUD probes to SIR addresses included) goes to
+	 * the NVE's stack / ND emulator untouched, from any source. */
+	if (is_nd(&p)) {
+		count(STAT_PASS_ND);
+		return TC_ACT_OK;
+	}
+	if (is_multicast(&p.dst)) {
+		count(STAT_PASS_MULTICAST);
+		return TC_ACT_OK;
+	}
+	if (is_link_local(&p.src)) {
+		if (is_link_local(&p.dst)) {
+			count(STAT_PASS_LINK_LOCAL);
+			return TC_ACT_OK;
+		}
+		count(STAT_DROP_SPOOFED_SOURCE);
+		return TC_ACT_SHOT;
+	}
+
+	/* Anti-spoofing: the source must be a SIR address bound to this port. */
+	struct ila_key sk = {.sir = p.src.q[0], .id = p.src.q[1]};
+	struct ila_local_val *src = bpf_map_lookup_elem(&ila_locals, &sk);
+	if (!src || src->ifindex != skb->ingress_ifindex) {
+		count(STAT_DROP_SPOOFED_SOURCE);
+		return TC_ACT_SHOT;
+	}
+
+	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
+	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, &dk);
+	if (m) {
+		__u64 loc = m->loc;
+		__u8 mode = m->csum;
+		if (bpf_map_lookup_elem(&ila_mylocs, &loc)) {
+			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
+			if (lv) {
+				count(STAT_LOCAL_DELIVERED);
+				return deliver(skb, &p, lv, config());
+			}
+		}
+		union addr n = p.dst;
+		sir_to_ila(&n, loc, mode);
+		if (rewrite_dst(skb, &p, &n, mode) < 0) {
+			count(STAT_DROP_ERROR);
+			return TC_ACT_SHOT;
+		}
+		count(STAT_TRANSLATED);
+		return forward(skb, &p);
+	}
+	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
+	if (lv) {
+		count(STAT_LOCAL_DELIVERED);
+		return deliver(skb, &p, lv, config());
+	}
+	__u64 hi = p.dst.q[0];
+	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
+		count(STAT_MISS);
+		report_miss(&p.dst);
+		struct ila_config *cfg = config();
+		if (cfg && (cfg->flags & ILA_F_MISS_DROP)) {
+			count(STAT_DROP_MISS);
+			return TC_ACT_SHOT;
+		}
+		count(STAT_PASS_MISS);
+		return TC_ACT_OK;
+	}
+	if (bpf_map_lookup_elem(&ila_locspace, &hi)) {
+		count(STAT_DROP_LOCATOR_DST);
+		return TC_ACT_SHOT;
+	}
+	count(STAT_PASS_NOT_SIR);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ila_task_egress(struct __sk_buff *skb)
+{
+	struct pkt p;
+	if (parse(skb, &p) <= 0 || !is_icmp_error(&p))
+		return TC_ACT_OK;
+	if (fix_icmp_error(skb, &p) < 0) {
+		count(STAT_DROP_ERROR);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ila_uplink(struct __sk_buff *skb)
+{
+	struct pkt p;
+	count(STAT_RX_UPLINK);
+	int r = parse(skb, &p);
+	if (r == 0) {
+		count(STAT_PASS_NON_IPV6);
+		return TC_ACT_OK;
+	}
+	if (r < 0) {
+		count(STAT_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (is_nd(&p)) {
+		count(STAT_PASS_ND);
+		return TC_ACT_OK;
+	}
+	__u64 shi = p.src.q[0];
+	if (bpf_map_lookup_elem(&ila_locspace, &shi)) {
+		count(STAT_DROP_LOCATOR_SRC);
+		return TC_ACT_SHOT;
+	}
+	__u64 loc = p.dst.q[0];
+	struct ila_myloc_val *ml = bpf_map_lookup_elem(&ila_mylocs, &loc);
+	if (!ml) {
+		count(STAT_PASS_NOT_OURS);
+		return TC_ACT_OK;
+	}
+	union addr sir = p.dst;
+	ila_to_sir(&sir, ml->sir, ml->csum);
+	struct ila_key k = {.sir = sir.q[0], .id = sir.q[1]};
+
+	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &k);
+	if (lv) {
+		if (is_icmp_error(&p) && fix_icmp_error(skb, &p) < 0)
+			goto err;
+		if (rewrite_dst(skb, &p, &sir, ml->csum) < 0)
+			goto err;
+		count(STAT_DELIVERED);
+		return deliver(skb, &p, lv, config());
+	}
+	struct ila_inflight_val *fl = bpf_map_lookup_elem(&ila_inflight, &k);
+	if (fl && bpf_ktime_get_ns() < fl->deadline_ns) {
+		union addr n = sir;
+		__u8 mode = fl->csum;
+		sir_to_ila(&n, fl->loc, mode);
+		if (ml->csum == ILA_CSUM_ADJUST_TRANSPORT || mode == ILA_CSUM_ADJUST_TRANSPORT) {
+			/* Keep the wire checksum what the new locator's
+			 * receiver expects: patch from the current address. */
+			if (rewrite_dst(skb, &p, &n, ILA_CSUM_ADJUST_TRANSPORT) < 0)
+				goto err;
+			if (ml->csum != mode) {
+				/* One side adjusts, the other does not: the
+				 * checksum must be relative to the SIR (for
+				 * the no-adjust side) or the ILA address. */
+				union addr base = (ml->csum == ILA_CSUM_ADJUST_TRANSPORT) ? sir : n;
+				union addr from = (ml->csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : sir;
+				if (p.has_l4) {
+					int f = csum_field(p.proto);
+					__s64 d = bpf_csum_diff(from.l, 16, base.l, 16, 0);
+					__u64 fl2 = BPF_F_PSEUDO_HDR | (p.proto == NH_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+					if (f < 0 || d < 0 || bpf_l4_csum_replace(skb, p.l4_off + f, 0, d, fl2) < 0)
+						goto err;
+				}
+			}
+		} else if (rewrite_dst(skb, &p, &n, mode) < 0) {
+			goto err;
+		}
+		count(STAT_INFLIGHT_FORWARDED);
+		return forward(skb, &p);
+	}
+	struct ila_config *cfg = config();
+	if (cfg && (cfg->flags & ILA_F_UNKNOWN_PASS)) {
+		count(STAT_PASS_UNKNOWN);
+		return TC_ACT_OK;
+	}
+	count(STAT_DROP_UNKNOWN);
+	return TC_ACT_SHOT;
+err:
+	count(STAT_DROP_ERROR);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int ila_router(struct __sk_buff *skb)
+{
+	struct pkt p;
+	count(STAT_RX_ROUTER);
+	int r = parse(skb, &p);
+	if (r == 0) {
+		count(STAT_PASS_NON_IPV6);
+		return TC_ACT_OK;
+	}
+	if (r < 0) {
+		count(STAT_DROP_MALFORMED);
+		return TC_ACT_SHOT;
+	}
+	if (is_nd(&p)) {
+		count(STAT_PASS_ND);
+		return TC_ACT_OK;
+	}
+	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
+	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, &dk);
+	if (m) {
+		union addr n = p.dst;
+		__u8 mode = m->csum;
+		sir_to_ila(&n, m->loc, mode);
+		if (rewrite_dst(skb, &p, &n, mode) < 0) {
+			count(STAT_DROP_ERROR);
+			return TC_ACT_SHOT;
+		}
+		count(STAT_ROUTER_TRANSLATED);
+		return forward(skb, &p);
+	}
+	__u64 hi = p.dst.q[0];
+	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
+		report_miss(&p.dst);
+		count(STAT_DROP_ROUTER_MISS);
+		return TC_ACT_SHOT;
+	}
+	count(STAT_PASS_NOT_SIR);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int ila_empty(struct __sk_buff *skb)
+{
+	return TC_ACT_OK;
+}

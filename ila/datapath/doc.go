@@ -1,0 +1,47 @@
+// Package datapath is the ILA data plane of a node: eBPF programs at
+// tc/tcx that rewrite IPv6 destinations between SIR and ILA addresses in
+// the kernel, and the Go side that loads them, fills their maps and
+// attaches them to interfaces.
+//
+// It implements the ILA-N (host/NVE) and ILA-R (router) translation of
+// draft-herbert-intarea-ila (sections 3-5: address formats, translation,
+// the four checksum modes of section 5.3 and in-flight forwarding after a
+// move) without the kernel's ILA module.
+//
+// # Programs
+//
+//   - RoleTask, ingress of a task-facing port: a destination in a SIR
+//     prefix is looked up by identifier and rewritten to its ILA address
+//     with the mapping's checksum mode, then forwarded by FIB lookup and
+//     redirect; a destination attached to this node is delivered straight
+//     to its port. The source must be a SIR address bound to the port by
+//     a Local entry (anti-spoofing); locator-space destinations are
+//     dropped; Neighbour Discovery (ICMPv6 133-137), link-local and
+//     multicast traffic go to the stack untouched. A miss is reported
+//     through a ring buffer (at most once per identifier per second) and
+//     the packet passes untranslated towards an ILA router (MissPass) or
+//     is dropped (MissDrop).
+//   - RoleTask, egress of the same port: ICMPv6 errors the node's stack
+//     builds about a translated packet quote its ILA destination; it is
+//     mapped back to the SIR address before the task sees it.
+//   - RoleUplink, ingress of the fabric-facing port: a destination
+//     locator of this node is translated back to the SIR address and the
+//     packet is delivered to the task's port; an identifier that moved
+//     away (in-flight entry, until its deadline) is re-translated to the
+//     new locator and sent back out; an unknown identifier is dropped or
+//     left to the stack (UnknownPolicy). Locator-space sources from the
+//     fabric are dropped. Quoted ILA destinations in ICMPv6 errors are
+//     mapped back.
+//   - RoleRouter, ingress of an ILA-R port: full-table SIR->ILA; a miss
+//     in a known SIR prefix is dropped and counted.
+//
+// Every outcome increments a per-CPU counter read by Stats.
+//
+// # Restart without loss
+//
+// With Config.PinPath set (a bpffs directory), maps and tcx links are
+// pinned there. Close keeps them, so the programs keep forwarding while
+// the daemon is down; Open with the same PinPath adopts the maps, and
+// Attach of an already pinned attachment swaps the new program in
+// atomically. Unpin removes everything.
+package datapath
