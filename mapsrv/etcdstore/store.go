@@ -1,0 +1,244 @@
+// Package etcdstore is the etcd implementation of mapsrv.Store, typed
+// lookups of the stored records, and the watch client every component uses
+// to follow the mapping (list, then watch from the listed revision).
+package etcdstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/mapsrv"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Store is a mapsrv.Store over an etcd KV.
+type Store struct {
+	kv clientv3.KV
+}
+
+var _ mapsrv.Store = (*Store)(nil)
+
+// New returns a Store using kv (a *clientv3.Client, or a namespaced KV).
+func New(kv clientv3.KV) *Store { return &Store{kv: kv} }
+
+// Get implements mapsrv.Store: one linearizable read of all keys.
+func (s *Store) Get(ctx context.Context, keys ...string) ([]mapsrv.KV, error) {
+	out := make([]mapsrv.KV, len(keys))
+	if len(keys) == 1 {
+		resp, err := s.kv.Get(ctx, keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("etcd get %s: %w", keys[0], err)
+		}
+		out[0] = mapsrv.KV{Key: keys[0]}
+		if len(resp.Kvs) == 1 {
+			out[0].Value, out[0].Revision = resp.Kvs[0].Value, resp.Kvs[0].ModRevision
+		}
+		return out, nil
+	}
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
+	}
+	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcd get %v: %w", keys, err)
+	}
+	for i, k := range keys {
+		out[i] = mapsrv.KV{Key: k}
+		r := resp.Responses[i].GetResponseRange()
+		if r != nil && len(r.Kvs) == 1 {
+			out[i].Value, out[i].Revision = r.Kvs[0].Value, r.Kvs[0].ModRevision
+		}
+	}
+	return out, nil
+}
+
+const pageSize = 1000
+
+// List implements mapsrv.Store: every key under prefix at one revision,
+// read in pages.
+func (s *Store) List(ctx context.Context, prefix string) ([]mapsrv.KV, int64, error) {
+	kvs, rev, err := list(ctx, s.kv, prefix)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]mapsrv.KV, len(kvs))
+	for i, kv := range kvs {
+		out[i] = mapsrv.KV{Key: string(kv.Key), Value: kv.Value, Revision: kv.ModRevision}
+	}
+	return out, rev, nil
+}
+
+type rawKV struct {
+	Key         []byte
+	Value       []byte
+	ModRevision int64
+}
+
+func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	key := prefix
+	var rev int64
+	var out []rawKV
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		resp, err := kv.Get(ctx, key, opts...)
+		if err != nil {
+			return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			out = append(out, rawKV{Key: kv.Key, Value: kv.Value, ModRevision: kv.ModRevision})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return out, rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+}
+
+// Txn implements mapsrv.Store: ops apply only if every key still has the
+// revision read (0: absent); otherwise mapsrv.ErrConflict.
+func (s *Store) Txn(ctx context.Context, conds []mapsrv.Cond, ops []mapsrv.Op) (int64, error) {
+	cmps := make([]clientv3.Cmp, 0, len(conds))
+	seen := map[string]int64{}
+	for _, c := range conds {
+		if r, ok := seen[c.Key]; ok {
+			if r != c.Revision {
+				return 0, fmt.Errorf("txn: key %s compared at two revisions: %w", c.Key, mapsrv.ErrConflict)
+			}
+			continue
+		}
+		seen[c.Key] = c.Revision
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.Key), "=", c.Revision))
+	}
+	eops := make([]clientv3.Op, 0, len(ops))
+	for _, op := range ops {
+		if op.Delete {
+			eops = append(eops, clientv3.OpDelete(op.Key))
+		} else {
+			eops = append(eops, clientv3.OpPut(op.Key, string(op.Value)))
+		}
+	}
+	resp, err := s.kv.Txn(ctx).If(cmps...).Then(eops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("etcd txn: %w", err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("etcd txn: %w", mapsrv.ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+func (s *Store) get1(ctx context.Context, key string) (mapsrv.KV, error) {
+	kvs, err := s.Get(ctx, key)
+	if err != nil {
+		return mapsrv.KV{}, err
+	}
+	if kvs[0].Revision == 0 {
+		return kvs[0], fmt.Errorf("%s: %w", key, mapsrv.ErrNotFound)
+	}
+	return kvs[0], nil
+}
+
+// GetTask returns the task with identifier id in domain (mapsrv.ErrNotFound
+// if there is none; mapsrv.ErrMalformed if its value cannot be decoded).
+func (s *Store) GetTask(ctx context.Context, domain string, id ila.Identifier) (ila.Task, error) {
+	kv, err := s.get1(ctx, mapsrv.TaskKey(domain, id))
+	if err != nil {
+		return ila.Task{}, err
+	}
+	rec, err := mapsrv.DecodeTask(kv.Key, kv.Value)
+	if err != nil {
+		return ila.Task{}, err
+	}
+	return rec.Task, nil
+}
+
+func (s *Store) byIndex(ctx context.Context, key string) (ila.Task, error) {
+	kv, err := s.get1(ctx, key)
+	if err != nil {
+		return ila.Task{}, err
+	}
+	x, err := mapsrv.DecodeIndex(kv.Key, kv.Value)
+	if err != nil {
+		return ila.Task{}, err
+	}
+	t, err := s.GetTask(ctx, x.Domain, x.Identifier)
+	if errors.Is(err, mapsrv.ErrNotFound) {
+		return ila.Task{}, fmt.Errorf("%s: stale index entry: %w", key, mapsrv.ErrNotFound)
+	}
+	return t, err
+}
+
+// TaskByName returns the task named name in tenant.
+func (s *Store) TaskByName(ctx context.Context, tenant, name string) (ila.Task, error) {
+	t, err := s.byIndex(ctx, mapsrv.NameKey(tenant, name))
+	if err == nil && (t.Tenant != tenant || t.Name != name) {
+		return ila.Task{}, fmt.Errorf("task %s/%s: stale index entry: %w", tenant, name, mapsrv.ErrNotFound)
+	}
+	return t, err
+}
+
+// TaskByMAC returns the task registered with mac (for RARP).
+func (s *Store) TaskByMAC(ctx context.Context, mac ila.MAC) (ila.Task, error) {
+	t, err := s.byIndex(ctx, mapsrv.MACKey(mac))
+	if err == nil && t.MAC != mac {
+		return ila.Task{}, fmt.Errorf("task with mac %s: stale index entry: %w", mac, mapsrv.ErrNotFound)
+	}
+	return t, err
+}
+
+// Tasks lists every task, skipping malformed values.
+func (s *Store) Tasks(ctx context.Context) ([]ila.Task, error) {
+	kvs, _, err := s.List(ctx, mapsrv.MapPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []ila.Task
+	for _, kv := range kvs {
+		if rec, err := mapsrv.DecodeTask(kv.Key, kv.Value); err == nil {
+			out = append(out, rec.Task)
+		}
+	}
+	return out, nil
+}
+
+// Domains lists the domains, skipping malformed values.
+func (s *Store) Domains(ctx context.Context) ([]ila.Domain, error) {
+	kvs, _, err := s.List(ctx, mapsrv.DomainPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []ila.Domain
+	for _, kv := range kvs {
+		if d, err := mapsrv.DecodeDomain(kv.Key, kv.Value); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// NVEs lists the NVEs, skipping malformed values.
+func (s *Store) NVEs(ctx context.Context) ([]ila.NVE, error) {
+	kvs, _, err := s.List(ctx, mapsrv.NVEPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []ila.NVE
+	for _, kv := range kvs {
+		if n, err := mapsrv.DecodeNVE(kv.Key, kv.Value); err == nil {
+			out = append(out, n.NVE)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

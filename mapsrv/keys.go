@@ -1,0 +1,207 @@
+package mapsrv
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// Key layout (documented in docs/etcd-layout.md). Every value is JSON.
+const (
+	// Prefix is the root of everything the mapping service stores.
+	Prefix = "/ila/v1/"
+	// DomainPrefix holds ila.Domain records: /ila/v1/domains/<domain>.
+	DomainPrefix = Prefix + "domains/"
+	// NVEPrefix holds NVERecord: /ila/v1/nves/<nve>.
+	NVEPrefix = Prefix + "nves/"
+	// MapPrefix holds TaskRecord: /ila/v1/map/<domain>/<identifier 16 hex>.
+	MapPrefix = Prefix + "map/"
+	// NamePrefix holds Index: /ila/v1/names/<tenant>/<name>.
+	NamePrefix = Prefix + "names/"
+	// MACPrefix holds Index: /ila/v1/macs/<mac aa:bb:cc:dd:ee:ff>.
+	MACPrefix = Prefix + "macs/"
+)
+
+// DomainKey returns the key of domain name.
+func DomainKey(name string) string { return DomainPrefix + name }
+
+// NVEKey returns the key of NVE name.
+func NVEKey(name string) string { return NVEPrefix + name }
+
+// TaskKey returns the key of the mapping of id in domain.
+func TaskKey(domain string, id ila.Identifier) string {
+	return MapPrefix + domain + "/" + id.Hex()
+}
+
+// NameKey returns the name index key of a task.
+func NameKey(tenant, name string) string { return NamePrefix + tenant + "/" + name }
+
+// MACKey returns the MAC index key.
+func MACKey(mac ila.MAC) string { return MACPrefix + mac.String() }
+
+// CheckName reports a name unusable as a key segment (domain, NVE, tenant
+// or task name): empty, longer than 253 bytes, or holding '/', spaces or
+// control characters.
+func CheckName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s: empty name: %w", what, ErrInvalid)
+	}
+	if len(s) > 253 {
+		return fmt.Errorf("%s %.20q...: longer than 253 bytes: %w", what, s, ErrInvalid)
+	}
+	for _, r := range s {
+		if r == '/' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("%s %q: may not contain '/', spaces or control characters: %w", what, s, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// NVERecord is the stored form of an NVE: ila.NVE plus what only the
+// mapping service needs.
+type NVERecord struct {
+	ila.NVE
+	// LocatorDomains pins a locator to the domain it serves
+	// (locator text -> domain). A locator without an entry serves any
+	// domain whose prefix it does not conflict with.
+	LocatorDomains map[string]string `json:"locator_domains,omitempty"`
+	// RegAddr is the NVE's registration listener (ilad), where move
+	// notifications are sent. Invalid: no notifications.
+	RegAddr netip.AddrPort `json:"reg_addr,omitzero"`
+}
+
+// LocatorFor returns the NVE's locator for domain d: the one pinned to d,
+// else the first unpinned one.
+func (n NVERecord) LocatorFor(d string) (ila.Locator, bool) {
+	for _, l := range n.Locators {
+		if n.LocatorDomains[l.String()] == d {
+			return l, true
+		}
+	}
+	for _, l := range n.Locators {
+		if _, pinned := n.LocatorDomains[l.String()]; !pinned {
+			return l, true
+		}
+	}
+	return 0, false
+}
+
+// Owns reports whether loc is one of the NVE's locators usable in domain d.
+func (n NVERecord) Owns(loc ila.Locator, d string) bool {
+	for _, l := range n.Locators {
+		if l == loc {
+			pd, pinned := n.LocatorDomains[l.String()]
+			return !pinned || pd == d
+		}
+	}
+	return false
+}
+
+// TaskRecord is the stored form of a task: ila.Task plus the mapping
+// service's bookkeeping.
+type TaskRecord struct {
+	ila.Task
+	// Moves are the times of recent moves, for flap damping.
+	Moves []time.Time `json:"moves,omitempty"`
+	// PendingNVE is the destination of a warm or cold move in progress
+	// (State suspended): the task becomes active again when it registers
+	// there.
+	PendingNVE string `json:"pending_nve,omitempty"`
+	// PendingMode is the mode of that move.
+	PendingMode string `json:"pending_mode,omitempty"`
+}
+
+// Index is the value of a name or MAC index entry.
+type Index struct {
+	Domain     string         `json:"domain"`
+	Identifier ila.Identifier `json:"identifier"`
+}
+
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// DecodeDomain decodes the value of a domain key and checks it against
+// the key.
+func DecodeDomain(key string, b []byte) (ila.Domain, error) {
+	var d ila.Domain
+	if err := decodeStrict(b, &d); err != nil {
+		return d, fmt.Errorf("domain %s: %w: %w", key, ErrMalformed, err)
+	}
+	if want := strings.TrimPrefix(key, DomainPrefix); d.Name != want {
+		return d, fmt.Errorf("domain %s: name %q does not match the key: %w", key, d.Name, ErrMalformed)
+	}
+	if err := d.Validate(); err != nil {
+		return d, fmt.Errorf("domain %s: %w: %w", key, ErrMalformed, err)
+	}
+	return d, nil
+}
+
+// DecodeNVE decodes the value of an NVE key and checks it against the key.
+func DecodeNVE(key string, b []byte) (NVERecord, error) {
+	var n NVERecord
+	if err := decodeStrict(b, &n); err != nil {
+		return n, fmt.Errorf("nve %s: %w: %w", key, ErrMalformed, err)
+	}
+	if want := strings.TrimPrefix(key, NVEPrefix); n.Name != want {
+		return n, fmt.Errorf("nve %s: name %q does not match the key: %w", key, n.Name, ErrMalformed)
+	}
+	if len(n.Locators) == 0 {
+		return n, fmt.Errorf("nve %s: no locators: %w", key, ErrMalformed)
+	}
+	return n, nil
+}
+
+// DecodeTask decodes the value of a mapping key and checks it against the
+// key (domain and identifier).
+func DecodeTask(key string, b []byte) (TaskRecord, error) {
+	var t TaskRecord
+	if err := decodeStrict(b, &t); err != nil {
+		return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
+	}
+	if want := TaskKey(t.Domain, t.Identifier); key != want {
+		return t, fmt.Errorf("task %s: domain %q and identifier %s do not match the key: %w", key, t.Domain, t.Identifier, ErrMalformed)
+	}
+	if t.Locator == 0 || t.NVE == "" {
+		return t, fmt.Errorf("task %s: no locator or NVE: %w", key, ErrMalformed)
+	}
+	switch t.State {
+	case ila.StateActive, ila.StateSuspended, ila.StateDuplicate:
+	default:
+		return t, fmt.Errorf("task %s: state %q: %w", key, t.State, ErrMalformed)
+	}
+	return t, nil
+}
+
+// DecodeIndex decodes a name or MAC index value.
+func DecodeIndex(key string, b []byte) (Index, error) {
+	var x Index
+	if err := decodeStrict(b, &x); err != nil {
+		return x, fmt.Errorf("index %s: %w: %w", key, ErrMalformed, err)
+	}
+	if x.Domain == "" {
+		return x, fmt.Errorf("index %s: no domain: %w", key, ErrMalformed)
+	}
+	return x, nil
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w: %w", v, ErrInvalid, err)
+	}
+	return b, nil
+}
