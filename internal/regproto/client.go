@@ -1,0 +1,257 @@
+package regproto
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client defaults.
+const (
+	DefaultTimeout = 500 * time.Millisecond
+	DefaultRetries = 3
+)
+
+// Client sends Registration Requests and waits for their replies: an NVE
+// registering tasks, or the mapping service notifying a previous NVE.
+//
+// Do is safe for concurrent use by several goroutines sharing one socket.
+// There is no background goroutine: whichever Do call is waiting reads the
+// socket for everyone and hands each reply to the call that waits for its
+// sequence number. The Client must be the only reader of Conn.
+//
+// Sequence numbers start at the Unix time in nanoseconds when the Client
+// is first used and grow by one per message, so that a restarted sender
+// does not fall below what the receiver's replay window has seen. Each
+// sender (each Client) should have its own key id: two senders sharing a
+// key id would trip over each other's sequence numbers.
+type Client struct {
+	// Conn is the socket; nil makes Do open one (closed by Close).
+	Conn *net.UDPConn
+	// Server is where requests go; replies from elsewhere are dropped.
+	Server netip.AddrPort
+	KeyID  uint32 // key that signs requests
+	Secret []byte // its secret
+	// Keys verifies the replies' HMACs.
+	Keys Keys
+	// ServerKeyID, if not zero, is the only key id accepted on replies.
+	ServerKeyID uint32
+	// Timeout is how long each try waits for the reply (0: DefaultTimeout).
+	Timeout time.Duration
+	// Retries is how many times a request is sent again after a timeout
+	// (0: DefaultRetries; negative: none). Each retry is a new message
+	// with a new sequence number and timestamp; a reply to any of them
+	// ends the wait.
+	Retries int
+
+	initOnce sync.Once
+	initErr  error
+	ownConn  bool
+	turn     chan struct{} // held (capacity 1) by the call reading the socket
+	seq      atomic.Uint64
+
+	mu      sync.Mutex
+	pending map[uint64]chan *Message
+
+	sent, retried, replies, dropped atomic.Uint64
+}
+
+// ClientStats are a Client's counters.
+type ClientStats struct {
+	Sent    uint64 // requests sent, retries included
+	Retries uint64 // of which retries
+	Replies uint64 // valid replies matched to a waiting request
+	Dropped uint64 // datagrams dropped: unparsable, bad HMAC, wrong sender or key, no request waiting
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{Sent: c.sent.Load(), Retries: c.retried.Load(), Replies: c.replies.Load(), Dropped: c.dropped.Load()}
+}
+
+func (c *Client) init() error {
+	c.initOnce.Do(func() {
+		switch {
+		case !c.Server.IsValid():
+			c.initErr = errors.New("registration client: no server address")
+			return
+		case c.KeyID == 0 || len(c.Secret) == 0:
+			c.initErr = errors.New("registration client: no signing key")
+			return
+		case c.Keys == nil:
+			c.initErr = errors.New("registration client: no keys to verify replies")
+			return
+		}
+		c.Server = netip.AddrPortFrom(c.Server.Addr().Unmap(), c.Server.Port())
+		c.turn = make(chan struct{}, 1)
+		c.pending = map[uint64]chan *Message{}
+		if c.Conn == nil {
+			network := "udp6"
+			if c.Server.Addr().Is4() {
+				network = "udp4"
+			}
+			conn, err := net.ListenUDP(network, nil)
+			if err != nil {
+				c.initErr = fmt.Errorf("registration client socket: %w", err)
+				return
+			}
+			c.Conn, c.ownConn = conn, true
+		}
+	})
+	return c.initErr
+}
+
+// Close closes the socket if the Client opened it.
+func (c *Client) Close() error {
+	if c.ownConn {
+		return c.Conn.Close()
+	}
+	return nil
+}
+
+func (c *Client) nextSeq() uint64 {
+	c.seq.CompareAndSwap(0, uint64(time.Now().UnixNano()))
+	return c.seq.Add(1)
+}
+
+// Do sends req (Type defaults to TypeRequest) with a fresh sequence number
+// and timestamp, signed with the Client's key, and returns the verified
+// reply with the matching sequence number. req is not modified. A rejected
+// reply is returned as is, not as an error (see Message.Err). After all
+// tries time out the error matches ErrTimeout; when ctx ends, ctx.Err().
+func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
+	if err := c.init(); err != nil {
+		return nil, err
+	}
+	m := *req
+	if m.Type == 0 {
+		m.Type = TypeRequest
+	}
+	m.KeyID = c.KeyID
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	retries := c.Retries
+	switch {
+	case retries == 0:
+		retries = DefaultRetries
+	case retries < 0:
+		retries = 0
+	}
+
+	ch := make(chan *Message, 1)
+	var seqs []uint64
+	defer func() {
+		c.mu.Lock()
+		for _, s := range seqs {
+			delete(c.pending, s)
+		}
+		c.mu.Unlock()
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for try := 0; try <= retries; try++ {
+		m.Seq = c.nextSeq()
+		m.Timestamp = time.Now()
+		b, err := m.Marshal(c.Secret)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.pending[m.Seq] = ch
+		c.mu.Unlock()
+		seqs = append(seqs, m.Seq)
+		if _, err := c.Conn.WriteToUDPAddrPort(b, c.Server); err != nil {
+			return nil, fmt.Errorf("send registration request to %v: %w", c.Server, err)
+		}
+		c.sent.Add(1)
+		if try > 0 {
+			c.retried.Add(1)
+		}
+		timer.Reset(timeout)
+		deadline := time.Now().Add(timeout)
+	wait:
+		for {
+			select {
+			case r := <-ch:
+				return r, nil
+			default:
+			}
+			select {
+			case r := <-ch:
+				return r, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-timer.C:
+				break wait
+			case c.turn <- struct{}{}:
+				c.readOne(ctx, deadline)
+				<-c.turn
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s after %d tries of %v to %v: %w", m.VMID, retries+1, timeout, c.Server, ErrTimeout)
+}
+
+// readOne reads one datagram (or times out at deadline or when ctx ends)
+// and hands a valid reply to the call waiting for it. The caller holds the
+// turn.
+func (c *Client) readOne(ctx context.Context, deadline time.Time) {
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.Conn.SetReadDeadline(deadline); err != nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { c.Conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var buf [MaxMessageLen + 1]byte
+	n, from, err := c.Conn.ReadFromUDPAddrPort(buf[:])
+	if err != nil {
+		// Timeouts end this turn. Other errors (ICMP port unreachable
+		// reported on the socket, a closed socket) would repeat at once:
+		// wait a little so that the callers time out normally.
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t := time.NewTimer(min(time.Until(deadline), 10*time.Millisecond))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
+		return
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if from != c.Server {
+		c.dropped.Add(1)
+		return
+	}
+	rep, err := Parse(buf[:n], c.Keys)
+	if err != nil || rep.Type != TypeReply || (c.ServerKeyID != 0 && rep.KeyID != c.ServerKeyID) {
+		c.dropped.Add(1)
+		return
+	}
+	c.mu.Lock()
+	ch, ok := c.pending[rep.Seq]
+	if ok {
+		delete(c.pending, rep.Seq) // a duplicate reply is dropped
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.dropped.Add(1)
+		return
+	}
+	select {
+	case ch <- rep:
+		c.replies.Add(1)
+	default:
+		c.dropped.Add(1)
+	}
+}
