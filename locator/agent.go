@@ -593,14 +593,15 @@ func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string) (bool, error
 		}
 		return false, nil
 	}
-	// Point our own senders at the new place too, ahead of the watch.
-	if cur, ok := a.installed[k]; !ok || cur != m {
-		if err := a.cfg.Datapath.UpsertMapping(m); err == nil {
-			a.installed[k] = m
-		} else {
-			a.dpErr("upsert mapping", err, "sir", sir)
-		}
+	// Point our own senders at the new place too, ahead of the watch: the
+	// cached record follows the notice until the watch overwrites it.
+	tk := tkey{dn, k.id}
+	st, ok := a.tasks[tk]
+	if !ok {
+		st = storeTask{t: ila.Task{Domain: dn, Identifier: k.id, SIR: sir, State: ila.StateActive}, gen: a.gen}
 	}
+	st.t.Locator, st.t.NVE = loc, nve
+	a.tasks[tk] = st
 	a.moveAway(lt, m, a.cfg.Now().Add(time.Duration(a.cfg.InFlight)))
 	return true, nil
 }
