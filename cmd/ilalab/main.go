@@ -1,0 +1,29 @@
+// Command ilalab builds the whole ILA data center in network namespaces on
+// one machine: a fabric (underlay + ILA router), NVEs running ilad, tasks,
+// and a control namespace running mapsrv (embedded etcd) and dnsbridge.
+//
+//	ilalab up [--nves N] [--tasks-per-nve M] [--ipv4-tenant] [--state-dir DIR]
+//	ilalab status [-o json]
+//	ilalab move TASK --to NVE [--mode hot|warm|cold]
+//	ilalab demo
+//	ilalab down
+//
+// It needs root. See internal/lab for the addressing plan.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "ilalab:", err)
+		os.Exit(1)
+	}
+}

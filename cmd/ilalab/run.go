@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/ilamesh/ilamesh/internal/lab"
+)
+
+const usage = `usage: ilalab COMMAND [flags]
+
+commands:
+  up       build the lab and start its daemons; prints the topology as JSON
+  status   show the lab (-o json for the topology)
+  move     move a task to another NVE: ilalab move TASK --to NVE [--mode hot|warm|cold]
+  demo     up, traffic, a hot move under traffic, report, down
+  down     remove everything the lab made (idempotent)
+
+Run "ilalab COMMAND -h" for the flags of a command. Needs root.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return cmdUp(ctx, args, stdout, stderr)
+	case "down":
+		return cmdDown(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
+	case "move":
+		return cmdMove(ctx, args, stdout, stderr)
+	case "demo":
+		return cmdDemo(ctx, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+func needRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (network namespaces, veths, eBPF): run with sudo")
+	}
+	return nil
+}
+
+type common struct {
+	stateDir string
+	name     string
+	quiet    bool
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.stateDir, "state-dir", lab.DefaultDir, "state directory (topology.json, pids, logs, etcd data)")
+	fs.StringVar(&c.name, "name", "", "namespace name prefix (default "+lab.DefaultName+", or the one recorded in the state dir)")
+	fs.BoolVar(&c.quiet, "q", false, "no progress line")
+}
+
+// progress returns a func printing a progress line on w (a terminal line
+// rewritten in place when w is a terminal, one line per step otherwise).
+func progress(w io.Writer, quiet bool) func(string) {
+	if quiet {
+		return func(string) {}
+	}
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return func(s string) {
+		if tty {
+			fmt.Fprintf(w, "\r\033[K» %s", s)
+			return
+		}
+		fmt.Fprintf(w, "» %s\n", s)
+	}
+}
+
+func endProgress(w io.Writer) {
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprint(w, "\r\033[K")
+		}
+	}
+}
+
+func flags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ilalab "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
+	cfg := &lab.Config{}
+	c.register(fs)
+	fs.IntVar(&cfg.NVEs, "nves", 3, "number of NVEs")
+	fs.IntVar(&cfg.TasksPerNVE, "tasks-per-nve", 1, "IPv6 tasks per NVE")
+	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
+	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
+	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
+	return cfg
+}
+
+func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("up", stderr)
+	var c common
+	cfg := upConfig(fs, &c)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	cfg.StateDir, cfg.Name, cfg.Progress = c.stateDir, c.name, progress(stderr, c.quiet)
+	l, err := lab.Up(ctx, *cfg)
+	endProgress(stderr)
+	if err != nil {
+		if l != nil {
+			fmt.Fprintf(stderr, "ilalab: up did not finish; logs in %s/logs; removing what was built\n", cfg.StateDir)
+			l.Close()
+			if derr := lab.Down(cfg.StateDir, cfg.Name, nil); derr != nil {
+				fmt.Fprintln(stderr, "ilalab: down:", derr)
+			}
+		}
+		return err
+	}
+	defer l.Close()
+	return printJSON(stdout, l.Topology())
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdDown(args []string, _, stderr io.Writer) error {
+	fs := flags("down", stderr)
+	var c common
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	err := lab.Down(c.stateDir, c.name, progress(stderr, c.quiet))
+	endProgress(stderr)
+	return err
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flags("status", stderr)
+	var c common
+	c.register(fs)
+	out := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	l, err := lab.Load(c.stateDir, nil)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	st := l.Status()
+	switch *out {
+	case "json":
+		return printJSON(stdout, st)
+	case "table":
+	default:
+		return fmt.Errorf("status: output %q: want table or json", *out)
+	}
+	t := st.Topology
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "lab %s (state %s), domain %s %s\n", t.Name, t.StateDir, t.Domain.Name, t.Domain.SIR)
+	fmt.Fprintln(tw, "\nNVE\tNETNS\tLOCATOR\tUNDERLAY\tILAD")
+	for _, n := range t.NVEs {
+		fmt.Fprintf(tw, "%s\t%s\t%s::/64\t%s\t%s\n", n.Name, n.Netns, n.Locator, n.Underlay, st.Procs["ilad-"+n.Name])
+	}
+	fmt.Fprintln(tw, "\nTASK\tTENANT\tNVE\tSIR\tIPV4\tNETNS")
+	for _, k := range t.Tasks {
+		v4 := "-"
+		if k.IPv4.IsValid() {
+			v4 = k.IPv4.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.NVE, k.SIR, v4, k.Netns)
+	}
+	fmt.Fprintln(tw, "\nSERVICE\tNETNS\tADDRESS\tSTATE")
+	fmt.Fprintf(tw, "mapsrv api\t%s\t%s\t%s\n", t.Mapsrv.Netns, t.Mapsrv.API, st.Procs["mapsrv"])
+	fmt.Fprintf(tw, "mapsrv registration\t%s\t%s\t\n", t.Mapsrv.Netns, t.Mapsrv.Registration)
+	fmt.Fprintf(tw, "etcd\t%s\t%s\t\n", t.Mapsrv.Netns, strings.Join(t.Etcd.Endpoints, ","))
+	fmt.Fprintf(tw, "dns (%s)\t%s\t%s\t%s\n", t.DNS.Zone, t.DNS.Netns, t.DNS.Addr, st.Procs["dnsbridge"])
+	fmt.Fprintf(tw, "ila router\t%s\t%s\t%s\n", t.Router.Netns, t.Router.Mode, st.Procs["router"])
+	if len(t.Missing) > 0 {
+		fmt.Fprintf(tw, "\nmissing components: %s\n", strings.Join(t.Missing, ", "))
+	}
+	return tw.Flush()
+}
+
+func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("move", stderr)
+	var c common
+	c.register(fs)
+	to := fs.String("to", "", "destination NVE (e.g. nve2)")
+	mode := fs.String("mode", "hot", "hot, warm or cold")
+	out := fs.String("o", "text", "output: text or json")
+	// Allow the task name before or after the flags.
+	var task string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		task, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if task == "" && fs.NArg() > 0 {
+		task = fs.Arg(0)
+	}
+	if task == "" || *to == "" {
+		return errors.New("move: usage: ilalab move TASK --to NVE [--mode hot|warm|cold]")
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	l, err := lab.Load(c.stateDir, progress(stderr, c.quiet))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	r, err := l.Move(ctx, task, *to, *mode)
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		return printJSON(stdout, r)
+	}
+	fmt.Fprintf(stdout, "moved %s from %s to %s (%s): link moved after %v, committed after %v\n",
+		r.Task, r.From, r.To, r.Mode, r.LinkMoved.Sub(r.Start).Round(10e3), r.Committed.Sub(r.Start).Round(10e3))
+	return nil
+}

@@ -1,0 +1,193 @@
+// Package lab builds the whole ILA data center in network namespaces on one
+// machine: a fabric namespace (the L3 underlay, plus the ILA router), N NVE
+// namespaces each running ilad, task namespaces joined to their NVE by a
+// veth, and a control namespace running mapsrv (embedded etcd) and dnsbridge.
+//
+// Addressing plan (all fixed, so that a reader can guess any address):
+//
+//	SIR prefix (domain "default", neutral-map)  fd00:5151::/64
+//	task n identifier                            LUID n  (0x2000_0000_0000_000n)
+//	task n SIR address                           fd00:5151::2000:0:0:n
+//	IPv4 tenant task n (tenant "v4", VNI 100)    10.100.0.n/24, identifier VN-IPv4
+//	NVE n locator                                fd00:1c:0:n::/64
+//	fabric <-> NVE n link                        fd00:ff:0:n::/64 (fabric ::1, NVE ::2)
+//	NVE n underlay (VTEP) address                fd00:ff:0:n::2
+//	fabric <-> control link                      fd00:ff:c0::/64 (fabric ::1, control ::2)
+//	mapsrv HTTP API                              [fd00:ff:c0::2]:8080 and unix socket in the state dir
+//	mapsrv registration (UDP)                    [fd00:ff:c0::2]:4790
+//	dnsbridge                                    [fd00:ff:c0::2]:53, zone "ila.lab."
+//	etcd (embedded in mapsrv)                    unix://<state-dir>/etcd/etcd.sock
+//
+// Namespace names are <prefix>-fabric, <prefix>-ctl, <prefix>-nve<n> and
+// <prefix>-<task>; task names are t1, t2, ... numbered across NVEs. Inside
+// an NVE the task-facing end of task tN's veth is called tN, the uplink
+// "up0"; inside a task its interface is "eth0"; inside the fabric the link to
+// NVE n is "nve<n>" and the link to the control namespace "ctl".
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// Plan constants.
+var (
+	SIRPrefix   = netip.MustParsePrefix("fd00:5151::/64")
+	ControlAddr = netip.MustParseAddr("fd00:ff:c0::2")
+	fabricCtl   = netip.MustParseAddr("fd00:ff:c0::1")
+	ctlNet      = netip.MustParsePrefix("fd00:ff:c0::/64")
+	// IPv4Net is the IPv4 tenant's subnet.
+	IPv4Net = netip.MustParsePrefix("10.100.0.0/24")
+)
+
+// Plan names and ports.
+const (
+	Domain      = "default"
+	Zone        = "ila.lab."
+	IPv4Tenant  = "v4"
+	IPv6Tenant  = "default"
+	IPv4VNI     = 100
+	APIPort     = 8080
+	RegPort     = 4790
+	DNSPort     = 53
+	DefaultDir  = "/run/ilalab"
+	DefaultName = "ilalab"
+	// GatewayMAC is the anycast gateway MAC every NVE uses on its
+	// task-facing ports, so that a moved task's neighbour entries stay valid.
+	GatewayMAC = "02:11:1a:00:00:01"
+)
+
+// LocatorOf returns NVE n's locator (n >= 1).
+func LocatorOf(n int) ila.Locator { return ila.Locator(0xfd00_001c_0000_0000 | uint64(n)) }
+
+// underlayNet returns the /64 of the link between the fabric and NVE n.
+func underlayNet(n int) netip.Prefix {
+	return netip.PrefixFrom(ila.Locator(0xfd00_00ff_0000_0000|uint64(n)).Addr(0), 64)
+}
+
+// UnderlayOf returns NVE n's underlay address (its end of the fabric link).
+func UnderlayOf(n int) netip.Addr { return ila.Locator(0xfd00_00ff_0000_0000 | uint64(n)).Addr(2) }
+
+// fabricSide returns the fabric's address on the link to NVE n.
+func fabricSide(n int) netip.Addr { return ila.Locator(0xfd00_00ff_0000_0000 | uint64(n)).Addr(1) }
+
+// IdentifierOf returns task n's identifier (a LUID).
+func IdentifierOf(n int) ila.Identifier {
+	id, err := ila.NewLUID(uint64(n))
+	if err != nil {
+		panic(fmt.Sprintf("lab: identifier %d: %v", n, err)) // n is small and positive
+	}
+	return id
+}
+
+// SIROf returns task n's SIR address.
+func SIROf(n int) netip.Addr {
+	p, _ := ila.SIRPrefixFrom(SIRPrefix)
+	return p.Addr(IdentifierOf(n))
+}
+
+// IPv4Of returns IPv4 tenant task n's address.
+func IPv4Of(n int) netip.Addr {
+	b := IPv4Net.Addr().As4()
+	b[3] = byte(n)
+	return netip.AddrFrom4(b)
+}
+
+// Topology is what `ilalab up` prints and writes to <state-dir>/topology.json.
+type Topology struct {
+	Name        string   `json:"name"`
+	StateDir    string   `json:"state_dir"`
+	FabricNetns string   `json:"fabric_netns"`
+	Domain      DomainT  `json:"domain"`
+	NVEs        []NVE    `json:"nves"`
+	Tasks       []Task   `json:"tasks"`
+	Mapsrv      Mapsrv   `json:"mapsrv"`
+	Etcd        Etcd     `json:"etcd"`
+	DNS         DNS      `json:"dns"`
+	Router      Router   `json:"router"`
+	Components  []string `json:"components"`
+	Missing     []string `json:"missing,omitempty"`
+}
+
+// DomainT describes the lab's ILA domain.
+type DomainT struct {
+	Name string       `json:"name"`
+	SIR  netip.Prefix `json:"sir_prefix"`
+	Csum string       `json:"csum"`
+}
+
+// NVE is one NVE (host) of the lab.
+type NVE struct {
+	Name     string      `json:"name"`
+	Netns    string      `json:"netns"`
+	Locator  ila.Locator `json:"locator"`
+	Underlay netip.Addr  `json:"underlay"`
+	Index    int         `json:"index"`
+	PID      int         `json:"ilad_pid,omitempty"`
+}
+
+// Task is one task (container, VM) of the lab.
+type Task struct {
+	Name       string         `json:"name"`
+	Tenant     string         `json:"tenant"`
+	Netns      string         `json:"netns"`
+	NVE        string         `json:"nve"`
+	SIR        netip.Addr     `json:"sir"`
+	IPv4       netip.Addr     `json:"ipv4,omitzero"`
+	Identifier ila.Identifier `json:"identifier"`
+	Ifname     string         `json:"nve_ifname"`
+	MAC        string         `json:"mac"`
+	Index      int            `json:"index"`
+}
+
+// Mapsrv is where the mapping service listens.
+type Mapsrv struct {
+	Netns        string `json:"netns"`
+	API          string `json:"api"`
+	APISocket    string `json:"api_socket,omitempty"`
+	Registration string `json:"registration"`
+	PID          int    `json:"pid,omitempty"`
+}
+
+// Etcd is how to reach the embedded etcd.
+type Etcd struct {
+	Endpoints []string `json:"endpoints"`
+}
+
+// DNS is where the DNS bridge answers.
+type DNS struct {
+	Netns string `json:"netns"`
+	Addr  string `json:"addr"`
+	Zone  string `json:"zone"`
+	PID   int    `json:"pid,omitempty"`
+}
+
+// Router is the fabric's ILA router (full table).
+type Router struct {
+	Netns   string `json:"netns"`
+	PinPath string `json:"pin_path,omitempty"`
+	Mode    string `json:"mode"`
+	PID     int    `json:"pid,omitempty"`
+}
+
+// TaskByName returns the named task.
+func (t *Topology) TaskByName(name string) (*Task, error) {
+	for i := range t.Tasks {
+		if t.Tasks[i].Name == name {
+			return &t.Tasks[i], nil
+		}
+	}
+	return nil, fmt.Errorf("task %s: not in the lab", name)
+}
+
+// NVEByName returns the named NVE.
+func (t *Topology) NVEByName(name string) (*NVE, error) {
+	for i := range t.NVEs {
+		if t.NVEs[i].Name == name {
+			return &t.NVEs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("nve %s: not in the lab", name)
+}

@@ -1,0 +1,336 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
+)
+
+// Arrival is one packet (or chunk) that made it, by sequence number.
+type Arrival struct {
+	Seq  int       `json:"seq"`
+	Sent time.Time `json:"sent"`
+	Recv time.Time `json:"recv"`
+}
+
+// FlowStats summarises a flow.
+type FlowStats struct {
+	Name        string    `json:"name"`
+	Kind        string    `json:"kind"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Sent        int       `json:"sent"`
+	Received    int       `json:"received"`
+	Lost        int       `json:"lost"`
+	Duplicates  int       `json:"duplicates"`
+	Reordered   int       `json:"reordered"`
+	LongestGap  Duration  `json:"longest_gap"`
+	GapAfter    time.Time `json:"longest_gap_after"`
+	Interval    Duration  `json:"interval"`
+	Bytes       int64     `json:"bytes,omitempty"`
+	Error       string    `json:"error,omitempty"`
+	Arrivals    []Arrival `json:"-"`
+	LostSeqs    []int     `json:"lost_seqs,omitempty"`
+	FirstSent   time.Time `json:"first_sent"`
+	LastArrival time.Time `json:"last_arrival"`
+}
+
+// Duration marshals as a string like "12.3ms".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// summarise fills the derived fields from the arrivals.
+func (s *FlowStats) summarise(lastSent time.Time) {
+	seen := map[int]bool{}
+	arr := s.Arrivals
+	sort.SliceStable(arr, func(i, j int) bool { return arr[i].Recv.Before(arr[j].Recv) })
+	maxSeq := -1
+	var uniq []Arrival
+	for _, a := range arr {
+		if seen[a.Seq] {
+			s.Duplicates++
+			continue
+		}
+		seen[a.Seq] = true
+		if a.Seq < maxSeq {
+			s.Reordered++
+		}
+		maxSeq = max(maxSeq, a.Seq)
+		uniq = append(uniq, a)
+	}
+	s.Received = len(uniq)
+	s.Lost = s.Sent - s.Received
+	s.LostSeqs = nil
+	for i := 0; i < s.Sent && len(s.LostSeqs) < 1000; i++ {
+		if !seen[i] {
+			s.LostSeqs = append(s.LostSeqs, i)
+		}
+	}
+	prev := s.FirstSent
+	for _, a := range uniq {
+		if g := a.Recv.Sub(prev); Duration(g) > s.LongestGap {
+			s.LongestGap, s.GapAfter = Duration(g), prev
+		}
+		prev = a.Recv
+	}
+	if len(uniq) > 0 {
+		s.LastArrival = uniq[len(uniq)-1].Recv
+	}
+	if g := lastSent.Sub(prev); Duration(g) > s.LongestGap && s.Lost > 0 {
+		s.LongestGap, s.GapAfter = Duration(g), prev
+	}
+}
+
+// Ping sends ICMPv6 echo requests from the task src to dst every interval
+// until ctx ends or count requests were sent, then waits linger for late
+// replies. Sockets are opened inside src's namespace.
+func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval time.Duration, count int, linger time.Duration) (*FlowStats, error) {
+	task, err := l.topo.TaskByName(src)
+	if err != nil {
+		return nil, err
+	}
+	n, err := l.node(task.Netns)
+	if err != nil {
+		return nil, err
+	}
+	var c *icmp.PacketConn
+	if err := n.ns.Do(func() error {
+		var err error
+		c, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("icmp socket in %s: %w", task.Netns, err)
+	}
+	defer c.Close()
+	var f ipv6.ICMPFilter
+	f.SetAll(true)
+	f.Accept(ipv6.ICMPTypeEchoReply)
+	_ = c.IPv6PacketConn().SetICMPFilter(&f)
+
+	id := rand.IntN(0xffff)
+	st := &FlowStats{Name: "ping " + src + " -> " + dst.String(), Kind: "icmpv6-echo", From: src, To: dst.String(), Interval: Duration(interval)}
+	var mu sync.Mutex
+	sent := map[int]time.Time{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			nr, peer, err := c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			now := time.Now()
+			m, err := icmp.ParseMessage(58, buf[:nr])
+			if err != nil {
+				continue
+			}
+			e, ok := m.Body.(*icmp.Echo)
+			if !ok || e.ID != id || peer.(*net.IPAddr).IP.String() != dst.String() || len(e.Data) < 8 {
+				continue
+			}
+			seq := int(binary.BigEndian.Uint64(e.Data))
+			mu.Lock()
+			if t, ok := sent[seq]; ok {
+				st.Arrivals = append(st.Arrivals, Arrival{Seq: seq, Sent: t, Recv: now})
+			}
+			mu.Unlock()
+		}
+	}()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	payload := make([]byte, 56)
+	var last time.Time
+	to := &net.IPAddr{IP: net.IP(dst.AsSlice())}
+loop:
+	for seq := 0; count <= 0 || seq < count; seq++ {
+		binary.BigEndian.PutUint64(payload, uint64(seq))
+		b, _ := (&icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: id, Seq: seq & 0xffff, Data: payload}}).Marshal(nil)
+		now := time.Now()
+		mu.Lock()
+		sent[seq] = now
+		mu.Unlock()
+		if seq == 0 {
+			st.FirstSent = now
+		}
+		last = now
+		st.Sent++
+		if _, err := c.WriteTo(b, to); err != nil && !errors.Is(err, net.ErrClosed) {
+			// Sending can fail while a route or neighbour is missing: count
+			// it as sent and lost, like ping does.
+			_ = err
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+	}
+	time.Sleep(linger)
+	c.Close()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	st.summarise(last)
+	return st, nil
+}
+
+// chunk is the TCP stream's unit: seq + send time + padding.
+const chunk = 1024
+
+// Stream runs a TCP stream from task src to task dst (port 5001): the client
+// writes a chunk every interval until ctx ends, the server reads and records
+// arrivals. A reset or timeout is reported in FlowStats.Error.
+func (l *Lab) Stream(ctx context.Context, src, dst string, interval time.Duration) (*FlowStats, error) {
+	st, dt, err := l.tasks(src, dst)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := l.node(st.Netns)
+	if err != nil {
+		return nil, err
+	}
+	dn, err := l.node(dt.Netns)
+	if err != nil {
+		return nil, err
+	}
+	var ln net.Listener
+	addr := netip.AddrPortFrom(dt.SIR, 5001)
+	if err := dn.ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp6", addr.String())
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("listen in %s: %w", dt.Netns, err)
+	}
+	defer ln.Close()
+	var conn net.Conn
+	if err := sn.ns.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IP(st.SIR.AsSlice())}}
+		var err error
+		conn, err = d.Dial("tcp6", addr.String())
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("tcp connect %s -> %s: %w", src, dst, err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("tcp accept in %s: %w", dt.Netns, err)
+	}
+	fs := &FlowStats{Name: "tcp " + src + " -> " + dst, Kind: "tcp", From: src, To: dst, Interval: Duration(interval)}
+	var mu sync.Mutex
+	var readErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, chunk)
+		for {
+			_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(srv, buf); err != nil {
+				if !errors.Is(err, io.EOF) {
+					readErr = err
+				}
+				return
+			}
+			now := time.Now()
+			seq := int(binary.BigEndian.Uint64(buf))
+			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[8:])))
+			mu.Lock()
+			fs.Arrivals = append(fs.Arrivals, Arrival{Seq: seq, Sent: sent, Recv: now})
+			fs.Bytes += chunk
+			mu.Unlock()
+		}
+	}()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	buf := make([]byte, chunk)
+	var last time.Time
+	var writeErr error
+loop:
+	for seq := 0; ; seq++ {
+		now := time.Now()
+		binary.BigEndian.PutUint64(buf, uint64(seq))
+		binary.BigEndian.PutUint64(buf[8:], uint64(now.UnixNano()))
+		if seq == 0 {
+			fs.FirstSent = now
+		}
+		_ = conn.SetWriteDeadline(now.Add(10 * time.Second))
+		if _, err := conn.Write(buf); err != nil {
+			writeErr = err
+			break
+		}
+		fs.Sent++
+		last = now
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	<-done
+	conn.Close()
+	srv.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	fs.summarise(last)
+	if err := errors.Join(writeErr, readErr); err != nil {
+		fs.Error = err.Error()
+	}
+	return fs, nil
+}
+
+func (l *Lab) tasks(a, b string) (*Task, *Task, error) {
+	ta, err := l.topo.TaskByName(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	tb, err := l.topo.TaskByName(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ta, tb, nil
+}
+
+// WaitReachable pings dst from task src until a reply comes back or the
+// timeout ends (neighbour discovery, RA and the mapping settle first).
+func (l *Lab) WaitReachable(ctx context.Context, src string, dst netip.Addr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := l.Ping(ctx, src, dst, 20*time.Millisecond, 5, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if st.Received > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s cannot reach %s after %v", src, dst, timeout)
+		}
+	}
+}
