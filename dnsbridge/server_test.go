@@ -177,7 +177,7 @@ func TestServeUDPAndTCP(t *testing.T) {
 
 // bigTasks returns n tasks named big.blue in n domains: n AAAA records at
 // one name.
-func bigTasks(t *testing.T, n int) []ila.Event {
+func bigTasks(t testing.TB, n int) []ila.Event {
 	var evs []ila.Event
 	for i := range n {
 		d := ila.Domain{Name: fmt.Sprintf("d%d", i), SIR: ila.SIRPrefix(0x2001_0db8_0100_0000 + uint64(i)), Csum: ila.CsumNeutralMap}
