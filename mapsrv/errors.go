@@ -20,3 +20,9 @@ var (
 	// ErrMalformed: a stored value cannot be decoded (written by hand?).
 	ErrMalformed = errors.New("malformed stored value")
 )
+
+// Marks joined to ErrNotFound to say what was not found.
+var (
+	errNoDomain = errors.New("no such domain")
+	errNoNVE    = errors.New("no such nve")
+)

@@ -372,12 +372,12 @@ func (s *Service) getNVE(ctx context.Context, name string) (NVERecord, KV, error
 		return NVERecord{}, KV{}, s.storeErr(fmt.Errorf("get nve %s: %w", name, err))
 	}
 	if kvs[0].Revision == 0 {
-		return NVERecord{}, kvs[0], fmt.Errorf("nve %s: %w", name, ErrNotFound)
+		return NVERecord{}, kvs[0], fmt.Errorf("nve %s: %w: %w", name, ErrNotFound, errNoNVE)
 	}
 	n, err := DecodeNVE(kvs[0].Key, kvs[0].Value)
 	if err != nil {
 		s.malformed(kvs[0], err)
-		return NVERecord{}, kvs[0], fmt.Errorf("nve %s: %w", name, ErrNotFound)
+		return NVERecord{}, kvs[0], fmt.Errorf("nve %s: %w: %w", name, ErrNotFound, errNoNVE)
 	}
 	return n, kvs[0], nil
 }
@@ -391,12 +391,12 @@ func (s *Service) getDomain(ctx context.Context, name string) (ila.Domain, KV, e
 		return ila.Domain{}, KV{}, s.storeErr(fmt.Errorf("get domain %s: %w", name, err))
 	}
 	if kvs[0].Revision == 0 {
-		return ila.Domain{}, kvs[0], fmt.Errorf("domain %s: %w", name, ErrNotFound)
+		return ila.Domain{}, kvs[0], fmt.Errorf("domain %s: %w: %w", name, ErrNotFound, errNoDomain)
 	}
 	d, err := DecodeDomain(kvs[0].Key, kvs[0].Value)
 	if err != nil {
 		s.malformed(kvs[0], err)
-		return ila.Domain{}, kvs[0], fmt.Errorf("domain %s: %w", name, ErrNotFound)
+		return ila.Domain{}, kvs[0], fmt.Errorf("domain %s: %w: %w", name, ErrNotFound, errNoDomain)
 	}
 	return d, kvs[0], nil
 }
@@ -453,7 +453,7 @@ func (s *Service) identify(ctx context.Context, r *Registration) (ila.Domain, KV
 		}
 		if !found {
 			if r.SIR.IsValid() {
-				return d, dkv, 0, fmt.Errorf("sir %s: no domain has this prefix: %w", r.SIR, ErrNotFound)
+				return d, dkv, 0, fmt.Errorf("sir %s: no domain has this prefix: %w: %w", r.SIR, ErrNotFound, errNoDomain)
 			}
 			return d, dkv, 0, fmt.Errorf("task %s: domain is required (%d domains): %w", r.Name, len(doms), ErrInvalid)
 		}
@@ -499,7 +499,10 @@ func pickLocator(n NVERecord, want ila.Locator, domain string) (ila.Locator, *NV
 			return 0, nil, fmt.Errorf("nve %s has no locator for domain %s: %w", n.Name, domain, ErrForbidden)
 		}
 	} else if !n.Owns(loc, domain) {
-		return 0, nil, fmt.Errorf("locator %s is not a locator of nve %s for domain %s: %w", loc, n.Name, domain, ErrForbidden)
+		if other, pinned := n.LocatorDomains[loc.String()]; pinned && slices.Contains(n.Locators, loc) {
+			return 0, nil, fmt.Errorf("locator %s of nve %s serves domain %s, not %s: %w: %w", loc, n.Name, other, domain, ErrForbidden, ila.ErrLocatorConflict)
+		}
+		return 0, nil, fmt.Errorf("locator %s is not a locator of nve %s: %w", loc, n.Name, ErrForbidden)
 	}
 	if _, pinned := n.LocatorDomains[loc.String()]; pinned {
 		return loc, nil, nil

@@ -1,0 +1,81 @@
+package mapsrv_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/mapsrv"
+)
+
+func TestDecodeTask(t *testing.T) {
+	key := mapsrv.TaskKey("prod", 0x0001000000000001)
+	good := `{"domain":"prod","name":"vm1","tenant":"t1","identifier":"1:0:0:1","sir":"2001:db8::1:0:0:1","locator":"fd00:0:0:1","nve":"a","lifetime":"1m0s","version":1,"state":"active"}`
+	tests := []struct {
+		name, key, value string
+		wantErr          bool
+	}{
+		{"good", key, good, false},
+		{"not json", key, `{`, true},
+		{"trailing data", key, good + `{}`, true},
+		{"wrong key", mapsrv.TaskKey("prod", 2), good, true},
+		{"bad locator", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"zz","nve":"a","state":"active"}`, true},
+		{"no nve", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","state":"active"}`, true},
+		{"bad state", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"asleep"}`, true},
+		{"bad lifetime", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"active","lifetime":"forever"}`, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := mapsrv.DecodeTask(tc.key, []byte(tc.value))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("DecodeTask = %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil && !errors.Is(err, mapsrv.ErrMalformed) {
+				t.Errorf("error %v does not match ErrMalformed", err)
+			}
+		})
+	}
+}
+
+// FuzzDecode feeds arbitrary values to every decoder: none may panic, and
+// every value a decoder accepts must re-encode and decode to the same record.
+func FuzzDecode(f *testing.F) {
+	f.Add(`{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"active","previous":[{"locator":"1:2:3:4","nve":"b","until":"2026-01-01T00:00:00Z"}],"moves":["2026-01-01T00:00:00Z"]}`)
+	f.Add(`{"name":"a","locators":["fd00:0:0:1"],"underlay":"fd99::1","reg_addr":"[::1]:7000","locator_domains":{"fd00:0:0:1":"prod"}}`)
+	f.Add(`{"name":"prod","sir_prefix":"2001:db8::/64","csum":"neutral-map","format":"typed"}`)
+	f.Add(`{"domain":"prod","identifier":"1:0:0:1"}`)
+	f.Add(`null`)
+	f.Fuzz(func(t *testing.T, v string) {
+		if rec, err := mapsrv.DecodeTask(mapsrv.TaskKey("prod", 0x0001000000000001), []byte(v)); err == nil {
+			b, err := json.Marshal(rec)
+			if err != nil {
+				t.Fatalf("re-encode task: %v", err)
+			}
+			if _, err := mapsrv.DecodeTask(mapsrv.TaskKey("prod", 0x0001000000000001), b); err != nil {
+				t.Fatalf("decode re-encoded task %s: %v", b, err)
+			}
+		}
+		if n, err := mapsrv.DecodeNVE(mapsrv.NVEKey("a"), []byte(v)); err == nil {
+			b, err := json.Marshal(n)
+			if err != nil {
+				t.Fatalf("re-encode nve: %v", err)
+			}
+			if _, err := mapsrv.DecodeNVE(mapsrv.NVEKey("a"), b); err != nil {
+				t.Fatalf("decode re-encoded nve %s: %v", b, err)
+			}
+		}
+		if d, err := mapsrv.DecodeDomain(mapsrv.DomainKey("prod"), []byte(v)); err == nil {
+			b, err := json.Marshal(d)
+			if err != nil {
+				t.Fatalf("re-encode domain: %v", err)
+			}
+			d2, err := mapsrv.DecodeDomain(mapsrv.DomainKey("prod"), b)
+			if err != nil || d2 != d {
+				t.Fatalf("decode re-encoded domain %s: %v, %+v", b, err, d2)
+			}
+		}
+		_, _ = mapsrv.DecodeIndex(mapsrv.NameKey("t", "n"), []byte(v))
+		_ = ila.Identifier(0)
+	})
+}
