@@ -1,0 +1,376 @@
+// Command mapsrv is the ILA mapping service: the etcd-backed authority for
+// identifier -> locator state, with the registration protocol (UDP), the
+// management API (HTTP/JSON) and Prometheus metrics.
+//
+// By default it runs an embedded etcd in --data-dir whose client URL is
+// --etcd-client-url (so that `etcdctl --endpoints URL get --prefix /ila/`
+// works); --etcd-endpoints uses an external etcd cluster instead.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/etcdembed"
+	"github.com/ilamesh/ilamesh/internal/regproto"
+	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills
+	}()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "mapsrv:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	dataDir       string
+	etcdClientURL string
+	etcdPeerURL   string
+	apiAddr       string
+	regAddr       string
+	endpoints     string
+	etcdCert      string
+	etcdKey       string
+	etcdCA        string
+	etcdUser      string
+	etcdPassword  string
+	keys          string
+	keyName       string
+	inFlight      time.Duration
+	flapMoves     int
+	flapWindow    time.Duration
+	maxLifetime   time.Duration
+	sweep         time.Duration
+	logLevel      string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("mapsrv", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.dataDir, "data-dir", "mapsrv-data", "data directory of the embedded etcd")
+	fs.StringVar(&c.etcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default unix://<data-dir>/etcd.sock)")
+	fs.StringVar(&c.etcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default a unix socket in the data dir)")
+	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
+	fs.StringVar(&c.regAddr, "reg-addr", "[::]:7481", "registration protocol UDP listen address (needs --keys)")
+	fs.StringVar(&c.endpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (instead of the embedded one)")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate for the external etcd")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "client key for the external etcd")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "CA bundle for the external etcd")
+	fs.StringVar(&c.etcdUser, "etcd-user", "", "user name for the external etcd")
+	fs.StringVar(&c.etcdPassword, "etcd-password", "", "password for the external etcd (default $ETCD_PASSWORD)")
+	fs.StringVar(&c.keys, "keys", "", "registration keys file (<keyid> <nve> <hex-secret> per line)")
+	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
+	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
+	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
+	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.MaxLifetime, "longest lifetime granted")
+	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.etcdPassword == "" {
+		c.etcdPassword = os.Getenv("ETCD_PASSWORD")
+	}
+	switch {
+	case c.inFlight <= 0:
+		return nil, fmt.Errorf("--in-flight %s: must be positive", c.inFlight)
+	case c.flapMoves <= 0:
+		return nil, fmt.Errorf("--flap-moves %d: must be positive", c.flapMoves)
+	case c.flapWindow <= 0:
+		return nil, fmt.Errorf("--flap-window %s: must be positive", c.flapWindow)
+	case c.maxLifetime <= 0 || c.maxLifetime > mapsrv.MaxLifetime:
+		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
+	case c.sweep <= 0:
+		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	}
+	return c, nil
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	log, err := newLogger(cfg.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+
+	// Store: embedded etcd, or an external cluster.
+	var endpoints []string
+	var ccfg clientv3.Config
+	if cfg.endpoints != "" {
+		endpoints = strings.Split(cfg.endpoints, ",")
+		if cfg.etcdCert != "" || cfg.etcdCA != "" {
+			tlsInfo := transport.TLSInfo{CertFile: cfg.etcdCert, KeyFile: cfg.etcdKey, TrustedCAFile: cfg.etcdCA}
+			tc, err := tlsInfo.ClientConfig()
+			if err != nil {
+				return fmt.Errorf("etcd tls: %w", err)
+			}
+			ccfg.TLS = tc
+		}
+		ccfg.Username, ccfg.Password = cfg.etcdUser, cfg.etcdPassword
+	} else {
+		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		abs, err := filepath.Abs(cfg.dataDir)
+		if err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		ecfg := etcdembed.Config{Dir: filepath.Join(abs, "etcd"), Name: "mapsrv"}
+		if cfg.etcdClientURL != "" {
+			ecfg.ClientURLs = []string{cfg.etcdClientURL}
+		} else {
+			ecfg.ClientURLs = []string{"unix://" + filepath.Join(abs, "etcd.sock")}
+		}
+		if cfg.etcdPeerURL != "" {
+			ecfg.PeerURLs = []string{cfg.etcdPeerURL}
+		}
+		srv, err := etcdembed.Start(ctx, ecfg)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		endpoints = srv.Endpoints()
+		log.Info("embedded etcd ready", "endpoints", endpoints, "data_dir", ecfg.Dir)
+	}
+	ccfg.Endpoints = endpoints
+	ccfg.DialTimeout = 5 * time.Second
+	ccfg.Logger = zap.NewNop()
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		return fmt.Errorf("etcd client of %v: %w", endpoints, err)
+	}
+	defer cli.Close()
+
+	// Registration keys and notifier.
+	var keys regproto.KeyFile
+	var myKeyID uint32
+	var myKey regproto.KeyEntry
+	var notifier *mapsrv.RegNotifier
+	if cfg.keys != "" {
+		if keys, err = regproto.LoadKeys(cfg.keys); err != nil {
+			return err
+		}
+		var ok bool
+		if myKeyID, myKey, ok = keys.Lookup(cfg.keyName); !ok {
+			return fmt.Errorf("keys file %s: no key owned by %q (--key-name) to sign replies", cfg.keys, cfg.keyName)
+		}
+		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, Keys: keys}
+		defer notifier.Close()
+	}
+
+	store := etcdstore.New(cli)
+	scfg := mapsrv.Config{
+		Store:         store,
+		InFlight:      cfg.inFlight,
+		FlapMoves:     cfg.flapMoves,
+		FlapWindow:    cfg.flapWindow,
+		MaxLifetime:   cfg.maxLifetime,
+		SweepInterval: cfg.sweep,
+		Logger:        log.With("component", "service"),
+	}
+	if notifier != nil {
+		scfg.Notifier = notifier
+	}
+	svc, err := mapsrv.New(scfg)
+	if err != nil {
+		return err
+	}
+
+	m := newMetrics(svc)
+	watcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "watch"), OnError: func(error) { m.watchErrors.Inc() }})
+	apiWatcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "api-watch")})
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", mapsrv.NewAPI(svc, mapsrv.APIOptions{
+		Watch:   apiWatcher.Watch,
+		Version: version(),
+		Health: func(ctx context.Context) error {
+			_, err := cli.Get(ctx, "health-check-key")
+			return err
+		},
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	apiLn, err := net.Listen("tcp", cfg.apiAddr)
+	if err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("management api listening", "addr", apiLn.Addr().String())
+
+	var regSrv *regproto.Server
+	if cfg.keys != "" {
+		ua, err := net.ResolveUDPAddr("udp", cfg.regAddr)
+		if err != nil {
+			apiLn.Close()
+			return fmt.Errorf("--reg-addr %q: %w", cfg.regAddr, err)
+		}
+		conn, err := net.ListenUDP("udp", ua)
+		if err != nil {
+			apiLn.Close()
+			return fmt.Errorf("registration listener: %w", err)
+		}
+		defer conn.Close()
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration")}
+		m.regServer = regSrv
+		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
+	} else {
+		log.Warn("no --keys: registration protocol disabled (management API only)")
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hs.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("management api: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	if regSrv != nil {
+		g.Go(func() error { return regSrv.Run(gctx) })
+	}
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error {
+		synced := false
+		return watcher.Watch(gctx, func(ev ila.Event) {
+			switch {
+			case ev.Type == ila.EventSynced:
+				synced = true
+			case synced && ev.Type == ila.EventTaskUpsert && !ev.Task.Updated.IsZero():
+				m.watchLag.Observe(time.Since(ev.Task.Updated).Seconds())
+			}
+		})
+	})
+	err = g.Wait()
+	log.Info("mapsrv stopped", "err", err)
+	return err
+}
+
+// metrics exposes the Service's and the registration server's counters on
+// a private registry.
+type metrics struct {
+	reg         *prometheus.Registry
+	svc         *mapsrv.Service
+	regServer   *regproto.Server
+	watchLag    prometheus.Histogram
+	watchErrors prometheus.Counter
+
+	registrations, moves, authFailures, replays, malformed, expiries, etcdErrors,
+	notifications, duplicates, badValues *prometheus.Desc
+}
+
+func newMetrics(svc *mapsrv.Service) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		svc: svc,
+		watchLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ila_mapsrv_watch_lag_seconds", Help: "Time from a task record's update to its watch event at mapsrv.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		watchErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
+		registrations: prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
+		moves:         prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
+		authFailures:  prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
+		replays:       prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
+		malformed:     prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
+		expiries:      prometheus.NewDesc("ila_mapsrv_expiries_total", "Tasks removed by the lifetime sweeper.", nil, nil),
+		etcdErrors:    prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
+		notifications: prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
+		duplicates:    prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
+		badValues:     prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
+	}
+	m.reg.MustRegister(m, m.watchLag, m.watchErrors)
+	return m
+}
+
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.etcdErrors, m.notifications, m.duplicates, m.badValues} {
+		ch <- d
+	}
+}
+
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	st := m.svc.Stats()
+	c := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	c(m.registrations, st.RegAccepted, "accepted")
+	c(m.registrations, st.RegRejected, "rejected")
+	c(m.registrations, st.RegConflict, "conflict")
+	c(m.registrations, st.RegError, "error")
+	c(m.moves, st.MovesHot, "hot")
+	c(m.moves, st.MovesWarm, "warm")
+	c(m.moves, st.MovesCold, "cold")
+	c(m.moves, st.MovesRefused, "refused")
+	c(m.expiries, st.Expiries)
+	c(m.etcdErrors, st.StoreErrors)
+	c(m.notifications, st.NotifySent, "sent")
+	c(m.notifications, st.NotifyFailed, "failed")
+	c(m.notifications, st.NotifyDropped, "dropped")
+	c(m.duplicates, st.DuplicatesMarked)
+	c(m.badValues, st.MalformedSkipped)
+	var rs regproto.ServerStats
+	if m.regServer != nil {
+		rs = m.regServer.Stats()
+	}
+	c(m.authFailures, rs.AuthFailures)
+	c(m.replays, rs.Replays)
+	c(m.malformed, rs.Malformed)
+}

@@ -1,0 +1,339 @@
+package mapsrv
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// API request bodies. Addresses, locators, MACs and durations are text.
+
+// RegisterBody is the body of POST /v1/tasks.
+type RegisterBody struct {
+	NVE      string       `json:"nve"`
+	Locator  ila.Locator  `json:"locator,omitzero"`
+	Domain   string       `json:"domain,omitempty"`
+	Tenant   string       `json:"tenant,omitempty"`
+	Name     string       `json:"name"`
+	SIR      netip.Addr   `json:"sir,omitzero"`
+	IPv4     netip.Addr   `json:"ipv4,omitzero"`
+	VNI      uint32       `json:"vni,omitempty"`
+	MAC      ila.MAC      `json:"mac,omitzero"`
+	Lifetime ila.Duration `json:"lifetime,omitzero"` // 0: does not expire
+	Mode     string       `json:"mode,omitempty"`
+}
+
+// MoveBody is the body of POST /v1/tasks/{tenant}/{name}/move.
+type MoveBody struct {
+	To      string      `json:"to"`
+	Mode    string      `json:"mode,omitempty"` // hot (default), warm, cold
+	Locator ila.Locator `json:"locator,omitzero"`
+}
+
+// ErrorBody is the body of every error response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"` // invalid, not_found, conflict, duplicate, forbidden, unavailable
+}
+
+// APIOptions configures the management API handler.
+type APIOptions struct {
+	// Watch streams the mapping for GET /v1/watch (the etcdstore
+	// Watcher's Watch). Nil: the endpoint answers 501.
+	Watch func(ctx context.Context, fn func(ila.Event)) error
+	// Version is reported by GET /v1/version.
+	Version string
+	// Health, if set, is called by GET /v1/health; an error makes it 503.
+	Health func(ctx context.Context) error
+}
+
+// NewAPI returns the HTTP/JSON management API of svc:
+//
+//	GET    /v1/health                                  {"status":"ok"}
+//	GET    /v1/version                                 {"version":..,"go":..}
+//	GET    /v1/domains                                 [ila.Domain]
+//	POST   /v1/domains            ila.Domain           201 ila.Domain
+//	GET    /v1/nves                                    [NVERecord]
+//	GET    /v1/nves/{name}                             NVERecord
+//	POST   /v1/nves               NVERecord            201 NVERecord
+//	GET    /v1/tasks                                   [TaskRecord]
+//	POST   /v1/tasks              RegisterBody         200 TaskRecord
+//	GET    /v1/tasks/{tenant}/{name}                   TaskRecord
+//	DELETE /v1/tasks/{tenant}/{name}                   204
+//	POST   /v1/tasks/{tenant}/{name}/move    MoveBody  200 TaskRecord
+//	POST   /v1/tasks/{tenant}/{name}/clear-duplicate   200 TaskRecord
+//	GET    /v1/mappings/{domain}/{identifier}          TaskRecord
+//	GET    /v1/watch                                   JSON lines of ila.Event
+//
+// Errors are ErrorBody with 400 (invalid), 403 (forbidden), 404 (not
+// found), 409 (conflict, duplicate), 503 (store unavailable).
+func NewAPI(svc *Service, opts APIOptions) http.Handler {
+	a := &api{svc: svc, opts: opts}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", a.health)
+	mux.HandleFunc("GET /v1/version", a.version)
+	mux.HandleFunc("GET /v1/domains", a.listDomains)
+	mux.HandleFunc("POST /v1/domains", a.addDomain)
+	mux.HandleFunc("GET /v1/nves", a.listNVEs)
+	mux.HandleFunc("GET /v1/nves/{name}", a.getNVE)
+	mux.HandleFunc("POST /v1/nves", a.addNVE)
+	mux.HandleFunc("GET /v1/tasks", a.listTasks)
+	mux.HandleFunc("POST /v1/tasks", a.register)
+	mux.HandleFunc("GET /v1/tasks/{tenant}/{name}", a.getTask)
+	mux.HandleFunc("DELETE /v1/tasks/{tenant}/{name}", a.deregister)
+	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/move", a.move)
+	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/clear-duplicate", a.clearDuplicate)
+	mux.HandleFunc("GET /v1/mappings/{domain}/{identifier}", a.getMapping)
+	mux.HandleFunc("GET /v1/watch", a.watch)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type api struct {
+	svc  *Service
+	opts APIOptions
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, ErrorBody{Error: msg, Code: code})
+}
+
+// fail writes err with the status its kind calls for.
+func fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		writeErr(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, ErrNotFound):
+		writeErr(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, ErrDuplicate):
+		writeErr(w, http.StatusConflict, "duplicate", err.Error())
+	case errors.Is(err, ErrConflict):
+		writeErr(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, ErrForbidden):
+		writeErr(w, http.StatusForbidden, "forbidden", err.Error())
+	default:
+		writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+}
+
+// decode reads a JSON body into v, refusing unknown fields.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid", fmt.Sprintf("request body: %v", err))
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeErr(w, http.StatusBadRequest, "invalid", "request body: trailing data after the JSON value")
+		return false
+	}
+	return true
+}
+
+func (a *api) health(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := a.opts.Health(ctx); err != nil {
+			writeErr(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *api) version(w http.ResponseWriter, _ *http.Request) {
+	v := a.opts.Version
+	if v == "" {
+		v = "devel"
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"version": v, "go": runtime.Version()})
+}
+
+func (a *api) listDomains(w http.ResponseWriter, r *http.Request) {
+	ds, err := a.svc.Domains(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(ds))
+}
+
+func (a *api) addDomain(w http.ResponseWriter, r *http.Request) {
+	var d ila.Domain
+	if !decode(w, r, &d) {
+		return
+	}
+	if err := a.svc.AddDomain(r.Context(), d); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, d)
+}
+
+func (a *api) listNVEs(w http.ResponseWriter, r *http.Request) {
+	ns, err := a.svc.NVEs(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(ns))
+}
+
+func (a *api) getNVE(w http.ResponseWriter, r *http.Request) {
+	n, err := a.svc.NVE(r.Context(), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+func (a *api) addNVE(w http.ResponseWriter, r *http.Request) {
+	var n NVERecord
+	if !decode(w, r, &n) {
+		return
+	}
+	if err := a.svc.AddNVE(r.Context(), n); err != nil {
+		fail(w, err)
+		return
+	}
+	n, err := a.svc.NVE(r.Context(), n.Name)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, n)
+}
+
+func (a *api) listTasks(w http.ResponseWriter, r *http.Request) {
+	ts, err := a.svc.Tasks(r.Context())
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(ts))
+}
+
+func (a *api) register(w http.ResponseWriter, r *http.Request) {
+	var b RegisterBody
+	if !decode(w, r, &b) {
+		return
+	}
+	rec, err := a.svc.Register(r.Context(), Registration{
+		NVE: b.NVE, Locator: b.Locator, Domain: b.Domain, Tenant: b.Tenant, Name: b.Name,
+		SIR: b.SIR, IPv4: b.IPv4, VNI: b.VNI, MAC: b.MAC, Lifetime: time.Duration(b.Lifetime), Mode: b.Mode,
+	})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) getTask(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.svc.Task(r.Context(), r.PathValue("tenant"), r.PathValue("name"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) getMapping(w http.ResponseWriter, r *http.Request) {
+	id, err := ila.ParseIdentifier(r.PathValue("identifier"))
+	if err != nil {
+		fail(w, fmt.Errorf("%w: %w", ErrInvalid, err))
+		return
+	}
+	rec, err := a.svc.TaskByID(r.Context(), r.PathValue("domain"), id)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) deregister(w http.ResponseWriter, r *http.Request) {
+	err := a.svc.Deregister(r.Context(), DeregisterRequest{Tenant: r.PathValue("tenant"), Name: r.PathValue("name")})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *api) move(w http.ResponseWriter, r *http.Request) {
+	var b MoveBody
+	if !decode(w, r, &b) {
+		return
+	}
+	rec, err := a.svc.Move(r.Context(), MoveRequest{Tenant: r.PathValue("tenant"), Name: r.PathValue("name"), To: b.To, Mode: b.Mode, Locator: b.Locator})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) clearDuplicate(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.svc.ClearDuplicate(r.Context(), r.PathValue("tenant"), r.PathValue("name"), "", 0)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// watch streams ila.Event values as JSON lines until the client goes away.
+func (a *api) watch(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Watch == nil {
+		writeErr(w, http.StatusNotImplemented, "unavailable", "no watch source configured")
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	enc := json.NewEncoder(w)
+	_ = a.opts.Watch(ctx, func(ev ila.Event) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := enc.Encode(ev); err != nil {
+			cancel()
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			cancel()
+		}
+	})
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
