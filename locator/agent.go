@@ -53,6 +53,7 @@ type localTask struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	first     chan error // first registration outcome, buffered
+	kick      chan struct{}
 	granted   time.Duration
 	lastErr   string
 	regAt     time.Time
@@ -216,6 +217,13 @@ func (a *Agent) watchLoop(ctx context.Context) error {
 // Apply applies one event of the mapping source. It is exported for
 // sources that push events themselves; Run calls it for its own source.
 func (a *Agent) Apply(ev ila.Event) {
+	a.apply(ev)
+	if a.cfg.OnEvent != nil {
+		a.cfg.OnEvent(ev)
+	}
+}
+
+func (a *Agent) apply(ev ila.Event) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.st.Events++

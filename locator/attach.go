@@ -80,7 +80,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 
 	a.mu.Lock()
 	k := keyOf(t.SIR)
-	lt := &localTask{spec: t, key: k, port: port, static: static, done: make(chan struct{}), first: make(chan error, 1)}
+	lt := &localTask{spec: t, key: k, port: port, static: static, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1)}
 	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC}); err != nil {
 		a.mu.Unlock()
 		a.releasePort(lt)
@@ -271,6 +271,7 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-lt.kick:
 		}
 	}
 }

@@ -146,6 +146,10 @@ type Config struct {
 	Ports     Ports         `json:"-"` // optional: ports used as they are
 	Hooks     []PortHook    `json:"-"`
 	Logger    *slog.Logger  `json:"-"`
+	// OnEvent, if set, is called with every event after the agent applied
+	// it (outside the agent's lock; from the watch goroutine): the IPv4
+	// layer, the ND emulator's prefixes, benchmarks.
+	OnEvent func(ila.Event) `json:"-"`
 	// Now is the clock (default time.Now).
 	Now func() time.Time `json:"-"`
 }

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/locator"
+)
+
+// config is ilad's configuration: flags, or a JSON file (--config) parsed
+// into the same struct; flags given on the command line win over the file.
+type config struct {
+	locator.Config
+
+	// Uplink is the NVE's fabric-facing interface.
+	Uplink string `json:"uplink"`
+	// Underlay is the NVE's fabric address (VTEP of the IPv4 layer); when
+	// empty the IPv4 layer is off.
+	Underlay netip.Addr `json:"underlay,omitzero"`
+	// Mapsrv is mapsrv's registration (UDP) address.
+	Mapsrv netip.AddrPort `json:"mapsrv,omitzero"`
+	// KeyFile holds the registration keys ("<keyid> <name> <hex>" lines);
+	// KeyID is this node's key (default: the node's newest key in the file).
+	KeyFile string `json:"key_file,omitempty"`
+	KeyID   uint32 `json:"key_id,omitempty"`
+	// MapsrvName owns the key mapsrv signs notifications with (default
+	// "mapsrv"); notifications signed by any other key are refused.
+	MapsrvName string `json:"mapsrv_name,omitempty"`
+	// NotifyListen is where mapsrv's move notifications arrive (UDP).
+	NotifyListen netip.AddrPort `json:"notify_listen,omitzero"`
+	// Etcd endpoints (read-only use), e.g. unix:///run/etcd.sock or
+	// http://[2001:db8::1]:2379; EtcdPrefix default /ila/v1/.
+	Etcd       []string `json:"etcd"`
+	EtcdPrefix string   `json:"etcd_prefix,omitempty"`
+	// BPFFS is the pin directory (default /sys/fs/bpf/ila/<node>); a bpffs
+	// is mounted at /sys/fs/bpf if none holds it.
+	BPFFS string `json:"bpffs,omitempty"`
+	// API is the local API address: a unix socket path (default
+	// /run/ilad/<node>.sock) or HOST:PORT (inside the NVE's namespace).
+	API string `json:"api,omitempty"`
+	// Metrics is the Prometheus listen address (HOST:PORT inside the NVE's
+	// namespace); empty: off.
+	Metrics string `json:"metrics,omitempty"`
+	// NetNS is the NVE's network namespace (path like /var/run/netns/nve1
+	// or a name under /var/run/netns); empty: ilad's own.
+	NetNS string `json:"netns,omitempty"`
+	// MissPolicy: pass (untranslated toward an ILA router) or drop.
+	MissPolicy string `json:"miss_policy,omitempty"`
+	// ND turns the ND emulator on (default true).
+	ND *bool `json:"nd,omitempty"`
+	// LogLevel debug|info|warn|error, LogFormat text|json.
+	LogLevel  string `json:"log_level,omitempty"`
+	LogFormat string `json:"log_format,omitempty"`
+}
+
+// stringList is a repeatable, comma-separable flag.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*s = append(*s, x)
+		}
+	}
+	return nil
+}
+
+// parseConfig reads flags and the optional file.
+func parseConfig(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("ilad", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ilad [flags]\n\nilad is the ILA node agent of one NVE: it keeps the eBPF datapath equal to the\nmapping service, attaches and registers local tasks and emulates neighbour discovery.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	var (
+		file                                                 string
+		node, uplink, underlay, mapsrv, keyFile, mapsrvName  string
+		notify, prefix, bpffs, api, metrics, netns, mode     string
+		missPolicy, stateFile, logLevel, logFormat           string
+		keyID                                                uint
+		inFlight, lifetime                                   time.Duration
+		missRate                                             float64
+		locators, etcd                                       stringList
+		nd                                                   bool
+	)
+	fs.StringVar(&file, "config", "", "JSON configuration `file` (flags override it)")
+	fs.StringVar(&node, "node", "", "this NVE's `name` in the mapping store (required)")
+	fs.Var(&locators, "locator", "this NVE's locator, `[DOMAIN=]LOC` (e.g. 2001:db8:0:1 or prod=2001:db8:0:1::/64); repeatable")
+	fs.StringVar(&uplink, "uplink", "", "fabric-facing `interface`")
+	fs.StringVar(&underlay, "underlay", "", "fabric `address` of the NVE (VTEP of the IPv4 layer; empty: IPv4 layer off)")
+	fs.StringVar(&mapsrv, "mapsrv", "", "mapsrv registration `address` ([IP]:PORT, UDP)")
+	fs.StringVar(&keyFile, "key-file", "", "registration keys `file` (\"<keyid> <name> <hex-secret>\" lines)")
+	fs.UintVar(&keyID, "key-id", 0, "key `id` this node signs with (default: its newest key in --key-file)")
+	fs.StringVar(&mapsrvName, "mapsrv-name", "mapsrv", "owner `name` of the key mapsrv signs move notifications with")
+	fs.StringVar(&notify, "notify-listen", "", "UDP `address` for mapsrv's move notifications (e.g. [::]:7481; empty: off)")
+	fs.Var(&etcd, "etcd", "etcd `endpoints`, comma-separated (unix:///path or http://host:port)")
+	fs.StringVar(&prefix, "etcd-prefix", "/ila/v1/", "root `prefix` of the mapping in etcd")
+	fs.StringVar(&bpffs, "bpffs", "", "bpffs pin `directory` (default /sys/fs/bpf/ila/<node>)")
+	fs.StringVar(&api, "api", "", "local API `address`: socket path or HOST:PORT (default /run/ilad/<node>.sock)")
+	fs.StringVar(&metrics, "metrics", "", "Prometheus listen `address` HOST:PORT (in the NVE namespace; empty: off)")
+	fs.StringVar(&netns, "netns", "", "network `namespace` to operate in (path or name under /var/run/netns)")
+	fs.StringVar(&mode, "mode", "push", "table `mode`: push (full table) or pull (cache misses only)")
+	fs.StringVar(&missPolicy, "miss-policy", "pass", "`policy` for task packets without a mapping: pass or drop")
+	fs.DurationVar(&inFlight, "in-flight", 10*time.Second, "in-flight redirect `time` after a move when the store gives none")
+	fs.DurationVar(&lifetime, "lifetime", 120*time.Second, "registration `lifetime` requested (re-registered at half the grant)")
+	fs.Float64Var(&missRate, "miss-rate", 200, "cache-miss lookups per `second` at most")
+	fs.StringVar(&stateFile, "state-file", "", "`file` recording API-attached tasks across restarts (default /run/ilad/<node>.tasks.json)")
+	fs.BoolVar(&nd, "nd", true, "run the ND emulator on task ports")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg := &config{}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(cfg); err != nil {
+			return nil, fmt.Errorf("config file %s: %w", file, err)
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// A flag applies when given, or when the file left the field empty.
+	str := func(name string, dst *string, v string) {
+		if set[name] || *dst == "" {
+			*dst = v
+		}
+	}
+	str("node", &cfg.Node, node)
+	str("uplink", &cfg.Uplink, uplink)
+	str("key-file", &cfg.KeyFile, keyFile)
+	str("mapsrv-name", &cfg.MapsrvName, mapsrvName)
+	str("etcd-prefix", &cfg.EtcdPrefix, prefix)
+	str("bpffs", &cfg.BPFFS, bpffs)
+	str("api", &cfg.API, api)
+	str("metrics", &cfg.Metrics, metrics)
+	str("netns", &cfg.NetNS, netns)
+	str("miss-policy", &cfg.MissPolicy, missPolicy)
+	str("state-file", &cfg.StateFile, stateFile)
+	str("log-level", &cfg.LogLevel, logLevel)
+	str("log-format", &cfg.LogFormat, logFormat)
+	if set["mode"] || cfg.Mode == "" {
+		cfg.Mode = locator.Mode(mode)
+	}
+	if set["key-id"] || cfg.KeyID == 0 {
+		cfg.KeyID = uint32(keyID)
+	}
+	if set["in-flight"] || cfg.InFlight == 0 {
+		cfg.InFlight = ila.Duration(inFlight)
+	}
+	if set["lifetime"] || cfg.Lifetime == 0 {
+		cfg.Lifetime = ila.Duration(lifetime)
+	}
+	if set["miss-rate"] || cfg.MissRate == 0 {
+		cfg.MissRate = missRate
+	}
+	if set["nd"] || cfg.ND == nil {
+		cfg.ND = &nd
+	}
+	if set["etcd"] || len(cfg.Etcd) == 0 {
+		cfg.Etcd = etcd
+	}
+	if set["locator"] || len(cfg.Locators) == 0 {
+		cfg.Locators = nil
+		for _, s := range locators {
+			ls, err := locator.ParseLocatorSpec(s)
+			if err != nil {
+				return nil, fmt.Errorf("flag -locator: %w", err)
+			}
+			cfg.Locators = append(cfg.Locators, ls)
+		}
+	}
+	var err error
+	if set["underlay"] || (!cfg.Underlay.IsValid() && underlay != "") {
+		if cfg.Underlay, err = netip.ParseAddr(underlay); err != nil {
+			return nil, fmt.Errorf("flag -underlay: %w", err)
+		}
+	}
+	if set["mapsrv"] || (!cfg.Mapsrv.IsValid() && mapsrv != "") {
+		if cfg.Mapsrv, err = netip.ParseAddrPort(mapsrv); err != nil {
+			return nil, fmt.Errorf("flag -mapsrv: %w", err)
+		}
+	}
+	if set["notify-listen"] || (!cfg.NotifyListen.IsValid() && notify != "") {
+		if cfg.NotifyListen, err = netip.ParseAddrPort(notify); err != nil {
+			return nil, fmt.Errorf("flag -notify-listen: %w", err)
+		}
+	}
+	return cfg, cfg.check()
+}
+
+// check validates what locator.Config does not cover and fills defaults.
+func (c *config) check() error {
+	if c.Node == "" {
+		return errors.New("node name: empty (use -node)")
+	}
+	if strings.ContainsAny(c.Node, "/ \t") {
+		return fmt.Errorf("node name %q: contains '/' or white space", c.Node)
+	}
+	if len(c.Locators) == 0 {
+		return errors.New("no locator (use -locator)")
+	}
+	if len(c.Etcd) == 0 {
+		return errors.New("no etcd endpoint (use -etcd)")
+	}
+	if c.Mapsrv.IsValid() && c.KeyFile == "" {
+		return errors.New("-mapsrv needs -key-file")
+	}
+	if c.NotifyListen.IsValid() && c.KeyFile == "" {
+		return errors.New("-notify-listen needs -key-file")
+	}
+	switch c.MissPolicy {
+	case "pass", "drop":
+	default:
+		return fmt.Errorf("miss policy %q: want pass or drop", c.MissPolicy)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	}
+	if c.BPFFS == "" {
+		c.BPFFS = filepath.Join("/sys/fs/bpf/ila", c.Node)
+	}
+	if c.API == "" {
+		c.API = filepath.Join("/run/ilad", c.Node+".sock")
+	}
+	if c.StateFile == "" {
+		c.StateFile = filepath.Join("/run/ilad", c.Node+".tasks.json")
+	}
+	if c.StateFile == "none" {
+		c.StateFile = ""
+	}
+	if c.NetNS != "" && !filepath.IsAbs(c.NetNS) {
+		c.NetNS = filepath.Join("/var/run/netns", c.NetNS)
+	}
+	return nil
+}

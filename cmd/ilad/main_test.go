@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/locator"
+)
+
+func TestRunBadInput(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"node": "a", "bogus": 1}`), 0o600)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no node", []string{"-locator", "2001:0:0:1", "-etcd", "unix:///x"}, "node name: empty"},
+		{"no locator", []string{"-node", "a", "-etcd", "unix:///x"}, "no locator"},
+		{"bad locator", []string{"-node", "a", "-locator", "2001::/48", "-etcd", "unix:///x"}, "flag -locator"},
+		{"no etcd", []string{"-node", "a", "-locator", "2001:0:0:1"}, "no etcd endpoint"},
+		{"mapsrv without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480"}, "needs -key-file"},
+		{"bad mapsrv", []string{"-node", "a", "-mapsrv", "nohost"}, "flag -mapsrv"},
+		{"bad mode", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "both"}, "mode"},
+		{"bad miss policy", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-miss-policy", "x"}, "miss policy"},
+		{"unknown field in file", []string{"-config", bad}, "unknown field"},
+		{"missing file", []string{"-config", filepath.Join(dir, "nope.json")}, "config file"},
+		{"stray argument", []string{"-node", "a", "extra"}, "unexpected arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := run(t.Context(), tc.args, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+	var stderr bytes.Buffer
+	if err := run(t.Context(), []string{"-h"}, &stderr); !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr.String(), "-locator") {
+		t.Errorf("-h: %v\n%s", err, stderr.String())
+	}
+}
+
+func TestConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ilad.json")
+	os.WriteFile(file, []byte(`{
+  "node": "nve1",
+  "locators": ["prod=2001:db8:0:1"],
+  "uplink": "eth0",
+  "etcd": ["unix:///run/etcd.sock"],
+  "mapsrv": "[2001:db8::100]:7480",
+  "key_file": "/etc/ila/keys",
+  "mode": "pull",
+  "in_flight": "5s",
+  "tasks": [{"name": "web", "tenant": "t1", "iface": "vweb", "sir": "3333:0:0:1::1001", "mac": "02:00:00:00:10:01"}]
+}`), 0o600)
+	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := ila.ParseLocator("2001:db8:0:1")
+	if diff := cmp.Diff([]locator.LocatorSpec{{Domain: "prod", Locator: loc}}, cfg.Locators); diff != "" {
+		t.Errorf("locators (-want +got):\n%s", diff)
+	}
+	checks := []struct{ what, got, want string }{
+		{"uplink (flag wins)", cfg.Uplink, "fab0"},
+		{"netns", cfg.NetNS, "/var/run/netns/nve1"},
+		{"mode", string(cfg.Mode), "pull"},
+		{"in-flight", time.Duration(cfg.InFlight).String(), "5s"},
+		{"api default", cfg.API, "/run/ilad/nve1.sock"},
+		{"bpffs default", cfg.BPFFS, "/sys/fs/bpf/ila/nve1"},
+		{"mapsrv", cfg.Mapsrv.String(), "[2001:db8::100]:7480"},
+		{"task", cfg.Tasks[0].SIR.String(), "3333:0:0:1::1001"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
+		}
+	}
+}

@@ -1,0 +1,499 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/ila/datapath"
+	"github.com/ilamesh/ilamesh/internal/netns"
+	"github.com/ilamesh/ilamesh/internal/regproto"
+	"github.com/ilamesh/ilamesh/l2compat"
+	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/locator/ndemu"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+)
+
+// run is ilad: parse, build bottom-up, run everything in one errgroup.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+
+	var ns *netns.NS
+	if cfg.NetNS != "" {
+		if ns, err = netns.Open(cfg.NetNS); err != nil {
+			return err
+		}
+		defer ns.Close()
+	}
+	inNS := func(fn func() error) error {
+		if ns == nil {
+			return fn()
+		}
+		return ns.Do(fn)
+	}
+
+	// Datapath: adopt pinned maps (never flushed at start).
+	if err := ensureBPFFS(cfg.BPFFS); err != nil {
+		return err
+	}
+	dpCfg := datapath.Config{PinPath: cfg.BPFFS}
+	if cfg.MissPolicy == "drop" {
+		dpCfg.MissPolicy = datapath.MissDrop
+	}
+	dp, err := datapath.Open(dpCfg)
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	defer dp.Close() // keeps the pins: the programs keep forwarding
+	if err := inNS(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
+	}); err != nil {
+		return fmt.Errorf("enable IPv6 forwarding: %w", err)
+	}
+	if cfg.Uplink != "" {
+		if err := dp.Attach(datapath.Attachment{Ifname: cfg.Uplink, NetNS: cfg.NetNS, Role: datapath.RoleUplink}); err != nil {
+			return fmt.Errorf("uplink %s: %w", cfg.Uplink, err)
+		}
+	}
+	dpa := &dpAdapter{Datapath: dp, netns: cfg.NetNS}
+
+	// etcd, read-only.
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if ns != nil && !anyUnix(cfg.Etcd) {
+		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var d net.Dialer
+				var err error
+				c, err = d.DialContext(ctx, "tcp", addr)
+				return err
+			})
+			return c, err
+		})}
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer cli.Close()
+	store := etcdstore.New(cli)
+	watcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+
+	// Registration keys, client and notification server.
+	var (
+		keys     regproto.KeyFile
+		keyID    uint32
+		secret   []byte
+		regCli   *regproto.Client
+		notifSrv *regproto.Server
+	)
+	if cfg.KeyFile != "" {
+		if keys, err = regproto.LoadKeys(cfg.KeyFile); err != nil {
+			return err
+		}
+		keyID = cfg.KeyID
+		if keyID == 0 {
+			id, _, ok := keys.Lookup(cfg.Node)
+			if !ok {
+				return fmt.Errorf("keys file %s: no key for node %s", cfg.KeyFile, cfg.Node)
+			}
+			keyID = id
+		}
+		owner, sec, ok := keys.Secret(keyID)
+		if !ok {
+			return fmt.Errorf("keys file %s: no key id %d", cfg.KeyFile, keyID)
+		}
+		if owner != cfg.Node {
+			return fmt.Errorf("keys file %s: key id %d belongs to %s, not %s", cfg.KeyFile, keyID, owner, cfg.Node)
+		}
+		secret = sec
+	}
+	var reg locator.Registrar
+	if cfg.Mapsrv.IsValid() {
+		var conn *net.UDPConn
+		if err := inNS(func() error {
+			network := "udp6"
+			if cfg.Mapsrv.Addr().Unmap().Is4() {
+				network = "udp4"
+			}
+			var err error
+			conn, err = net.ListenUDP(network, nil)
+			return err
+		}); err != nil {
+			return fmt.Errorf("registration socket: %w", err)
+		}
+		defer conn.Close()
+		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: keys}
+		reg = registrar{regCli}
+	} else {
+		log.Warn("no -mapsrv: tasks are attached locally but not registered")
+	}
+
+	// Port hooks: ND emulator, IPv4 layer.
+	ports, err := locator.NewNetlinkPorts(ns, datapath.GatewayMAC)
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer ports.Close()
+	dir := &directory{}
+	var hooks []locator.PortHook
+	var emu *ndemu.Emulator
+	if *cfg.ND {
+		emu, err = ndemu.New(ndemu.Config{
+			GatewayMAC: net.HardwareAddr(datapath.GatewayMAC[:]),
+			NetNS:      cfg.NetNS,
+			Directory:  dir,
+			Events:     dir,
+			Logger:     log.With("component", "ndemu"),
+		})
+		if err != nil {
+			return err
+		}
+		hooks = append(hooks, ndHook{emu})
+	}
+	var l2 *l2compat.Manager
+	if cfg.Underlay.IsValid() {
+		l2, err = l2compat.New(l2compat.Config{
+			NVE: cfg.Node, Underlay: cfg.Underlay, NetNS: cfg.NetNS, Logger: log.With("component", "l2compat"),
+			Attach: func(ctx context.Context, c l2compat.Claim) error {
+				dir.agent.Claim(c.Ifindex, c.IPv4)
+				return nil
+			},
+			Spoofed: func(c l2compat.Claim, reason string) {
+				log.Warn("spoofed gratuitous ARP refused", "iface", c.Port, "ipv4", c.IPv4, "mac", c.MAC, "reason", reason)
+			},
+		})
+		if err != nil {
+			return err
+		}
+		defer l2.Close()
+		hooks = append(hooks, l2Hook{l2})
+	}
+
+	lc := cfg.Config
+	lc.Datapath, lc.Source, lc.Lookup, lc.Misses = dpa, watcher, store, missReader{dp}
+	lc.Registrar, lc.Ports, lc.Hooks = reg, ports, hooks
+	lc.Logger = log.With("component", "agent")
+	lc.OnEvent = func(ev ila.Event) {
+		if l2 != nil {
+			if err := l2.Apply(ev); err != nil {
+				log.Warn("ipv4 layer apply", "err", err)
+			}
+		}
+		if emu != nil && (ev.Type == ila.EventDomainUpsert || ev.Type == ila.EventDomainDelete || ev.Type == ila.EventSynced) {
+			if err := emu.SetPrefixes(dir.agent.Prefixes()); err != nil {
+				log.Warn("ndemu prefixes", "err", err)
+			}
+		}
+	}
+	agent, err := locator.New(lc)
+	if err != nil {
+		return err
+	}
+	dir.agent, dir.log = agent, log.With("component", "ndemu")
+
+	if cfg.NotifyListen.IsValid() {
+		var conn *net.UDPConn
+		if err := inNS(func() error {
+			var err error
+			conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(cfg.NotifyListen))
+			return err
+		}); err != nil {
+			return fmt.Errorf("notification listener %s: %w", cfg.NotifyListen, err)
+		}
+		defer conn.Close()
+		notifSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
+			Handler: notifyHandler(agent, cfg.MapsrvName, log)}
+	}
+
+	apiLn, err := listen(cfg.API, inNS)
+	if err != nil {
+		return fmt.Errorf("local API %s: %w", cfg.API, err)
+	}
+	apiSrv := &http.Server{Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	var metricsLn net.Listener
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(&collector{agent: agent, dp: dp, emu: emu, reg: regCli, notif: notifSrv})
+	if cfg.Metrics != "" {
+		if metricsLn, err = listen(cfg.Metrics, inNS); err != nil {
+			return fmt.Errorf("metrics %s: %w", cfg.Metrics, err)
+		}
+	}
+
+	log.Info("ilad starting", "locators", fmt.Sprint(cfg.Locators), "uplink", cfg.Uplink, "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "api", cfg.API, "mode", cfg.Mode)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return agent.Run(gctx) })
+	if emu != nil {
+		g.Go(func() error { return emu.Run(gctx) })
+	}
+	if l2 != nil {
+		g.Go(func() error { return l2.Run(gctx) })
+	}
+	if notifSrv != nil {
+		g.Go(func() error { return notifSrv.Run(gctx) })
+	}
+	g.Go(func() error { return serve(gctx, apiSrv, apiLn) })
+	if metricsLn != nil {
+		ms := &http.Server{Handler: promhttp.HandlerFor(reg2, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serve(gctx, ms, metricsLn) })
+	}
+	g.Go(func() error {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case now := <-t.C:
+				if _, err := dp.ExpireInFlight(now); err != nil {
+					log.Warn("expire in-flight entries", "err", err)
+				}
+			}
+		}
+	})
+	err = g.Wait()
+	log.Info("ilad stopped; datapath left pinned", "bpffs", cfg.BPFFS)
+	return err
+}
+
+func anyUnix(eps []string) bool {
+	for _, e := range eps {
+		if strings.HasPrefix(e, "unix:") || strings.HasPrefix(e, "unixs:") {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureBPFFS makes sure dir is on a bpffs, mounting one at /sys/fs/bpf
+// (or at dir's parent if dir is elsewhere) when needed.
+func ensureBPFFS(dir string) error {
+	isBPF := func(p string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(p, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+	}
+	// Nearest existing ancestor.
+	p := dir
+	for {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		q := filepath.Dir(p)
+		if q == p {
+			break
+		}
+		p = q
+	}
+	if isBPF(p) {
+		return os.MkdirAll(dir, 0o700)
+	}
+	mnt := "/sys/fs/bpf"
+	if !strings.HasPrefix(dir, mnt+"/") {
+		mnt = p
+	}
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		return fmt.Errorf("bpffs mount point %s: %w", mnt, err)
+	}
+	if !isBPF(mnt) {
+		if err := unix.Mount("bpffs", mnt, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", mnt, err)
+		}
+	}
+	if !isBPF(dir) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if !isBPF(dir) {
+			return fmt.Errorf("pin path %s: not on a bpffs", dir)
+		}
+	}
+	return nil
+}
+
+// listen opens a unix socket (path) or a TCP listener inside the NVE's
+// namespace (HOST:PORT).
+func listen(addr string, inNS func(func() error) error) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok || strings.HasPrefix(addr, "/") {
+		if !ok {
+			path = addr
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("socket %s is in use by a running ilad", path)
+		}
+		_ = os.Remove(path)
+		ln, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, err
+		}
+		_ = os.Chmod(path, 0o660)
+		return ln, nil
+	}
+	var ln net.Listener
+	err := inNS(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
+}
+
+func serve(ctx context.Context, s *http.Server, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		_ = s.Shutdown(sctx)
+	}()
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// dpAdapter fits *datapath.Datapath to locator.Datapath.
+type dpAdapter struct {
+	*datapath.Datapath
+	netns string
+}
+
+var _ locator.Datapath = (*dpAdapter)(nil)
+
+func (d *dpAdapter) UpsertLocal(l locator.Local) error {
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC})
+}
+
+func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {
+	return d.Attach(datapath.Attachment{Ifname: ifname, Ifindex: ifindex, NetNS: d.netns, Role: datapath.RoleTask})
+}
+
+func (d *dpAdapter) DetachPort(ifname string, ifindex int) error {
+	return d.Detach(datapath.Attachment{Ifname: ifname, Ifindex: ifindex, NetNS: d.netns, Role: datapath.RoleTask})
+}
+
+type missReader struct{ dp *datapath.Datapath }
+
+func (m missReader) ReadMiss(ctx context.Context) (locator.Miss, error) {
+	x, err := m.dp.ReadMiss(ctx)
+	return locator.Miss{SIR: x.SIR, Identifier: x.Identifier}, err
+}
+
+// registrar fits regproto.Client to locator.Registrar.
+type registrar struct{ c *regproto.Client }
+
+func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
+	m := &regproto.Message{
+		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
+		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime),
+	}
+	if reg.SIR.IsValid() {
+		m.Addrs = append(m.Addrs, reg.SIR)
+	}
+	if reg.IPv4.IsValid() {
+		m.Addrs = append(m.Addrs, reg.IPv4)
+	}
+	rep, err := r.c.Do(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	if !rep.Status.Accepted() {
+		return 0, &locator.RejectedError{Reason: rep.Reason.String()}
+	}
+	return rep.LifetimeDuration(), nil
+}
+
+// notifyHandler accepts mapsrv's signed move notifications.
+func notifyHandler(a *locator.Agent, mapsrvName string, log *slog.Logger) regproto.Handler {
+	return regproto.HandlerFunc(func(ctx context.Context, from netip.AddrPort, req *regproto.Message) *regproto.Message {
+		if !req.Notify {
+			return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
+		}
+		if req.NVE != mapsrvName {
+			log.Warn("move notification signed by a key that is not mapsrv's refused", "signer", req.NVE, "from", from)
+			return req.Reply(regproto.StatusRejected, regproto.ReasonNotAuthorized)
+		}
+		for _, addr := range req.Addrs {
+			if !addr.Is6() || addr.Is4In6() {
+				continue
+			}
+			local, err := a.Notify(addr, req.Locator, "")
+			if err != nil {
+				log.Warn("move notification", "sir", addr, "locator", req.Locator, "err", err)
+				return req.Reply(regproto.StatusRejected, regproto.ReasonUnknownTask)
+			}
+			log.Debug("move notification", "sir", addr, "locator", req.Locator, "was_local", local)
+		}
+		return req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
+	})
+}
+
+// directory backs the ND emulator with the agent's tables.
+type directory struct {
+	agent *locator.Agent
+	log   *slog.Logger
+}
+
+func (d *directory) Owner(addr netip.Addr) (ndemu.Owner, bool) {
+	o, ok := d.agent.Owner(addr)
+	return ndemu.Owner{Local: o.Local, Ifindex: o.Ifindex, NVE: o.NVE, MAC: o.MAC}, ok
+}
+
+func (d *directory) UnsolicitedNA(ctx context.Context, ifindex int, addr netip.Addr, mac net.HardwareAddr) {
+	d.agent.Claim(ifindex, addr)
+}
+
+func (d *directory) Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, reason string) {
+	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac, "reason", reason)
+}
+
+type ndHook struct{ e *ndemu.Emulator }
+
+func (h ndHook) AddPort(ctx context.Context, p locator.Port, t locator.TaskSpec) error {
+	return h.e.AddPort(ctx, p.Name)
+}
+func (h ndHook) RemovePort(p locator.Port, t locator.TaskSpec) error { return h.e.RemovePort(p.Name) }
+
+type l2Hook struct{ m *l2compat.Manager }
+
+func (h l2Hook) AddPort(ctx context.Context, p locator.Port, t locator.TaskSpec) error {
+	if t.VNI == 0 {
+		return nil
+	}
+	return h.m.AddPort(p.Name, t.VNI)
+}
+
+func (h l2Hook) RemovePort(p locator.Port, t locator.TaskSpec) error {
+	if t.VNI == 0 {
+		return nil
+	}
+	return h.m.RemovePort(p.Name)
+}
