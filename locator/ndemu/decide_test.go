@@ -16,17 +16,17 @@ type fakeDir map[netip.Addr]Owner
 func (d fakeDir) Owner(a netip.Addr) (Owner, bool) { o, ok := d[a]; return o, ok }
 
 var (
-	sir       = netip.MustParsePrefix("3333:0:0:1::/64")
-	addrA     = netip.MustParseAddr("3333:0:0:1::a") // task on port 2 (this test's sender)
-	addrB     = netip.MustParseAddr("3333:0:0:1::b") // task on port 3, same NVE
-	addrR     = netip.MustParseAddr("3333:0:0:1::c") // task on nve-b, MAC known
-	addrRnoM  = netip.MustParseAddr("3333:0:0:1::d") // task on nve-b, MAC unknown
-	addrUnk   = netip.MustParseAddr("3333:0:0:1::dead")
-	addrOut   = netip.MustParseAddr("2001:db8::1") // outside the SIR prefix, unknown
-	macA      = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
-	macR      = ila.MAC{0x02, 0, 0, 0, 0, 0x0c}
-	llA       = netip.MustParseAddr("fe80::a")
-	testDir   = fakeDir{
+	sir      = netip.MustParsePrefix("3333:0:0:1::/64")
+	addrA    = netip.MustParseAddr("3333:0:0:1::a") // task on port 2 (this test's sender)
+	addrB    = netip.MustParseAddr("3333:0:0:1::b") // task on port 3, same NVE
+	addrR    = netip.MustParseAddr("3333:0:0:1::c") // task on nve-b, MAC known
+	addrRnoM = netip.MustParseAddr("3333:0:0:1::d") // task on nve-b, MAC unknown
+	addrUnk  = netip.MustParseAddr("3333:0:0:1::dead")
+	addrOut  = netip.MustParseAddr("2001:db8::1") // outside the SIR prefix, unknown
+	macA     = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
+	macR     = ila.MAC{0x02, 0, 0, 0, 0, 0x0c}
+	llA      = netip.MustParseAddr("fe80::a")
+	testDir  = fakeDir{
 		addrA:    {Local: true, Ifindex: 2, NVE: "nve-a"},
 		addrB:    {Local: true, Ifindex: 3, NVE: "nve-a"},
 		addrR:    {NVE: "nve-b", MAC: macR},
