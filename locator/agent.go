@@ -156,13 +156,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.adoptInFlight()
 	a.mu.Unlock()
 
+	saved := a.loadState() // before attaching rewrites the file
 	specs := slices.Clone(a.cfg.Tasks)
 	for i := range specs {
 		if err := a.attach(ctx, specs[i], true, false); err != nil && !errors.Is(err, ErrExists) {
 			a.log.Error("attach configured task", "task", specs[i].Name, "iface", specs[i].Iface, "err", err)
 		}
 	}
-	for _, s := range a.loadState() {
+	for _, s := range saved {
 		if err := a.attach(ctx, s, false, false); err != nil && !errors.Is(err, ErrExists) {
 			a.log.Error("attach task from state file", "task", s.Name, "iface", s.Iface, "err", err)
 		}

@@ -1,0 +1,120 @@
+package locator_test
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/locator/locatortest"
+)
+
+func TestLocalAPI(t *testing.T) {
+	dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+	src.SetDomain(dom)
+	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.StateFile = filepath.Join(t.TempDir(), "tasks.json") })
+	stop := run(t, a)
+	defer stop()
+	sock := filepath.Join(t.TempDir(), "ilad.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: a.Handler()}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c, err := locator.NewClient(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	web := spec("web", "veth-web", 0x1001)
+	st, err := c.Attach(ctx, web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web.Domain = "prod" // filled in from the store
+	if diff := cmp.Diff(web, st.TaskSpec, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+		t.Errorf("attach answer (-want +got):\n%s", diff)
+	}
+	if st.Locator != locA || st.Domain != "prod" {
+		t.Errorf("attach answer locator %v domain %q", st.Locator, st.Domain)
+	}
+	var apiErr *locator.APIError
+	for _, tc := range []struct {
+		name string
+		spec locator.TaskSpec
+		code int
+	}{
+		{"same address elsewhere", spec("web2", "veth-w2", 0x1001), http.StatusConflict},
+		{"bad spec", locator.TaskSpec{Name: "x"}, http.StatusBadRequest},
+	} {
+		if _, err := c.Attach(ctx, tc.spec); !errors.As(err, &apiErr) || apiErr.Status != tc.code {
+			t.Errorf("%s: %v, want HTTP %d", tc.name, err, tc.code)
+		}
+	}
+	ts, err := c.Tasks(ctx)
+	if err != nil || len(ts) != 1 || ts[0].Name != "web" {
+		t.Errorf("Tasks = %+v, %v", ts, err)
+	}
+	if err := c.Detach(ctx, "nope"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+		t.Errorf("detach unknown: %v", err)
+	}
+	if err := c.Detach(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(dp.LocalEntries()); n != 0 {
+		t.Errorf("%d local entries after detach", n)
+	}
+	if _, err := locator.NewClient("nohostport"); err == nil {
+		t.Error("NewClient accepted a bad address")
+	}
+}
+
+func TestStateFileRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		state := filepath.Join(t.TempDir(), "tasks.json")
+		static := spec("db", "veth-db", 0x1005)
+		cfg := func(c *locator.Config) { c.StateFile = state; c.Tasks = []locator.TaskSpec{static} }
+		a := newAgent(t, "", dp, src, cfg)
+		stop := run(t, a)
+		synctest.Wait()
+		if err := a.Attach(t.Context(), spec("web", "veth-web", 0x1001)); err != nil {
+			t.Fatal(err)
+		}
+		// A local entry left by a task detached while ilad was down.
+		dp.UpsertLocal(locator.Local{SIR: sirP, Identifier: 0x1009, Ifindex: 9})
+		stop()
+		if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), `"web"`) {
+			t.Fatalf("state file: %s, %v", b, err)
+		}
+		// The restarted agent attaches both again and prunes the stale one.
+		b := newAgent(t, "", dp, src, cfg)
+		stop = run(t, b)
+		defer stop()
+		synctest.Wait()
+		var names []string
+		for _, s := range b.Tasks() {
+			names = append(names, s.Name)
+		}
+		if diff := cmp.Diff([]string{"db", "web"}, names); diff != "" {
+			t.Errorf("tasks after restart (-want +got):\n%s", diff)
+		}
+		if _, ok := dp.LocalEntries()[locatortest.Key{SIR: sirP, ID: 0x1009}]; ok {
+			t.Error("stale local entry kept")
+		}
+		if n := len(dp.LocalEntries()); n != 2 {
+			t.Errorf("%d local entries, want 2", n)
+		}
+	})
+}
