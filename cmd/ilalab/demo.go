@@ -2,10 +2,70 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/ilamesh/ilamesh/internal/lab"
 )
 
+// cmdDemo: up (3 NVEs), traffic, a hot move under traffic, DNS before and
+// after, a report (text, report.json, timeline.svg), down.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not yet")
+	fs := flags("demo", stderr)
+	var c common
+	cfg := upConfig(fs, &c)
+	out := fs.String("out", ".", "directory for report.json and timeline.svg")
+	keep := fs.Bool("keep", false, "leave the lab up after the demo")
+	before := fs.Duration("before", 1500*time.Millisecond, "traffic time before the move")
+	after := fs.Duration("after", 1500*time.Millisecond, "traffic time after the move")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
+	}
+	if err := needRoot(); err != nil {
+		return err
+	}
+	if cfg.NVEs < 3 {
+		return fmt.Errorf("demo: needs at least 3 NVEs")
+	}
+	outDir, err := filepath.Abs(*out)
+	if err != nil {
+		return err
+	}
+	cfg.StateDir, cfg.Name, cfg.Progress = c.stateDir, c.name, progress(stderr, c.quiet)
+	l, err := lab.Up(ctx, *cfg)
+	if err != nil {
+		endProgress(stderr)
+		if l != nil {
+			l.Close()
+		}
+		if derr := lab.Down(cfg.StateDir, cfg.Name, nil); derr != nil {
+			fmt.Fprintln(stderr, "ilalab: down:", derr)
+		}
+		return fmt.Errorf("demo: up: %w", err)
+	}
+	defer func() {
+		if *keep {
+			endProgress(stderr)
+			fmt.Fprintf(stderr, "lab left up (state %s); remove it with: ilalab down --state-dir %s\n", cfg.StateDir, cfg.StateDir)
+			l.Close()
+			return
+		}
+		cfg.Progress("down")
+		if err := l.Down(); err != nil {
+			fmt.Fprintln(stderr, "ilalab: down:", err)
+		}
+		endProgress(stderr)
+	}()
+	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir})
+	endProgress(stderr)
+	if rep != nil && len(rep.Flows) > 0 {
+		rep.Text(stdout)
+		fmt.Fprintf(stdout, "\nreport: %s\ntimeline: %s\n", filepath.Join(outDir, "report.json"), filepath.Join(outDir, "timeline.svg"))
+	}
+	return err
 }

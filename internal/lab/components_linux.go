@@ -3,26 +3,408 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/locator"
 )
 
-// startControl starts mapsrv and dnsbridge in the control namespace.
+// Process names (pid files, logs).
+const (
+	procMapsrv = "mapsrv"
+	procDNS    = "dnsbridge"
+	procRouter = "router"
+)
+
+func procIlad(nve string) string { return "ilad-" + nve }
+
+func (l *Lab) keysPath() string { return filepath.Join(l.dir, "keys") }
+func (l *Lab) pinRoot() string  { return filepath.Join("/sys/fs/bpf", l.cfg.Name) }
+func (l *Lab) iladSock(nve string) string {
+	return filepath.Join(l.dir, "ilad-"+nve+".sock")
+}
+func (l *Lab) eventsPath(who string) string { return filepath.Join(l.dir, "events-"+who+".jsonl") }
+
+// writeKeys writes the registration keys: key 1 for mapsrv, key n+1 for
+// NVE n (regproto's "<keyid> <name> <hex-secret>" lines).
+func (l *Lab) writeKeys() error {
+	var b strings.Builder
+	b.WriteString("# <keyid> <nve-name> <hex-secret>  (written by ilalab)\n")
+	names := []string{"mapsrv"}
+	for _, n := range l.topo.NVEs {
+		names = append(names, n.Name)
+	}
+	for i, name := range names {
+		var s [32]byte
+		if _, err := rand.Read(s[:]); err != nil {
+			return fmt.Errorf("registration key: %w", err)
+		}
+		fmt.Fprintf(&b, "%d %s %s\n", i+1, name, hex.EncodeToString(s[:]))
+	}
+	if err := os.WriteFile(l.keysPath(), []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("registration keys: %w", err)
+	}
+	return nil
+}
+
+// ensureBPFFS mounts a bpffs on /sys/fs/bpf if none is there.
+func ensureBPFFS() error {
+	if out, err := exec.Command("mountpoint", "-q", "/sys/fs/bpf").CombinedOutput(); err == nil {
+		return nil
+	} else if len(out) > 0 {
+		_ = out
+	}
+	if err := os.MkdirAll("/sys/fs/bpf", 0o755); err != nil {
+		return fmt.Errorf("bpffs: %w", err)
+	}
+	if out, err := exec.Command("mount", "-t", "bpf", "bpf", "/sys/fs/bpf").CombinedOutput(); err != nil {
+		return fmt.Errorf("mount bpffs on /sys/fs/bpf: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// startControl starts mapsrv (embedded etcd) and dnsbridge in the control
+// namespace and declares the domain and the NVEs.
 func (l *Lab) startControl(ctx context.Context) error {
-	return fmt.Errorf("mapsrv: %w", ErrMissing)
+	t := l.topo
+	ctl, err := l.node(t.Mapsrv.Netns)
+	if err != nil {
+		return err
+	}
+	if err := l.writeKeys(); err != nil {
+		return err
+	}
+	if err := ensureBPFFS(); err != nil {
+		return err
+	}
+	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
+	etcdDir := filepath.Join(l.dir, "etcd")
+	apiSock := filepath.Join(l.dir, "mapsrv-api.sock")
+	if _, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())...); err != nil {
+		return err
+	}
+	_ = apiSock
+	if err := l.waitAPI(ctx, 30*time.Second); err != nil {
+		return err
+	}
+	l.progress("declaring domain %s (%s) and %d NVEs", Domain, SIRPrefix, len(t.NVEs))
+	if _, err := l.ilactl(ctx, "domain", "add", Domain, "--sir-prefix", SIRPrefix.String(), "--csum", "neutral-map"); err != nil {
+		return err
+	}
+	for _, n := range t.NVEs {
+		if _, err := l.ilactl(ctx, "nve", "add", n.Name, "--locator", n.Locator.String(), "--underlay", n.Underlay.String()); err != nil {
+			return err
+		}
+	}
+	l.progress("starting dnsbridge on %s", t.DNS.Addr)
+	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge],
+		"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--listen", t.DNS.Addr, "--zone", Zone,
+		"--ttl", "1s"); err != nil {
+		return err
+	}
+	l.progress("starting the ILA router in %s", t.FabricNetns)
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own executable: %w", err)
+	}
+	ports := []string{"ctl"}
+	for _, n := range t.NVEs {
+		ports = append(ports, n.Name)
+	}
+	t.Router.PinPath = filepath.Join(l.pinRoot(), "router")
+	fab, err := l.node(t.FabricNetns)
+	if err != nil {
+		return err
+	}
+	if _, err := l.start(procRouter, fab.ns, self, "router", "--netns", fab.ns.Path(), "--ifaces", strings.Join(ports, ","),
+		"--pin", t.Router.PinPath, "--etcd", strings.Join(t.Etcd.Endpoints, ","), "--events", l.eventsPath("router")); err != nil {
+		return err
+	}
+	t.Router.Mode = "ila-r full table (datapath router mode) on " + strings.Join(ports, ",")
+	return l.save()
 }
 
-// startNVEs starts ilad in every NVE namespace and the fabric router.
+// mapsrvArgs are mapsrv's flags for the lab.
+func mapsrvArgs(dataDir, clientURL, api, reg, keys string) []string {
+	return []string{"--data-dir", dataDir, "--etcd-client-url", clientURL, "--api-addr", api, "--reg-addr", reg, "--keys", keys}
+}
+
+// inCtl runs a command inside the control namespace and returns its output.
+func (l *Lab) inNS(ctx context.Context, nsName, bin string, args ...string) ([]byte, error) {
+	n, err := l.node(nsName)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := n.ns.Do(cmd.Start); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(bin), err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// ilactl runs ilactl against the lab's mapsrv API (inside the control
+// namespace, where the API listens).
+func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return l.inNS(ctx, l.topo.Mapsrv.Netns, l.bins[BinIlactl], append([]string{"--api", l.topo.Mapsrv.API}, args...)...)
+}
+
+// httpIn returns an HTTP client whose connections are opened inside the
+// named namespace.
+func (l *Lab) httpIn(nsName string) (*http.Client, error) {
+	n, err := l.node(nsName)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := n.ns.Do(func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, nil
+}
+
+// waitAPI waits until mapsrv answers on its API.
+func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
+	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		if p := l.procs[procMapsrv]; p != nil && p.exited() {
+			return fmt.Errorf("mapsrv exited during start; see %s", p.Log)
+		}
+		resp, err := hc.Get(l.topo.Mapsrv.API + "/v1/domains")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("mapsrv API %s: not answering after %v: %v (log %s)", l.topo.Mapsrv.API, timeout, last, l.procs[procMapsrv].Log)
+}
+
+// iladArgs are ilad's flags for NVE n.
+func (l *Lab) iladArgs(n *NVE) []string {
+	t := l.topo
+	args := []string{
+		"--node", n.Name,
+		"--locator", Domain + "=" + n.Locator.String(),
+		"--uplink", "up0",
+		"--mapsrv", t.Mapsrv.Registration,
+		"--key-file", l.keysPath(),
+		"--key-id", strconv.Itoa(n.Index + 1),
+		"--notify-listen", netip.AddrPortFrom(n.Underlay, 7481).String(),
+		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
+		"--bpffs", filepath.Join(l.pinRoot(), n.Name),
+		"--api", l.iladSock(n.Name),
+		"--netns", filepath.Join("/var/run/netns", n.Netns),
+		"--state-file", filepath.Join(l.dir, "ilad-"+n.Name+".tasks.json"),
+		"--log-format", "json",
+		"--log-level", "debug",
+	}
+	if l.cfg.IPv4Tenant {
+		args = append(args, "--underlay", n.Underlay.String())
+	}
+	return args
+}
+
+// startNVEs starts ilad in every NVE namespace.
 func (l *Lab) startNVEs(ctx context.Context) error {
-	return fmt.Errorf("ilad: %w", ErrMissing)
+	for i := range l.topo.NVEs {
+		n := &l.topo.NVEs[i]
+		if err := l.startIlad(ctx, n); err != nil {
+			return err
+		}
+	}
+	return l.save()
 }
 
-// attachTasks waits for every task's addresses and registers it.
+// startIlad starts (or restarts) ilad on one NVE and waits for its API.
+func (l *Lab) startIlad(ctx context.Context, n *NVE) error {
+	nn, err := l.node(n.Netns)
+	if err != nil {
+		return err
+	}
+	l.progress("starting ilad on %s (locator %s)", n.Name, n.Locator)
+	_ = os.Remove(l.iladSock(n.Name))
+	p, err := l.start(procIlad(n.Name), nn.ns, l.bins[BinIlad], l.iladArgs(n)...)
+	if err != nil {
+		return err
+	}
+	n.PID = p.PID
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := locator.NewClient(l.iladSock(n.Name))
+		if err == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err = c.Tasks(cctx)
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+		if p.exited() {
+			return fmt.Errorf("ilad on %s exited during start; see %s", n.Name, p.Log)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ilad on %s: API %s not answering after 20s: %v (log %s)", n.Name, l.iladSock(n.Name), err, p.Log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// spec is the ilad task spec of a lab task.
+func (task *Task) spec() locator.TaskSpec {
+	mac, _ := ila.ParseMAC(task.MAC)
+	s := locator.TaskSpec{Name: task.Name, Tenant: task.Tenant, Iface: task.Ifname, SIR: task.SIR, MAC: mac}
+	if task.IPv4.IsValid() {
+		s.IPv4, s.VNI = task.IPv4, IPv4VNI
+	}
+	return s
+}
+
+// attachTask asks the ilad of nve to attach (and register) task.
+func (l *Lab) attachTask(ctx context.Context, task *Task, nve string) error {
+	c, err := locator.NewClient(l.iladSock(nve))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := c.Attach(ctx, task.spec())
+	if err != nil {
+		return fmt.Errorf("attach %s on %s: %w", task.Name, nve, err)
+	}
+	if !st.Registered {
+		return fmt.Errorf("attach %s on %s: not registered (%s)", task.Name, nve, st.Error)
+	}
+	return nil
+}
+
+// attachTasks attaches every task to its NVE's ilad, then waits for its
+// router advertisement (default route) and for the mapping to be visible.
 func (l *Lab) attachTasks(ctx context.Context) error {
-	return fmt.Errorf("ilad: %w", ErrMissing)
+	for i := range l.topo.Tasks {
+		task := &l.topo.Tasks[i]
+		l.progress("attaching %s (%s) on %s", task.Name, task.addr(), task.NVE)
+		if err := l.attachTask(ctx, task, task.NVE); err != nil {
+			return err
+		}
+	}
+	for i := range l.topo.Tasks {
+		task := &l.topo.Tasks[i]
+		if task.IPv4.IsValid() {
+			continue
+		}
+		l.progress("waiting for %s's router advertisement", task.Name)
+		if err := l.waitDefaultRoute(ctx, task, 10*time.Second); err != nil {
+			return err
+		}
+	}
+	l.topo.Components = []string{"mapsrv", "etcd (embedded)", "dnsbridge", "ilad", "ila-router"}
+	return nil
 }
 
-// commitMove tells the mapping service that task now lives on to.
-func (l *Lab) commitMove(ctx context.Context, task *Task, from, to *NVE, mode string) error {
-	return fmt.Errorf("mapsrv: %w", ErrMissing)
+func (task *Task) addr() string {
+	if task.IPv4.IsValid() {
+		return task.IPv4.String()
+	}
+	return task.SIR.String()
 }
+
+// waitDefaultRoute waits for the task's default route learnt from the
+// NVE's router advertisements.
+func (l *Lab) waitDefaultRoute(ctx context.Context, task *Task, timeout time.Duration) error {
+	tn, err := l.node(task.Netns)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		routes, err := tn.h.RouteList(nil, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("routes of %s: %w", task.Name, err)
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask != nil {
+				if ones, _ := maskOnes(r.Dst); ones == 0 && r.Gw != nil {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("task %s: no default route from a router advertisement after %v", task.Name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func maskOnes(n *net.IPNet) (int, int) {
+	if n == nil {
+		return 0, 128
+	}
+	return n.Mask.Size()
+}
+
+// commitMove attaches the moved task at its new NVE through that NVE's
+// ilad: it installs local delivery first, then registers the task, which
+// mapsrv commits as a hot move (make before break); the old NVE turns its
+// entry into an in-flight redirect when it sees the commit. Cold and warm
+// moves are first declared to mapsrv (ilactl task move --mode), which
+// suspends the task until it registers at the destination.
+func (l *Lab) commitMove(ctx context.Context, task *Task, from, to *NVE, mode string) error {
+	if mode != MoveHot {
+		if _, err := l.ilactl(ctx, "task", "move", task.Name, "--tenant", task.Tenant, "--to", to.Name, "--mode", mode); err != nil {
+			return err
+		}
+	}
+	return l.attachTask(ctx, task, to.Name)
+}
+
+var errNotRoot = errors.New("needs root")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/netns"
 )
 
@@ -228,7 +229,7 @@ func (l *Lab) plan() *Topology {
 			name := fmt.Sprintf("t%d", task)
 			t.Tasks = append(t.Tasks, Task{
 				Name: name, Tenant: IPv4Tenant, Netns: l.nsName(name), NVE: fmt.Sprintf("nve%d", n),
-				SIR: SIROf(task), IPv4: IPv4Of(task), Identifier: IdentifierOf(task), Ifname: name, MAC: taskMAC(task).String(), Index: task,
+				SIR: SIRv4Of(task), IPv4: IPv4Of(task), Identifier: ila.IdentifierOf(SIRv4Of(task)), Ifname: name, MAC: taskMAC(task).String(), Index: task,
 			})
 		}
 	}
@@ -340,13 +341,16 @@ func (l *Lab) buildUnderlay() error {
 		if l.cfg.UnderlayOnly {
 			bits = 128 // no ND emulator: route everything via the NVE
 		}
-		if err := tn.addr("eth0", netip.PrefixFrom(task.SIR, bits)); err != nil {
-			return err
-		}
 		if task.IPv4.IsValid() {
+			// IPv4 tenant: only its IPv4 address; the SIR address (VN-IPv4
+			// identifier) is its name in the mapping.
 			if err := tn.addr("eth0", netip.PrefixFrom(task.IPv4, IPv4Net.Bits())); err != nil {
 				return err
 			}
+			continue
+		}
+		if err := tn.addr("eth0", netip.PrefixFrom(task.SIR, bits)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -567,6 +571,9 @@ func (l *Lab) moveLink(task *Task, from, to *NVE) error {
 	}
 	if err := dst.up(task.Ifname); err != nil {
 		return err
+	}
+	if !l.cfg.UnderlayOnly {
+		return nil // ilad delivers through the datapath
 	}
 	return l.localRoutes(dst, task)
 }

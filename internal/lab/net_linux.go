@@ -162,7 +162,7 @@ func mustMAC(s string) net.HardwareAddr {
 
 // taskMAC returns task n's MAC address (locally administered).
 func taskMAC(n int) net.HardwareAddr {
-	return net.HardwareAddr{0x02, 0x1a, 0, 0, byte(n >> 8), byte(n)}
+	return net.HardwareAddr{0x02, 0x7a, 0, 0, byte(n >> 8), byte(n)}
 }
 
 func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }

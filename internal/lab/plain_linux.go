@@ -7,7 +7,7 @@ import (
 )
 
 // gatewayLL is the link-local address of the anycast gateway MAC (EUI-64).
-var gatewayLL = netip.MustParseAddr("fe80::11:1aff:fe00:1")
+var gatewayLL = netip.MustParseAddr("fe80::1a:ff:fe00:1")
 
 // plainRoutes makes the underlay-only lab forward between tasks without ILA:
 // each task routes via its NVE's gateway address, each NVE delivers its

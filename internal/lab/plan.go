@@ -8,7 +8,7 @@
 //	SIR prefix (domain "default", neutral-map)  fd00:5151::/64
 //	task n identifier                            LUID n  (0x2000_0000_0000_000n)
 //	task n SIR address                           fd00:5151::2000:0:0:n
-//	IPv4 tenant task n (tenant "v4", VNI 100)    10.100.0.n/24, identifier VN-IPv4
+//	IPv4 tenant task n (tenant "v4", VNI 100)    10.100.0.n/24, identifier VN-IPv4(100, 10.100.0.n)
 //	NVE n locator                                fd00:1c:0:n::/64
 //	fabric <-> NVE n link                        fd00:ff:0:n::/64 (fabric ::1, NVE ::2)
 //	NVE n underlay (VTEP) address                fd00:ff:0:n::2
@@ -56,7 +56,7 @@ const (
 	DefaultName = "ilalab"
 	// GatewayMAC is the anycast gateway MAC every NVE uses on its
 	// task-facing ports, so that a moved task's neighbour entries stay valid.
-	GatewayMAC = "02:11:1a:00:00:01"
+	GatewayMAC = "02:1a:00:00:00:01" // datapath.GatewayMAC
 )
 
 // LocatorOf returns NVE n's locator (n >= 1).
@@ -86,6 +86,16 @@ func IdentifierOf(n int) ila.Identifier {
 func SIROf(n int) netip.Addr {
 	p, _ := ila.SIRPrefixFrom(SIRPrefix)
 	return p.Addr(IdentifierOf(n))
+}
+
+// SIRv4Of returns the SIR address of IPv4 tenant task n (VN-IPv4 identifier).
+func SIRv4Of(n int) netip.Addr {
+	id, err := ila.NewVNIPv4(IPv4VNI, IPv4Of(n))
+	if err != nil {
+		panic(fmt.Sprintf("lab: identifier of %v: %v", IPv4Of(n), err))
+	}
+	p, _ := ila.SIRPrefixFrom(SIRPrefix)
+	return p.Addr(id)
 }
 
 // IPv4Of returns IPv4 tenant task n's address.

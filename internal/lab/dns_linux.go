@@ -1,0 +1,71 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+)
+
+// DNSAnswer is what the lab's DNS bridge said about one name.
+type DNSAnswer struct {
+	Name  string    `json:"name"`
+	AAAA  []string  `json:"aaaa,omitempty"`
+	TXT   []string  `json:"txt,omitempty"`
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+// resolver returns a resolver that asks the lab's DNS bridge over sockets
+// opened in the control namespace.
+func (l *Lab) resolver() (*net.Resolver, error) {
+	ctl, err := l.node(l.topo.DNS.Netns)
+	if err != nil {
+		return nil, err
+	}
+	addr := l.topo.DNS.Addr
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var c net.Conn
+		err := ctl.ns.Do(func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}, nil
+}
+
+// Lookup asks the DNS bridge for the AAAA and TXT records of name.
+func (l *Lab) Lookup(ctx context.Context, name string) DNSAnswer {
+	a := DNSAnswer{Name: name, At: time.Now()}
+	r, err := l.resolver()
+	if err != nil {
+		a.Error = err.Error()
+		return a
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	ips, err := r.LookupIPAddr(ctx, name)
+	if err != nil {
+		a.Error = err.Error()
+	}
+	for _, ip := range ips {
+		a.AAAA = append(a.AAAA, ip.IP.String())
+	}
+	txt, err := r.LookupTXT(ctx, name)
+	if err == nil {
+		a.TXT = txt
+	}
+	slices.Sort(a.AAAA)
+	return a
+}
+
+// IDName is the DNS name of task's current ILA address.
+func (task *Task) IDName() string { return fmt.Sprintf("%s.id.%s", task.Identifier.Hex(), Zone) }
+
+// Name is the DNS name of task's SIR address.
+func (task *Task) DNSName() string { return fmt.Sprintf("%s.%s.%s", task.Name, task.Tenant, Zone) }
