@@ -59,10 +59,13 @@ const (
 
 // verdict is the outcome of one frame.
 type verdict struct {
-	Act    action
-	Reply  []byte  // frame to send back out of the port
-	To     ila.MAC // its destination
-	Claim  Claim
+	Act   action
+	Reply []byte  // frame to send back out of the port
+	To    ila.MAC // its destination
+	Claim Claim
+	// Moved is set for a gratuitous ARP of a task registered with the same
+	// MAC on another NVE: it has moved here.
+	Moved  bool
 	Reason string
 	// Sender is the source MAC of a well-formed ARP/RARP from the task side,
 	// to remember which port it lives behind.
@@ -159,6 +162,8 @@ func handleGratuitous(dir lookup, self string, p portInfo, src ila.MAC, ip netip
 			Reason: fmt.Sprintf("address %v in vni %d is registered to %v on nve %q", ip, p.VNI, t.MAC, t.NVE)}
 	case t.NVE == self && !t.MAC.IsZero():
 		return verdict{Act: actRefresh, Claim: c, Sender: src}
+	case t.MAC == src:
+		return verdict{Act: actGratuitous, Claim: c, Sender: src, Moved: true}
 	}
 	return verdict{Act: actGratuitous, Claim: c, Sender: src}
 }

@@ -53,6 +53,8 @@ type Manager struct {
 	dir   *directory
 	seen  map[fdbKey]string // local MAC -> task-facing port it was seen on
 
+	claimed map[fdbKey]bool // moves announced here and not yet committed (mu)
+
 	wake    chan struct{}
 	claims  chan Claim
 	readers sync.WaitGroup
@@ -98,16 +100,17 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.Underlay = cfg.Underlay.Unmap()
 	m := &Manager{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		ports:  make(map[string]*port),
-		vnis:   make(map[uint32]*vniDev),
-		fdb:    make(map[fdbKey]fdbEntry),
-		neigh:  make(map[neighKey]ila.MAC),
-		dir:    newDirectory(),
-		seen:   make(map[fdbKey]string),
-		wake:   make(chan struct{}, 1),
-		claims: make(chan Claim, 256),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		ports:   make(map[string]*port),
+		vnis:    make(map[uint32]*vniDev),
+		fdb:     make(map[fdbKey]fdbEntry),
+		neigh:   make(map[neighKey]ila.MAC),
+		dir:     newDirectory(),
+		seen:    make(map[fdbKey]string),
+		claimed: make(map[fdbKey]bool),
+		wake:    make(chan struct{}, 1),
+		claims:  make(chan Claim, 256),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -166,6 +169,13 @@ func (m *Manager) Apply(ev ila.Event) error {
 			m.dir.upsert(e)
 		}
 		m.dirMu.Unlock()
+		// The mapping has spoken: a pending claim is settled.
+		if had {
+			delete(m.claimed, fdbKey{old.VNI, old.MAC})
+		}
+		if ok {
+			delete(m.claimed, fdbKey{e.VNI, e.MAC})
+		}
 		if had {
 			errs = append(errs, m.syncEntry(old, now)...)
 		}
@@ -277,7 +287,7 @@ func (m *Manager) wantFDB(k fdbKey, now time.Time) (fdbEntry, bool) {
 		return fdbEntry{}, false
 	}
 	e := m.dir.tasks[id]
-	return decideFDB(m.cfg.NVE, e, m.dir.nves[e.NVE], m.active(k.VNI), m.seen[k], now)
+	return decideFDB(m.cfg.NVE, e, m.dir.nves[e.NVE], m.active(k.VNI), m.seen[k], m.claimed[k], now)
 }
 
 func (m *Manager) syncFDB(k fdbKey, now time.Time) error {
@@ -349,7 +359,7 @@ func (m *Manager) programFDB(k fdbKey, have fdbEntry, had bool, want fdbEntry) e
 			return fmt.Errorf("bridge fdb %v on %s: %w", k.MAC, want.Port, err)
 		}
 		if had && have.Remote.IsValid() {
-			if err := ignoreNotFound(m.h.NeighDel(vxlanFDB(d.vx.Attrs().Index, k.MAC, nil))); err != nil {
+			if err := ignoreNotFound(m.h.NeighDel(vxlanFDB(d.vx.Attrs().Index, k.MAC, net.IP(have.Remote.AsSlice())))); err != nil {
 				return fmt.Errorf("delete vxlan fdb %v on %s: %w", k.MAC, d.vx.Attrs().Name, err)
 			}
 		}
@@ -373,7 +383,7 @@ func (m *Manager) removeFDB(k fdbKey, have fdbEntry) error {
 	d := m.vnis[k.VNI]
 	if d != nil {
 		if have.Remote.IsValid() {
-			if err := ignoreNotFound(m.h.NeighDel(vxlanFDB(d.vx.Attrs().Index, k.MAC, nil))); err != nil {
+			if err := ignoreNotFound(m.h.NeighDel(vxlanFDB(d.vx.Attrs().Index, k.MAC, net.IP(have.Remote.AsSlice())))); err != nil {
 				return fmt.Errorf("delete vxlan fdb %v on %s: %w", k.MAC, d.vx.Attrs().Name, err)
 			}
 			if err := ignoreNotFound(m.h.NeighDel(bridgeFDB(d.vx.Attrs().Index, k.MAC))); err != nil {
@@ -639,15 +649,16 @@ func (m *Manager) AddPort(ifname string, vni uint32) error {
 	copy(p.info.MAC[:], a.HardwareAddr)
 	if err := m.do(func() error {
 		ifi := &net.Interface{Index: a.Index, Name: a.Name, MTU: a.MTU, HardwareAddr: a.HardwareAddr}
-		for _, et := range []int{etherTypeARP, etherTypeRARP} {
-			c, err := packet.Listen(ifi, packet.Raw, et, nil)
-			if err != nil {
-				return fmt.Errorf("listen for ethertype %#04x on %s: %w", et, ifname, err)
-			}
-			p.conns = append(p.conns, c)
-			if err := c.SetBPF(incomingOnly); err != nil {
-				return fmt.Errorf("filter on %s: %w", ifname, err)
-			}
+		// A bridge port's frames reach only ETH_P_ALL taps (protocol
+		// handlers run after the bridge consumed them); a socket filter
+		// keeps ARP and RARP from the task side.
+		c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", ifname, err)
+		}
+		p.conns = append(p.conns, c)
+		if err := c.SetBPF(arpFromTasks); err != nil {
+			return fmt.Errorf("filter on %s: %w", ifname, err)
 		}
 		return nil
 	}); err != nil {
@@ -668,10 +679,13 @@ func (m *Manager) AddPort(ifname string, vni uint32) error {
 	return nil
 }
 
-// incomingOnly is a socket filter that drops frames the NVE sends out of a
-// port (PACKET_OUTGOING), so the responders see only what tasks send.
-var incomingOnly = func() []bpf.RawInstruction {
+// arpFromTasks is a socket filter that keeps ARP and RARP frames a task
+// sends (not PACKET_OUTGOING: what the NVE sends out of the port).
+var arpFromTasks = func() []bpf.RawInstruction {
 	r, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeARP, SkipTrue: 1},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeRARP, SkipFalse: 3},
 		bpf.LoadExtension{Num: bpf.ExtType},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 1},
 		bpf.RetConstant{Val: 0x40000},
@@ -795,27 +809,32 @@ func (m *Manager) handle(p *port, c *packet.Conn, frame []byte) {
 			m.log.Warn("l2compat: send reply", "iface", p.info.Name, "err", err)
 		}
 	}
-	if moved && v.Act != actSpoofed {
-		m.noteSeen(p, v.Sender)
+	if v.Moved || (moved && v.Act != actSpoofed) {
+		m.noteSeen(p, v.Sender, v.Moved)
 	}
 	if v.Act == actGratuitous {
 		select {
 		case m.claims <- v.Claim:
 		default:
 			m.st.claimsDropped.Add(1)
+			m.settleClaim(v.Claim)
 		}
 	}
 }
 
 // noteSeen records that mac lives behind port p and programs a static FDB
-// entry for it if it is a local task.
-func (m *Manager) noteSeen(p *port, mac ila.MAC) {
+// entry for it if it is a local task, or one that announced its move here
+// (claimed).
+func (m *Manager) noteSeen(p *port, mac ila.MAC, claimed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || m.ports[p.info.Name] != p {
 		return
 	}
 	k := fdbKey{p.info.VNI, mac}
+	if claimed {
+		m.claimed[k] = true
+	}
 	m.dirMu.Lock()
 	m.seen[k] = p.info.Name
 	m.dirMu.Unlock()
@@ -823,6 +842,21 @@ func (m *Manager) noteSeen(p *port, mac ila.MAC) {
 		m.log.Warn("l2compat: program local fdb", "iface", p.info.Name, "mac", mac, "err", err)
 	}
 	m.gcVNIs()
+}
+
+// settleClaim forgets a refused or dropped claim: the mapping decides again
+// where the MAC goes.
+func (m *Manager) settleClaim(c Claim) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := fdbKey{c.VNI, c.MAC}
+	if !m.claimed[k] {
+		return
+	}
+	delete(m.claimed, k)
+	if err := m.syncFDB(k, time.Now()); err != nil {
+		m.log.Warn("l2compat: revert claimed fdb", "mac", c.MAC, "err", err)
+	}
 }
 
 // Run serves claims (Config.Attach), expires in-flight entries and retries
@@ -838,10 +872,12 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			case c := <-m.claims:
 				if m.cfg.Attach == nil {
+					m.settleClaim(c)
 					continue
 				}
 				m.st.claims.Add(1)
 				if err := m.cfg.Attach(ctx, c); err != nil && ctx.Err() == nil {
+					m.settleClaim(c)
 					m.st.claimErrors.Add(1)
 					m.log.Warn("l2compat: attach claim refused", "claim", c.String(), "err", err)
 				}

@@ -87,12 +87,15 @@ type fdbEntry struct {
 // underlay address of e's NVE (zero if unknown), active says whether self has
 // task-facing ports in e's tenant, port is the local port e's MAC was seen on
 // ("" if none). For a local task without a known port no static entry is
-// wanted: the bridge learns it on the task-facing port.
-func decideFDB(self string, e entry, vtep netip.Addr, active bool, port string, now time.Time) (fdbEntry, bool) {
+// wanted: the bridge learns it on the task-facing port. claimed says the task
+// announced itself here (gratuitous ARP with its registered MAC) and the
+// claim is pending: local delivery is installed before the mapping commits
+// the move (make before break).
+func decideFDB(self string, e entry, vtep netip.Addr, active bool, port string, claimed bool, now time.Time) (fdbEntry, bool) {
 	if e.MAC.IsZero() {
 		return fdbEntry{}, false
 	}
-	if e.NVE == self {
+	if e.NVE == self || (claimed && port != "") {
 		if port == "" {
 			return fdbEntry{}, false
 		}
@@ -198,11 +201,11 @@ type desired struct {
 
 // want computes the desired state of NVE self from the directory, the
 // tenants it has ports in and the ports local MACs were seen on.
-func (d *directory) want(self string, active map[uint32]bool, seen map[fdbKey]string, now time.Time) desired {
+func (d *directory) want(self string, active map[uint32]bool, seen map[fdbKey]string, claimed map[fdbKey]bool, now time.Time) desired {
 	w := desired{FDB: make(map[fdbKey]fdbEntry), Neigh: make(map[neighKey]ila.MAC)}
 	for _, e := range d.tasks {
 		if d.byMAC[fdbKey{e.VNI, e.MAC}] == e.ID {
-			if f, ok := decideFDB(self, e, d.nves[e.NVE], active[e.VNI], seen[fdbKey{e.VNI, e.MAC}], now); ok {
+			if f, ok := decideFDB(self, e, d.nves[e.NVE], active[e.VNI], seen[fdbKey{e.VNI, e.MAC}], claimed[fdbKey{e.VNI, e.MAC}], now); ok {
 				w.FDB[fdbKey{e.VNI, e.MAC}] = f
 			}
 		}

@@ -1,0 +1,725 @@
+//go:build linux
+
+package l2compat
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/testutil"
+)
+
+// lab is the test topology: a fabric namespace routing the underlay /64s of
+// two NVE namespaces, each running a Manager, and task namespaces attached
+// to the NVEs by veth.
+type lab struct {
+	t         testing.TB
+	sfx       string
+	fabric    *testutil.NetNS
+	nves      map[string]*labNVE
+	tasks     map[string]*labTask
+	srv       *fakeMapsrv
+	moveStats []moveStat
+}
+
+type labNVE struct {
+	name     string
+	ns       *testutil.NetNS
+	h        *netlink.Handle
+	underlay netip.Addr
+	m        *Manager
+	fabIf    string // the fabric's interface toward this NVE
+	spoofed  chan Claim
+}
+
+type labTask struct {
+	name string
+	ns   *testutil.NetNS
+	vni  uint32
+	ip   netip.Addr
+	mac  ila.MAC
+	nve  string
+	port string // NVE-end veth name
+	eth  *net.Interface
+}
+
+// fakeMapsrv stands in for the mapping authority: it holds the tasks and
+// NVEs and feeds every change to every Manager (the agent's watch).
+type fakeMapsrv struct {
+	mu       sync.Mutex
+	rev      int64
+	tasks    map[ila.Identifier]*ila.Task
+	mgrs     []*Manager // new NVE's manager first on moves
+	byNVE    map[string]*Manager
+	inflight time.Duration
+	claims   chan Claim
+	moved    chan time.Time
+}
+
+func (s *fakeMapsrv) apply(t testing.TB, ev ila.Event, first *Manager) {
+	t.Helper()
+	s.rev++
+	ev.Revision = s.rev
+	order := []*Manager{}
+	if first != nil {
+		order = append(order, first)
+	}
+	for _, m := range s.mgrs {
+		if m != first {
+			order = append(order, m)
+		}
+	}
+	for _, m := range order {
+		if err := m.Apply(ev); err != nil {
+			t.Errorf("apply %v: %v", ev.Type, err)
+		}
+	}
+}
+
+// attach is the agent's Attach: register the claim; mapsrv accepts a task
+// re-appearing with its registered MAC and commits the move.
+func (s *fakeMapsrv) attach(t testing.TB) func(ctx context.Context, c Claim) error {
+	return func(ctx context.Context, c Claim) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		select {
+		case s.claims <- c:
+		default:
+		}
+		id, err := ila.NewVNIPv4(c.VNI, c.IPv4)
+		if err != nil {
+			return err
+		}
+		old := s.tasks[id]
+		if old == nil || old.MAC != c.MAC {
+			return fmt.Errorf("claim %v: not registered", c)
+		}
+		if old.NVE == c.NVE {
+			return nil
+		}
+		nt := *old
+		nt.NVE = c.NVE
+		nt.Version++
+		nt.Previous = []ila.Previous{{NVE: old.NVE, Until: time.Now().Add(s.inflight)}}
+		s.tasks[id] = &nt
+		s.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: &nt}, s.byNVE[c.NVE])
+		select {
+		case s.moved <- time.Now():
+		default:
+		}
+		return nil
+	}
+}
+
+func newLab(t testing.TB) *lab {
+	t.Helper()
+	testutil.Privileged(t)
+	sfx := testutil.Suffix()
+	l := &lab{t: t, sfx: sfx, nves: map[string]*labNVE{}, tasks: map[string]*labTask{},
+		srv: &fakeMapsrv{tasks: map[ila.Identifier]*ila.Task{}, byNVE: map[string]*Manager{},
+			inflight: 1500 * time.Millisecond, claims: make(chan Claim, 16), moved: make(chan time.Time, 4)}}
+	l.fabric = testutil.NewNetNS(t, "l2fab"+sfx)
+	if err := l.fabric.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i, name := range []string{"nve1", "nve2"} {
+		n := &labNVE{name: name, fabIf: fmt.Sprintf("f%d", i+1), spoofed: make(chan Claim, 16)}
+		n.ns = testutil.NewNetNS(t, fmt.Sprintf("l2%s%s", name, sfx))
+		n.h = n.ns.Handle(t)
+		n.underlay = netip.MustParseAddr(fmt.Sprintf("fd00:%d::1", i+1))
+		for _, ns := range []*testutil.NetNS{n.ns} {
+			for _, k := range []string{"net/ipv6/conf/all/accept_dad", "net/ipv6/conf/default/accept_dad"} {
+				if err := ns.Sysctl(k, "0"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		fa, nb := testutil.Veth(t, l.fabric, n.fabIf, n.ns, "up0")
+		fh := l.fabric.Handle(t)
+		for _, x := range []struct {
+			h    *netlink.Handle
+			link netlink.Link
+			addr string
+		}{{fh, fa, fmt.Sprintf("fd00:%d::f/64", i+1)}, {n.h, nb, n.underlay.String() + "/64"}} {
+			if err := x.h.LinkSetMTU(x.link, 9000); err != nil {
+				t.Fatal(err)
+			}
+			a, _ := netlink.ParseAddr(x.addr)
+			a.Flags = unix.IFA_F_NODAD
+			if err := x.h.AddrAdd(x.link, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, dst, _ := net.ParseCIDR("fd00::/16")
+		if err := n.h.RouteAdd(&netlink.Route{LinkIndex: nb.Attrs().Index, Dst: dst, Gw: net.ParseIP(fmt.Sprintf("fd00:%d::f", i+1))}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := New(Config{NVE: name, Underlay: n.underlay, NetNS: n.ns.Path,
+			Attach: l.srv.attach(t),
+			Spoofed: func(c Claim, reason string) {
+				select {
+				case n.spoofed <- c:
+				default:
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.m = m
+		l.nves[name] = n
+		l.srv.mgrs = append(l.srv.mgrs, m)
+		l.srv.byNVE[name] = m
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.Run(ctx); err != nil {
+				t.Errorf("run %s: %v", name, err)
+			}
+		}()
+	}
+	for _, n := range l.nves {
+		l.srv.apply(t, ila.Event{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: n.name, Underlay: n.underlay}}, nil)
+	}
+	// Wait for the underlay (neighbour discovery through the fabric).
+	out, err := l.run(l.nves["nve1"].ns, "ping", "-6", "-c", "1", "-w", "5", l.nves["nve2"].underlay.String())
+	if err != nil {
+		t.Fatalf("underlay ping: %v\n%s", err, out)
+	}
+	return l
+}
+
+// addTask creates a task namespace with eth0 (mac, ip/24) wired to nve and
+// registers it.
+func (l *lab) addTask(name, nve string, vni uint32, ip, mac string) *labTask {
+	t := l.t
+	t.Helper()
+	n := l.nves[nve]
+	tk := &labTask{name: name, vni: vni, ip: netip.MustParseAddr(ip), nve: nve, port: "t" + name}
+	tk.mac, _ = ila.ParseMAC(mac)
+	tk.ns = testutil.NewNetNS(t, "l2"+name+l.sfx)
+	eth, _ := testutil.Veth(t, tk.ns, "eth0", n.ns, tk.port)
+	h := tk.ns.Handle(t)
+	if err := h.LinkSetHardwareAddr(eth, net.HardwareAddr(tk.mac[:])); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := netlink.ParseAddr(ip + "/24")
+	if err := h.AddrAdd(eth, a); err != nil {
+		t.Fatal(err)
+	}
+	tk.eth = &net.Interface{Index: eth.Attrs().Index, Name: "eth0", MTU: 1500, HardwareAddr: net.HardwareAddr(tk.mac[:])}
+	if err := n.m.AddPort(tk.port, vni); err != nil {
+		t.Fatal(err)
+	}
+	id, err := ila.NewVNIPv4(vni, tk.ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := &ila.Task{Name: name, Identifier: id, NVE: nve, VNI: vni, MAC: tk.mac, IPv4: tk.ip, Version: 1, State: ila.StateActive}
+	l.srv.mu.Lock()
+	l.srv.tasks[id] = task
+	l.srv.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: task}, nil)
+	l.srv.mu.Unlock()
+	l.tasks[name] = tk
+	return tk
+}
+
+// arpSock opens a raw socket for ethertype et on the task's eth0.
+func (tk *labTask) sock(t testing.TB, et int) *packet.Conn {
+	t.Helper()
+	var c *packet.Conn
+	if err := tk.ns.Do(func() (err error) {
+		c, err = packet.Listen(tk.eth, packet.Raw, et, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func arpFrame(op arp.Operation, et uint16, sha ila.MAC, spa netip.Addr, tha ila.MAC, tpa netip.Addr, dst ila.MAC) []byte {
+	p := &arp.Packet{HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+		Operation: op, SenderHardwareAddr: sha[:], SenderIP: spa, TargetHardwareAddr: tha[:], TargetIP: tpa}
+	return ethFrame(dst, sha, et, p)
+}
+
+// resolve sends an ARP request for target from tk and returns the MACs of
+// the replies seen within wait.
+func (tk *labTask) resolve(t testing.TB, c *packet.Conn, target netip.Addr, wait time.Duration) []ila.MAC {
+	t.Helper()
+	req := arpFrame(arp.OperationRequest, etherTypeARP, tk.mac, tk.ip, ila.MAC{}, target, broadcast)
+	if _, err := c.WriteTo(req, &packet.Addr{HardwareAddr: net.HardwareAddr(broadcast[:])}); err != nil {
+		t.Fatal(err)
+	}
+	var got []ila.MAC
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(wait)
+	for {
+		c.SetReadDeadline(deadline)
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return got
+		}
+		var p arp.Packet
+		if n < 14 || p.UnmarshalBinary(buf[14:n]) != nil || p.Operation != arp.OperationReply || p.SenderIP != target {
+			continue
+		}
+		var m ila.MAC
+		copy(m[:], p.SenderHardwareAddr)
+		got = append(got, m)
+	}
+}
+
+func (l *lab) run(ns *testutil.NetNS, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+var pingRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
+
+func pingCounts(out string) (sent, recv int, err error) {
+	m := pingRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, 0, fmt.Errorf("no ping summary in %q", out)
+	}
+	sent, _ = strconv.Atoi(m[1])
+	recv, _ = strconv.Atoi(m[2])
+	return sent, recv, nil
+}
+
+// frameCounter counts frames on a fabric interface (AF_PACKET, all
+// ethertypes) that match.
+type frameCounter struct {
+	n    atomic.Int64
+	c    *packet.Conn
+	done chan struct{}
+}
+
+func countFrames(t testing.TB, ns *testutil.NetNS, ifname string, match func([]byte) bool) *frameCounter {
+	t.Helper()
+	fc := &frameCounter{done: make(chan struct{})}
+	if err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		fc.c, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(fc.done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := fc.c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			if match(buf[:n]) {
+				fc.n.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(fc.stop)
+	return fc
+}
+
+func (fc *frameCounter) stop() {
+	fc.c.Close()
+	<-fc.done
+}
+
+// isVXLAN matches IPv6/UDP frames to port 4789.
+func isVXLAN(b []byte) bool {
+	return len(b) >= 14+40+8 && binary.BigEndian.Uint16(b[12:14]) == 0x86dd && b[14+6] == unix.IPPROTO_UDP &&
+		binary.BigEndian.Uint16(b[14+40+2:]) == DefaultPort
+}
+
+func TestIntegrationIPv4Tenants(t *testing.T) {
+	l := newLab(t)
+	a1 := l.addTask("a1", "nve1", 100, "10.0.0.1", "02:00:00:00:01:01")
+	a2 := l.addTask("a2", "nve2", 100, "10.0.0.2", "02:00:00:00:01:02")
+	a3 := l.addTask("a3", "nve2", 100, "10.0.0.3", "02:00:00:00:01:03")
+	// Tenant B reuses tenant A's addresses.
+	b1 := l.addTask("b1", "nve1", 200, "10.0.0.1", "02:00:00:00:02:01")
+	b2 := l.addTask("b2", "nve2", 200, "10.0.0.2", "02:00:00:00:02:02")
+	_ = a3
+
+	t.Run("ping and tcp across NVEs", func(t *testing.T) {
+		out, err := l.run(a1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.2")
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 3 {
+			t.Fatalf("ping a1 -> a2: %v %v\n%s", err, perr, out)
+		}
+		out, err = l.run(b1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.2")
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 3 {
+			t.Fatalf("ping b1 -> b2: %v %v\n%s", err, perr, out)
+		}
+		tcpEcho(t, a1, a2)
+	})
+
+	t.Run("tenants isolated", func(t *testing.T) {
+		// Same address, two tenants: each gets its own tenant's MAC.
+		ca := a1.sock(t, etherTypeARP)
+		if got := a1.resolve(t, ca, a2.ip, 300*time.Millisecond); len(got) != 1 || got[0] != a2.mac {
+			t.Errorf("a1 resolves 10.0.0.2 to %v, want [%v]", got, a2.mac)
+		}
+		cb := b1.sock(t, etherTypeARP)
+		if got := b1.resolve(t, cb, b2.ip, 300*time.Millisecond); len(got) != 1 || got[0] != b2.mac {
+			t.Errorf("b1 resolves 10.0.0.2 to %v, want [%v]", got, b2.mac)
+		}
+		// 10.0.0.3 exists only in tenant A: no answer in tenant B.
+		if got := b1.resolve(t, cb, a3.ip, 300*time.Millisecond); len(got) != 0 {
+			t.Errorf("b1 resolves tenant A's 10.0.0.3 to %v, want no answer", got)
+		}
+		// Frames sent by tenant B to tenant A's MAC go nowhere.
+		watch := a2.sock(t, unix.ETH_P_ALL)
+		_ = watch
+		fc := countFrames(t, l.nves["nve2"].ns, a2.port, func(b []byte) bool {
+			return len(b) >= 12 && [6]byte(b[6:12]) == b1.mac
+		})
+		if err := b1.ns.Do(func() error {
+			c, err := packet.Listen(b1.eth, packet.Raw, etherTypeIPv4, nil)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			f := make([]byte, 60)
+			copy(f[0:6], a2.mac[:])
+			copy(f[6:12], b1.mac[:])
+			binary.BigEndian.PutUint16(f[12:], etherTypeIPv4)
+			for range 20 {
+				if _, err := c.WriteTo(f, &packet.Addr{HardwareAddr: a2.mac[:]}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := l.run(b1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.3")
+		if _, recv, _ := pingCounts(out); recv != 0 {
+			t.Errorf("b1 reached 10.0.0.3 (tenant A only):\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := fc.n.Load(); n != 0 {
+			t.Errorf("%d frames from tenant B reached tenant A's port", n)
+		}
+	})
+
+	t.Run("unknown address: no answer, no flood", func(t *testing.T) {
+		var fabric []*frameCounter
+		for _, n := range l.nves {
+			fabric = append(fabric, countFrames(t, l.fabric, n.fabIf, isVXLAN))
+		}
+		other := countFrames(t, l.nves["nve1"].ns, b1.port, func([]byte) bool { return true })
+		before := l.nves["nve1"].m.Stats().ARPIgnored
+		c := a1.sock(t, etherTypeARP)
+		for i := range 20 {
+			if got := a1.resolve(t, c, netip.AddrFrom4([4]byte{10, 0, 0, byte(100 + i)}), 10*time.Millisecond); len(got) != 0 {
+				t.Errorf("answer %v for unknown address", got)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		for i, fc := range fabric {
+			if n := fc.n.Load(); n != 0 {
+				t.Errorf("fabric interface %d carried %d VXLAN frames", i, n)
+			}
+		}
+		if n := other.n.Load(); n != 0 {
+			t.Errorf("%d frames flooded to another port of nve1", n)
+		}
+		if got := l.nves["nve1"].m.Stats().ARPIgnored - before; got != 20 {
+			t.Errorf("ARPIgnored grew by %d, want 20", got)
+		}
+	})
+
+	t.Run("spoofed gratuitous ARP refused", func(t *testing.T) {
+		c := a1.sock(t, etherTypeARP)
+		g := arpFrame(arp.OperationRequest, etherTypeARP, a1.mac, a2.ip, broadcast, a2.ip, broadcast)
+		if _, err := c.WriteTo(g, &packet.Addr{HardwareAddr: broadcast[:]}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case sp := <-l.nves["nve1"].spoofed:
+			if sp.IPv4 != a2.ip || sp.MAC != a1.mac {
+				t.Errorf("spoofed claim %v", sp)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("no spoofed callback")
+		}
+		select {
+		case cl := <-l.srv.claims:
+			t.Errorf("spoofed claim reached Attach: %v", cl)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if got := a1.resolve(t, c, a2.ip, 300*time.Millisecond); len(got) != 1 || got[0] != a2.mac {
+			t.Errorf("after spoof, 10.0.0.2 resolves to %v, want [%v]", got, a2.mac)
+		}
+	})
+
+	t.Run("hot move under ping loses nothing", func(t *testing.T) {
+		l.move(t, a2, "nve1", 200)
+		// The old NVE keeps the in-flight redirect, then drops it.
+		n2 := l.nves["nve2"].m
+		deadline := time.Now().Add(5 * time.Second)
+		for n2.Stats().InFlightEntries != 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if s := n2.Stats(); s.InFlightEntries != 0 {
+			t.Errorf("old NVE in-flight entries after the timer = %d, want 0", s.InFlightEntries)
+		}
+		out, err := l.run(a3.ns, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.0.2")
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 2 {
+			t.Errorf("ping a3 (nve2) -> moved a2 (nve1): %v %v\n%s", err, perr, out)
+		}
+	})
+
+	t.Run("RARP from moved task", func(t *testing.T) {
+		c := a2.sock(t, etherTypeRARP)
+		req := arpFrame(opRequestReverse, etherTypeRARP, a2.mac, netip.IPv4Unspecified(), a2.mac, netip.IPv4Unspecified(), broadcast)
+		if _, err := c.WriteTo(req, &packet.Addr{HardwareAddr: broadcast[:]}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no RARP reply: %v", err)
+			}
+			var p arp.Packet
+			if n < 14 || p.UnmarshalBinary(buf[14:n]) != nil || p.Operation != opReplyReverse {
+				continue
+			}
+			if p.TargetIP != a2.ip || !equalMAC(p.TargetHardwareAddr, a2.mac) {
+				t.Errorf("RARP reply gives %v for %v, want %v for %v", p.TargetIP, p.TargetHardwareAddr, a2.ip, a2.mac)
+			}
+			break
+		}
+	})
+}
+
+func equalMAC(b net.HardwareAddr, m ila.MAC) bool { return len(b) == 6 && [6]byte(b) == m }
+
+// tcpEcho opens a TCP connection from a to b and echoes 64 KiB.
+func tcpEcho(t testing.TB, a, b *labTask) {
+	t.Helper()
+	var ln net.Listener
+	if err := b.ns.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", net.JoinHostPort(b.ip.String(), "0"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	if err := a.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 3*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("tcp %s -> %s: %v", a.name, b.name, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := make([]byte, 64<<10)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("tcp echo: %v", err)
+	}
+	if string(got) != string(msg) {
+		t.Fatal("tcp echo: data differs")
+	}
+}
+
+// move carries task tk's NVE-end veth to NVE to while a pinger in a1 sends
+// count echo requests at 10 ms to tk. As a VM would after resuming, the task
+// sends a gratuitous ARP once its link is up at the new NVE; the claim is
+// committed by the fake mapsrv (with the in-flight timer) and fed to both
+// Managers. Carrying a veth between namespaces takes the link down for the
+// kernel's netns move (about 15 ms here): requests sent while the task has
+// no link are lost whatever the forwarding state. The test requires every
+// other request to be answered, so any loss caused by stale FDB state,
+// missing in-flight forwarding or ARP fails it.
+func (l *lab) move(t testing.TB, tk *labTask, to string, count int) {
+	t.Helper()
+	from, dst := l.nves[tk.nve], l.nves[to]
+	garp := tk.sock(t, etherTypeARP)
+	th := tk.ns.Handle(t)
+	a1 := l.tasks["a1"]
+	p := newPinger(t, a1, tk.ip)
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(count, 10*time.Millisecond) }()
+	time.Sleep(time.Duration(count/3) * 10 * time.Millisecond)
+
+	start := time.Now()
+	link, err := from.h.LinkByName(tk.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := from.h.LinkSetNsFd(link, dst.ns.Fd()); err != nil {
+		t.Fatal(err)
+	}
+	carried := time.Now()
+	if err := dst.m.AddPort(tk.port, tk.vni); err != nil {
+		t.Fatal(err)
+	}
+	added := time.Now()
+	for {
+		eth, err := th.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eth.Attrs().OperState == netlink.OperUp {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("task link not up after the carry")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	linkUp := time.Now()
+	g := arpFrame(arp.OperationRequest, etherTypeARP, tk.mac, tk.ip, broadcast, tk.ip, broadcast)
+	if _, err := garp.WriteTo(g, &packet.Addr{HardwareAddr: broadcast[:]}); err != nil {
+		t.Fatal(err)
+	}
+	sentGARP := time.Now()
+	if err := from.m.RemovePort(tk.port); err != nil {
+		t.Errorf("remove port on old NVE: %v", err)
+	}
+	select {
+	case at := <-l.srv.moved:
+		t.Logf("carry %v, port added %v, task link up %v, gratuitous ARP sent %v, commit applied on both NVEs %v",
+			carried.Sub(start), added.Sub(start), linkUp.Sub(start), sentGARP.Sub(start), at.Sub(start))
+		if s := from.m.Stats(); s.InFlightEntries != 1 {
+			t.Errorf("old NVE in-flight entries = %d, want 1", s.InFlightEntries)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("gratuitous ARP did not lead to a committed move")
+	}
+	tk.nve = to
+	<-done
+	var lost, blackout int
+	for seq, at := range p.sent {
+		if p.recv[seq] {
+			continue
+		}
+		lost++
+		// A request is exposed to the blackout if it was sent (or was on
+		// its way, within 1 ms) while the task had no link.
+		if !at.Before(start.Add(-time.Millisecond)) && !at.After(linkUp) {
+			blackout++
+			continue
+		}
+		t.Errorf("echo %d sent %v after the carry started was lost (outside the link blackout)", seq, at.Sub(start))
+	}
+	t.Logf("pings: %d sent, %d received, %d lost, all of them sent during the %v link blackout", len(p.sent), len(p.sent)-lost, lost, linkUp.Sub(start))
+	if len(p.sent) != count {
+		t.Errorf("sent %d echo requests, want %d", len(p.sent), count)
+	}
+	l.moveStats = append(l.moveStats, moveStat{blackout: linkUp.Sub(start), lost: lost, sent: len(p.sent)})
+}
+
+type moveStat struct {
+	blackout time.Duration
+	lost     int
+	sent     int
+}
+
+// pinger sends ICMP echo requests from a task namespace (raw socket).
+type pinger struct {
+	t    testing.TB
+	c    *icmp.PacketConn
+	dst  netip.Addr
+	id   int
+	mu   sync.Mutex
+	sent map[int]time.Time
+	recv map[int]bool
+}
+
+func newPinger(t testing.TB, from *labTask, dst netip.Addr) *pinger {
+	t.Helper()
+	p := &pinger{t: t, dst: dst, id: int(time.Now().UnixNano() & 0xffff), sent: map[int]time.Time{}, recv: map[int]bool{}}
+	if err := from.ns.Do(func() (err error) {
+		p.c, err = icmp.ListenPacket("ip4:icmp", from.ip.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.c.Close() })
+	return p
+}
+
+// run sends count requests every interval and collects replies until 1 s
+// after the last one.
+func (p *pinger) run(count int, interval time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, _, err := p.c.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == p.id {
+				p.mu.Lock()
+				p.recv[e.Seq] = true
+				p.mu.Unlock()
+			}
+		}
+	}()
+	start := time.Now()
+	dst := &net.IPAddr{IP: net.IP(p.dst.AsSlice())}
+	for i := range count {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		m := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: p.id, Seq: i, Data: []byte("l2compat-move")}}
+		b, _ := m.Marshal(nil)
+		p.mu.Lock()
+		p.sent[i] = time.Now()
+		p.mu.Unlock()
+		if _, err := p.c.WriteTo(b, dst); err != nil {
+			p.t.Logf("echo %d: %v", i, err)
+		}
+	}
+	p.c.SetReadDeadline(time.Now().Add(time.Second))
+	<-done
+}
