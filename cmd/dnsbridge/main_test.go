@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
+	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/miekg/dns"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunErrors(t *testing.T) {
+	dir := t.TempDir()
+	badTSIG := filepath.Join(dir, "tsig")
+	if err := os.WriteFile(badTSIG, []byte("only-a-name\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no endpoints", []string{"--listen", "127.0.0.1:0"}, "--etcd-endpoints is required"},
+		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
+		{"bad transfer prefix", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--allow-transfer", "10.0.0.0/33"}, "--allow-transfer"},
+		{"notify needs an address", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--notify", "ns2.example:53"}, "--notify"},
+		{"bad ttl", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--ttl", "1ms"}, "ttl"},
+		{"bad zone", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--zone", "a..b"}, "zone"},
+		{"bad listen", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--listen", "nowhere"}, "listen address"},
+		{"bad tsig file", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--tsig-file", badTSIG}, "want NAME SECRET"},
+		{"missing tsig file", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--tsig-file", filepath.Join(dir, "none")}, "tsig file"},
+		{"extra argument", []string{"--etcd-endpoints", "http://127.0.0.1:1", "x"}, "unexpected arguments"},
+		{"bad log level", []string{"--etcd-endpoints", "http://127.0.0.1:1", "--log-level", "loud"}, "--log-level"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr syncBuffer
+			err := run(t.Context(), tc.args, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run: %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+var listening = regexp.MustCompile(`msg="dns listening" udp=(\S+)`)
+
+// startBridge runs the command against endpoints and returns its address
+// and a function stopping it (also called at cleanup).
+func startBridge(t *testing.T, endpoints []string, extra ...string) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr := &syncBuffer{}
+	args := append([]string{
+		"--etcd-endpoints", strings.Join(endpoints, ","),
+		"--listen", "127.0.0.1:0", "--zone", "ila.test.", "--allow-transfer", "127.0.0.0/8",
+	}, extra...)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, stderr) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run: %v\n%s", err, stderr)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("run did not return after cancel\n%s", stderr)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
+			return m[1], stop
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("bridge did not start\n%s", stderr)
+	return "", nil
+}
+
+// fixture is a mapping service over a real etcd with one domain, two NVEs
+// and a task registered at the first.
+type fixture struct {
+	cli      *clientv3.Client
+	svc      *mapsrv.Service
+	dom      ila.Domain
+	locA     ila.Locator
+	locB     ila.Locator
+	sir      netip.Addr
+	idName   string
+	taskName string
+}
+
+func newFixture(t *testing.T, cli *clientv3.Client) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	svc, err := mapsrv.New(mapsrv.Config{Store: etcdstore.New(cli)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{
+		cli: cli, svc: svc,
+		dom:  ila.Domain{Name: "dc1", SIR: ila.SIRPrefix(0x2001_0db8_0001_0000), Csum: ila.CsumNeutralMap},
+		locA: ila.Locator(0xfd00_0000_0000_000a), locB: ila.Locator(0xfd00_0000_0000_000b),
+		sir: netip.MustParseAddr("2001:db8:1::1001"),
+	}
+	f.idName = ila.IdentifierOf(f.sir).Hex() + ".id.ila.test."
+	f.taskName = "web.blue.ila.test."
+	if err := svc.AddDomain(ctx, f.dom); err != nil {
+		t.Fatal(err)
+	}
+	for i, loc := range []ila.Locator{f.locA, f.locB} {
+		n := mapsrv.NVERecord{NVE: ila.NVE{Name: fmt.Sprintf("nve%d", i+1), Locators: []ila.Locator{loc}, Underlay: netip.MustParseAddr(fmt.Sprintf("2001:db8:ff::%d", i+1))}}
+		if err := svc.AddNVE(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := svc.Register(ctx, mapsrv.Registration{NVE: "nve1", Tenant: "blue", Name: "web", SIR: f.sir}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// ilaAddr is the ILA address of the task under loc.
+func (f *fixture) ilaAddr(t *testing.T, loc ila.Locator) string {
+	t.Helper()
+	a, err := f.dom.ToILA(f.sir, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.String()
+}
+
+func (f *fixture) move(t *testing.T, to string) {
+	t.Helper()
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "blue", Name: "web", To: to}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) revision(t *testing.T) uint32 {
+	t.Helper()
+	r, err := f.cli.Get(t.Context(), "/ila/v1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(r.Header.Revision)
+}
+
+func exchange(t *testing.T, nw, addr, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: nw, Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(new(dns.Msg).SetQuestion(name, qtype), addr)
+	if err != nil {
+		t.Fatalf("%s %s %s: %v", nw, name, dns.TypeToString[qtype], err)
+	}
+	return r
+}
+
+// rdata returns the data of the answers ("AAAA 2001:db8::1").
+func rdata(r *dns.Msg) []string {
+	var out []string
+	for _, rr := range r.Answer {
+		s := rr.String()
+		h := rr.Header().String()
+		out = append(out, dns.TypeToString[rr.Header().Rrtype]+" "+strings.TrimPrefix(s, h))
+	}
+	return out
+}
+
+// waitAnswer polls until name/qtype answers want over nw.
+func waitAnswer(t *testing.T, nw, addr, name string, qtype uint16, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got []string
+	for time.Now().Before(deadline) {
+		got = rdata(exchange(t, nw, addr, name, qtype))
+		if cmp.Equal(want, got) {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s %s: %v, want %v", name, dns.TypeToString[qtype], got, want)
+}
+
+func soaSerial(t *testing.T, addr string) uint32 {
+	t.Helper()
+	r := exchange(t, "udp", addr, "ila.test.", dns.TypeSOA)
+	if len(r.Answer) != 1 {
+		t.Fatalf("SOA: %v", r)
+	}
+	return r.Answer[0].(*dns.SOA).Serial
+}
+
+// TestIntegrationEtcd runs the command against a real etcd written by the
+// real mapping service: register, query over UDP and TCP, move, see the
+// answer change, transfer the zone, deregister.
+func TestIntegrationEtcd(t *testing.T) {
+	cli, endpoints := etcdtest.Start(t)
+	f := newFixture(t, cli)
+	addr, _ := startBridge(t, endpoints)
+
+	for _, nw := range []string{"udp", "tcp"} {
+		waitAnswer(t, nw, addr, f.taskName, dns.TypeAAAA, []string{"AAAA " + f.sir.String()})
+		waitAnswer(t, nw, addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locA)})
+		waitAnswer(t, nw, addr, "nve2.nve.ila.test.", dns.TypeAAAA, []string{"AAAA 2001:db8:ff::2"})
+	}
+	if got, want := soaSerial(t, addr), f.revision(t); got != want {
+		t.Errorf("serial %d, want the store revision %d", got, want)
+	}
+
+	f.move(t, "nve2")
+	rev := f.revision(t)
+	for _, nw := range []string{"udp", "tcp"} {
+		waitAnswer(t, nw, addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locB)})
+	}
+	txt := rdata(exchange(t, "tcp", addr, f.idName, dns.TypeTXT))
+	if want := []string{`TXT "locator=fd00:0:0:b" "nve=nve2" "version=2" "state=active" "domain=dc1"`}; !cmp.Equal(want, txt) {
+		t.Errorf("TXT after the move: %v, want %v", txt, want)
+	}
+	if got := soaSerial(t, addr); got != rev {
+		t.Errorf("serial after the move %d, want the store revision %d", got, rev)
+	}
+	ptr, err := dns.ReverseAddr(f.sir.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rdata(exchange(t, "udp", addr, ptr, dns.TypePTR)); !cmp.Equal([]string{"PTR " + f.taskName}, got) {
+		t.Errorf("PTR: %v", got)
+	}
+
+	tr := &dns.Transfer{}
+	ch, err := tr.In(new(dns.Msg).SetAxfr("ila.test."), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("AXFR: %v", env.Error)
+		}
+		n += len(env.RR)
+	}
+	// SOA NS web/AAAA id/AAAA id/TXT nve1/AAAA nve1/TXT nve2/AAAA nve2/TXT SOA
+	if n != 10 {
+		t.Errorf("AXFR: %d records, want 10", n)
+	}
+
+	if err := f.svc.Deregister(t.Context(), mapsrv.DeregisterRequest{Tenant: "blue", Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for exchange(t, "udp", addr, f.taskName, dns.TypeAAAA).Rcode != dns.RcodeNameError {
+		if time.Now().After(deadline) {
+			t.Fatal("deregistered task still answers")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestIntegrationStoreDown stops etcd under the bridge: the last zone keeps
+// being served with the same serial, and changes flow again once etcd is
+// back.
+func TestIntegrationStoreDown(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dnsb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	srv := etcdtest.StartServer(t, dir)
+	cli := etcdtest.NewClient(t, srv.Endpoints())
+	f := newFixture(t, cli)
+	addr, stop := startBridge(t, srv.Endpoints())
+	defer stop() // before etcd closes: a watching client makes etcd's close wait
+	waitAnswer(t, "udp", addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locA)})
+	serial := soaSerial(t, addr)
+
+	start := time.Now()
+	srv.Close()
+	t.Logf("closed etcd after %v", time.Since(start))
+	time.Sleep(300 * time.Millisecond) // let the watch notice
+	for _, nw := range []string{"udp", "tcp"} {
+		if got := rdata(exchange(t, nw, addr, f.idName, dns.TypeAAAA)); !cmp.Equal([]string{"AAAA " + f.ilaAddr(t, f.locA)}, got) {
+			t.Errorf("%s while etcd is down: %v", nw, got)
+		}
+	}
+	if got := soaSerial(t, addr); got != serial {
+		t.Errorf("serial while etcd is down %d, want %d", got, serial)
+	}
+
+	srv = etcdtest.StartServer(t, dir) // same data, same socket
+	cli = etcdtest.NewClient(t, srv.Endpoints())
+	f.cli = cli
+	svc, err := mapsrv.New(mapsrv.Config{Store: etcdstore.New(cli)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.svc = svc
+	t.Logf("etcd back after %v", time.Since(start))
+	f.move(t, "nve2")
+	t.Logf("moved after %v", time.Since(start))
+	waitAnswer(t, "udp", addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locB)})
+	t.Logf("answer after %v", time.Since(start))
+	if got, want := soaSerial(t, addr), f.revision(t); got != want {
+		t.Errorf("serial after etcd came back %d, want %d", got, want)
+	}
+}
