@@ -17,7 +17,7 @@ type fuzzWriter struct {
 	badSig bool
 }
 
-func (w *fuzzWriter) LocalAddr() net.Addr { return w.addr() }
+func (w *fuzzWriter) LocalAddr() net.Addr  { return w.addr() }
 func (w *fuzzWriter) RemoteAddr() net.Addr { return w.addr() }
 func (w *fuzzWriter) addr() net.Addr {
 	if w.udp {

@@ -322,4 +322,3 @@ func TestIXFRHistory(t *testing.T) {
 		t.Errorf("ixfr from a serial older than the history is not the whole zone (-axfr +ixfr):\n%s", diff)
 	}
 }
-
