@@ -41,8 +41,8 @@ const DefaultMaxInFlight = 64
 // and sends the reply. A datagram that is malformed, fails
 // authentication, is replayed, or names an NVE other than its key's owner
 // is answered inline with a signed Rejected reply carrying its sequence
-// number, when its fixed header is readable and it is a request; replies
-// received are dropped. Every outcome is counted (Stats).
+// number, when its fixed header is readable, it is a request and it is at
+// least MinMessageLen bytes long; replies received are dropped. Every outcome is counted (Stats).
 type Server struct {
 	Conn    *net.UDPConn
 	Keys    Keys   // verifies requests
@@ -188,7 +188,9 @@ func (s *Server) admit(b []byte, from netip.AddrPort, window *ReplayWindow, log 
 			s.malformed.Add(1)
 		}
 		log.Debug("registration refused", "from", from, "err", err)
-		if hdr, _ := ParseUnauthenticated(b); hdr != nil && hdr.Type == TypeRequest {
+		// Answer only datagrams at least as long as the smallest message,
+		// so that a spoofed source gets no amplification worth having.
+		if hdr, _ := ParseUnauthenticated(b); hdr != nil && hdr.Type == TypeRequest && len(b) >= MinMessageLen {
 			s.send(from, &Message{Type: TypeReply, Seq: hdr.Seq, Status: StatusRejected, Reason: reason}, log)
 		}
 		return nil, false

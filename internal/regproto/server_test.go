@@ -424,7 +424,8 @@ func TestServerRefusals(t *testing.T) {
 	}{
 		{"truncated", truncated, &Message{Seq: 102, Status: StatusRejected, Reason: ReasonMalformed}},
 		{"short garbage", []byte("hello"), nil},
-		{"header only", truncated[:HeaderLen], &Message{Seq: 102, Status: StatusRejected, Reason: ReasonMalformed}},
+		{"header only", truncated[:HeaderLen], nil},
+		{"truncated to the minimum length", truncated[:MinMessageLen], &Message{Seq: 102, Status: StatusRejected, Reason: ReasonMalformed}},
 		{"bad hmac", badMAC, &Message{Seq: 103, Status: StatusRejected, Reason: ReasonAuth}},
 		{"unknown key", unknownKey, &Message{Seq: 104, Status: StatusRejected, Reason: ReasonAuth}},
 		{"unknown option", badOption, &Message{Seq: 42, Status: StatusRejected, Reason: ReasonMalformed}},
@@ -483,7 +484,7 @@ func TestServerRefusals(t *testing.T) {
 	}
 
 	want := ServerStats{
-		Received: 12, Accepted: 2, Malformed: 5, AuthFailures: 2, Replays: 2, Ignored: 1,
+		Received: 13, Accepted: 2, Malformed: 6, AuthFailures: 2, Replays: 2, Ignored: 1,
 		Rejected: map[Reason]uint64{ReasonMalformed: 4, ReasonAuth: 2, ReasonReplay: 2},
 	}
 	if diff := cmp.Diff(want, s.Stats()); diff != "" {
