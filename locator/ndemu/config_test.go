@@ -158,26 +158,30 @@ func TestSLAACFlag(t *testing.T) {
 func TestDamper(t *testing.T) {
 	t.Parallel()
 	d := damper{interval: time.Hour, last: map[dampKey]time.Time{}}
+	macB := net.HardwareAddr{2, 0, 0, 0, 0, 0xb}
 	steps := []struct {
 		ifindex int
 		addr    netip.Addr
+		mac     net.HardwareAddr
 		kind    verdict
 		want    bool
 	}{
-		{2, addrA, verdictClaim, true},
-		{2, addrA, verdictClaim, false},
-		{2, addrA, verdictSpoofed, true},
-		{3, addrA, verdictClaim, true},
-		{2, addrB, verdictClaim, true},
-		{2, addrB, verdictClaim, false},
+		{2, addrA, macA, verdictClaim, true},
+		{2, addrA, macA, verdictClaim, false},
+		{2, addrA, macA, verdictSpoofed, true},
+		{3, addrA, macA, verdictClaim, true},
+		{2, addrB, macA, verdictClaim, true},
+		{2, addrB, macA, verdictClaim, false},
+		{2, addrB, macB, verdictClaim, true},
+		{2, addrB, macB, verdictClaim, false},
 	}
 	for i, s := range steps {
-		if got := d.allow(s.ifindex, s.addr, s.kind); got != s.want {
-			t.Errorf("step %d allow(%d, %s, %v) = %v, want %v", i, s.ifindex, s.addr, s.kind, got, s.want)
+		if got := d.allow(s.ifindex, s.addr, s.mac, s.kind); got != s.want {
+			t.Errorf("step %d allow(%d, %s, %s, %v) = %v, want %v", i, s.ifindex, s.addr, s.mac, s.kind, got, s.want)
 		}
 	}
 	off := damper{}
-	if !off.allow(1, addrA, verdictClaim) || !off.allow(1, addrA, verdictClaim) {
+	if !off.allow(1, addrA, macA, verdictClaim) || !off.allow(1, addrA, macA, verdictClaim) {
 		t.Error("damper with zero interval blocked an event")
 	}
 }

@@ -463,6 +463,38 @@ func TestIntegrationND(t *testing.T) {
 			t.Fatalf("re-add port: %v", err)
 		}
 	})
+
+	// t3 now holds its own addr3 and addr1 (t1's, accepted while the port
+	// was not served). With ndisc_notify its kernel announces both by
+	// unsolicited NA when its MAC changes (as after a move): one is an
+	// attach signal, the other is refused.
+	t.Run("KernelUnsolicitedNA", func(t *testing.T) {
+		rec.take()
+		sysctl(t, t3.ns, "net/ipv6/conf/eth0/ndisc_notify", "1")
+		mac := net.HardwareAddr{0x02, 0, 0, 0, 0x03, 0x33}
+		if err := t3.h.LinkSetHardwareAddr(t3.eth0, mac); err != nil {
+			t.Fatalf("change t3 MAC: %v", err)
+		}
+		want := map[event]bool{
+			{Kind: "claim", Ifindex: t3.idx, Addr: addr3, MAC: mac.String()}:                                                true,
+			{Kind: "spoofed", Ifindex: t3.idx, Addr: addr1, MAC: mac.String(), Reason: "owned by another port of this NVE"}: true,
+		}
+		var got []event
+		waitFor(t, 5*time.Second, func() string {
+			got = append(got, rec.take()...)
+			seen := map[event]bool{}
+			for _, e := range got {
+				if !want[e] {
+					t.Fatalf("unexpected event %+v", e)
+				}
+				seen[e] = true
+			}
+			if len(seen) < len(want) {
+				return fmt.Sprintf("events %+v, want %v", got, want)
+			}
+			return ""
+		})
+	})
 }
 
 // capture counts ND frames seen on one interface, by target address.

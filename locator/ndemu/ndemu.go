@@ -68,8 +68,8 @@ type Directory interface {
 }
 
 // Events receives what tasks claim. Methods are called from the port's read
-// loop: they must not block (queue the work). Calls are damped per port and
-// address to one per Config.ClaimInterval.
+// loop: they must not block (queue the work). Repeats are damped to one per
+// port, address and MAC per Config.ClaimInterval.
 type Events interface {
 	// UnsolicitedNA reports an attach (or move) signal: the task on port
 	// ifindex announced addr with link-layer address mac. The agent
@@ -115,8 +115,8 @@ type Config struct {
 	// owner's known MAC is refused either way, and so is a claim on an
 	// address owned by another port of this NVE.
 	AllowMoveByNA bool
-	// ClaimInterval damps Events calls: at most one per port, address and
-	// kind per interval; default DefaultClaimInterval.
+	// ClaimInterval damps Events calls: at most one per port, address,
+	// MAC and kind per interval; default DefaultClaimInterval.
 	ClaimInterval time.Duration
 	// NetNS is the path of the network namespace the ports live in (e.g.
 	// /var/run/netns/nve1 or /proc/PID/ns/net). AddPort switches a
@@ -647,12 +647,12 @@ func (e *Emulator) handle(ctx context.Context, p *port, frame []byte) {
 		e.sendRA(p, a.reply.dst, a.reply.dstMAC)
 	case verdictClaim:
 		e.st.claims.Add(1)
-		if e.damp.allow(p.ifindex, a.target, verdictClaim) && e.cfg.Events != nil {
+		if e.damp.allow(p.ifindex, a.target, a.mac, verdictClaim) && e.cfg.Events != nil {
 			e.cfg.Events.UnsolicitedNA(ctx, p.ifindex, a.target, slices.Clone(a.mac))
 		}
 	case verdictSpoofed:
 		e.st.spoofed.Add(1)
-		if e.damp.allow(p.ifindex, a.target, verdictSpoofed) {
+		if e.damp.allow(p.ifindex, a.target, a.mac, verdictSpoofed) {
 			e.log.Warn("ndemu: refused neighbor advertisement", "iface", p.name, "sir", a.target, "mac", a.mac, "reason", a.reason)
 			if e.cfg.Events != nil {
 				e.cfg.Events.Spoofed(p.ifindex, a.target, slices.Clone(a.mac), a.reason)
@@ -661,7 +661,8 @@ func (e *Emulator) handle(ctx context.Context, p *port, frame []byte) {
 	}
 }
 
-// damper lets one event per (port, address, kind) through per interval.
+// damper lets one event per (port, address, MAC, kind) through per
+// interval: repeats are dropped, a new MAC is news.
 type damper struct {
 	interval time.Duration
 	mu       sync.Mutex
@@ -671,17 +672,19 @@ type damper struct {
 type dampKey struct {
 	ifindex int
 	addr    netip.Addr
+	mac     [6]byte
 	kind    verdict
 }
 
 const maxDampEntries = 1 << 14
 
-func (d *damper) allow(ifindex int, addr netip.Addr, kind verdict) bool {
+func (d *damper) allow(ifindex int, addr netip.Addr, mac net.HardwareAddr, kind verdict) bool {
 	if d.interval <= 0 {
 		return true
 	}
 	now := time.Now()
-	k := dampKey{ifindex, addr, kind}
+	k := dampKey{ifindex: ifindex, addr: addr, kind: kind}
+	copy(k.mac[:], mac)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if t, ok := d.last[k]; ok && now.Sub(t) < d.interval {
