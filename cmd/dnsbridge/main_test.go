@@ -131,7 +131,7 @@ type fixture struct {
 	taskName string
 }
 
-func newFixture(t *testing.T, cli *clientv3.Client) *fixture {
+func newFixture(t testing.TB, cli *clientv3.Client) *fixture {
 	t.Helper()
 	ctx := t.Context()
 	svc, err := mapsrv.New(mapsrv.Config{Store: etcdstore.New(cli)})
@@ -162,7 +162,7 @@ func newFixture(t *testing.T, cli *clientv3.Client) *fixture {
 }
 
 // ilaAddr is the ILA address of the task under loc.
-func (f *fixture) ilaAddr(t *testing.T, loc ila.Locator) string {
+func (f *fixture) ilaAddr(t testing.TB, loc ila.Locator) string {
 	t.Helper()
 	a, err := f.dom.ToILA(f.sir, loc)
 	if err != nil {
