@@ -200,3 +200,4 @@ func ethFrame(dst, src ila.MAC, etherType uint16, p *arp.Packet) []byte {
 	binary.BigEndian.PutUint16(b[12:14], etherType)
 	return append(b, body...)
 }
+func equalMAC(b net.HardwareAddr, m ila.MAC) bool { return len(b) == 6 && [6]byte(b) == m }

@@ -259,12 +259,6 @@ func (tk *labTask) sock(t testing.TB, et int) *packet.Conn {
 	return c
 }
 
-func arpFrame(op arp.Operation, et uint16, sha ila.MAC, spa netip.Addr, tha ila.MAC, tpa netip.Addr, dst ila.MAC) []byte {
-	p := &arp.Packet{HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
-		Operation: op, SenderHardwareAddr: sha[:], SenderIP: spa, TargetHardwareAddr: tha[:], TargetIP: tpa}
-	return ethFrame(dst, sha, et, p)
-}
-
 // resolve sends an ARP request for target from tk and returns the MACs of
 // the replies seen within wait.
 func (tk *labTask) resolve(t testing.TB, c *packet.Conn, target netip.Addr, wait time.Duration) []ila.MAC {
@@ -521,8 +515,6 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 		}
 	})
 }
-
-func equalMAC(b net.HardwareAddr, m ila.MAC) bool { return len(b) == 6 && [6]byte(b) == m }
 
 // tcpEcho opens a TCP connection from a to b and echoes 64 KiB.
 func tcpEcho(t testing.TB, a, b *labTask) {
