@@ -27,9 +27,11 @@
 //
 // # How it listens
 //
-// A port is served through an AF_PACKET socket bound to the interface with a
-// classic BPF filter for ICMPv6 types 133, 135 and 136, in all-multicast
-// mode. A raw ICMPv6 socket (ndp.Listen) would only see solicitations sent to
+// A port is served through an AF_PACKET socket bound to the interface
+// (ETH_P_ALL, so it taps frames before tc ingress: a datapath program on the
+// port cannot hide ND from it; XDP, which runs earlier, must pass ICMPv6
+// types 133-136) with a classic BPF filter for ICMPv6 types 133, 135 and
+// 136, in all-multicast mode, ignoring outgoing frames. A raw ICMPv6 socket (ndp.Listen) would only see solicitations sent to
 // solicited-node groups the NVE has joined, and the targets are other hosts'
 // addresses, so it would miss them. Frames are parsed (Ethernet, IPv6,
 // ICMPv6 checksum, hop limit 255, code 0) and the message is decoded with

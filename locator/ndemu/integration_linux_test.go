@@ -94,14 +94,14 @@ func (r *recorder) take() []event {
 	return e
 }
 
-func sysctl(t *testing.T, ns *testutil.NetNS, key, val string) {
+func sysctl(t testing.TB, ns *testutil.NetNS, key, val string) {
 	t.Helper()
 	if err := ns.Sysctl(key, val); err != nil {
 		t.Fatalf("sysctl %s=%s in %s: %v", key, val, ns.Name, err)
 	}
 }
 
-func run(t *testing.T, name string, args ...string) (string, error) {
+func run(t testing.TB, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -110,7 +110,7 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 }
 
 // waitFor polls cond until it returns "" or the timeout ends.
-func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
+func waitFor(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -126,7 +126,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() string) {
 }
 
 // setup builds the topology and starts an emulator on the NVE ends.
-func setup(t *testing.T, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []*task, em *ndemu.Emulator) {
+func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []*task, em *ndemu.Emulator) {
 	t.Helper()
 	sfx := testutil.Suffix()
 	nve = testutil.NewNetNS(t, "ndn"+sfx)

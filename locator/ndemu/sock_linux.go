@@ -78,7 +78,11 @@ func listenPacket(ifindex int) (*packetConn, error) {
 	// Our own frames and the NVE kernel's are not input (kernel >= 4.20;
 	// older kernels are covered by the packet-type check in read).
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: ifindex}); err != nil {
+	// ETH_P_ALL makes the socket a tap that runs before tc ingress, so a
+	// datapath program on the port cannot hide ND frames from it (only
+	// XDP runs earlier). With PACKET_IGNORE_OUTGOING it costs nothing on
+	// transmit; on receive the filter drops everything but ND.
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
 		return fail("bind", os.NewSyscallError("bind", err))
 	}
 	// Solicitations go to the targets' solicited-node groups, which the
