@@ -146,6 +146,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	// Registration keys and notifier.
+	var keys regproto.KeyFile
+	var myKeyID uint32
+	var myKey regproto.KeyEntry
+	var notifier *mapsrv.RegNotifier
+	if cfg.keys != "" {
+		if keys, err = regproto.LoadKeys(cfg.keys); err != nil {
+			return err
+		}
+		var ok bool
+		if myKeyID, myKey, ok = keys.Lookup(cfg.keyName); !ok {
+			return fmt.Errorf("keys file %s: no key owned by %q (--key-name) to sign replies", cfg.keys, cfg.keyName)
+		}
+	}
+
 	// Store: embedded etcd, or an external cluster.
 	var endpoints []string
 	var ccfg clientv3.Config
@@ -194,23 +209,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer cli.Close()
 
-	// Registration keys and notifier.
-	var keys regproto.KeyFile
-	var myKeyID uint32
-	var myKey regproto.KeyEntry
-	var notifier *mapsrv.RegNotifier
 	if cfg.keys != "" {
-		if keys, err = regproto.LoadKeys(cfg.keys); err != nil {
-			return err
-		}
-		var ok bool
-		if myKeyID, myKey, ok = keys.Lookup(cfg.keyName); !ok {
-			return fmt.Errorf("keys file %s: no key owned by %q (--key-name) to sign replies", cfg.keys, cfg.keyName)
-		}
 		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, Keys: keys}
 		defer notifier.Close()
 	}
-
 	store := etcdstore.New(cli)
 	scfg := mapsrv.Config{
 		Store:         store,
