@@ -476,7 +476,13 @@ func Parse(b []byte, keys Keys) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, secret, ok := keys.Secret(m.KeyID)
+	var (
+		secret []byte
+		ok     bool
+	)
+	if keys != nil {
+		_, secret, ok = keys.Secret(m.KeyID)
+	}
 	if !ok || len(secret) == 0 {
 		return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrUnknownKey)
 	}

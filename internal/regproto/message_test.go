@@ -166,6 +166,8 @@ func TestParseAuth(t *testing.T) {
 		{"unknown key id", unknown, testKeys, ErrUnknownKey, nil},
 		{"empty secret in keys", good, KeyFile{7: {NVE: "nve-a"}}, ErrUnknownKey, nil},
 		{"empty key set", good, KeyFile{}, ErrUnknownKey, nil},
+		{"nil keys", good, nil, ErrUnknownKey, nil},
+		{"nil key file", good, KeyFile(nil), ErrUnknownKey, nil},
 	}
 	// Flipping any single bit of a valid message must fail, with
 	// authentication or structure.
