@@ -160,9 +160,9 @@ func TestMapsrvCommands(t *testing.T) {
 	want := []string{
 		"synced", "domain-upsert", "nve-upsert", "nve-upsert",
 		"nve-upsert", "task-upsert", // vm1 (pins a's locator)
-		"task-upsert",                // v4
-		"task-upsert",                // hot move to b
-		"task-upsert",                // cold move back to a
+		"task-upsert", // v4
+		"task-upsert", // hot move to b
+		"task-upsert", // cold move back to a
 		"task-delete",
 	}
 	if diff := cmp.Diff(want, types); diff != "" {
