@@ -248,10 +248,11 @@ func (c *Client) readOne(ctx context.Context, deadline time.Time) {
 		c.dropped.Add(1)
 		return
 	}
+	c.replies.Add(1) // before the hand-over, so that the caller sees it counted
 	select {
 	case ch <- rep:
-		c.replies.Add(1)
 	default:
+		c.replies.Add(^uint64(0))
 		c.dropped.Add(1)
 	}
 }

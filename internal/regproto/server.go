@@ -232,14 +232,16 @@ func (s *Server) send(to netip.AddrPort, rep *Message, log *slog.Logger) {
 			return
 		}
 	}
+	// Count before sending, so that the counters include a reply by the
+	// time its receiver sees it; take it back if the send fails.
+	counter := &s.accepted
+	if !rep.Status.Accepted() {
+		counter = &s.rejected[rep.Reason]
+	}
+	counter.Add(1)
 	if _, err := s.Conn.WriteToUDPAddrPort(b, to); err != nil {
+		counter.Add(^uint64(0))
 		log.Debug("send registration reply", "to", to, "err", err)
 		s.sendErrors.Add(1)
-		return
-	}
-	if rep.Status.Accepted() {
-		s.accepted.Add(1)
-	} else {
-		s.rejected[rep.Reason].Add(1)
 	}
 }
