@@ -1,7 +1,7 @@
 // Package ndemu emulates IPv6 Neighbor Discovery (RFC 4861) on the
 // task-facing ports of an NVE, so that an L3 data center needs no broadcast
-// or multicast flooding (draft-ietf-nvo3-vmm-15 sections 4.2 and 4.3: "
-// multicast of neighbor solicitations in IPv6 [...] would need to be
+// or multicast flooding (draft-ietf-nvo3-vmm-15 sections 4.2 and 4.3:
+// "multicast of neighbor solicitations in IPv6 [...] would need to be
 // emulated").
 //
 // On every port the NVE answers with one anycast gateway MAC, the same on
@@ -56,6 +56,17 @@
 // The NVE kernel never answers solicitations for task addresses (they are not
 // its own); it does answer for fe80::1 with the port MAC, which is the same
 // answer the emulator gives.
+//
+// The Directory must report a task Local with its port's ifindex before the
+// task's interface comes up (and, after a move, on the new NVE before the
+// task repeats DAD), otherwise its own DAD probe is defended. Ports are
+// closed by RemovePort or when Run returns.
+//
+// A task's unicast NUD probe (NS to a SIR address, sent to the gateway MAC)
+// is answered by the emulator, but the NVE stack, forwarding, would also
+// route it on (hop limit 254, so its destination drops it). The datapath may
+// drop ND frames with a global unicast destination at tc ingress of task
+// ports: the emulator's tap has already seen them.
 //
 // Tasks need nothing but defaults: accept_ra=1 (the default with
 // forwarding=0) and their SIR address. Linux ignores unsolicited NAs for
