@@ -196,7 +196,7 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 			}
 		}
 	}
-	return nil, fmt.Errorf("%s after %d tries of %v to %v: %w", m.VMID, retries+1, timeout, c.Server, ErrTimeout)
+	return nil, fmt.Errorf("registration request to %v: %d tries of %v: %w", c.Server, retries+1, timeout, ErrTimeout)
 }
 
 // readOne reads one datagram (or times out at deadline or when ctx ends)
