@@ -140,7 +140,7 @@ func (p *policy) solicitation(in input, m *ndp.NeighborSolicitation) action {
 		o, ok := p.dir.Owner(t)
 		switch {
 		case !ok:
-			return action{verdict: verdictUnknown, reason: "unknown target"}
+			return action{verdict: verdictUnknown, reason: "unknown target", target: t}
 		case o.Local && o.Ifindex == in.ifindex:
 			// The task's own address: its DAD must succeed, and a task
 			// never needs our answer for itself.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/testutil"
 	"github.com/ilamesh/ilamesh/locator/ndemu"
@@ -85,6 +86,14 @@ func (r *recorder) Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, r
 	defer r.mu.Unlock()
 	r.events = append(r.events, event{Kind: "spoofed", Ifindex: ifindex, Addr: addr, MAC: mac.String(), Reason: reason})
 }
+
+func (r *recorder) UnknownTarget(_ context.Context, ifindex int, addr netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{Kind: "miss", Ifindex: ifindex, Addr: addr})
+}
+
+var _ ndemu.MissReporter = (*recorder)(nil)
 
 func (r *recorder) take() []event {
 	r.mu.Lock()
@@ -281,6 +290,7 @@ func TestIntegrationND(t *testing.T) {
 	})
 
 	t.Run("UnknownTargetSilent", func(t *testing.T) {
+		rec.take()
 		before := em.Stats()
 		atPort := startCapture(t, nve, t1.port) // positive control: the NS arrive
 		atT1 := startCapture(t, t1.ns, "eth0")
@@ -313,6 +323,16 @@ func TestIntegrationND(t *testing.T) {
 		after := em.Stats()
 		if after.UnknownIgnored-before.UnknownIgnored < uint64(port.ns[addrDead]) {
 			t.Errorf("unknown ignored %d -> %d, want +%d", before.UnknownIgnored, after.UnknownIgnored, port.ns[addrDead])
+		}
+		// The miss was reported once (damped), for the agent to fetch.
+		var misses []event
+		for _, e := range rec.take() {
+			if e.Kind == "miss" {
+				misses = append(misses, e)
+			}
+		}
+		if diff := cmp.Diff([]event{{Kind: "miss", Ifindex: t1.idx, Addr: addrDead}}, misses, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("miss reports (-want +got):\n%s", diff)
 		}
 	})
 

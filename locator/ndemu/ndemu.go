@@ -80,6 +80,16 @@ type Events interface {
 	Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, reason string)
 }
 
+// MissReporter may be implemented by the Config.Events value: it then hears
+// of solicitations for addresses inside the SIR prefixes that the Directory
+// does not know, so an agent running with a partial table (pull mode) can
+// fetch the mapping; the task's next retransmission (1 s later by default)
+// is then answered. Nothing is answered or flooded meanwhile. Damped like
+// the other events; must not block.
+type MissReporter interface {
+	UnknownTarget(ctx context.Context, ifindex int, addr netip.Addr)
+}
+
 // Config configures an Emulator. Zero values take the documented defaults.
 type Config struct {
 	// Prefixes are the SIR prefixes advertised on-link in Router
@@ -636,6 +646,10 @@ func (e *Emulator) handle(ctx context.Context, p *port, frame []byte) {
 		e.st.invalid.Add(1)
 	case verdictUnknown:
 		e.st.unknown.Add(1)
+		if mr, ok := e.cfg.Events.(MissReporter); ok && e.pol.Load().inPrefixes(a.target) &&
+			e.damp.allow(p.ifindex, a.target, nil, verdictUnknown) {
+			mr.UnknownTarget(ctx, p.ifindex, a.target)
+		}
 	case verdictAnswer, verdictDefend:
 		if a.verdict == verdictDefend {
 			e.st.defended.Add(1)
