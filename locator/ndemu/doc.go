@@ -51,7 +51,11 @@
 //     never sends Router Advertisements by itself, so no other RA source
 //     exists on the port;
 //   - the port is up (frames cannot be sent on a down port; the socket
-//     survives down/up cycles).
+//     survives down/up cycles);
+//   - recommended: net.ipv6.conf.PORT.accept_untracked_na=1 (Linux >= 5.19,
+//     RFC 9131), so the NVE kernel creates a neighbour entry for a task
+//     from its unsolicited NA after a move instead of soliciting it on the
+//     first packet toward it.
 //
 // The NVE kernel never answers solicitations for task addresses (they are not
 // its own); it does answer for fe80::1 with the port MAC, which is the same
