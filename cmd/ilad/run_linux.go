@@ -402,9 +402,25 @@ func (d *dpAdapter) DetachPort(ifname string, ifindex int) error {
 
 type missReader struct{ dp *datapath.Datapath }
 
+// ReadMiss waits for the datapath's next miss. The ring buffer read is not
+// always woken by the cancellation, so the wait is abandoned on ctx; the
+// read ends when the datapath is closed.
 func (m missReader) ReadMiss(ctx context.Context) (locator.Miss, error) {
-	x, err := m.dp.ReadMiss(ctx)
-	return locator.Miss{SIR: x.SIR, Identifier: x.Identifier}, err
+	type result struct {
+		x   datapath.Miss
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		x, err := m.dp.ReadMiss(ctx)
+		ch <- result{x, err}
+	}()
+	select {
+	case r := <-ch:
+		return locator.Miss{SIR: r.x.SIR, Identifier: r.x.Identifier}, r.err
+	case <-ctx.Done():
+		return locator.Miss{}, ctx.Err()
+	}
 }
 
 // registrar fits regproto.Client to locator.Registrar.
