@@ -145,6 +145,9 @@ func (p *policy) solicitation(in input, m *ndp.NeighborSolicitation) action {
 			// The task's own address: its DAD must succeed, and a task
 			// never needs our answer for itself.
 			return action{verdict: verdictIgnore, reason: "own address"}
+		case dad && o.Local && o.Ifindex == 0:
+			// Local but the port is unknown: it may be the prober's own.
+			return action{verdict: verdictIgnore, reason: "local address, port unknown"}
 		}
 	}
 	na := &ndp.NeighborAdvertisement{
@@ -204,6 +207,8 @@ func (p *policy) advertisement(in input, m *ndp.NeighborAdvertisement) action {
 		a.verdict, a.reason = verdictIgnore, "outside the SIR prefixes"
 	case o.Local && o.Ifindex == in.ifindex:
 		a.verdict, a.reason = verdictClaim, "own address"
+	case o.Local && o.Ifindex == 0:
+		a.verdict, a.reason = verdictClaim, "local address, port unknown"
 	case o.Local:
 		a.verdict, a.reason = verdictSpoofed, "owned by another port of this NVE"
 	case !o.MAC.IsZero() && !bytes.Equal(o.MAC[:], mac):

@@ -22,7 +22,8 @@ var (
 	addrR    = netip.MustParseAddr("3333:0:0:1::c") // task on nve-b, MAC known
 	addrRnoM = netip.MustParseAddr("3333:0:0:1::d") // task on nve-b, MAC unknown
 	addrUnk  = netip.MustParseAddr("3333:0:0:1::dead")
-	addrOut  = netip.MustParseAddr("2001:db8::1") // outside the SIR prefix, unknown
+	addrOut  = netip.MustParseAddr("2001:db8::1")   // outside the SIR prefix, unknown
+	addrL0   = netip.MustParseAddr("3333:0:0:1::e") // local task, port unknown
 	macA     = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
 	macR     = ila.MAC{0x02, 0, 0, 0, 0, 0x0c}
 	llA      = netip.MustParseAddr("fe80::a")
@@ -31,6 +32,7 @@ var (
 		addrB:    {Local: true, Ifindex: 3, NVE: "nve-a"},
 		addrR:    {NVE: "nve-b", MAC: macR},
 		addrRnoM: {NVE: "nve-b"},
+		addrL0:   {Local: true, NVE: "nve-a"},
 	}
 )
 
@@ -115,6 +117,10 @@ func TestDecideSolicitation(t *testing.T) {
 			defend(DefaultGatewayLL, true)},
 		{"DAD for own address stays silent", in(netip.IPv6Unspecified(), snm(t, addrA), &ndp.NeighborSolicitation{TargetAddress: addrA}),
 			action{verdict: verdictIgnore, reason: "own address"}},
+		{"DAD for local address on unknown port stays silent", in(netip.IPv6Unspecified(), snm(t, addrL0), &ndp.NeighborSolicitation{TargetAddress: addrL0}),
+			action{verdict: verdictIgnore, reason: "local address, port unknown"}},
+		{"local address on unknown port answered", in(addrA, snm(t, addrL0), &ndp.NeighborSolicitation{TargetAddress: addrL0}),
+			answer(addrL0, false, addrA, macA)},
 		{"DAD for unknown address stays silent", in(netip.IPv6Unspecified(), snm(t, addrUnk), &ndp.NeighborSolicitation{TargetAddress: addrUnk}),
 			action{verdict: verdictUnknown, reason: "unknown target", target: addrUnk}},
 		{"DAD with nonce option", in(netip.IPv6Unspecified(), snm(t, addrB), &ndp.NeighborSolicitation{TargetAddress: addrB, Options: []ndp.Option{&ndp.RawOption{Type: 14, Length: 1, Value: []byte{1, 2, 3, 4, 5, 6}}}}),
@@ -173,6 +179,8 @@ func TestDecideAdvertisement(t *testing.T) {
 			action{verdict: verdictIgnore, reason: "outside the SIR prefixes", target: addrOut, mac: macA}},
 		{"task link-local", false, in(llA, allNodes, una(llA, tlla(macA))),
 			action{verdict: verdictIgnore, reason: "outside the SIR prefixes", target: llA, mac: macA}},
+		{"local address on unknown port", false, in(addrA, allNodes, una(addrL0, tlla(macA))),
+			action{verdict: verdictClaim, reason: "local address, port unknown", target: addrL0, mac: macA}},
 		{"another port's address", false, in(addrA, allNodes, una(addrB, tlla(macA))),
 			action{verdict: verdictSpoofed, reason: "owned by another port of this NVE", target: addrB, mac: macA}},
 		{"another port's address even with moves allowed", true, in(addrA, allNodes, una(addrB, tlla(macA))),

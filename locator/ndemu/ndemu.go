@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -48,7 +49,9 @@ type Owner struct {
 	// Local is true when the task is attached to this NVE.
 	Local bool
 	// Ifindex is the task's port on this NVE (in the NVE's network
-	// namespace); 0 when the task is remote or the port is unknown.
+	// namespace); 0 when the task is remote or the port is unknown. For a
+	// local task with port unknown, DAD probes are not defended and
+	// unsolicited NAs are reported as claims (the agent decides).
 	Ifindex int
 	// NVE is the name of the NVE the task is attached to.
 	NVE string
@@ -542,7 +545,7 @@ func jitter(d time.Duration) time.Duration {
 	if q <= 0 {
 		return d
 	}
-	return d - time.Duration(time.Now().UnixNano()%int64(q))
+	return d - rand.N(q)
 }
 
 // routerAdvertisement builds the RA from the current configuration.
