@@ -67,5 +67,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		rep.Text(stdout)
 		fmt.Fprintf(stdout, "\nreport: %s\ntimeline: %s\n", filepath.Join(outDir, "report.json"), filepath.Join(outDir, "timeline.svg"))
 	}
+	if err == nil && rep != nil && len(rep.Problems) > 0 {
+		err = fmt.Errorf("demo: %d problem(s), see the report above", len(rep.Problems))
+	}
 	return err
 }

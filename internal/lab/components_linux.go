@@ -7,8 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -392,19 +393,36 @@ func maskOnes(n *net.IPNet) (int, int) {
 	return n.Mask.Size()
 }
 
-// commitMove attaches the moved task at its new NVE through that NVE's
-// ilad: it installs local delivery first, then registers the task, which
-// mapsrv commits as a hot move (make before break); the old NVE turns its
-// entry into an in-flight redirect when it sees the commit. Cold and warm
-// moves are first declared to mapsrv (ilactl task move --mode), which
-// suspends the task until it registers at the destination.
-func (l *Lab) commitMove(ctx context.Context, task *Task, from, to *NVE, mode string) error {
-	if mode != MoveHot {
-		if _, err := l.ilactl(ctx, "task", "move", task.Name, "--tenant", task.Tenant, "--to", to.Name, "--mode", mode); err != nil {
-			return err
-		}
+// apiMove asks mapsrv to move task to the NVE to (POST
+// /v1/tasks/{tenant}/{name}/move) and returns the commit time mapsrv
+// recorded.
+func (l *Lab) apiMove(ctx context.Context, task *Task, to *NVE, mode string) (time.Time, error) {
+	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	if err != nil {
+		return time.Time{}, err
 	}
-	return l.attachTask(ctx, task, to.Name)
+	body, _ := json.Marshal(map[string]string{"to": to.Name, "mode": mode})
+	url := fmt.Sprintf("%s/v1/tasks/%s/%s/move", l.topo.Mapsrv.API, task.Tenant, task.Name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return time.Time{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("move %s to %s: %w", task.Name, to.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	now := time.Now()
+	if resp.StatusCode != http.StatusOK {
+		return now, fmt.Errorf("move %s to %s: mapsrv: HTTP %d: %s", task.Name, to.Name, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	var rec struct {
+		Updated time.Time `json:"updated"`
+	}
+	if json.Unmarshal(b, &rec) == nil && !rec.Updated.IsZero() {
+		return rec.Updated, nil
+	}
+	return now, nil
 }
-
-var errNotRoot = errors.New("needs root")

@@ -8,10 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
 )
 
 // NodeUpdate is when a node applied a task's new mapping.
@@ -33,11 +36,16 @@ type Report struct {
 	Move        *MoveResult  `json:"move"`
 	Flows       []*FlowStats `json:"flows"`
 	Convergence []NodeUpdate `json:"convergence"`
-	DNSBefore   DNSAnswer    `json:"dns_before"`
-	DNSAfter    DNSAnswer    `json:"dns_after"`
-	DNSChanged  bool         `json:"dns_changed"`
-	Verdict     string       `json:"verdict"`
-	Problems    []string     `json:"problems,omitempty"`
+	// OldLocatorPackets counts packets seen arriving at the old NVE for the
+	// old ILA address during the run; InFlightAfterCommit how many sources
+	// still sent there after the commit.
+	OldLocatorPackets   int       `json:"old_locator_packets"`
+	InFlightAfterCommit int       `json:"sources_after_commit"`
+	DNSBefore           DNSAnswer `json:"dns_before"`
+	DNSAfter            DNSAnswer `json:"dns_after"`
+	DNSChanged          bool      `json:"dns_changed"`
+	Verdict             string    `json:"verdict"`
+	Problems            []string  `json:"problems,omitempty"`
 }
 
 // DemoConfig configures RunDemo.
@@ -99,9 +107,26 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 		rep.DNSBefore = l.Lookup(ctx, dst.IDName())
 	}
 
+	// Watch the old locator for packets still sent there, by source.
+	var sniff *oldPathSniffer
+	oldNVE, _ := l.topo.NVEByName(dst.NVE)
+	if !l.cfg.UnderlayOnly {
+		oldILA, err := ila.SIRToILA(dst.SIR, oldNVE.Locator, ila.CsumNeutralMap)
+		if err != nil {
+			return nil, err
+		}
+		if sniff, err = l.sniffOldPath(oldNVE, oldILA); err != nil {
+			return nil, err
+		}
+	}
+	srcNVE := map[netip.Addr]string{pinger.SIR: pinger.NVE, streamer.SIR: streamer.NVE}
+
 	l.progress("traffic: ping %s -> %s every %v, TCP %s -> %s", pinger.Name, dst.Name, cfg.PingInterval, streamer.Name, dst.Name)
 	tctx, cancel := context.WithTimeout(ctx, cfg.Before+cfg.After)
 	defer cancel()
+	if sniff != nil {
+		go sniff.run(tctx)
+	}
 	type res struct {
 		st  *FlowStats
 		err error
@@ -141,6 +166,35 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 		rep.DNSChanged = strings.Join(rep.DNSBefore.AAAA, ",") != strings.Join(rep.DNSAfter.AAAA, ",") && len(rep.DNSAfter.AAAA) > 0
 	}
 	rep.Convergence = l.convergence(dst, mr)
+	if sniff != nil {
+		last, count := sniff.result()
+		for i := range rep.Convergence {
+			c := &rep.Convergence[i]
+			if c.Node == oldNVE.Name || c.Node == mr.To || c.Node == "router" {
+				continue
+			}
+			for src, nve := range srcNVE {
+				if nve != c.Node {
+					continue
+				}
+				if t, ok := last[src]; ok {
+					c.Seen, c.Applied, c.Source = true, t, fmt.Sprintf("last of %d packets from %s to the old locator, seen on %s up0", count[src], src, oldNVE.Name)
+					c.AfterCommit, c.AfterStart = Duration(t.Sub(mr.Committed)), Duration(t.Sub(mr.Start))
+					c.Note = ""
+				}
+			}
+		}
+		for src, n := range count {
+			_ = src
+			rep.OldLocatorPackets += n
+		}
+		for src, t := range last {
+			if t.After(mr.Committed) {
+				rep.InFlightAfterCommit++
+				_ = src
+			}
+		}
+	}
 	rep.judge()
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return rep, fmt.Errorf("demo output: %w", err)
@@ -175,7 +229,7 @@ func (r *Report) judge() {
 		r.Problems = append(r.Problems, "DNS answer did not change")
 	}
 	for _, c := range r.Convergence {
-		if !c.Seen {
+		if !c.Seen && !strings.HasPrefix(c.Note, "no traffic") {
 			r.Problems = append(r.Problems, fmt.Sprintf("no update seen from %s (%s)", c.Node, c.Note))
 		}
 	}
@@ -208,11 +262,19 @@ func (l *Lab) convergence(task *Task, mr *MoveResult) []NodeUpdate {
 		return []NodeUpdate{mk("fabric", "plain route", mr.Committed, "")}
 	}
 	at, note := firstLine(l.eventsPath("router"), mr.Start, sir, loc)
-	out = append(out, mk("router", "events-router.jsonl", at, note))
+	out = append(out, mk("router", "events-router.jsonl (mapping applied)", at, note))
 	for _, n := range l.topo.NVEs {
 		p := filepath.Join(l.dir, "logs", procIlad(n.Name)+".log")
-		at, note := firstLine(p, mr.Start, sir, loc)
-		out = append(out, mk(n.Name, "logs/"+filepath.Base(p), at, note))
+		switch n.Name {
+		case mr.From:
+			at, note := firstLine(p, mr.Start, sir, loc, "moved away")
+			out = append(out, mk(n.Name, "ilad log: in-flight redirect installed", at, note))
+		case mr.To:
+			at, note := firstLine(p, mr.Start, sir, "task attached")
+			out = append(out, mk(n.Name, "ilad log: local delivery installed", at, note))
+		default:
+			out = append(out, mk(n.Name, "packets to the old locator", time.Time{}, "no traffic from this NVE to the moved task"))
+		}
 	}
 	return out
 }
@@ -251,8 +313,8 @@ func firstLine(path string, since time.Time, want ...string) (time.Time, string)
 func (r *Report) Text(w io.Writer) {
 	fmt.Fprintf(w, "ILA lab demo (%s), %s\n\n", r.Mode, r.Started.UTC().Format(time.RFC3339))
 	if m := r.Move; m != nil {
-		fmt.Fprintf(w, "Move: %s from %s to %s (%s). Link carried over in %v, mapping committed %v after the start.\n\n",
-			m.Task, m.From, m.To, m.Mode, m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Committed.Sub(m.Start).Round(10*time.Microsecond))
+		fmt.Fprintf(w, "Move: %s from %s to %s (%s). After the start: mapping committed at %v, link carried over at %v, task attached at the new NVE at %v.\n\n",
+			m.Task, m.From, m.To, m.Mode, m.Committed.Sub(m.Start).Round(10*time.Microsecond), m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Attached.Sub(m.Start).Round(10*time.Microsecond))
 	}
 	for _, f := range r.Flows {
 		fmt.Fprintf(w, "%s (every %v):\n", f.Name, time.Duration(f.Interval))
@@ -269,7 +331,7 @@ func (r *Report) Text(w io.Writer) {
 		fmt.Fprintln(w, "\nConvergence (time the new mapping was applied, after the commit):")
 		for _, c := range r.Convergence {
 			if c.Seen {
-				fmt.Fprintf(w, "  %-8s %v\n", c.Node, time.Duration(c.AfterCommit).Round(10*time.Microsecond))
+				fmt.Fprintf(w, "  %-8s %9v  (%s)\n", c.Node, time.Duration(c.AfterCommit).Round(10*time.Microsecond), c.Source)
 			} else {
 				fmt.Fprintf(w, "  %-8s not seen (%s)\n", c.Node, c.Note)
 			}
@@ -277,8 +339,8 @@ func (r *Report) Text(w io.Writer) {
 	}
 	if r.DNSBefore.Name != "" {
 		fmt.Fprintf(w, "\nDNS %s AAAA:\n  before: %s %s\n  after:  %s %s\n", r.DNSBefore.Name,
-			strings.Join(r.DNSBefore.AAAA, ","), strings.Join(r.DNSBefore.TXT, " "),
-			strings.Join(r.DNSAfter.AAAA, ","), strings.Join(r.DNSAfter.TXT, " "))
+			strings.Join(r.DNSBefore.AAAA, ","), strings.Join(r.DNSBefore.TXT, " | "),
+			strings.Join(r.DNSAfter.AAAA, ","), strings.Join(r.DNSAfter.TXT, " | "))
 		if r.DNSChanged {
 			fmt.Fprintln(w, "  the answer followed the move")
 		} else {

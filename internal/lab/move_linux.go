@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -23,7 +24,8 @@ type MoveResult struct {
 	Mode      string    `json:"mode"`
 	Start     time.Time `json:"start"`
 	LinkMoved time.Time `json:"link_moved"`
-	Committed time.Time `json:"committed"`
+	Committed time.Time `json:"committed"` // mapsrv's commit time (task record "updated")
+	Attached  time.Time `json:"attached,omitzero"`
 	Done      time.Time `json:"done"`
 }
 
@@ -67,18 +69,55 @@ func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveRes
 			return r, err
 		}
 	}
-	if err := l.moveLink(task, from, to); err != nil {
-		return r, err
-	}
-	r.LinkMoved = time.Now()
-	if l.cfg.UnderlayOnly {
+	switch {
+	case l.cfg.UnderlayOnly:
+		if err := l.moveLink(task, from, to); err != nil {
+			return r, err
+		}
+		r.LinkMoved = time.Now()
 		if err := l.plainMove(task, to); err != nil {
 			return r, err
 		}
-	} else if err := l.commitMove(ctx, task, from, to, mode); err != nil {
-		return r, err
+		r.Committed = time.Now()
+	case mode == MoveHot:
+		// The commit (mapsrv, then every NVE by its watch, the old one
+		// turning its entry into an in-flight redirect) runs while the link
+		// is carried over; the new NVE's ilad attaches the port as soon as
+		// it arrives, which installs local delivery and registers the task
+		// there (a re-registration of the committed move).
+		errc := make(chan error, 1)
+		go func() {
+			at, err := l.apiMove(ctx, task, to, mode)
+			r.Committed = at
+			errc <- err
+		}()
+		lerr := l.moveLink(task, from, to)
+		r.LinkMoved = time.Now()
+		cerr := <-errc
+		if err := errors.Join(lerr, cerr); err != nil {
+			return r, err
+		}
+		if err := l.attachTask(ctx, task, to.Name); err != nil {
+			return r, err
+		}
+		r.Attached = time.Now()
+	default:
+		// Cold/warm: mapsrv suspends the task, the link comes over, the
+		// task registers at its destination, which resumes it.
+		at, err := l.apiMove(ctx, task, to, mode)
+		r.Committed = at
+		if err != nil {
+			return r, err
+		}
+		if err := l.moveLink(task, from, to); err != nil {
+			return r, err
+		}
+		r.LinkMoved = time.Now()
+		if err := l.attachTask(ctx, task, to.Name); err != nil {
+			return r, err
+		}
+		r.Attached = time.Now()
 	}
-	r.Committed = time.Now()
 	task.NVE = to.Name
 	if err := l.save(); err != nil {
 		return r, err
