@@ -484,6 +484,42 @@ func TestIntegrationND(t *testing.T) {
 		}
 	})
 
+	// Withdrawing the prefix (domain deleted) removes the tasks' on-link
+	// route at once; the default route stays.
+	t.Run("PrefixWithdrawal", func(t *testing.T) {
+		routes := func() string {
+			out, err := run(t, "ip", "-n", t1.ns.Name, "-6", "route", "show")
+			if err != nil {
+				t.Fatalf("ip route: %v: %s", err, out)
+			}
+			return out
+		}
+		waitFor(t, 5*time.Second, func() string {
+			if out := routes(); !reOnLink.MatchString(out) {
+				return "precondition: no on-link route:\n" + out
+			}
+			return ""
+		})
+		if err := em.SetPrefixes(nil); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, func() string {
+			if out := routes(); reOnLink.MatchString(out) || !reDefault.MatchString(out) {
+				return "want the on-link route gone and the default route kept:\n" + out
+			}
+			return ""
+		})
+		if err := em.SetPrefixes([]netip.Prefix{sirPrefix}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, func() string {
+			if out := routes(); !reOnLink.MatchString(out) {
+				return "on-link route not back:\n" + out
+			}
+			return ""
+		})
+	})
+
 	// t3 now holds its own addr3 and addr1 (t1's, accepted while the port
 	// was not served). With ndisc_notify its kernel announces both by
 	// unsolicited NA when its MAC changes (as after a move): one is an
