@@ -548,9 +548,25 @@ func jitter(d time.Duration) time.Duration {
 	return d - rand.N(q)
 }
 
-// routerAdvertisement builds the RA from the current configuration.
+// routerAdvertisement builds the RA from the current configuration;
+// consumeWithdrawn counts a withdrawal round (periodic RAs only).
 func (e *Emulator) routerAdvertisement(consumeWithdrawn bool) *ndp.RouterAdvertisement {
-	pol := e.pol.Load()
+	e.mu.Lock()
+	pol := e.pol.Load() // consistent with withdrawn, both change under e.mu
+	withdrawn := make([]netip.Prefix, 0, len(e.withdrawn))
+	for p, n := range e.withdrawn {
+		withdrawn = append(withdrawn, p)
+		if consumeWithdrawn {
+			if n <= 1 {
+				delete(e.withdrawn, p)
+			} else {
+				e.withdrawn[p] = n - 1
+			}
+		}
+	}
+	e.mu.Unlock()
+	slices.SortFunc(withdrawn, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+
 	opts := []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: e.cfg.GatewayMAC}}
 	if e.cfg.MTU != 0 {
 		opts = append(opts, ndp.NewMTU(e.cfg.MTU))
@@ -565,24 +581,11 @@ func (e *Emulator) routerAdvertisement(consumeWithdrawn bool) *ndp.RouterAdverti
 			Prefix:                         p.Addr(),
 		})
 	}
-	e.mu.Lock()
-	for p, n := range e.withdrawn {
-		opts = append(opts, &ndp.PrefixInformation{
-			PrefixLength: uint8(p.Bits()),
-			OnLink:       true,
-			Prefix:       p.Addr(),
-		})
-		if consumeWithdrawn {
-			if n <= 1 {
-				delete(e.withdrawn, p)
-			} else {
-				e.withdrawn[p] = n - 1
-			}
-		}
+	for _, p := range withdrawn {
+		opts = append(opts, &ndp.PrefixInformation{PrefixLength: uint8(p.Bits()), OnLink: true, Prefix: p.Addr()})
 	}
-	e.mu.Unlock()
 	if len(e.cfg.DNSServers) > 0 {
-		opts = append(opts, &ndp.RecursiveDNSServer{Lifetime: 3 * e.cfg.RAInterval, Servers: e.cfg.DNSServers})
+		opts = append(opts, &ndp.RecursiveDNSServer{Lifetime: max(3*e.cfg.RAInterval, time.Second).Round(time.Second), Servers: e.cfg.DNSServers})
 	}
 	return &ndp.RouterAdvertisement{
 		CurrentHopLimit: 64,
