@@ -476,13 +476,21 @@ func (d *Datapath) ReadMiss(ctx context.Context) (Miss, error) {
 	if err := ctx.Err(); err != nil {
 		return Miss{}, err
 	}
-	d.rd.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { d.rd.SetDeadline(time.Unix(1, 0)) })
+	// Flush wakes a blocked Read (SetDeadline cannot: Read holds the
+	// reader's lock while it waits).
+	stop := context.AfterFunc(ctx, func() { _ = d.rd.Flush() })
 	defer stop()
-	rec, err := d.rd.Read()
-	if err != nil {
+	var rec ringbuf.Record
+	for {
+		err := d.rd.ReadInto(&rec)
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return Miss{}, ctx.Err()
+		}
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			continue
 		}
 		return Miss{}, fmt.Errorf("read miss ring buffer: %w", err)
 	}
