@@ -477,13 +477,14 @@ func (a *Agent) moveAway(lt *localTask, m ila.Mapping, until time.Time) {
 	a.log.Info("task moved away: redirecting packets in flight", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", m.Locator, "until", until)
 	a.setInFlight(k, m, until)
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(k.sir, k.id), "sir", lt.spec.SIR)
+	done := lt.done
 	a.forgetLocal(lt)
 	a.syncKey(k)
 	a.saveState()
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		<-lt.done
+		<-done
 		a.releasePort(lt)
 	}()
 }

@@ -470,3 +470,38 @@ func TestParseLocatorSpec(t *testing.T) {
 		}
 	}
 }
+
+func TestStandbyThenCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		reg := &locatortest.Registrar{Grant: time.Minute}
+		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg })
+		stop := run(t, a)
+		defer stop()
+		synctest.Wait()
+		s := spec("web", "veth-web", 0x1001)
+		s.Standby = true
+		if err := a.Attach(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if _, ok := dp.LocalEntries()[locatortest.Key{SIR: sirP, ID: 0x1001}]; !ok {
+			t.Error("standby task has no local entry")
+		}
+		if n := len(reg.Registrations()); n != 0 {
+			t.Errorf("standby task registered %d times", n)
+		}
+		s.Standby = false
+		if err := a.Attach(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(reg.Registrations()); n != 1 {
+			t.Errorf("committed task registered %d times, want 1", n)
+		}
+		if ts := a.Tasks(); len(ts) != 1 || ts[0].Standby || !ts[0].Registered {
+			t.Errorf("tasks after commit: %+v", ts)
+		}
+	})
+}

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/synctest"
 

@@ -46,7 +46,17 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 		return errors.New("locator agent: not running")
 	}
 	for _, lt := range a.locals {
-		if lt.spec == t {
+		if sameTask(lt.spec, t) {
+			if lt.spec.Standby && !t.Standby {
+				// Commit of a task prepared in standby: register now.
+				lt.spec.Standby = false
+				lt.first = make(chan error, 1)
+				a.startRegistration(lt)
+				a.saveState()
+				a.mu.Unlock()
+				a.log.Info("standby task committed", "task", t.Name, "iface", t.Iface, "sir", t.SIR)
+				return a.waitFirst(ctx, lt, wait)
+			}
 			a.mu.Unlock()
 			return nil
 		}
@@ -55,7 +65,6 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 			return fmt.Errorf("task %s on %s: conflicts with task %s on %s (%s): %w", t.Name, t.Iface, lt.spec.Name, lt.spec.Iface, lt.spec.SIR, ErrExists)
 		}
 	}
-	runCtx := a.runCtx
 	a.mu.Unlock()
 
 	port := Port{Name: t.Iface}
@@ -102,17 +111,46 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 	}
 	a.syncKey(k)
 	a.saveState()
-	rctx, cancel := context.WithCancel(runCtx)
+	if t.Standby {
+		close(lt.done) // no registration until committed
+	} else {
+		a.startRegistration(lt)
+	}
+	a.mu.Unlock()
+	a.log.Info("task attached", "task", t.Name, "iface", t.Iface, "sir", t.SIR, "identifier", k.id, "standby", t.Standby)
+	if t.Standby {
+		return nil
+	}
+	return a.waitFirst(ctx, lt, wait)
+}
+
+// sameTask reports whether b asks for the task a describes (a zero MAC
+// matches the one the agent learnt; Standby is a state, not identity).
+func sameTask(a, b TaskSpec) bool {
+	if b.MAC.IsZero() {
+		b.MAC = a.MAC
+	}
+	a.Standby, b.Standby = false, false
+	return a == b
+}
+
+// startRegistration starts lt's registration loop; a.mu is held.
+func (a *Agent) startRegistration(lt *localTask) {
+	rctx, cancel := context.WithCancel(a.runCtx)
 	lt.cancel = cancel
+	lt.done = make(chan struct{})
+	done := lt.done
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		defer close(lt.done)
+		defer close(done)
 		a.registerLoop(rctx, lt)
 	}()
-	a.mu.Unlock()
-	a.log.Info("task attached", "task", t.Name, "iface", t.Iface, "sir", t.SIR, "identifier", k.id)
+}
 
+// waitFirst waits for lt's first registration outcome; a refusal undoes
+// the attach.
+func (a *Agent) waitFirst(ctx context.Context, lt *localTask, wait bool) error {
 	if !wait || a.cfg.Registrar == nil {
 		return nil
 	}
@@ -120,8 +158,8 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 	case err := <-lt.first:
 		var rej *RejectedError
 		if errors.As(err, &rej) {
-			a.detach(t.Name, false)
-			return fmt.Errorf("task %s: %w", t.Name, err)
+			a.detach(lt.spec.Name, false)
+			return fmt.Errorf("task %s: %w", lt.spec.Name, err)
 		}
 		return nil
 	case <-ctx.Done():
@@ -150,9 +188,11 @@ func (a *Agent) detach(name string, deregister bool) bool {
 	a.syncKey(lt.key)
 	a.saveState()
 	reg, ok := a.registration(lt, 0)
+	standby := lt.spec.Standby
+	done := lt.done
 	a.mu.Unlock()
-	<-lt.done
-	if deregister && ok && a.cfg.Registrar != nil {
+	<-done
+	if deregister && ok && !standby && a.cfg.Registrar != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := a.cfg.Registrar.Register(ctx, reg)
 		cancel()

@@ -83,6 +83,11 @@ type TaskSpec struct {
 	MAC  ila.MAC    `json:"mac,omitzero"`
 	IPv4 netip.Addr `json:"ipv4,omitzero"`
 	VNI  uint32     `json:"vni,omitempty"`
+	// Standby prepares the port and installs local delivery without
+	// registering: the destination of a hot move gets ready before the
+	// switch (make before break). Attaching the same task again without
+	// Standby commits it (registers, which moves the mapping).
+	Standby bool `json:"standby,omitempty"`
 }
 
 // Validate reports a task that cannot be attached.

@@ -47,6 +47,7 @@ func newAttachCmd(g *globals) *cobra.Command {
 		spec                        locator.TaskSpec
 		sir, mac, ipv4, tenant, ifc string
 		vni                         uint32
+		standby                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "attach NAME --iface IF --sir ADDR [--tenant T] [--mac M] [--ipv4 A --vni N]",
@@ -76,7 +77,7 @@ mapsrv (a move, if it was registered elsewhere).`,
 				}
 				spec.IPv4 = v4
 			}
-			spec.VNI = vni
+			spec.VNI, spec.Standby = vni, standby
 			if err := spec.Validate(); err != nil {
 				return err
 			}
@@ -101,6 +102,7 @@ mapsrv (a move, if it was registered elsewhere).`,
 	cmd.Flags().StringVar(&mac, "mac", "", "task's MAC (default: learnt by the NVE)")
 	cmd.Flags().StringVar(&ipv4, "ipv4", "", "task's IPv4 address (IPv4 tenants, with --vni)")
 	cmd.Flags().Uint32Var(&vni, "vni", 0, "tenant VNI of the IPv4 address")
+	cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery without registering (hot-move destination); attach again without it to commit")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("sir")
 	return cmd
