@@ -132,6 +132,9 @@ type Service struct {
 
 	mu      sync.Mutex
 	malSeen map[string]int64 // key -> revision of malformed values already logged
+
+	cache recordCache // domains and NVEs for the registration path
+	kvs   kvCache     // task and index entries this Service wrote
 }
 
 // New returns a Service over cfg.Store.
@@ -230,6 +233,7 @@ func (s *Service) AddDomain(ctx context.Context, d ila.Domain) error {
 	if err != nil {
 		return s.storeErr(fmt.Errorf("put domain %s: %w", d.Name, err))
 	}
+	s.cache.invalidate()
 	return nil
 }
 
@@ -336,6 +340,7 @@ func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 	if _, err := s.store.Txn(ctx, []Cond{{Key: cur.Key, Revision: cur.Revision}}, []Op{{Key: cur.Key, Value: v}}); err != nil {
 		return s.storeErr(fmt.Errorf("put nve %s: %w", n.Name, err))
 	}
+	s.cache.invalidate()
 	return nil
 }
 
@@ -436,20 +441,20 @@ func (s *Service) identify(ctx context.Context, r *Registration) (ila.Domain, KV
 	var err error
 	switch {
 	case r.Domain != "":
-		if d, dkv, err = s.getDomain(ctx, r.Domain); err != nil {
+		if d, dkv, err = s.cachedDomain(ctx, r.Domain); err != nil {
 			return d, dkv, 0, err
 		}
 	default:
-		doms, err := s.Domains(ctx)
+		doms, err := s.cachedDomains(ctx)
 		if err != nil {
 			return d, dkv, 0, err
 		}
 		found := false
-		for _, o := range doms {
-			if (r.SIR.IsValid() && o.SIR.Contains(r.SIR)) || (!r.SIR.IsValid() && len(doms) == 1) {
-				d, found = o, true
-				break
-			}
+		switch {
+		case r.SIR.IsValid():
+			d, found = domainOf(doms, ila.SIRPrefixOf(r.SIR))
+		case len(doms) == 1:
+			d, found = doms[0], true
 		}
 		if !found {
 			if r.SIR.IsValid() {
@@ -457,7 +462,7 @@ func (s *Service) identify(ctx context.Context, r *Registration) (ila.Domain, KV
 			}
 			return d, dkv, 0, fmt.Errorf("task %s: domain is required (%d domains): %w", r.Name, len(doms), ErrInvalid)
 		}
-		if d, dkv, err = s.getDomain(ctx, d.Name); err != nil {
+		if d, dkv, err = s.cachedDomain(ctx, d.Name); err != nil {
 			return d, dkv, 0, err
 		}
 	}
@@ -539,8 +544,19 @@ func (s *Service) commit(ctx context.Context, b *txnBuilder, what string) error 
 	if b.err != nil {
 		return b.err
 	}
-	if _, err := s.store.Txn(ctx, b.conds, b.ops); err != nil {
+	rev, err := s.store.Txn(ctx, b.conds, b.ops)
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			s.kvs.conflicted(b.conds)
+		}
 		return s.storeErr(fmt.Errorf("%s: %w", what, err))
+	}
+	s.kvs.committed(rev, b.ops)
+	for _, op := range b.ops {
+		if strings.HasPrefix(op.Key, NVEPrefix) || strings.HasPrefix(op.Key, DomainPrefix) {
+			s.cache.invalidate()
+			break
+		}
 	}
 	return nil
 }
@@ -553,7 +569,7 @@ type taskRead struct {
 	exists          bool
 }
 
-func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier, tenant, name string, mac ila.MAC) (taskRead, error) {
+func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier, tenant, name string, mac ila.MAC, optimistic bool) (taskRead, error) {
 	keys := []string{TaskKey(domain, id), "", ""}
 	if name != "" {
 		keys[1] = NameKey(tenant, name)
@@ -562,9 +578,14 @@ func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier
 		keys[2] = MACKey(mac)
 	}
 	get := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
-	kvs, err := s.store.Get(ctx, get...)
-	if err != nil {
-		return taskRead{}, s.storeErr(fmt.Errorf("get task %s/%s: %w", domain, id, err))
+	var kvs []KV
+	if optimistic {
+		kvs = s.kvs.get(get...)
+	} else {
+		var err error
+		if kvs, err = s.store.Get(ctx, get...); err != nil {
+			return taskRead{}, s.storeErr(fmt.Errorf("get task %s/%s: %w", domain, id, err))
+		}
 	}
 	var tr taskRead
 	i := 0
@@ -631,9 +652,22 @@ func (s *Service) indexFree(ctx context.Context, kv KV, domain string, id ila.Id
 func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, error) {
 	var rec TaskRecord
 	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		rec, err = s.register(ctx, r)
-		if !errors.Is(err, ErrConflict) || errors.Is(err, errTaken) {
+	for attempt := 0; attempt < 6; attempt++ {
+		// The first attempt trusts what this Service wrote (kvCache); the
+		// others read the store.
+		rec, err = s.register(ctx, r, attempt == 0)
+		if err == nil || errors.Is(err, errTaken) || ctx.Err() != nil {
+			break
+		}
+		conflict := errors.Is(err, ErrConflict)
+		if conflict && attempt == 0 {
+			continue // the optimistic guess was wrong; read and retry
+		}
+		// A conflict, or a refusal that stale cached domain or NVE
+		// records may have caused: drop the cache and try again (only
+		// conflicts more than once).
+		s.cache.invalidate()
+		if !conflict && attempt > 1 {
 			break
 		}
 	}
@@ -654,7 +688,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 // by another task).
 var errTaken = errors.New("taken by another task")
 
-func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, error) {
+func (s *Service) register(ctx context.Context, r Registration, optimistic bool) (TaskRecord, error) {
 	if r.Name != "" {
 		if r.Tenant == "" {
 			r.Tenant = "default"
@@ -673,7 +707,7 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 	if err != nil {
 		return TaskRecord{}, err
 	}
-	nve, nkv, err := s.getNVE(ctx, r.NVE)
+	nve, nkv, err := s.cachedNVE(ctx, r.NVE)
 	if err != nil {
 		return TaskRecord{}, err
 	}
@@ -685,7 +719,7 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 	if err != nil {
 		return TaskRecord{}, err
 	}
-	tr, err := s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC)
+	tr, err := s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC, optimistic)
 	if err != nil {
 		return TaskRecord{}, err
 	}
@@ -693,14 +727,14 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 		// A registration without a name (e.g. from ND) keeps the stored one.
 		r.Name, r.Tenant = tr.rec.Name, tr.rec.Tenant
 		if r.Name != "" {
-			if tr, err = s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC); err != nil {
+			if tr, err = s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC, optimistic); err != nil {
 				return TaskRecord{}, err
 			}
 		}
 	}
 	if r.MAC.IsZero() && tr.exists && !tr.rec.MAC.IsZero() {
 		r.MAC = tr.rec.MAC
-		if tr, err = s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC); err != nil {
+		if tr, err = s.readTask(ctx, dom.Name, id, r.Tenant, r.Name, r.MAC, optimistic); err != nil {
 			return TaskRecord{}, err
 		}
 	}
@@ -734,6 +768,7 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 	}
 	rec := tr.rec
 	var notify []Notification
+	var outcome string
 	switch {
 	case !tr.exists:
 		rec = TaskRecord{Task: ila.Task{Version: 1, State: ila.StateActive}}
@@ -760,12 +795,13 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 	default:
 		// A claim of a task active elsewhere: a move.
 		var done bool
-		if notify, done, err = s.moveRecord(&rec, nve.Name, loc, mode, now); err != nil {
+		if notify, done, outcome, err = s.moveRecord(&rec, nve.Name, loc, mode, now); err != nil {
 			if done {
 				b.put(tr.task.Key, rec)
 				if cerr := s.commit(ctx, &b, "mark task duplicate"); cerr != nil {
 					return TaskRecord{}, cerr
 				}
+				s.countMove(outcome)
 			}
 			return TaskRecord{}, err
 		}
@@ -809,6 +845,7 @@ func (s *Service) register(ctx context.Context, r Registration) (TaskRecord, err
 	if err := s.commit(ctx, &b, "register task "+tr.task.Key); err != nil {
 		return TaskRecord{}, err
 	}
+	s.countMove(outcome)
 	s.enqueue(ctx, notify, rec.Task)
 	return rec, nil
 }
@@ -870,13 +907,13 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 // moveRecord applies a move to rec. On a refusal by flap damping it marks
 // rec duplicate and returns done=true with ErrDuplicate: the caller must
 // still write rec.
-func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode string, now time.Time) (notify []Notification, done bool, err error) {
+func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode string, now time.Time) (notify []Notification, done bool, outcome string, err error) {
 	if rec.State == ila.StateDuplicate {
 		s.c.movesRefused.Add(1)
-		return nil, false, fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
+		return nil, false, "", fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
 	}
 	if rec.NVE == to && rec.PendingNVE == "" {
-		return nil, false, fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
+		return nil, false, "", fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
 	}
 	cut := now.Add(-s.cfg.FlapWindow)
 	rec.Moves = slices.DeleteFunc(rec.Moves, func(t time.Time) bool { return !t.After(cut) })
@@ -886,16 +923,13 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode s
 	if len(rec.Moves) > s.cfg.FlapMoves {
 		rec.State = ila.StateDuplicate
 		rec.PendingNVE, rec.PendingMode = "", ""
-		s.c.dups.Add(1)
-		s.c.movesRefused.Add(1)
-		return nil, true, fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
+		return nil, true, "duplicate", fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
 	}
 	switch mode {
 	case ModeHot:
 		notify = s.switchLocator(rec, to, loc, now, true)
 		rec.State = ila.StateActive
 		rec.PendingNVE, rec.PendingMode = "", ""
-		s.c.movesHot.Add(1)
 	default:
 		rec.State = ila.StateSuspended
 		rec.PendingNVE, rec.PendingMode = to, mode
@@ -904,13 +938,23 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode s
 			rec.State = ila.StateActive
 			rec.PendingNVE, rec.PendingMode = "", ""
 		}
-		if mode == ModeWarm {
-			s.c.movesWarm.Add(1)
-		} else {
-			s.c.movesCold.Add(1)
-		}
 	}
-	return notify, false, nil
+	return notify, false, mode, nil
+}
+
+// countMove counts a committed move outcome of moveRecord.
+func (s *Service) countMove(outcome string) {
+	switch outcome {
+	case ModeHot:
+		s.c.movesHot.Add(1)
+	case ModeWarm:
+		s.c.movesWarm.Add(1)
+	case ModeCold:
+		s.c.movesCold.Add(1)
+	case "duplicate":
+		s.c.dups.Add(1)
+		s.c.movesRefused.Add(1)
+	}
 }
 
 // MoveRequest asks to move a task, named by tenant/name or by domain and
@@ -961,7 +1005,7 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 		pin.Updated = now
 		b.put(nkv.Key, pin)
 	}
-	notify, done, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
+	notify, done, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
 	if err != nil && !done {
 		return TaskRecord{}, err
 	}
@@ -970,6 +1014,7 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	if cerr := s.commit(ctx, &b, "move task "+tkv.Key); cerr != nil {
 		return TaskRecord{}, cerr
 	}
+	s.countMove(outcome)
 	if err != nil {
 		return rec, err
 	}

@@ -483,3 +483,36 @@ func TestDeregister(t *testing.T) {
 		t.Errorf("second deregister: %v, want ErrNotFound", err)
 	}
 }
+
+func TestReplicasShareStore(t *testing.T) {
+	// Two Services over one store: what one remembers of its own writes
+	// must never override the other's.
+	f := newFixture(t, nil)
+	other, err := mapsrv.New(mapsrv.Config{Store: f.store, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	f.register(t, "a", "vm1", "2001:db8::1")
+	// The other replica, knowing nothing, sees the task and moves it.
+	rec, err := other.Register(ctx, mapsrv.Registration{NVE: "b", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1")})
+	if err != nil || rec.Version != 2 || rec.NVE != "b" {
+		t.Fatalf("move through the other replica: %+v, %v", rec, err)
+	}
+	// The first replica's memory of version 1 is stale: b refreshing is a
+	// re-registration, not a move.
+	rec = f.register(t, "b", "vm1", "2001:db8::1")
+	if rec.Version != 2 || rec.NVE != "b" || len(rec.Previous) != 1 || rec.Previous[0].NVE != "a" {
+		t.Errorf("refresh through the first replica: %+v", rec)
+	}
+	// A name taken through one replica is refused through the other.
+	if _, err := other.Register(ctx, mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm2", SIR: netip.MustParseAddr("2001:db8::2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Register(ctx, mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm2", SIR: netip.MustParseAddr("2001:db8::3")}); !errors.Is(err, mapsrv.ErrConflict) {
+		t.Errorf("name taken through the other replica: %v, want ErrConflict", err)
+	}
+	if st := f.svc.Stats(); st.MovesHot != 0 {
+		t.Errorf("first replica counted %d moves, want 0", st.MovesHot)
+	}
+}

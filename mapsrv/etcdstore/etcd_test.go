@@ -499,7 +499,7 @@ func TestClusterMemberDown(t *testing.T) {
 
 // ---- registration protocol over UDP ----
 
-func listenUDP(t *testing.T) *net.UDPConn {
+func listenUDP(t testing.TB) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {

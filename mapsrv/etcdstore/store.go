@@ -16,19 +16,41 @@ import (
 
 // Store is a mapsrv.Store over an etcd KV.
 type Store struct {
-	kv clientv3.KV
+	kv   clientv3.KV
+	opts []clientv3.OpOption
 }
 
 var _ mapsrv.Store = (*Store)(nil)
 
-// New returns a Store using kv (a *clientv3.Client, or a namespaced KV).
+// Options tune a Store.
+type Options struct {
+	// SerializableReads serves Get from the local member without a
+	// linearizable read barrier. Writes stay safe (every transaction
+	// compares the revisions read, so a stale read ends in a conflict and
+	// a retry), but a stale read may fail a move that would have won. Use
+	// with a single member (the embedded default), where reads lag
+	// commits by at most an apply.
+	SerializableReads bool
+}
+
+// New returns a Store using kv (a *clientv3.Client, or a namespaced KV)
+// with linearizable reads.
 func New(kv clientv3.KV) *Store { return &Store{kv: kv} }
 
-// Get implements mapsrv.Store: one linearizable read of all keys.
+// NewWithOptions returns a Store using kv tuned by opts.
+func NewWithOptions(kv clientv3.KV, opts Options) *Store {
+	s := &Store{kv: kv}
+	if opts.SerializableReads {
+		s.opts = []clientv3.OpOption{clientv3.WithSerializable()}
+	}
+	return s
+}
+
+// Get implements mapsrv.Store: one read of all keys at one revision.
 func (s *Store) Get(ctx context.Context, keys ...string) ([]mapsrv.KV, error) {
 	out := make([]mapsrv.KV, len(keys))
 	if len(keys) == 1 {
-		resp, err := s.kv.Get(ctx, keys[0])
+		resp, err := s.kv.Get(ctx, keys[0], s.opts...)
 		if err != nil {
 			return nil, fmt.Errorf("etcd get %s: %w", keys[0], err)
 		}
@@ -40,7 +62,7 @@ func (s *Store) Get(ctx context.Context, keys ...string) ([]mapsrv.KV, error) {
 	}
 	ops := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
-		ops[i] = clientv3.OpGet(k)
+		ops[i] = clientv3.OpGet(k, s.opts...)
 	}
 	resp, err := s.kv.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
