@@ -116,7 +116,6 @@ func domainOf(doms []ila.Domain, sir ila.SIRPrefix) (ila.Domain, bool) {
 	return ila.Domain{}, false
 }
 
-
 // maxKVCache bounds the task and index entries remembered; the cache is
 // dropped when it grows past it.
 const maxKVCache = 1 << 17
