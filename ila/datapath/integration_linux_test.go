@@ -1,12 +1,15 @@
 package datapath
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -230,7 +233,9 @@ func checkWire(t *testing.T, frames []captured, dom int, src, dst *nve) int {
 	wantDst, err := itDomains[dom].ToILA(dst.sir(dom), dst.locs[dom])
 	must(t, err)
 	n, partial := 0, 0
-	defer func() { t.Logf("checked %d frames %s -> %s on the wire, %d of them CHECKSUM_PARTIAL", n, src.sir(dom), wantDst, partial) }()
+	defer func() {
+		t.Logf("checked %d frames %s -> %s on the wire, %d of them CHECKSUM_PARTIAL", n, src.sir(dom), wantDst, partial)
+	}()
 	for _, c := range frames {
 		p, err := testutil.Parse(c.frame)
 		if err != nil || (p.Proto != ila.ProtoTCP && p.Proto != ila.ProtoUDP) {
@@ -377,4 +382,165 @@ func TestIntegrationTraffic(t *testing.T) {
 			t.Errorf("unexpected drops: %v", s.Dropped)
 		}
 	}
+}
+
+// TestIntegrationRouterMiss: NVE A has no mapping for B, passes the packet
+// untranslated (MissPass) and reports the miss; the ILA-R in the fabric
+// translates it with its full table.
+func TestIntegrationRouterMiss(t *testing.T) {
+	tp := newTopo(t, Config{MaxMappings: 1024}, Config{MaxMappings: 1024})
+	r, err := Open(Config{MaxMappings: 1024, Router: true})
+	must(t, err)
+	t.Cleanup(func() { r.Close() })
+	const dom = 0
+	for _, n := range []*nve{tp.a, tp.b} {
+		must(t, r.AddDomain(itDomains[dom]))
+		must(t, r.UpsertMapping(ila.Mapping{SIR: itDomains[dom].SIR, Identifier: n.id, Locator: n.locs[dom], Csum: itDomains[dom].Csum}))
+	}
+	for _, ifn := range []string{"fa", "fb"} {
+		must(t, r.Attach(Attachment{Ifname: ifn, NetNS: tp.fab.Path, Role: RoleRouter}))
+	}
+	must(t, tp.a.d.DeleteMapping(itDomains[dom].SIR, tp.b.id))
+	capB := newCapture(t, tp.fab, "fb")
+	ab, atB := udpPair(t, tp.a, tp.b, dom, 6000)
+	for i := 0; i < 3; i++ {
+		udpRoundTrip(t, ab, atB, tp.a.sir(dom), fmt.Sprintf("via ILA-R %d", i))
+	}
+	if n := checkWire(t, capB.drain(t), dom, tp.a, tp.b); n != 3 {
+		t.Errorf("captured %d translated datagrams towards B, want 3", n)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	m, err := tp.a.d.ReadMiss(ctx)
+	must(t, err)
+	if diff := cmp.Diff(Miss{SIR: itDomains[dom].SIR, Identifier: tp.b.id}, m); diff != "" {
+		t.Errorf("miss (-want +got)\n%s", diff)
+	}
+	sa, err := tp.a.d.Stats()
+	must(t, err)
+	sr, err := r.Stats()
+	must(t, err)
+	if sa.Counters["pass_miss"] != 3 || sr.RouterTranslated != 3 {
+		t.Errorf("NVE A pass_miss %d, router translated %d; want 3 and 3", sa.Counters["pass_miss"], sr.RouterTranslated)
+	}
+	// Now a mapping B does not have: the router drops and counts.
+	ghost := ila.Identifier(0x2000_0000_0099_0087)
+	gs := itDomains[dom].SIR.Addr(ghost)
+	var snd *net.UDPConn
+	must(t, tp.a.task.Do(func() error {
+		var err error
+		snd, err = net.DialUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tp.a.sir(dom), 0)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(gs, 9)))
+		return err
+	}))
+	defer snd.Close()
+	ht := tp.a.task.Handle(t)
+	el, err := ht.LinkByName("eth0")
+	must(t, err)
+	must(t, ht.NeighAdd(&netlink.Neigh{LinkIndex: el.Attrs().Index, Family: netlink.FAMILY_V6, State: netlink.NUD_PERMANENT,
+		IP: gs.AsSlice(), HardwareAddr: net.HardwareAddr(GatewayMAC[:])}))
+	_, err = snd.Write([]byte("nobody"))
+	must(t, err)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		sr, err = r.Stats()
+		must(t, err)
+		if sr.Dropped["router_miss"] == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if sr.Dropped["router_miss"] != 1 {
+		t.Errorf("router drop_router_miss %d, want 1", sr.Dropped["router_miss"])
+	}
+}
+
+// TestIntegrationRestart replaces NVE A's loader while B's task receives a
+// steady UDP stream from A's task: pinned maps and links keep forwarding
+// while no process holds the datapath, and the new process adopts them.
+func TestIntegrationRestart(t *testing.T) {
+	pin := testutil.BPFFS(t)
+	cfgA := Config{PinPath: pin, MaxMappings: 1024}
+	tp := newTopo(t, cfgA, Config{MaxMappings: 1024})
+	const dom = 0
+	ab, atB := udpPair(t, tp.a, tp.b, dom, 7000)
+	must(t, atB.SetReadBuffer(4<<20))
+
+	var (
+		wg       sync.WaitGroup
+		received int
+		recvErr  error
+	)
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 64)
+		for {
+			_ = atB.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			_, err := atB.Read(buf)
+			if err != nil {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					continue
+				}
+				recvErr = err
+				return
+			}
+			received++
+		}
+	}()
+	sent := 0
+	send := func(d time.Duration) {
+		end := time.Now().Add(d)
+		for time.Now().Before(end) {
+			if _, err := ab.Write([]byte(fmt.Sprintf("seq %d", sent))); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			sent++
+			time.Sleep(time.Millisecond)
+		}
+	}
+	send(200 * time.Millisecond)
+	before, err := tp.a.d.Stats()
+	must(t, err)
+	must(t, tp.a.d.Close()) // the daemon exits; pins stay
+	send(300 * time.Millisecond)
+	d2, err := Open(cfgA) // the new daemon adopts the maps
+	must(t, err)
+	tp.a.d = d2
+	// Its state is the old one.
+	var ids []ila.Identifier
+	must(t, d2.Mappings(func(m ila.Mapping) bool { ids = append(ids, m.Identifier); return true }))
+	if len(ids) != 2*len(itDomains) {
+		t.Errorf("adopted %d mappings, want %d", len(ids), 2*len(itDomains))
+	}
+	must(t, d2.Attach(Attachment{Ifname: "t1", NetNS: tp.a.ns.Path, Role: RoleTask}))
+	must(t, d2.Attach(Attachment{Ifname: "up", NetNS: tp.a.ns.Path, Role: RoleUplink}))
+	send(300 * time.Millisecond)
+	after, err := d2.Stats()
+	must(t, err)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if recvErr != nil {
+		t.Fatal(recvErr)
+	}
+	t.Logf("sent %d, received %d across the restart", sent, received)
+	if received != sent {
+		t.Errorf("received %d of %d datagrams across the restart", received, sent)
+	}
+	if after.Translated < before.Translated+uint64(sent)/2 {
+		t.Errorf("translated counter went from %d to %d over %d packets: counters not adopted", before.Translated, after.Translated, sent)
+	}
+	// Only one program per hook: the pinned links were updated, not doubled.
+	ents, err := os.ReadDir(filepath.Join(pin, "links"))
+	must(t, err)
+	if len(ents) != 3 {
+		t.Errorf("%d pinned links, want 3 (task ingress+egress, uplink)", len(ents))
+	}
+	must(t, d2.Unpin())
 }
