@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -24,8 +26,11 @@ import (
 	"github.com/ilamesh/ilamesh/dnsbridge"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 )
 
 // The watcher is the bridge's Source.
@@ -64,6 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		burst     = fs.Int("rate-burst", 0, "rate limit bucket size (default: the rate)")
 		rev4      = fs.String("reverse-v4", "", "in-addr.arpa zones served, comma-separated /8, /16 or /24 prefixes (default: the /24 of each tenant address)")
 		rev6      = fs.String("reverse-v6", "", "extra ip6.arpa zones, comma-separated nibble-aligned prefixes (the domains' SIR /64s are always served)")
+		metrics   = fs.String("metrics", "", "HOST:PORT to serve Prometheus /metrics on (default: none)")
 		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -122,7 +128,35 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer cli.Close()
 	w := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: *prefix, Logger: log})
-	return srv.Run(ctx, w)
+
+	g, ctx := errgroup.WithContext(ctx)
+	if *metrics != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector{srv})
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", *metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		log.Info("metrics listening", "addr", ln.Addr().String())
+		g.Go(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return hs.Shutdown(sctx)
+		})
+	}
+	g.Go(func() error { return srv.Run(ctx, w) })
+	return g.Wait()
 }
 
 func splitList(s string) []string {

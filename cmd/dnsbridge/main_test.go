@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -74,11 +76,21 @@ func TestRunErrors(t *testing.T) {
 	}
 }
 
-var listening = regexp.MustCompile(`msg="dns listening" udp=(\S+)`)
+var (
+	listening        = regexp.MustCompile(`msg="dns listening" udp=(\S+)`)
+	metricsListening = regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
+)
 
 // startBridge runs the command against endpoints and returns its address
 // and a function stopping it (also called at cleanup).
 func startBridge(t *testing.T, endpoints []string, extra ...string) (string, func()) {
+	t.Helper()
+	addr, _, stop := startBridgeLog(t, endpoints, extra...)
+	return addr, stop
+}
+
+// startBridgeLog is startBridge that also returns the command's log.
+func startBridgeLog(t *testing.T, endpoints []string, extra ...string) (string, *syncBuffer, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &syncBuffer{}
@@ -106,7 +118,7 @@ func startBridge(t *testing.T, endpoints []string, extra ...string) (string, fun
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(stderr.String()); m != nil {
-			return m[1], stop
+			return m[1], stderr, stop
 		}
 		select {
 		case err := <-done:
@@ -115,7 +127,7 @@ func startBridge(t *testing.T, endpoints []string, extra ...string) (string, fun
 		}
 	}
 	t.Fatalf("bridge did not start\n%s", stderr)
-	return "", nil
+	return "", nil, nil
 }
 
 // fixture is a mapping service over a real etcd with one domain, two NVEs
@@ -238,7 +250,7 @@ func soaSerial(t *testing.T, addr string) uint32 {
 func TestIntegrationEtcd(t *testing.T) {
 	cli, endpoints := etcdtest.Start(t)
 	f := newFixture(t, cli)
-	addr, _ := startBridge(t, endpoints)
+	addr, log, _ := startBridgeLog(t, endpoints, "--metrics", "127.0.0.1:0")
 
 	for _, nw := range []string{"udp", "tcp"} {
 		waitAnswer(t, nw, addr, f.taskName, dns.TypeAAAA, []string{"AAAA " + f.sir.String()})
@@ -284,6 +296,28 @@ func TestIntegrationEtcd(t *testing.T) {
 	// SOA NS web/AAAA id/AAAA id/TXT nve1/AAAA nve1/TXT nve2/AAAA nve2/TXT SOA
 	if n != 10 {
 		t.Errorf("AXFR: %d records, want 10", n)
+	}
+
+	m := metricsListening.FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", log)
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ila_dns_queries_total ", `ila_dns_responses_total{rcode="NOERROR"} `, "ila_dns_transfers_total 1",
+		fmt.Sprintf("ila_dns_serial %d", rev), "ila_dns_synced 1",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
 	}
 
 	if err := f.svc.Deregister(t.Context(), mapsrv.DeregisterRequest{Tenant: "blue", Name: "web"}); err != nil {
