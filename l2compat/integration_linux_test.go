@@ -63,35 +63,57 @@ type labTask struct {
 }
 
 // fakeMapsrv stands in for the mapping authority: it holds the tasks and
-// NVEs and feeds every change to every Manager (the agent's watch).
+// NVEs and feeds every change to every Manager (the agent's watch). On a
+// move the new NVE hears first; delay holds back the event for some NVEs (a
+// slow watch), applied records when each NVE got the last event.
 type fakeMapsrv struct {
 	mu       sync.Mutex
 	rev      int64
 	tasks    map[ila.Identifier]*ila.Task
-	mgrs     []*Manager // new NVE's manager first on moves
+	names    []string
 	byNVE    map[string]*Manager
 	inflight time.Duration
 	claims   chan Claim
 	moved    chan time.Time
+	delay    map[string]time.Duration
+	applied  map[string]time.Time
+	claimAt  time.Time // last Attach call: the new NVE has installed local delivery
+	late     sync.WaitGroup
 }
 
-func (s *fakeMapsrv) apply(t testing.TB, ev ila.Event, first *Manager) {
+func (s *fakeMapsrv) apply(t testing.TB, ev ila.Event, first string) {
 	t.Helper()
 	s.rev++
 	ev.Revision = s.rev
-	order := []*Manager{}
-	if first != nil {
+	order := []string{}
+	if first != "" {
 		order = append(order, first)
 	}
-	for _, m := range s.mgrs {
-		if m != first {
-			order = append(order, m)
+	for _, n := range s.names {
+		if n != first {
+			order = append(order, n)
 		}
 	}
-	for _, m := range order {
-		if err := m.Apply(ev); err != nil {
-			t.Errorf("apply %v: %v", ev.Type, err)
+	for _, n := range order {
+		m := s.byNVE[n]
+		if d := s.delay[n]; d > 0 {
+			s.late.Add(1)
+			go func() {
+				defer s.late.Done()
+				time.Sleep(d)
+				if err := m.Apply(ev); err != nil {
+					t.Errorf("apply %v on %s: %v", ev.Type, n, err)
+				}
+				s.mu.Lock()
+				s.applied[n] = time.Now()
+				s.mu.Unlock()
+			}()
+			continue
 		}
+		if err := m.Apply(ev); err != nil {
+			t.Errorf("apply %v on %s: %v", ev.Type, n, err)
+		}
+		s.applied[n] = time.Now()
 	}
 }
 
@@ -101,6 +123,7 @@ func (s *fakeMapsrv) attach(t testing.TB) func(ctx context.Context, c Claim) err
 	return func(ctx context.Context, c Claim) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.claimAt = time.Now()
 		select {
 		case s.claims <- c:
 		default:
@@ -121,7 +144,7 @@ func (s *fakeMapsrv) attach(t testing.TB) func(ctx context.Context, c Claim) err
 		nt.Version++
 		nt.Previous = []ila.Previous{{NVE: old.NVE, Until: time.Now().Add(s.inflight)}}
 		s.tasks[id] = &nt
-		s.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: &nt}, s.byNVE[c.NVE])
+		s.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: &nt}, c.NVE)
 		select {
 		case s.moved <- time.Now():
 		default:
@@ -136,7 +159,8 @@ func newLab(t testing.TB) *lab {
 	sfx := testutil.Suffix()
 	l := &lab{t: t, sfx: sfx, nves: map[string]*labNVE{}, tasks: map[string]*labTask{},
 		srv: &fakeMapsrv{tasks: map[ila.Identifier]*ila.Task{}, byNVE: map[string]*Manager{},
-			inflight: 1500 * time.Millisecond, claims: make(chan Claim, 16), moved: make(chan time.Time, 4)}}
+			inflight: 1500 * time.Millisecond, claims: make(chan Claim, 16), moved: make(chan time.Time, 4),
+			delay: map[string]time.Duration{}, applied: map[string]time.Time{}}}
 	l.fabric = testutil.NewNetNS(t, "l2fab"+sfx)
 	if err := l.fabric.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
 		t.Fatal(err)
@@ -144,7 +168,7 @@ func newLab(t testing.TB) *lab {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	for i, name := range []string{"nve1", "nve2"} {
+	for i, name := range []string{"nve1", "nve2", "nve3"} {
 		n := &labNVE{name: name, fabIf: fmt.Sprintf("f%d", i+1), spoofed: make(chan Claim, 16)}
 		n.ns = testutil.NewNetNS(t, fmt.Sprintf("l2%s%s", name, sfx))
 		n.h = n.ns.Handle(t)
@@ -189,7 +213,7 @@ func newLab(t testing.TB) *lab {
 		}
 		n.m = m
 		l.nves[name] = n
-		l.srv.mgrs = append(l.srv.mgrs, m)
+		l.srv.names = append(l.srv.names, name)
 		l.srv.byNVE[name] = m
 		wg.Add(1)
 		go func() {
@@ -200,12 +224,14 @@ func newLab(t testing.TB) *lab {
 		}()
 	}
 	for _, n := range l.nves {
-		l.srv.apply(t, ila.Event{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: n.name, Underlay: n.underlay}}, nil)
+		l.srv.apply(t, ila.Event{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: n.name, Underlay: n.underlay}}, "")
 	}
 	// Wait for the underlay (neighbour discovery through the fabric).
-	out, err := l.run(l.nves["nve1"].ns, "ping", "-6", "-c", "1", "-w", "5", l.nves["nve2"].underlay.String())
-	if err != nil {
-		t.Fatalf("underlay ping: %v\n%s", err, out)
+	for _, to := range []string{"nve2", "nve3"} {
+		out, err := l.run(l.nves["nve1"].ns, "ping", "-6", "-c", "1", "-w", "5", l.nves[to].underlay.String())
+		if err != nil {
+			t.Fatalf("underlay ping: %v\n%s", err, out)
+		}
 	}
 	return l
 }
@@ -232,6 +258,7 @@ func (l *lab) addTask(name, nve string, vni uint32, ip, mac string) *labTask {
 	if err := n.m.AddPort(tk.port, vni); err != nil {
 		t.Fatal(err)
 	}
+	defer tk.announce(t) // after the registration below, as a booting VM would
 	id, err := ila.NewVNIPv4(vni, tk.ip)
 	if err != nil {
 		t.Fatal(err)
@@ -239,10 +266,34 @@ func (l *lab) addTask(name, nve string, vni uint32, ip, mac string) *labTask {
 	task := &ila.Task{Name: name, Identifier: id, NVE: nve, VNI: vni, MAC: tk.mac, IPv4: tk.ip, Version: 1, State: ila.StateActive}
 	l.srv.mu.Lock()
 	l.srv.tasks[id] = task
-	l.srv.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: task}, nil)
+	l.srv.apply(t, ila.Event{Type: ila.EventTaskUpsert, Task: task}, "")
 	l.srv.mu.Unlock()
 	l.tasks[name] = tk
 	return tk
+}
+
+// announce waits for the task's link and sends a gratuitous ARP.
+func (tk *labTask) announce(t testing.TB) {
+	t.Helper()
+	h := tk.ns.Handle(t)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(200 * time.Microsecond) {
+		eth, err := h.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eth.Attrs().OperState == netlink.OperUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: link not up", tk.name)
+		}
+	}
+	c := tk.sock(t, etherTypeARP)
+	defer c.Close()
+	g := arpFrame(arp.OperationRequest, etherTypeARP, tk.mac, tk.ip, broadcast, tk.ip, broadcast)
+	if _, err := c.WriteTo(g, &packet.Addr{HardwareAddr: broadcast[:]}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // arpSock opens a raw socket for ethertype et on the task's eth0.
@@ -289,6 +340,19 @@ func (tk *labTask) resolve(t testing.TB, c *packet.Conn, target netip.Addr, wait
 func (l *lab) run(ns *testutil.NetNS, args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...).CombinedOutput()
 	return string(out), err
+}
+
+// dump logs the state of every NVE (for failures).
+func (l *lab) dump(t testing.TB) {
+	t.Helper()
+	for _, name := range l.srv.names {
+		n := l.nves[name]
+		t.Logf("%s stats %+v", name, n.m.Stats())
+		for _, args := range [][]string{{"bridge", "-n", n.ns.Name, "fdb", "show", "dynamic"}, {"bridge", "-n", n.ns.Name, "fdb", "show", "static"}, {"ip", "-n", n.ns.Name, "neigh"}} {
+			out, _ := exec.Command(args[0], args[1:]...).CombinedOutput()
+			t.Logf("%s %v:\n%s", name, args[3:], out)
+		}
+	}
 }
 
 var pingRE = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
@@ -360,11 +424,13 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 	// Tenant B reuses tenant A's addresses.
 	b1 := l.addTask("b1", "nve1", 200, "10.0.0.1", "02:00:00:00:02:01")
 	b2 := l.addTask("b2", "nve2", 200, "10.0.0.2", "02:00:00:00:02:02")
+	l.addTask("c4", "nve3", 100, "10.0.0.4", "02:00:00:00:01:04")
 	_ = a3
 
 	t.Run("ping and tcp across NVEs", func(t *testing.T) {
 		out, err := l.run(a1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.2")
 		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 3 {
+			l.dump(t)
 			t.Fatalf("ping a1 -> a2: %v %v\n%s", err, perr, out)
 		}
 		out, err = l.run(b1.ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.2")
@@ -475,7 +541,7 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 	})
 
 	t.Run("hot move under ping loses nothing", func(t *testing.T) {
-		l.move(t, a2, "nve1", 200)
+		l.move(t, a2, "nve1", 200, 300*time.Millisecond)
 		// The old NVE keeps the in-flight redirect, then drops it.
 		n2 := l.nves["nve2"].m
 		deadline := time.Now().Add(5 * time.Second)
@@ -558,24 +624,47 @@ func tcpEcho(t testing.TB, a, b *labTask) {
 	}
 }
 
-// move carries task tk's NVE-end veth to NVE to while a pinger in a1 sends
-// count echo requests at 10 ms to tk. As a VM would after resuming, the task
-// sends a gratuitous ARP once its link is up at the new NVE; the claim is
-// committed by the fake mapsrv (with the in-flight timer) and fed to both
-// Managers. Carrying a veth between namespaces takes the link down for the
-// kernel's netns move (about 15 ms here): requests sent while the task has
-// no link are lost whatever the forwarding state. The test requires every
-// other request to be answered, so any loss caused by stale FDB state,
-// missing in-flight forwarding or ARP fails it.
-func (l *lab) move(t testing.TB, tk *labTask, to string, count int) {
+// move carries task tk's NVE-end veth to NVE to while pingers in a1 (on
+// the new NVE) and c4 (on nve3) send count echo requests at 10 ms to tk. As
+// a VM would after resuming, the task sends a gratuitous ARP once its link
+// is up at the new NVE; the fake mapsrv commits the claim with the in-flight
+// timer and feeds it to the new NVE, then the old one, and to nve3 only
+// lateDelay later (a slow watch): meanwhile nve3 still sends to the old NVE,
+// which must re-tunnel to the new one.
+//
+// Carrying a veth between namespaces takes the link down for the kernel's
+// netns move (about 15 ms here): requests sent while the task has no link
+// are lost whatever the forwarding state, and so are requests reaching the
+// old NVE before it hears of the move (or reaching the new NVE before it
+// handled the gratuitous ARP). Every other request must be answered:
+// any loss caused by stale FDB state, missing in-flight forwarding or ARP
+// fails the test.
+func (l *lab) move(t testing.TB, tk *labTask, to string, count int, lateDelay time.Duration) {
 	t.Helper()
 	from, dst := l.nves[tk.nve], l.nves[to]
 	garp := tk.sock(t, etherTypeARP)
 	th := tk.ns.Handle(t)
-	a1 := l.tasks["a1"]
-	p := newPinger(t, a1, tk.ip)
-	done := make(chan struct{})
-	go func() { defer close(done); p.run(count, 10*time.Millisecond) }()
+	l.srv.mu.Lock()
+	l.srv.delay["nve3"] = lateDelay
+	l.srv.mu.Unlock()
+	defer func() {
+		l.srv.late.Wait()
+		l.srv.mu.Lock()
+		delete(l.srv.delay, "nve3")
+		l.srv.mu.Unlock()
+	}()
+	// Frames the old NVE sends to the new one over the fabric: in-flight
+	// re-tunneling (tk is the only task of its tenant between them).
+	retunneled := countFrames(t, l.fabric, from.fabIf, func(b []byte) bool {
+		return isVXLAN(b) && netip.AddrFrom16([16]byte(b[14+8:14+24])) == from.underlay &&
+			netip.AddrFrom16([16]byte(b[14+24:14+40])) == dst.underlay
+	})
+	pingers := map[string]*pinger{"a1": newPinger(t, l.tasks["a1"], tk.ip), "c4": newPinger(t, l.tasks["c4"], tk.ip)}
+	var wg sync.WaitGroup
+	for _, p := range pingers {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.run(count, 10*time.Millisecond) }()
+	}
 	time.Sleep(time.Duration(count/3) * 10 * time.Millisecond)
 
 	start := time.Now()
@@ -614,42 +703,58 @@ func (l *lab) move(t testing.TB, tk *labTask, to string, count int) {
 		t.Errorf("remove port on old NVE: %v", err)
 	}
 	select {
-	case at := <-l.srv.moved:
-		t.Logf("carry %v, port added %v, task link up %v, gratuitous ARP sent %v, commit applied on both NVEs %v",
-			carried.Sub(start), added.Sub(start), linkUp.Sub(start), sentGARP.Sub(start), at.Sub(start))
+	case <-l.srv.moved:
 		if s := from.m.Stats(); s.InFlightEntries != 1 {
 			t.Errorf("old NVE in-flight entries = %d, want 1", s.InFlightEntries)
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("gratuitous ARP did not lead to a committed move")
 	}
+	wg.Wait()
+	l.srv.late.Wait()
+	l.srv.mu.Lock()
+	oldKnows, lateKnows, claimed := l.srv.applied[from.name], l.srv.applied["nve3"], l.srv.claimAt
+	l.srv.mu.Unlock()
+	t.Logf("carry %v, port added %v, task link up %v, gratuitous ARP sent %v, local delivery at new NVE %v, commit applied at old NVE %v, at nve3 %v",
+		carried.Sub(start), added.Sub(start), linkUp.Sub(start), sentGARP.Sub(start), claimed.Sub(start), oldKnows.Sub(start), lateKnows.Sub(start))
 	tk.nve = to
-	<-done
-	var lost, blackout int
-	for seq, at := range p.sent {
-		if p.recv[seq] {
-			continue
+	// Requests are exposed if sent (or within 1 ms before) while the task had
+	// no link and until its gratuitous ARP was handled (a1, same NVE), or
+	// until the old NVE knew of the move (c4, re-tunneled by the old NVE).
+	windows := map[string]time.Time{"a1": claimed, "c4": oldKnows}
+	for name, p := range pingers {
+		var lost, exposed int
+		for seq, at := range p.sent {
+			if p.recv[seq] {
+				continue
+			}
+			lost++
+			if !at.Before(start.Add(-time.Millisecond)) && !at.After(windows[name]) {
+				exposed++
+				continue
+			}
+			t.Errorf("%s: echo %d sent %v after the carry started was lost", name, seq, at.Sub(start))
 		}
-		lost++
-		// A request is exposed to the blackout if it was sent (or was on
-		// its way, within 1 ms) while the task had no link.
-		if !at.Before(start.Add(-time.Millisecond)) && !at.After(linkUp) {
-			blackout++
-			continue
+		t.Logf("%s pings: %d sent, %d received, %d lost (%d sent in the %v exposed window)",
+			name, len(p.sent), len(p.sent)-lost, lost, exposed, windows[name].Sub(start))
+		if len(p.sent) != count {
+			t.Errorf("%s sent %d echo requests, want %d", name, len(p.sent), count)
 		}
-		t.Errorf("echo %d sent %v after the carry started was lost (outside the link blackout)", seq, at.Sub(start))
+		l.moveStats = append(l.moveStats, moveStat{pinger: name, window: windows[name].Sub(start), lost: lost, sent: len(p.sent)})
 	}
-	t.Logf("pings: %d sent, %d received, %d lost, all of them sent during the %v link blackout", len(p.sent), len(p.sent)-lost, lost, linkUp.Sub(start))
-	if len(p.sent) != count {
-		t.Errorf("sent %d echo requests, want %d", len(p.sent), count)
+	time.Sleep(50 * time.Millisecond)
+	if n := retunneled.n.Load(); n == 0 {
+		t.Errorf("no frames re-tunneled by the old NVE while nve3 lagged %v", lateDelay)
+	} else {
+		t.Logf("old NVE re-tunneled %d frames to the new NVE", n)
 	}
-	l.moveStats = append(l.moveStats, moveStat{blackout: linkUp.Sub(start), lost: lost, sent: len(p.sent)})
 }
 
 type moveStat struct {
-	blackout time.Duration
-	lost     int
-	sent     int
+	pinger string
+	window time.Duration
+	lost   int
+	sent   int
 }
 
 // pinger sends ICMP echo requests from a task namespace (raw socket).

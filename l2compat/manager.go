@@ -72,6 +72,7 @@ type Stats struct {
 	NeighDeletes    uint64
 	NetlinkErrors   uint64 // netlink operations that failed (retried on the next change)
 	IgnoredTasks    uint64 // task events that are not IPv4 tenant tasks
+	Probes          uint64 // unicast ARP probes sent to find a local task's port
 	Tasks           int    // IPv4 tenant tasks known
 	FDBEntries      int    // FDB entries programmed
 	InFlightEntries int    // of which kept for packets in flight

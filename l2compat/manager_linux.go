@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mdlayher/arp"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -27,6 +29,10 @@ import (
 
 // retryInterval is how soon Run retries netlink operations that failed.
 const retryInterval = 2 * time.Second
+
+// probeInterval is how often Run probes again for local tasks whose port is
+// not known yet (their link may not have been up for the first probe).
+const probeInterval = time.Second
 
 // Manager programs the IPv4 tenants of one NVE and runs their ARP and RARP
 // responders. Its methods are safe for concurrent use.
@@ -65,7 +71,7 @@ type counters struct {
 	arpRequests, arpAnswered, arpIgnored, gratuitous, claims, claimErrors,
 	claimsDropped, spoofed, rarpRequests, rarpAnswered, rarpIgnored, malformed,
 	fdbUpdates, fdbDeletes, neighUpdates, neighDeletes, netlinkErrors,
-	ignoredTasks atomic.Uint64
+	ignoredTasks, probes atomic.Uint64
 }
 
 type vniDev struct {
@@ -183,6 +189,9 @@ func (m *Manager) Apply(ev ila.Event) error {
 			errs = append(errs, m.syncEntry(e, now)...)
 			if until, inflight := e.inFlight(m.cfg.NVE, now); inflight {
 				m.setNext(until)
+			}
+			if ev.Type == ila.EventTaskUpsert {
+				m.probe(e, "")
 			}
 		}
 		m.gcVNIs()
@@ -673,10 +682,50 @@ func (m *Manager) AddPort(ifname string, vni uint32) error {
 		m.readers.Add(1)
 		go m.read(p, c)
 	}
-	if errs := m.syncAll(time.Now()); len(errs) > 0 {
+	errs := m.syncAll(time.Now())
+	for _, e := range m.dir.tasks {
+		if e.VNI == vni {
+			m.probe(e, ifname)
+		}
+	}
+	if len(errs) > 0 {
 		return fmt.Errorf("l2compat: port %s: %w", ifname, errors.Join(errs...))
 	}
 	return nil
+}
+
+// probe looks for a local task whose port is not known yet: a unicast ARP
+// probe (sender address 0.0.0.0, RFC 5227) for its address to its MAC out of
+// the tenant's task-facing ports (only ifname if set). The task's reply
+// tells the responder its port, which gets a static FDB entry. Nothing is
+// broadcast. Callers hold mu.
+func (m *Manager) probe(e entry, ifname string) {
+	if e.NVE != m.cfg.NVE || e.MAC.IsZero() {
+		return
+	}
+	m.dirMu.RLock()
+	_, known := m.seen[fdbKey{e.VNI, e.MAC}]
+	m.dirMu.RUnlock()
+	if known {
+		return
+	}
+	for name, p := range m.ports {
+		if p.info.VNI != e.VNI || (ifname != "" && name != ifname) || len(p.conns) == 0 {
+			continue
+		}
+		req := &arp.Packet{
+			HardwareType: 1, ProtocolType: etherTypeIPv4, HardwareAddrLength: 6, IPLength: 4,
+			Operation:          arp.OperationRequest,
+			SenderHardwareAddr: net.HardwareAddr(p.info.MAC[:]),
+			SenderIP:           netip.IPv4Unspecified(),
+			TargetHardwareAddr: make(net.HardwareAddr, 6),
+			TargetIP:           e.IP,
+		}
+		f := ethFrame(e.MAC, p.info.MAC, etherTypeARP, req)
+		if _, err := p.conns[0].WriteTo(f, &packet.Addr{HardwareAddr: net.HardwareAddr(e.MAC[:])}); err == nil {
+			m.st.probes.Add(1)
+		}
+	}
 }
 
 // arpFromTasks is a socket filter that keeps ARP and RARP frames a task
@@ -885,6 +934,22 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error {
+		t := time.NewTicker(probeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				m.mu.Lock()
+				for _, e := range m.dir.tasks {
+					m.probe(e, "")
+				}
+				m.mu.Unlock()
+			}
+		}
+	})
+	g.Go(func() error {
 		t := time.NewTimer(time.Hour)
 		defer t.Stop()
 		for {
@@ -945,7 +1010,7 @@ func (m *Manager) Stats() Stats {
 		RARPRequests: m.st.rarpRequests.Load(), RARPAnswered: m.st.rarpAnswered.Load(), RARPIgnored: m.st.rarpIgnored.Load(),
 		Malformed: m.st.malformed.Load(), FDBUpdates: m.st.fdbUpdates.Load(), FDBDeletes: m.st.fdbDeletes.Load(),
 		NeighUpdates: m.st.neighUpdates.Load(), NeighDeletes: m.st.neighDeletes.Load(),
-		NetlinkErrors: m.st.netlinkErrors.Load(), IgnoredTasks: m.st.ignoredTasks.Load(),
+		NetlinkErrors: m.st.netlinkErrors.Load(), IgnoredTasks: m.st.ignoredTasks.Load(), Probes: m.st.probes.Load(),
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
