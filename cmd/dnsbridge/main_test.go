@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -244,25 +245,108 @@ func soaSerial(t *testing.T, addr string) uint32 {
 	return r.Answer[0].(*dns.SOA).Serial
 }
 
+// startSecondary runs a miekg/dns server standing for a secondary: it
+// acknowledges NOTIFYs and passes them to the test.
+func startSecondary(t *testing.T) (string, chan *dns.Msg) {
+	t.Helper()
+	notified := make(chan *dns.Msg, 16)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if r.Opcode == dns.OpcodeNotify {
+			select {
+			case notified <- r:
+			default:
+			}
+		}
+		m := new(dns.Msg).SetReply(r)
+		m.Authoritative = true
+		w.WriteMsg(m)
+	})}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String(), notified
+}
+
+func waitNotify(t *testing.T, notified chan *dns.Msg, zone string, serial uint32) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m := <-notified:
+			if len(m.Answer) == 1 && m.Question[0].Name == zone {
+				if soa, ok := m.Answer[0].(*dns.SOA); ok && soa.Serial == serial {
+					return
+				}
+			}
+		case <-timeout:
+			t.Fatalf("no NOTIFY for %s serial %d", zone, serial)
+		}
+	}
+}
+
 // TestIntegrationEtcd runs the command against a real etcd written by the
 // real mapping service: register, query over UDP and TCP, move, see the
 // answer change, transfer the zone, deregister.
 func TestIntegrationEtcd(t *testing.T) {
 	cli, endpoints := etcdtest.Start(t)
 	f := newFixture(t, cli)
-	addr, log, _ := startBridgeLog(t, endpoints, "--metrics", "127.0.0.1:0")
+	secondary, notified := startSecondary(t)
+	addr, log, _ := startBridgeLog(t, endpoints, "--metrics", "127.0.0.1:0", "--notify", secondary)
 
 	for _, nw := range []string{"udp", "tcp"} {
 		waitAnswer(t, nw, addr, f.taskName, dns.TypeAAAA, []string{"AAAA " + f.sir.String()})
 		waitAnswer(t, nw, addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locA)})
 		waitAnswer(t, nw, addr, "nve2.nve.ila.test.", dns.TypeAAAA, []string{"AAAA 2001:db8:ff::2"})
 	}
-	if got, want := soaSerial(t, addr), f.revision(t); got != want {
-		t.Errorf("serial %d, want the store revision %d", got, want)
+	before := soaSerial(t, addr)
+	if want := f.revision(t); before != want {
+		t.Errorf("serial %d, want the store revision %d", before, want)
 	}
 
 	f.move(t, "nve2")
 	rev := f.revision(t)
+	waitNotify(t, notified, "ila.test.", rev)
+	// The secondary's IXFR from the serial it had: the move and nothing else.
+	tr := &dns.Transfer{}
+	ch, err := tr.In(new(dns.Msg).SetIxfr("ila.test.", before, "ns.ila.test.", "hostmaster.ila.test."), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ixfr []string
+	for env := range ch {
+		if env.Error != nil {
+			t.Fatalf("IXFR: %v", env.Error)
+		}
+		for _, rr := range env.RR {
+			switch rr := rr.(type) {
+			case *dns.SOA:
+				ixfr = append(ixfr, fmt.Sprint("SOA ", rr.Serial))
+			case *dns.AAAA:
+				ixfr = append(ixfr, rr.Hdr.Name+" AAAA "+rr.AAAA.String())
+			case *dns.TXT:
+				ixfr = append(ixfr, rr.Hdr.Name+" TXT "+strings.Join(rr.Txt, " "))
+			}
+		}
+	}
+	wantIXFR := []string{
+		fmt.Sprint("SOA ", rev),
+		fmt.Sprint("SOA ", before),
+		f.idName + " AAAA " + f.ilaAddr(t, f.locA),
+		f.idName + " TXT locator=fd00:0:0:a nve=nve1 version=1 state=active domain=dc1",
+		fmt.Sprint("SOA ", rev),
+		f.idName + " AAAA " + f.ilaAddr(t, f.locB),
+		f.idName + " TXT locator=fd00:0:0:b nve=nve2 version=2 state=active domain=dc1",
+		fmt.Sprint("SOA ", rev),
+	}
+	if diff := cmp.Diff(wantIXFR, ixfr); diff != "" {
+		t.Errorf("IXFR after the move (-want +got):\n%s", diff)
+	}
 	for _, nw := range []string{"udp", "tcp"} {
 		waitAnswer(t, nw, addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locB)})
 	}
@@ -281,8 +365,7 @@ func TestIntegrationEtcd(t *testing.T) {
 		t.Errorf("PTR: %v", got)
 	}
 
-	tr := &dns.Transfer{}
-	ch, err := tr.In(new(dns.Msg).SetAxfr("ila.test."), addr)
+	ch, err = new(dns.Transfer).In(new(dns.Msg).SetAxfr("ila.test."), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +395,7 @@ func TestIntegrationEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"ila_dns_queries_total ", `ila_dns_responses_total{rcode="NOERROR"} `, "ila_dns_transfers_total 1",
+		"ila_dns_queries_total ", `ila_dns_responses_total{rcode="NOERROR"} `, "ila_dns_transfers_total 2", `ila_dns_notifies_total{result="acknowledged"}`,
 		fmt.Sprintf("ila_dns_serial %d", rev), "ila_dns_synced 1",
 	} {
 		if !strings.Contains(string(body), want) {
