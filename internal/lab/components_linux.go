@@ -94,14 +94,7 @@ func (l *Lab) startControl(ctx context.Context) error {
 	if err := ensureBPFFS(); err != nil {
 		return err
 	}
-	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
-	etcdDir := filepath.Join(l.dir, "etcd")
-	apiSock := filepath.Join(l.dir, "mapsrv-api.sock")
-	if _, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())...); err != nil {
-		return err
-	}
-	_ = apiSock
-	if err := l.waitAPI(ctx, 30*time.Second); err != nil {
+	if err := l.startMapsrv(ctx); err != nil {
 		return err
 	}
 	l.progress("declaring domain %s (%s) and %d NVEs", Domain, SIRPrefix, len(t.NVEs))
@@ -120,9 +113,11 @@ func (l *Lab) startControl(ctx context.Context) error {
 		return err
 	}
 	l.progress("starting the ILA router in %s", t.FabricNetns)
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("own executable: %w", err)
+	self, err := findBin(l.cfg.BinDir, "ilalab")
+	if err != nil || l.cfg.BinDir == "" {
+		if self, err = os.Executable(); err != nil {
+			return fmt.Errorf("own executable: %w", err)
+		}
 	}
 	ports := []string{"ctl"}
 	for _, n := range t.NVEs {
@@ -139,6 +134,24 @@ func (l *Lab) startControl(ctx context.Context) error {
 	}
 	t.Router.Mode = "ila-r full table (datapath router mode) on " + strings.Join(ports, ",")
 	return l.save()
+}
+
+// startMapsrv starts (or restarts) mapsrv in the control namespace and
+// waits for its API.
+func (l *Lab) startMapsrv(ctx context.Context) error {
+	t := l.topo
+	ctl, err := l.node(t.Mapsrv.Netns)
+	if err != nil {
+		return err
+	}
+	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
+	etcdDir := filepath.Join(l.dir, "etcd")
+	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())...)
+	if err != nil {
+		return err
+	}
+	t.Mapsrv.PID = p.PID
+	return l.waitAPI(ctx, 30*time.Second)
 }
 
 // mapsrvArgs are mapsrv's flags for the lab.
@@ -337,6 +350,13 @@ func (l *Lab) attachTasks(ctx context.Context) error {
 	for i := range l.topo.Tasks {
 		task := &l.topo.Tasks[i]
 		if task.IPv4.IsValid() {
+			// A booting VM announces itself; the NVE's IPv4 layer learns
+			// the port of a local task from it (a silent local task has no
+			// FDB entry until it speaks).
+			l.progress("gratuitous ARP from %s", task.Name)
+			if err := l.SendGARP(task.Name); err != nil {
+				return err
+			}
 			continue
 		}
 		l.progress("waiting for %s's router advertisement", task.Name)

@@ -119,6 +119,12 @@ func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveRes
 		r.Attached = time.Now()
 	}
 	task.NVE = to.Name
+	if task.IPv4.IsValid() && !l.cfg.UnderlayOnly {
+		// A migrated VM announces itself with a gratuitous ARP.
+		if err := l.SendGARP(task.Name); err != nil {
+			return r, err
+		}
+	}
 	if err := l.save(); err != nil {
 		return r, err
 	}

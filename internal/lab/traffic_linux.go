@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
 
@@ -116,21 +117,28 @@ func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval tim
 		return nil, err
 	}
 	var c *icmp.PacketConn
+	network, laddr, proto := "ip6:ipv6-icmp", "::", 58
+	var reqType icmp.Type = ipv6.ICMPTypeEchoRequest
+	if dst.Is4() {
+		network, laddr, proto, reqType = "ip4:icmp", "0.0.0.0", 1, ipv4.ICMPTypeEcho
+	}
 	if err := n.ns.Do(func() error {
 		var err error
-		c, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		c, err = icmp.ListenPacket(network, laddr)
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("icmp socket in %s: %w", task.Netns, err)
 	}
 	defer c.Close()
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	f.Accept(ipv6.ICMPTypeEchoReply)
-	_ = c.IPv6PacketConn().SetICMPFilter(&f)
+	if !dst.Is4() {
+		var f ipv6.ICMPFilter
+		f.SetAll(true)
+		f.Accept(ipv6.ICMPTypeEchoReply)
+		_ = c.IPv6PacketConn().SetICMPFilter(&f)
+	}
 
 	id := rand.IntN(0xffff)
-	st := &FlowStats{Name: "ping " + src + " -> " + dst.String(), Kind: "icmpv6-echo", From: src, To: dst.String(), Interval: Duration(interval)}
+	st := &FlowStats{Name: "ping " + src + " -> " + dst.String(), Kind: "icmp-echo", From: src, To: dst.String(), Interval: Duration(interval)}
 	var mu sync.Mutex
 	sent := map[int]time.Time{}
 	done := make(chan struct{})
@@ -143,12 +151,12 @@ func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval tim
 				return
 			}
 			now := time.Now()
-			m, err := icmp.ParseMessage(58, buf[:nr])
+			m, err := icmp.ParseMessage(proto, buf[:nr])
 			if err != nil {
 				continue
 			}
 			e, ok := m.Body.(*icmp.Echo)
-			if !ok || e.ID != id || peer.(*net.IPAddr).IP.String() != dst.String() || len(e.Data) < 8 {
+			if !ok || m.Type == reqType || e.ID != id || peer.(*net.IPAddr).IP.String() != dst.String() || len(e.Data) < 8 {
 				continue
 			}
 			seq := int(binary.BigEndian.Uint64(e.Data))
@@ -167,7 +175,7 @@ func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval tim
 loop:
 	for seq := 0; count <= 0 || seq < count; seq++ {
 		binary.BigEndian.PutUint64(payload, uint64(seq))
-		b, _ := (&icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: id, Seq: seq & 0xffff, Data: payload}}).Marshal(nil)
+		b, _ := (&icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq & 0xffff, Data: payload}}).Marshal(nil)
 		now := time.Now()
 		mu.Lock()
 		sent[seq] = now

@@ -1,0 +1,130 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"syscall"
+	"time"
+)
+
+// Processes the lab runs, for Stop/Start/Pause.
+const (
+	ProcMapsrv    = procMapsrv
+	ProcDNSBridge = procDNS
+	ProcRouter    = procRouter
+)
+
+// ProcIlad is the process name of NVE nve's ilad.
+func ProcIlad(nve string) string { return procIlad(nve) }
+
+// Stop stops one of the lab's daemons (SIGTERM, then SIGKILL after grace).
+func (l *Lab) Stop(name string, grace time.Duration) error {
+	if _, ok := l.procs[name]; !ok {
+		if p, ok := readPIDs(l.dir)[name]; ok {
+			l.procs[name] = p
+		} else {
+			return fmt.Errorf("process %s: not running in this lab", name)
+		}
+	}
+	return l.stop(name, grace)
+}
+
+// Kill kills one of the lab's daemons with SIGKILL (a crash).
+func (l *Lab) Kill(name string) error {
+	p, ok := l.procs[name]
+	if !ok {
+		return fmt.Errorf("process %s: not running in this lab", name)
+	}
+	if err := syscall.Kill(p.PID, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill %s: %w", name, err)
+	}
+	return l.stop(name, time.Second)
+}
+
+// Pause freezes (SIGSTOP) or, with resume, thaws (SIGCONT) a daemon: a
+// frozen mapsrv is an etcd that accepts connections and never answers.
+func (l *Lab) Pause(name string, resume bool) error {
+	p, ok := l.procs[name]
+	if !ok {
+		return fmt.Errorf("process %s: not running in this lab", name)
+	}
+	sig := syscall.SIGSTOP
+	if resume {
+		sig = syscall.SIGCONT
+	}
+	if err := syscall.Kill(p.PID, sig); err != nil {
+		return fmt.Errorf("signal %s: %w", name, err)
+	}
+	return nil
+}
+
+// StartMapsrv starts mapsrv again after Stop.
+func (l *Lab) StartMapsrv(ctx context.Context) error {
+	if err := l.startMapsrv(ctx); err != nil {
+		return err
+	}
+	return l.save()
+}
+
+// StartIlad starts the ilad of an NVE again after Stop.
+func (l *Lab) StartIlad(ctx context.Context, nve string) error {
+	n, err := l.topo.NVEByName(nve)
+	if err != nil {
+		return err
+	}
+	if err := l.startIlad(ctx, n); err != nil {
+		return err
+	}
+	return l.save()
+}
+
+// Running reports whether a daemon of the lab runs.
+func (l *Lab) Running(name string) bool {
+	p, ok := l.procs[name]
+	return ok && !p.exited()
+}
+
+// MappedTask is what mapsrv says about a task.
+type MappedTask struct {
+	Name    string `json:"name"`
+	Tenant  string `json:"tenant"`
+	NVE     string `json:"nve"`
+	Locator string `json:"locator"`
+	State   string `json:"state"`
+	Version int64  `json:"version"`
+}
+
+// Mapped asks mapsrv's API where a task is.
+func (l *Lab) Mapped(ctx context.Context, taskName string) (MappedTask, error) {
+	var m MappedTask
+	task, err := l.topo.TaskByName(taskName)
+	if err != nil {
+		return m, err
+	}
+	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	if err != nil {
+		return m, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/tasks/%s/%s", l.topo.Mapsrv.API, task.Tenant, task.Name), nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return m, fmt.Errorf("get task %s: %w", taskName, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return m, fmt.Errorf("get task %s: HTTP %d: %s", taskName, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("get task %s: %w", taskName, err)
+	}
+	return m, nil
+}
