@@ -299,6 +299,13 @@ func TestIntegrationEtcd(t *testing.T) {
 	secondary, notified := startSecondary(t)
 	addr, log, _ := startBridgeLog(t, endpoints, "--metrics", "127.0.0.1:0", "--notify", secondary)
 
+	// An IPv4 tenant: A record and in-addr.arpa PTR.
+	if _, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "nve1", Tenant: "green", Name: "db", IPv4: netip.MustParseAddr("10.1.2.3"), VNI: 7}); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(t, "udp", addr, "db.green.ila.test.", dns.TypeA, []string{"A 10.1.2.3"})
+	waitAnswer(t, "tcp", addr, "3.2.1.10.in-addr.arpa.", dns.TypePTR, []string{"PTR db.green.ila.test."})
+
 	for _, nw := range []string{"udp", "tcp"} {
 		waitAnswer(t, nw, addr, f.taskName, dns.TypeAAAA, []string{"AAAA " + f.sir.String()})
 		waitAnswer(t, nw, addr, f.idName, dns.TypeAAAA, []string{"AAAA " + f.ilaAddr(t, f.locA)})
@@ -376,9 +383,10 @@ func TestIntegrationEtcd(t *testing.T) {
 		}
 		n += len(env.RR)
 	}
-	// SOA NS web/AAAA id/AAAA id/TXT nve1/AAAA nve1/TXT nve2/AAAA nve2/TXT SOA
-	if n != 10 {
-		t.Errorf("AXFR: %d records, want 10", n)
+	// SOA NS web/AAAA id/AAAA id/TXT db/AAAA db/A id/AAAA id/TXT
+	// nve1/AAAA nve1/TXT nve2/AAAA nve2/TXT SOA
+	if n != 14 {
+		t.Errorf("AXFR: %d records, want 14", n)
 	}
 
 	m := metricsListening.FindStringSubmatch(log.String())
