@@ -834,13 +834,19 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	rec.Previous = prunePrevious(rec.Previous, now)
 	rec.Updated = now
 	b.put(tr.task.Key, rec)
+	// Index entries are written when they do not already point here
+	// (a refresh then writes the task record alone).
 	if r.Name != "" {
 		b.cond(tr.name)
-		b.put(NameKey(r.Tenant, r.Name), Index{Domain: dom.Name, Identifier: id})
+		if !pointsAt(tr.name, dom.Name, id) {
+			b.put(NameKey(r.Tenant, r.Name), Index{Domain: dom.Name, Identifier: id})
+		}
 	}
 	if !r.MAC.IsZero() {
 		b.cond(tr.mac)
-		b.put(MACKey(r.MAC), Index{Domain: dom.Name, Identifier: id})
+		if !pointsAt(tr.mac, dom.Name, id) {
+			b.put(MACKey(r.MAC), Index{Domain: dom.Name, Identifier: id})
+		}
 	}
 	if err := s.commit(ctx, &b, "register task "+tr.task.Key); err != nil {
 		return TaskRecord{}, err
@@ -848,6 +854,15 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	s.countMove(outcome)
 	s.enqueue(ctx, notify, rec.Task)
 	return rec, nil
+}
+
+// pointsAt reports whether index entry kv exists and names (domain, id).
+func pointsAt(kv KV, domain string, id ila.Identifier) bool {
+	if kv.Revision == 0 {
+		return false
+	}
+	x, err := DecodeIndex(kv.Key, kv.Value)
+	return err == nil && x.Domain == domain && x.Identifier == id
 }
 
 func checkMode(m string) (string, error) {

@@ -94,7 +94,14 @@ func BenchmarkRegistration(b *testing.B) {
 
 var benchRound atomic.Int64
 
-func benchUDPRegister(b *testing.B, eps []string, serializable bool) {
+// udpRig is a mapping service behind a registration server, and one
+// client per worker.
+type udpRig struct {
+	clients []*regproto.Client
+	round   int64
+}
+
+func newUDPRig(b *testing.B, eps []string, serializable bool) *udpRig {
 	keys := regproto.KeyFile{1: {NVE: "mapsrv", Secret: []byte("mapsrv-secret-0123456789abcdef")}}
 	for i := range benchWorkers {
 		keys[uint32(10+i)] = regproto.KeyEntry{NVE: "a", Secret: []byte(fmt.Sprintf("nve-a-secret-%02d-0123456789abcdef", i))}
@@ -115,23 +122,109 @@ func benchUDPRegister(b *testing.B, eps []string, serializable bool) {
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = srv.Run(sctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	clients := make([]*regproto.Client, benchWorkers)
-	for i := range clients {
-		clients[i] = &regproto.Client{Server: addrOf(conn), KeyID: uint32(10 + i), Secret: keys[uint32(10+i)].Secret, Keys: keys, ServerKeyID: 1, Timeout: 2 * time.Second}
-		defer clients[i].Close()
+	b.Cleanup(func() { cancel(); <-done })
+	rig := &udpRig{round: benchRound.Add(1) << 8}
+	for i := range benchWorkers {
+		c := &regproto.Client{Server: addrOf(conn), KeyID: uint32(10 + i), Secret: keys[uint32(10+i)].Secret, Keys: keys, ServerKeyID: 1, Timeout: 2 * time.Second}
+		b.Cleanup(func() { c.Close() })
+		rig.clients = append(rig.clients, c)
 	}
-	r := benchRound.Add(1)
+	return rig
+}
+
+// register registers new task i of the current round.
+func (r *udpRig) register(i int) error {
+	id := uint64(r.round)<<32 | uint64(i)<<1 | 1 // unique, low 16 bits never 0
+	sir := sirPrefix.Addr(ila.Identifier(id))
+	rep, err := r.clients[i%benchWorkers].Do(context.Background(), &regproto.Message{VMID: fmt.Sprintf("vm-%d-%d", r.round, i), Tenant: "bench", Addrs: []netip.Addr{sir}, Lifetime: 900})
+	if err != nil {
+		return err
+	}
+	return rep.Err()
+}
+
+func benchUDPRegister(b *testing.B, eps []string, serializable bool) {
+	rig := newUDPRig(b, eps, serializable)
 	b.ResetTimer()
-	parallel(b, b.N, func(i int) error {
-		id := uint64(r)<<32 | uint64(i)<<1 | 1 // unique, low 16 bits never 0
-		sir := sirPrefix.Addr(ila.Identifier(id))
-		rep, err := clients[i%benchWorkers].Do(ctx, &regproto.Message{VMID: fmt.Sprintf("vm-%d-%d", r, i), Tenant: "bench", Addrs: []netip.Addr{sir}, Lifetime: 900})
-		if err != nil {
+	parallel(b, b.N, rig.register)
+}
+
+// BenchmarkRegistrationVsPut interleaves rounds of raw etcd puts, of UDP
+// registrations of new tasks and of UDP refreshes of those tasks (500
+// each, 32 workers) against one embedded etcd, so that all see the same
+// machine load, and reports the rates, their ratios to the put rate and
+// the p99 latencies.
+func BenchmarkRegistrationVsPut(b *testing.B) {
+	cli, eps := etcdtest.Start(b)
+	rig := newUDPRig(b, eps, false)
+	const batch = 500
+	var putLat, newLat, refLat latencies
+	var putTime, newTime, refTime time.Duration
+	value := `{"domain":"prod","name":"bench","tenant":"t","identifier":"0:0:0:1","sir":"2001:db8::1","locator":"fd00:0:0:1","nve":"a","lifetime":"1m0s","version":1,"state":"active"}`
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		base := n * batch
+		t0 := time.Now()
+		runBatch(b, batch, &putLat, func(i int) error {
+			_, err := cli.Put(context.Background(), fmt.Sprintf("/bench/put/%016x", base+i), value)
 			return err
-		}
-		return rep.Err()
-	})
+		})
+		putTime += time.Since(t0)
+		t0 = time.Now()
+		runBatch(b, batch, &newLat, func(i int) error { return rig.register(base + i) })
+		newTime += time.Since(t0)
+		t0 = time.Now()
+		runBatch(b, batch, &refLat, func(i int) error { return rig.register(base + i) })
+		refTime += time.Since(t0)
+	}
+	b.StopTimer()
+	ops := float64(b.N * batch)
+	putRate, newRate, refRate := ops/putTime.Seconds(), ops/newTime.Seconds(), ops/refTime.Seconds()
+	b.ReportMetric(putRate, "put/s")
+	b.ReportMetric(newRate, "reg-new/s")
+	b.ReportMetric(refRate, "reg-refresh/s")
+	b.ReportMetric(newRate/putRate, "new/put")
+	b.ReportMetric(refRate/putRate, "refresh/put")
+	b.ReportMetric(putLat.quantile(0.99), "put-p99-ms")
+	b.ReportMetric(newLat.quantile(0.99), "new-p99-ms")
+	b.ReportMetric(refLat.quantile(0.99), "refresh-p99-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func (l *latencies) quantile(q float64) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	slices.Sort(l.d)
+	return float64(l.d[int(q*float64(len(l.d)-1))].Microseconds()) / 1000
+}
+
+// runBatch runs n operations on benchWorkers goroutines, recording
+// latencies into lat.
+func runBatch(b *testing.B, n int, lat *latencies, op func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range benchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				if err := op(i); err != nil {
+					b.Error(err)
+					return
+				}
+				lat.add(time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkMoveToWatch measures the time from the start of a hot move
