@@ -14,7 +14,12 @@
 //
 // plus PTR records for SIR addresses (in the ip6.arpa zone of each domain's
 // SIR /64) and tenant IPv4 addresses (in-addr.arpa zones configured, or the
-// /24 of each address), SOA and NS at every zone apex. The SOA serial is
+// /24 of each address), SOA and NS at every zone apex.
+//
+// Task, tenant and NVE names are published only when they are valid DNS
+// labels (letters, digits, '-', '_'; lower-cased; tenants "id" and "nve"
+// are reserved); other tasks keep their identifier records and their PTR
+// records point at <identifier>.id.<zone>. The SOA serial is
 // the store revision of the last change that altered the zone, and stays
 // put while the store is unreachable (the last zone keeps being served).
 //
@@ -23,6 +28,10 @@
 // prefixes or TSIG-signed requests, debounced NOTIFY to secondaries,
 // REFUSED outside the served zones, FORMERR for malformed requests, and an
 // optional per-client rate limit.
+//
+// Embedding: Run binds and serves everything; Serve takes sockets the
+// caller made; a caller with its own dns.Server mounts the Server (a
+// dns.Handler) and runs Watch.
 //
 // Hosts learning a moved task's mapping from DNS is draft-ietf-nvo3-vmm-03
 // section 4.2.1 ("getting the new mapping from a central database such as
