@@ -19,9 +19,11 @@
 // Task, tenant and NVE names are published only when they are valid DNS
 // labels (letters, digits, '-', '_'; lower-cased; tenants "id" and "nve"
 // are reserved); other tasks keep their identifier records and their PTR
-// records point at <identifier>.id.<zone>. The SOA serial is
-// the store revision of the last change that altered the zone, and stays
-// put while the store is unreachable (the last zone keeps being served).
+// records point at <identifier>.id.<zone>.
+//
+// The SOA serial is the store revision of the last change that altered the
+// zone (one etcd transaction is one serial), and stays put while the store
+// is unreachable (the last zone keeps being served).
 //
 // Protocol: UDP and TCP, EDNS0 with truncation (TC) to the negotiated size,
 // AXFR and IXFR (from a bounded in-memory history of deltas) to allowed
