@@ -36,7 +36,13 @@ func NVEKey(name string) string { return NVEPrefix + name }
 
 // TaskKey returns the key of the mapping of id in domain.
 func TaskKey(domain string, id ila.Identifier) string {
-	return MapPrefix + domain + "/" + id.Hex()
+	// Same text as id.Hex(), without fmt (this is on the registration path).
+	const digits = "0123456789abcdef"
+	var h [16]byte
+	for i := range h {
+		h[15-i] = digits[uint64(id)>>(4*i)&0xf]
+	}
+	return MapPrefix + domain + "/" + string(h[:])
 }
 
 // NameKey returns the name index key of a task.
@@ -79,17 +85,18 @@ type NVERecord struct {
 // LocatorFor returns the NVE's locator for domain d: the one pinned to d,
 // else the first unpinned one.
 func (n NVERecord) LocatorFor(d string) (ila.Locator, bool) {
+	var free ila.Locator
+	haveFree := false
 	for _, l := range n.Locators {
-		if n.LocatorDomains[l.String()] == d {
+		pd, pinned := n.LocatorDomains[l.String()]
+		if pinned && pd == d {
 			return l, true
 		}
-	}
-	for _, l := range n.Locators {
-		if _, pinned := n.LocatorDomains[l.String()]; !pinned {
-			return l, true
+		if !pinned && !haveFree {
+			free, haveFree = l, true
 		}
 	}
-	return 0, false
+	return free, haveFree
 }
 
 // Owns reports whether loc is one of the NVE's locators usable in domain d.

@@ -79,3 +79,11 @@ func FuzzDecode(f *testing.F) {
 		_ = ila.Identifier(0)
 	})
 }
+
+func TestTaskKeyHex(t *testing.T) {
+	for _, id := range []ila.Identifier{0, 1, 0x0001000000000005, 0xffffffffffffffff, 0x8000000000000000} {
+		if got, want := mapsrv.TaskKey("d", id), mapsrv.MapPrefix+"d/"+id.Hex(); got != want {
+			t.Errorf("TaskKey(%s) = %q, want %q", id, got, want)
+		}
+	}
+}
