@@ -84,15 +84,15 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	var (
-		file                                                 string
-		node, uplink, underlay, mapsrv, keyFile, mapsrvName  string
-		notify, prefix, bpffs, api, metrics, netns, mode     string
-		missPolicy, stateFile, logLevel, logFormat           string
-		keyID                                                uint
-		inFlight, lifetime                                   time.Duration
-		missRate                                             float64
-		locators, etcd                                       stringList
-		nd                                                   bool
+		file                                                string
+		node, uplink, underlay, mapsrv, keyFile, mapsrvName string
+		notify, prefix, bpffs, api, metrics, netns, mode    string
+		missPolicy, stateFile, logLevel, logFormat          string
+		keyID                                               uint
+		inFlight, lifetime                                  time.Duration
+		missRate                                            float64
+		locators, etcd                                      stringList
+		nd                                                  bool
 	)
 	fs.StringVar(&file, "config", "", "JSON configuration `file` (flags override it)")
 	fs.StringVar(&node, "node", "", "this NVE's `name` in the mapping store (required)")

@@ -261,7 +261,7 @@ func (l *lab) addNVE(i int) {
 		"-etcd", strings.Join(l.etcd, ","), "-mapsrv", mapsrvReg.String(), "-key-file", l.keys,
 		"-notify-listen", fmt.Sprintf("[fd00:%d::2]:7482", i), "-bpffs", filepath.Join(l.bpffs, v.name),
 		"-api", v.api, "-state-file", filepath.Join(l.dir, v.name+".tasks.json"), "-in-flight", "5s",
-		"-log-level", "debug",
+		"-log-level", "debug", "-metrics", "[::1]:9400",
 	}
 	l.nves = append(l.nves, v)
 	l.start(v)
@@ -458,3 +458,74 @@ func flow(t *testing.T, src *labTask, dst netip.Addr, port, count int, interval 
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// carry moves the NVE end of tk's veth from NVE from to NVE to and attaches
+// tk there through to's local API.
+func (l *lab) carry(tk *labTask, from, to *labNVE) error {
+	fh, err := netlink.NewHandleAt(vnetns.NsHandle(from.ns.Fd()))
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	link, err := fh.LinkByName(tk.port)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := fh.LinkSetNsFd(link, to.ns.Fd()); err != nil {
+		return fmt.Errorf("carry %s to %s: %w", tk.port, to.name, err)
+	}
+	carried := time.Since(start)
+	if _, err := l.client(to).Attach(context.Background(), locator.TaskSpec{Name: tk.name, Tenant: "t1", Iface: tk.port, SIR: tk.sir, MAC: tk.mac}); err != nil {
+		return fmt.Errorf("attach %s at %s: %w", tk.name, to.name, err)
+	}
+	l.t.Logf("carried %s to %s in %v, attached and registered %v later", tk.port, to.name, carried, time.Since(start)-carried)
+	tk.nve = to
+	return nil
+}
+
+// addLink gives tk a second link, eth1, to NVE to (port name port) and
+// attaches it there in standby: the destination of a hot move prepares
+// local delivery before the switch.
+func (l *lab) addLink(tk *labTask, to *labNVE, port string) {
+	t := l.t
+	e1, _ := testutil.Veth(t, tk.ns, "eth1", to.ns, port)
+	copy(tk.mac[:], e1.Attrs().HardwareAddr) // the task's MAC behind the new port
+	spec := locator.TaskSpec{Name: tk.name, Tenant: "t1", Iface: port, SIR: tk.sir, MAC: tk.mac, Standby: true}
+	if _, err := l.client(to).Attach(t.Context(), spec); err != nil {
+		t.Fatalf("standby attach %s at %s: %v", tk.name, to.name, err)
+	}
+}
+
+// switchOver points tk's default route at eth1 and commits the standby
+// attach at to (the registration moves the mapping).
+func (l *lab) switchOver(tk *labTask, to *labNVE, port string) error {
+	th, err := netlink.NewHandleAt(vnetns.NsHandle(tk.ns.Fd()))
+	if err != nil {
+		return err
+	}
+	defer th.Close()
+	e1, err := th.LinkByName("eth1")
+	if err != nil {
+		return err
+	}
+	r := &netlink.Route{LinkIndex: e1.Attrs().Index, Gw: net.ParseIP("fe80::1"), Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
+	if err := th.RouteReplace(r); err != nil {
+		return fmt.Errorf("route via eth1: %w", err)
+	}
+	start := time.Now()
+	// Same spec as the standby attach, minus standby: commit.
+	spec := locator.TaskSpec{Name: tk.name, Tenant: "t1", Iface: port, SIR: tk.sir, MAC: tk.mac}
+	if _, err := l.client(to).Attach(context.Background(), spec); err != nil {
+		return fmt.Errorf("commit %s at %s: %w", tk.name, to.name, err)
+	}
+	l.t.Logf("committed %s at %s in %v", tk.name, to.name, time.Since(start))
+	tk.nve, tk.port = to, port
+	return nil
+}
+
+// metrics returns v's Prometheus page (the listener is in v's namespace).
+func (l *lab) metrics(v *labNVE) string {
+	out, _ := exec.Command("ip", "netns", "exec", v.ns.Name, "curl", "-s", "http://[::1]:9400/metrics").CombinedOutput()
+	return string(out)
+}
