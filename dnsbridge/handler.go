@@ -26,7 +26,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.transfer(w, r, client, udp, tsigOK)
 		return
 	}
-	m := s.respond(r, udp)
+	reserve := 0
+	if tsigOK {
+		// Room for the TSIG record added after truncation: owner name,
+		// algorithm name, fixed fields and a SHA-512 MAC at most.
+		reserve = len(tsig.Hdr.Name) + len(tsig.Algorithm) + 2 + 10 + 16 + 64 + 8
+	}
+	m := s.respond(r, udp, reserve)
 	if m == nil {
 		return
 	}
@@ -42,9 +48,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	_ = w.WriteMsg(m) // a client that went away is not our error
 }
 
-// respond builds the reply to a query. udp selects the size limit; nil
-// means no reply at all (a response, not a request).
-func (s *Server) respond(r *dns.Msg, udp bool) *dns.Msg {
+// respond builds the reply to a query. udp selects the size limit, less
+// reserve bytes kept for a signature; nil means no reply at all (a
+// response, not a request).
+func (s *Server) respond(r *dns.Msg, udp bool, reserve int) *dns.Msg {
 	if r.Response {
 		return nil
 	}
@@ -111,7 +118,7 @@ func (s *Server) respond(r *dns.Msg, udp bool) *dns.Msg {
 	case dns.RcodeServerFailure:
 		s.servfail.Add(1)
 	}
-	m.Truncate(size)
+	m.Truncate(max(dns.MinMsgSize, size-reserve))
 	if m.Truncated {
 		s.truncated.Add(1)
 	}

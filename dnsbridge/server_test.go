@@ -570,3 +570,25 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("zero Config: %v", err)
 	}
 }
+
+func TestSignedTruncation(t *testing.T) {
+	src := newFakeSource()
+	src.send(bigTasks(t, 60)...)
+	src.send(synced(3))
+	_, addr := startServer(t, Config{TSIG: map[string]string{testKey: testSecret}}, src)
+	m := new(dns.Msg).SetQuestion("big.blue.ila.internal.", dns.TypeAAAA)
+	m.SetEdns0(1232, false)
+	m.SetTsig(testKey, dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Timeout: 2 * time.Second, UDPSize: 65535, TsigSecret: map[string]string{testKey: testSecret}}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatal(err) // includes a signature that does not verify
+	}
+	if !r.Truncated || r.IsTsig() == nil {
+		t.Errorf("TC = %v, signed = %v; want a truncated, signed answer", r.Truncated, r.IsTsig() != nil)
+	}
+	r.Compress = true
+	if n := r.Len(); n > 1232 {
+		t.Errorf("signed reply of %d bytes, over the 1232 negotiated", n)
+	}
+}
