@@ -224,7 +224,7 @@ func rdata(r *dns.Msg) []string {
 // waitAnswer polls until name/qtype answers want over nw.
 func waitAnswer(t *testing.T, nw, addr, name string, qtype uint16, want []string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // etcd restarts and reconnect backoff under -race
 	var got []string
 	for time.Now().Before(deadline) {
 		got = rdata(exchange(t, nw, addr, name, qtype))
