@@ -538,6 +538,32 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 		if got := a1.resolve(t, c, a2.ip, 300*time.Millisecond); len(got) != 1 || got[0] != a2.mac {
 			t.Errorf("after spoof, 10.0.0.2 resolves to %v, want [%v]", got, a2.mac)
 		}
+		// Frames with a2's MAC as source from a1's port do not steal a2's
+		// traffic on nve1 (static, sticky entries; learning never moves them).
+		if err := a1.ns.Do(func() error {
+			raw, err := packet.Listen(a1.eth, packet.Raw, etherTypeIPv4, nil)
+			if err != nil {
+				return err
+			}
+			defer raw.Close()
+			f := make([]byte, 60)
+			copy(f[0:6], a1.mac[:])
+			copy(f[6:12], a2.mac[:])
+			binary.BigEndian.PutUint16(f[12:], etherTypeIPv4)
+			for range 5 {
+				if _, err := raw.WriteTo(f, &packet.Addr{HardwareAddr: a1.mac[:]}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := l.run(a1.ns, "ping", "-c", "2", "-i", "0.1", "-W", "1", "10.0.0.2")
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 2 {
+			l.dump(t)
+			t.Errorf("ping a1 -> a2 after a1 spoofed a2's MAC: %v %v\n%s", err, perr, out)
+		}
 	})
 
 	t.Run("hot move under ping loses nothing", func(t *testing.T) {

@@ -333,9 +333,11 @@ func (m *Manager) failed() {
 	}
 }
 
+// bridgeFDB is a static bridge FDB entry. Sticky: a frame from another port
+// with that source MAC (a task spoofing another's MAC) does not move it.
 func bridgeFDB(link int, mac ila.MAC) *netlink.Neigh {
 	return &netlink.Neigh{LinkIndex: link, Family: unix.AF_BRIDGE, State: netlink.NUD_NOARP,
-		Flags: netlink.NTF_MASTER, HardwareAddr: net.HardwareAddr(mac[:])}
+		Flags: netlink.NTF_MASTER | netlink.NTF_STICKY, HardwareAddr: net.HardwareAddr(mac[:])}
 }
 
 func vxlanFDB(link int, mac ila.MAC, dst net.IP) *netlink.Neigh {
