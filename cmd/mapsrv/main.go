@@ -249,7 +249,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("management api listening", "addr", apiLn.Addr().String())
 
 	var regSrv *regproto.Server
@@ -273,6 +272,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Request contexts derive from gctx, so that streaming watches end on
+	// shutdown instead of holding it up.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return gctx }}
 	g.Go(func() error {
 		if err := hs.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management api: %w", err)

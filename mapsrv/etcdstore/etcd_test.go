@@ -650,3 +650,39 @@ func TestRegistrationOverUDP(t *testing.T) {
 		t.Errorf("task after deregistration: %v, want ErrNotFound", err)
 	}
 }
+
+func TestWatchSurvivesEtcdRestart(t *testing.T) {
+	dir := t.TempDir()
+	if len(dir) > 80 {
+		t.Skip("temp dir too long for a unix socket path")
+	}
+	srv := etcdtest.StartServer(t, dir)
+	cli := etcdtest.NewClient(t, srv.Endpoints())
+	svc := newService(t, cli, nil)
+	setup(t, svc, nil)
+	register(t, svc, "a", "vm1", "2001:db8::1")
+	register(t, svc, "a", "vm2", "2001:db8::2")
+	e := watch(t, etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}), nil)
+	e.waitFor(t, "synced", func(evs []ila.Event) bool { return count(evs, ila.EventSynced) == 1 })
+
+	// (Closing a member with a live watch stream takes etcd's request
+	// timeout, about 7 s: it waits for the stream before stopping.)
+	srv.Close()
+	time.Sleep(300 * time.Millisecond) // the watcher sees etcd gone and retries
+	srv = etcdtest.StartServer(t, dir)
+	t.Cleanup(func() { cli.Close() }) // before the new server's close
+	other := etcdtest.NewClient(t, srv.Endpoints())
+	if _, err := other.Delete(t.Context(), mapsrv.TaskKey("prod", 2)); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.waitFor(t, "delete of vm2 after the restart", func(evs []ila.Event) bool { return count(evs, ila.EventTaskDelete) == 1 })
+	last := evs[len(evs)-1]
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].Type == ila.EventTaskDelete {
+			last = evs[i]
+		}
+	}
+	if last.Task.Name != "vm2" {
+		t.Errorf("deleted %s, want vm2", last.Task.Name)
+	}
+}
