@@ -328,8 +328,25 @@ func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 	}
 	cur = kvs[0]
 	if cur.Revision != 0 {
-		if old, err := DecodeNVE(cur.Key, cur.Value); err == nil && n.Status == "" {
-			n.Status = old.Status
+		if old, err := DecodeNVE(cur.Key, cur.Value); err == nil {
+			if n.Status == "" {
+				n.Status = old.Status
+			}
+			// Keep the pins of locators the new record still has and does
+			// not pin itself: tasks of that domain may use them.
+			for ls, dn := range old.LocatorDomains {
+				l, err := ila.ParseLocator(ls)
+				if err != nil || !seen[l] {
+					continue
+				}
+				if _, ok := n.LocatorDomains[ls]; ok {
+					continue
+				}
+				if n.LocatorDomains == nil {
+					n.LocatorDomains = map[string]string{}
+				}
+				n.LocatorDomains[ls] = dn
+			}
 		}
 	}
 	n.Updated = s.cfg.Now().UTC()

@@ -516,3 +516,24 @@ func TestReplicasShareStore(t *testing.T) {
 		t.Errorf("first replica counted %d moves, want 0", st.MovesHot)
 	}
 }
+
+func TestAddNVEKeepsPins(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	f.register(t, "a", "vm1", "2001:db8::1") // pins locA to prod
+	// Replacing a's record (new underlay, one more locator) keeps the pin.
+	err := f.svc.AddNVE(ctx, mapsrv.NVERecord{NVE: ila.NVE{Name: "a", Locators: []ila.Locator{locA, 0xfd000000000000aa}, Underlay: netip.MustParseAddr("fd99::a")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := f.svc.NVE(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{locA.String(): "prod"}, n.LocatorDomains); diff != "" {
+		t.Errorf("pins after replacing the record (-want +got):\n%s", diff)
+	}
+	if n.Underlay != netip.MustParseAddr("fd99::a") || len(n.Locators) != 2 {
+		t.Errorf("replaced record: %+v", n)
+	}
+}
