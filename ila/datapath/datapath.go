@@ -185,7 +185,7 @@ var statNames = [...]string{
 	"rx_task", "rx_uplink", "rx_router",
 	"translated", "local_delivered", "delivered", "inflight_forwarded",
 	"miss", "miss_reported", "miss_ratelimited", "miss_ringbuf_full",
-	"router_translated", "icmp_error_mapped", "fib_redirect", "fib_stack",
+	"router_translated", "icmp_error_mapped", "fib_redirect", "fib_stack", "nh_cache_hit",
 	"pass_non_ipv6", "pass_nd", "pass_multicast", "pass_link_local", "pass_not_sir",
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",

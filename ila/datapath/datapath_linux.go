@@ -31,6 +31,7 @@ const (
 	flagUnknownPass = 2
 	flagRouter      = 4
 	linkDir         = "links"
+	flagOwnLocator  = 1 // ILA_MAP_F_OWN_LOC
 )
 
 // Datapath is the loaded programs and their maps. Methods are safe for
@@ -250,6 +251,40 @@ func (d *Datapath) AddLocator(loc ila.Locator, dom ila.Domain) error {
 		}
 		return err
 	}
+	return d.markOwn(loc, true)
+}
+
+// markOwn sets or clears the own-locator flag of every mapping to loc.
+// Callers hold d.mu.
+func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
+	var (
+		k    xlatIlaKey
+		v    xlatIlaMapVal
+		keys []xlatIlaKey
+		vals []xlatIlaMapVal
+	)
+	want := ne(uint64(loc))
+	it := d.objs.IlaMappings.Iterate()
+	for it.Next(&k, &v) {
+		if v.Loc != want || (v.Flags&flagOwnLocator != 0) == own {
+			continue
+		}
+		if own {
+			v.Flags |= flagOwnLocator
+		} else {
+			v.Flags &^= flagOwnLocator
+		}
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate mappings: %w", err)
+	}
+	for i := range keys {
+		// Update only existing entries: a concurrent delete wins.
+		if err := d.objs.IlaMappings.Update(&keys[i], &vals[i], ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("mark mappings of locator %s: %w", loc, err)
+		}
+	}
 	return nil
 }
 
@@ -263,6 +298,9 @@ func (d *Datapath) RemoveLocator(loc ila.Locator) error {
 		return nil
 	}
 	if err := d.del(d.objs.IlaMylocs, "own locator "+loc.String(), k); err != nil {
+		return err
+	}
+	if err := d.markOwn(loc, false); err != nil {
 		return err
 	}
 	return d.unrefLocator(loc)
@@ -315,6 +353,10 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 		}
 	}
 	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
+	var ml xlatIlaMylocVal
+	if d.objs.IlaMylocs.Lookup(ne(uint64(m.Locator)), &ml) == nil {
+		v.Flags |= flagOwnLocator
+	}
 	if err := d.update(d.objs.IlaMappings, "mapping "+m.SIRAddr().String(), &k, &v); err != nil {
 		if !had || oldLoc != m.Locator {
 			_ = d.unrefLocator(m.Locator)
@@ -342,24 +384,78 @@ func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	return d.unrefLocator(ila.Locator(he(old.Loc)))
 }
 
+// maxPortIfindex bounds the ifindex-indexed port table (C
+// ILA_MAX_PORT_IFINDEX); larger ifindexes validate through ila_locals only.
+const maxPortIfindex = 65536
+
 // UpsertLocal binds a task's SIR address to its port: packets for it are
 // delivered there and it may send only from there.
 func (d *Datapath) UpsertLocal(l Local) error {
 	if err := l.validate(); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	k := key(l.SIR, l.Identifier)
+	var old xlatIlaLocalVal
+	if d.objs.IlaLocals.Lookup(&k, &old) == nil && int(old.Ifindex) != l.Ifindex {
+		if err := d.unbindPort(int(old.Ifindex), k); err != nil {
+			return err
+		}
+	}
 	v := xlatIlaLocalVal{Ifindex: uint32(l.Ifindex)}
 	if !l.MAC.IsZero() {
 		copy(v.Mac[:], l.MAC[:])
 		v.HasMac = 1
 	}
-	return d.update(d.objs.IlaLocals, "local "+l.Addr().String(), &k, &v)
+	if err := d.update(d.objs.IlaLocals, "local "+l.Addr().String(), &k, &v); err != nil {
+		return err
+	}
+	if l.Ifindex < maxPortIfindex {
+		var p xlatIlaPort
+		if err := d.objs.IlaPorts.Lookup(uint32(l.Ifindex), &p); err != nil {
+			return fmt.Errorf("read port %d: %w", l.Ifindex, err)
+		}
+		if p == (xlatIlaPort{}) {
+			p = xlatIlaPort{Sir: k.Sir, Id: k.Id}
+			if err := d.objs.IlaPorts.Put(uint32(l.Ifindex), &p); err != nil {
+				return fmt.Errorf("write port %d: %w", l.Ifindex, err)
+			}
+		}
+	}
+	return nil
+}
+
+// unbindPort clears the port table slot of ifindex if it holds k.
+func (d *Datapath) unbindPort(ifindex int, k xlatIlaKey) error {
+	if ifindex <= 0 || ifindex >= maxPortIfindex {
+		return nil
+	}
+	var p xlatIlaPort
+	if err := d.objs.IlaPorts.Lookup(uint32(ifindex), &p); err != nil {
+		return fmt.Errorf("read port %d: %w", ifindex, err)
+	}
+	if p.Sir != k.Sir || p.Id != k.Id {
+		return nil
+	}
+	if err := d.objs.IlaPorts.Put(uint32(ifindex), &xlatIlaPort{}); err != nil {
+		return fmt.Errorf("clear port %d: %w", ifindex, err)
+	}
+	return nil
 }
 
 // DeleteLocal removes a local task; deleting an absent one is not an error.
 func (d *Datapath) DeleteLocal(sir ila.SIRPrefix, id ila.Identifier) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	k := key(sir, id)
+	var old xlatIlaLocalVal
+	if d.objs.IlaLocals.Lookup(&k, &old) != nil {
+		return nil
+	}
+	if err := d.unbindPort(int(old.Ifindex), k); err != nil {
+		return err
+	}
 	return d.del(d.objs.IlaLocals, "local "+sir.Addr(id).String(), &k)
 }
 
@@ -752,7 +848,7 @@ func (d *Datapath) Unpin() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{d.objs.IlaMappings, d.objs.IlaLocals, d.objs.IlaInflight, d.objs.IlaMylocs,
-		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses} {
+		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

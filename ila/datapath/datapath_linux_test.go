@@ -80,7 +80,7 @@ type testbed struct {
 	task, task2, uplink int
 }
 
-func newTestbed(t *testing.T, cfg Config) *testbed {
+func newTestbed(t testing.TB, cfg Config) *testbed {
 	t.Helper()
 	testutil.Privileged(t)
 	if cfg.MaxMappings == 0 {
@@ -196,6 +196,9 @@ func (tb *testbed) stats(t testing.TB) map[string]uint64 {
 	return s.Counters
 }
 
+// delta returns the counters that changed. A redirect through the
+// next-hop cache counts as fib_redirect here; TestNextHopCache checks the
+// cache itself.
 func delta(before, after map[string]uint64) map[string]uint64 {
 	d := map[string]uint64{}
 	for k, v := range after {
@@ -203,7 +206,41 @@ func delta(before, after map[string]uint64) map[string]uint64 {
 			d[k] = v - before[k]
 		}
 	}
+	if n, ok := d["nh_cache_hit"]; ok {
+		d["fib_redirect"] += n
+		delete(d, "nh_cache_hit")
+	}
 	return d
+}
+
+func TestNextHopCache(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	e := envFor(ila.CsumNeutralMap)
+	pkt := func(n int) []byte {
+		return testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP,
+			L4: testutil.UDP(1, 2, make([]byte, n))}.Frame()
+	}
+	var got []string
+	for _, n := range []int{100, 100, 1500} {
+		before := tb.stats(t)
+		act, _ := tb.run(t, tb.d.objs.IlaTask, tb.task, pkt(n))
+		d := tb.stats(t)
+		got = append(got, fmt.Sprintf("act=%d fib=%d cache=%d stack=%d", act, d["fib_redirect"]-before["fib_redirect"],
+			d["nh_cache_hit"]-before["nh_cache_hit"], d["fib_stack"]-before["fib_stack"]))
+	}
+	want := []string{
+		"act=7 fib=1 cache=0 stack=0", // lookup, cached
+		"act=7 fib=0 cache=1 stack=0", // cached next hop
+		"act=0 fib=0 cache=0 stack=1", // over the cached MTU: full lookup says FRAG_NEEDED, the stack sends Packet Too Big
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+	var nh xlatIlaNh
+	must(t, tb.d.objs.IlaNhCache.Lookup(ne(uint64(e.remote)), &nh))
+	if nh.Mtu != 1500 || nh.Ifindex != uint32(tb.uplink) || ila.MAC(nh.Dmac) != nextHopMAC || ila.MAC(nh.Smac) != uplinkMAC {
+		t.Errorf("cached next hop %+v, want mtu 1500 via ifindex %d %s -> %s", nh, tb.uplink, uplinkMAC, nextHopMAC)
+	}
 }
 
 // l4 builds a transport segment of the given protocol (checksum unset).
@@ -757,6 +794,35 @@ func TestStatEnumSync(t *testing.T) {
 	if spec.Types.TypeByName("ila_csum", &csum) == nil {
 		for _, v := range csum.Values {
 			t.Logf("%s=%d", v.Name, v.Value)
+		}
+	}
+}
+
+// TestLocalRebind: a task's SIR address moved to another port may no
+// longer send from the old one (the ifindex-indexed fast path is cleared).
+func TestLocalRebind(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	e := envFor(ila.CsumNeutralMap)
+	f := testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}.Frame()
+	steps := []struct {
+		name    string
+		do      func() error
+		onTask  uint32
+		onTask2 uint32
+	}{
+		{"bound to task", func() error { return nil }, actRedirect, actShot},
+		{"moved to task2", func() error {
+			return tb.d.UpsertLocal(Local{SIR: e.dom.SIR, Identifier: idLocal, Ifindex: tb.task2})
+		}, actShot, actRedirect},
+		{"deleted", func() error { return tb.d.DeleteLocal(e.dom.SIR, idLocal) }, actShot, actShot},
+	}
+	for _, s := range steps {
+		must(t, s.do())
+		if act, _ := tb.run(t, tb.d.objs.IlaTask, tb.task, f); act != s.onTask {
+			t.Errorf("%s: from task: action %d, want %d", s.name, act, s.onTask)
+		}
+		if act, _ := tb.run(t, tb.d.objs.IlaTask, tb.task2, f); act != s.onTask2 {
+			t.Errorf("%s: from task2: action %d, want %d", s.name, act, s.onTask2)
 		}
 	}
 }

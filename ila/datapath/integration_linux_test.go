@@ -154,6 +154,11 @@ func newTopo(t *testing.T, cfgA, cfgB Config) *topo {
 		must(t, self.d.Attach(Attachment{Ifname: "t1", NetNS: self.ns.Path, Role: RoleTask}))
 		must(t, self.d.Attach(Attachment{Ifname: "up", NetNS: self.ns.Path, Role: RoleUplink}))
 	}
+	testutil.WaitOperUp(t, tp.fab, "fa", "fb")
+	for _, n := range []*nve{tp.a, tp.b} {
+		testutil.WaitOperUp(t, n.ns, "up", "t1")
+		testutil.WaitOperUp(t, n.task, "eth0")
+	}
 	return tp
 }
 
@@ -494,6 +499,10 @@ func TestIntegrationRestart(t *testing.T) {
 		}
 	}()
 	sent := 0
+	phase := func(name string) {
+		sb, _ := tp.b.d.Stats()
+		t.Logf("%s: sent %d, received %d, B delivered %d", name, sent, received, sb.Delivered)
+	}
 	send := func(d time.Duration) {
 		end := time.Now().Add(d)
 		for time.Now().Before(end) {
@@ -505,10 +514,12 @@ func TestIntegrationRestart(t *testing.T) {
 		}
 	}
 	send(200 * time.Millisecond)
+	phase("before restart")
 	before, err := tp.a.d.Stats()
 	must(t, err)
 	must(t, tp.a.d.Close()) // the daemon exits; pins stay
 	send(300 * time.Millisecond)
+	phase("while no loader runs")
 	d2, err := Open(cfgA) // the new daemon adopts the maps
 	must(t, err)
 	tp.a.d = d2
@@ -521,6 +532,7 @@ func TestIntegrationRestart(t *testing.T) {
 	must(t, d2.Attach(Attachment{Ifname: "t1", NetNS: tp.a.ns.Path, Role: RoleTask}))
 	must(t, d2.Attach(Attachment{Ifname: "up", NetNS: tp.a.ns.Path, Role: RoleUplink}))
 	send(300 * time.Millisecond)
+	phase("after restart")
 	after, err := d2.Stats()
 	must(t, err)
 	time.Sleep(200 * time.Millisecond)
@@ -531,7 +543,8 @@ func TestIntegrationRestart(t *testing.T) {
 	}
 	t.Logf("sent %d, received %d across the restart", sent, received)
 	if received != sent {
-		t.Errorf("received %d of %d datagrams across the restart", received, sent)
+		sb, _ := tp.b.d.Stats()
+		t.Errorf("received %d of %d datagrams across the restart\nA: %v\nB: %v", received, sent, after.Counters, sb.Counters)
 	}
 	if after.Translated < before.Translated+uint64(sent)/2 {
 		t.Errorf("translated counter went from %d to %d over %d packets: counters not adopted", before.Translated, after.Translated, sent)

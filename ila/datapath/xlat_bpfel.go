@@ -57,10 +57,11 @@ type xlatIlaLocspaceVal struct {
 }
 
 type xlatIlaMapVal struct {
-	_    structs.HostLayout
-	Loc  uint64
-	Csum uint8
-	Pad  [7]uint8
+	_     structs.HostLayout
+	Loc   uint64
+	Csum  uint8
+	Flags uint8
+	Pad   [6]uint8
 }
 
 type xlatIlaMissEvent struct {
@@ -74,6 +75,22 @@ type xlatIlaMylocVal struct {
 	Sir  uint64
 	Csum uint8
 	Pad  [7]uint8
+}
+
+type xlatIlaNh struct {
+	_       structs.HostLayout
+	Expires uint64
+	Ifindex uint32
+	Mtu     uint16
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	Pad     [6]uint8
+}
+
+type xlatIlaPort struct {
+	_   structs.HostLayout
+	Sir uint64
+	Id  uint64
 }
 
 type xlatIlaStat uint32
@@ -94,23 +111,24 @@ const (
 	xlatIlaStatSTAT_ICMP_ERROR_MAPPED   xlatIlaStat = 12
 	xlatIlaStatSTAT_FIB_REDIRECT        xlatIlaStat = 13
 	xlatIlaStatSTAT_FIB_STACK           xlatIlaStat = 14
-	xlatIlaStatSTAT_PASS_NON_IPV6       xlatIlaStat = 15
-	xlatIlaStatSTAT_PASS_ND             xlatIlaStat = 16
-	xlatIlaStatSTAT_PASS_MULTICAST      xlatIlaStat = 17
-	xlatIlaStatSTAT_PASS_LINK_LOCAL     xlatIlaStat = 18
-	xlatIlaStatSTAT_PASS_NOT_SIR        xlatIlaStat = 19
-	xlatIlaStatSTAT_PASS_NOT_OURS       xlatIlaStat = 20
-	xlatIlaStatSTAT_PASS_MISS           xlatIlaStat = 21
-	xlatIlaStatSTAT_PASS_UNKNOWN        xlatIlaStat = 22
-	xlatIlaStatSTAT_DROP_MALFORMED      xlatIlaStat = 23
-	xlatIlaStatSTAT_DROP_SPOOFED_SOURCE xlatIlaStat = 24
-	xlatIlaStatSTAT_DROP_LOCATOR_DST    xlatIlaStat = 25
-	xlatIlaStatSTAT_DROP_LOCATOR_SRC    xlatIlaStat = 26
-	xlatIlaStatSTAT_DROP_MISS           xlatIlaStat = 27
-	xlatIlaStatSTAT_DROP_UNKNOWN        xlatIlaStat = 28
-	xlatIlaStatSTAT_DROP_ROUTER_MISS    xlatIlaStat = 29
-	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 30
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 31
+	xlatIlaStatSTAT_NH_CACHE_HIT        xlatIlaStat = 15
+	xlatIlaStatSTAT_PASS_NON_IPV6       xlatIlaStat = 16
+	xlatIlaStatSTAT_PASS_ND             xlatIlaStat = 17
+	xlatIlaStatSTAT_PASS_MULTICAST      xlatIlaStat = 18
+	xlatIlaStatSTAT_PASS_LINK_LOCAL     xlatIlaStat = 19
+	xlatIlaStatSTAT_PASS_NOT_SIR        xlatIlaStat = 20
+	xlatIlaStatSTAT_PASS_NOT_OURS       xlatIlaStat = 21
+	xlatIlaStatSTAT_PASS_MISS           xlatIlaStat = 22
+	xlatIlaStatSTAT_PASS_UNKNOWN        xlatIlaStat = 23
+	xlatIlaStatSTAT_DROP_MALFORMED      xlatIlaStat = 24
+	xlatIlaStatSTAT_DROP_SPOOFED_SOURCE xlatIlaStat = 25
+	xlatIlaStatSTAT_DROP_LOCATOR_DST    xlatIlaStat = 26
+	xlatIlaStatSTAT_DROP_LOCATOR_SRC    xlatIlaStat = 27
+	xlatIlaStatSTAT_DROP_MISS           xlatIlaStat = 28
+	xlatIlaStatSTAT_DROP_UNKNOWN        xlatIlaStat = 29
+	xlatIlaStatSTAT_DROP_ROUTER_MISS    xlatIlaStat = 30
+	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 31
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 32
 )
 
 // Names of all BPF objects in the ELF.
@@ -126,6 +144,8 @@ const (
 	xlatMapIlaMissRl       = "ila_miss_rl"
 	xlatMapIlaMisses       = "ila_misses"
 	xlatMapIlaMylocs       = "ila_mylocs"
+	xlatMapIlaNhCache      = "ila_nh_cache"
+	xlatMapIlaPorts        = "ila_ports"
 	xlatMapIlaStats        = "ila_stats"
 	xlatProgIlaEmpty       = "ila_empty"
 	xlatProgIlaRouter      = "ila_router"
@@ -197,6 +217,8 @@ type xlatMapSpecs struct {
 	IlaMissRl   *ebpf.MapSpec `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.MapSpec `ebpf:"ila_misses"`
 	IlaMylocs   *ebpf.MapSpec `ebpf:"ila_mylocs"`
+	IlaNhCache  *ebpf.MapSpec `ebpf:"ila_nh_cache"`
+	IlaPorts    *ebpf.MapSpec `ebpf:"ila_ports"`
 	IlaStats    *ebpf.MapSpec `ebpf:"ila_stats"`
 }
 
@@ -236,6 +258,8 @@ type xlatMaps struct {
 	IlaMissRl   *ebpf.Map `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.Map `ebpf:"ila_misses"`
 	IlaMylocs   *ebpf.Map `ebpf:"ila_mylocs"`
+	IlaNhCache  *ebpf.Map `ebpf:"ila_nh_cache"`
+	IlaPorts    *ebpf.Map `ebpf:"ila_ports"`
 	IlaStats    *ebpf.Map `ebpf:"ila_stats"`
 }
 
@@ -250,6 +274,8 @@ func (m *xlatMaps) Close() error {
 		m.IlaMissRl,
 		m.IlaMisses,
 		m.IlaMylocs,
+		m.IlaNhCache,
+		m.IlaPorts,
 		m.IlaStats,
 	)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -154,4 +155,29 @@ func Veth(t testing.TB, na *NetNS, a string, nb *NetNS, b string) (la, lb netlin
 		t.Fatalf("veth %s up: %v", b, err)
 	}
 	return la, lb
+}
+
+// WaitOperUp waits (up to 5 s) until the named links in ns are
+// operationally up. A new veth's carrier reaches the qdisc layer through
+// linkwatch, which may delay it by up to a second; frames sent before are
+// dropped.
+func WaitOperUp(t testing.TB, ns *NetNS, names ...string) {
+	t.Helper()
+	h := ns.Handle(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, n := range names {
+		for {
+			l, err := h.LinkByName(n)
+			if err != nil {
+				t.Fatalf("link %s in %s: %v", n, ns.Name, err)
+			}
+			if l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("link %s in %s: operstate %s after 5s", n, ns.Name, l.Attrs().OperState)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }

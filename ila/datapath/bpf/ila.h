@@ -32,6 +32,7 @@ enum ila_stat {
 	STAT_ICMP_ERROR_MAPPED,    /* ICMPv6 errors whose quoted ILA dst was mapped back */
 	STAT_FIB_REDIRECT,         /* forwarded by fib lookup + redirect */
 	STAT_FIB_STACK,            /* handed to the stack after translation */
+	STAT_NH_CACHE_HIT,         /* forwarded with a cached next hop */
 	STAT_PASS_NON_IPV6,
 	STAT_PASS_ND,              /* neighbour discovery / RS / RA / redirect */
 	STAT_PASS_MULTICAST,
@@ -56,10 +57,32 @@ struct ila_key {
 	__u64 id;
 };
 
+/* ILA_MAP_F_OWN_LOC: the locator is one of this node's (set by Go). */
+#define ILA_MAP_F_OWN_LOC 1
+
 struct ila_map_val {
 	__u64 loc;
 	__u8 csum;
-	__u8 pad[7];
+	__u8 flags;
+	__u8 pad[6];
+};
+
+/* The first SIR address bound to a task port, by ifindex: the cheap
+ * anti-spoofing check (others fall back to ila_locals). Zero = none. */
+struct ila_port {
+	__u64 sir;
+	__u64 id;
+};
+
+/* Next hop of a locator /64 from the last FIB lookup (refreshed after
+ * ILA_NH_TTL_JIFFIES). */
+struct ila_nh {
+	__u64 expires; /* jiffies */
+	__u32 ifindex;
+	__u16 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 pad[6];
 };
 
 struct ila_local_val {

@@ -98,6 +98,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ila_cfg SEC(".maps");
 
+#define ILA_MAX_PORT_IFINDEX 65536
+#define ILA_NH_TTL_JIFFIES 256 /* 0.25 s at HZ=1000, 1 s at HZ=250 */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ila_port);
+	__uint(max_entries, ILA_MAX_PORT_IFINDEX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_ports SEC(".maps");
+
+/* Not pinned: a cache, rebuilt by the first packets after a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct ila_nh);
+	__uint(max_entries, 8192);
+} ila_nh_cache SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, enum ila_stat);
@@ -335,19 +354,42 @@ static __always_inline int dec_hop_limit(struct __sk_buff *skb)
 
 /* forward sends a translated packet on by FIB lookup + redirect, or hands it
  * to the stack when the FIB says something the stack must handle (no
- * route, MTU, hop limit: the stack sends the ICMPv6 error). */
+ * route, MTU, hop limit: the stack sends the ICMPv6 error). A successful
+ * lookup is cached per destination /64 (locators are /64s) for
+ * ILA_NH_TTL_JIFFIES; a packet over the cached MTU takes the full path. */
 static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
 {
+	__u64 dst64 = p->dst.q[0];
+	__u64 now = bpf_jiffies64();
+	struct ila_nh *c = bpf_map_lookup_elem(&ila_nh_cache, &dst64);
+	if (c && now < c->expires && (skb->len - ETH_HLEN_ <= c->mtu || skb->gso_size)) {
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		struct ethhdr *eth = data;
+		struct ipv6hdr *ip6 = data + IP6_OFF;
+		if ((void *)(ip6 + 1) > data_end || ip6->hop_limit <= 1)
+			goto stack;
+		ip6->hop_limit--;
+		__builtin_memcpy(eth->h_dest, c->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, c->smac, ETH_ALEN);
+		count(STAT_NH_CACHE_HIT);
+		return bpf_redirect(c->ifindex, 0);
+	}
+
 	struct bpf_fib_lookup fib = {};
 	fib.family = AF_INET6;
 	fib.l4_protocol = p->proto;
-	fib.tot_len = skb->len - ETH_HLEN_;
+	fib.tot_len = 0; /* let the kernel check the skb and report the MTU */
 	fib.ifindex = skb->ingress_ifindex;
 	__builtin_memcpy(fib.ipv6_src, p->src.l, 16);
 	__builtin_memcpy(fib.ipv6_dst, p->dst.l, 16);
 
 	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		struct ila_nh nh = {.expires = now + ILA_NH_TTL_JIFFIES, .ifindex = fib.ifindex, .mtu = fib.mtu_result};
+		__builtin_memcpy(nh.dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh.smac, fib.smac, ETH_ALEN);
+		bpf_map_update_elem(&ila_nh_cache, &dst64, &nh, BPF_ANY);
 		if (dec_hop_limit(skb) < 0)
 			goto stack;
 		void *data = (void *)(long)skb->data;
@@ -482,11 +524,15 @@ int ila_task(struct __sk_buff *skb)
 	}
 
 	/* Anti-spoofing: the source must be a SIR address bound to this port. */
-	struct ila_key sk = {.sir = p.src.q[0], .id = p.src.q[1]};
-	struct ila_local_val *src = bpf_map_lookup_elem(&ila_locals, &sk);
-	if (!src || src->ifindex != skb->ingress_ifindex) {
-		count(STAT_DROP_SPOOFED_SOURCE);
-		return TC_ACT_SHOT;
+	__u32 in = skb->ingress_ifindex;
+	struct ila_port *port = bpf_map_lookup_elem(&ila_ports, &in);
+	if (!port || port->sir != p.src.q[0] || port->id != p.src.q[1]) {
+		struct ila_key sk = {.sir = p.src.q[0], .id = p.src.q[1]};
+		struct ila_local_val *src = bpf_map_lookup_elem(&ila_locals, &sk);
+		if (!src || src->ifindex != in) {
+			count(STAT_DROP_SPOOFED_SOURCE);
+			return TC_ACT_SHOT;
+		}
 	}
 
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
@@ -494,7 +540,7 @@ int ila_task(struct __sk_buff *skb)
 	if (m) {
 		__u64 loc = m->loc;
 		__u8 mode = m->csum;
-		if (bpf_map_lookup_elem(&ila_mylocs, &loc)) {
+		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
 			if (lv) {
 				count(STAT_LOCAL_DELIVERED);
