@@ -43,6 +43,14 @@ type Config struct {
 	MaxLifetime time.Duration
 	// SweepInterval is the period of the lifetime sweeper. Default 1s.
 	SweepInterval time.Duration
+	// Events, if set, feeds the sweeper with the store's changes (the
+	// etcdstore Watcher's Watch): each sweep then reads only the tasks
+	// whose expiry or in-flight deadline is due, and lists every task only
+	// every FullSweepInterval. Nil: every sweep lists every task.
+	Events func(ctx context.Context, fn func(ila.Event)) error
+	// FullSweepInterval is the period of full sweeps when Events is set.
+	// Default 1m.
+	FullSweepInterval time.Duration
 	// Notifier sends move notifications to previous NVEs. Nil: none.
 	Notifier Notifier
 	// NotifyQueue is the number of notifications waiting to be sent
@@ -75,6 +83,9 @@ func (c *Config) validate() error {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = time.Second
+	}
+	if c.FullSweepInterval <= 0 {
+		c.FullSweepInterval = time.Minute
 	}
 	if c.NotifyQueue <= 0 {
 		c.NotifyQueue = 1024
@@ -1258,33 +1269,124 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.cfg.Now().UTC()
 	expired := 0
 	for i, rec := range recs {
-		kv := kvs[i]
-		switch {
-		case !rec.Expiry.IsZero() && !rec.Expiry.After(now):
-			b, err := s.deleteTask(ctx, rec, kv)
-			if err != nil {
-				return expired, err
-			}
-			if err := s.commit(ctx, b, "expire task "+kv.Key); err != nil {
-				if errors.Is(err, ErrConflict) {
-					continue
-				}
-				return expired, err
-			}
+		exp, err := s.sweepOne(ctx, rec, kvs[i], now)
+		if err != nil {
+			return expired, err
+		}
+		if exp {
 			expired++
-			s.c.expiries.Add(1)
-			s.log.Info("task expired", "domain", rec.Domain, "identifier", rec.Identifier, "tenant", rec.Tenant, "name", rec.Name, "nve", rec.NVE)
-		case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous):
-			rec.Previous = prunePrevious(rec.Previous, now)
-			var b txnBuilder
-			b.cond(kv)
-			b.put(kv.Key, rec)
-			if err := s.commit(ctx, &b, "prune previous of "+kv.Key); err != nil && !errors.Is(err, ErrConflict) {
-				return expired, err
-			}
 		}
 	}
 	return expired, nil
+}
+
+// sweepOne expires rec or prunes its previous locators if due. A task
+// changed concurrently is left alone.
+func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.Time) (bool, error) {
+	switch {
+	case !rec.Expiry.IsZero() && !rec.Expiry.After(now):
+		b, err := s.deleteTask(ctx, rec, kv)
+		if err != nil {
+			return false, err
+		}
+		if err := s.commit(ctx, b, "expire task "+kv.Key); err != nil {
+			if errors.Is(err, ErrConflict) {
+				return false, nil
+			}
+			return false, err
+		}
+		s.c.expiries.Add(1)
+		s.log.Info("task expired", "domain", rec.Domain, "identifier", rec.Identifier, "tenant", rec.Tenant, "name", rec.Name, "nve", rec.NVE)
+		return true, nil
+	case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous):
+		rec.Previous = prunePrevious(rec.Previous, now)
+		var b txnBuilder
+		b.cond(kv)
+		b.put(kv.Key, rec)
+		if err := s.commit(ctx, &b, "prune previous of "+kv.Key); err != nil && !errors.Is(err, ErrConflict) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// nextDue returns when the sweeper has something to do for t: its expiry
+// or the earliest in-flight deadline.
+func nextDue(t ila.Task) (time.Time, bool) {
+	var due time.Time
+	if !t.Expiry.IsZero() {
+		due = t.Expiry
+	}
+	for _, p := range t.Previous {
+		if due.IsZero() || p.Until.Before(due) {
+			due = p.Until
+		}
+	}
+	return due, !due.IsZero()
+}
+
+// dueSet tracks, from the store's events, when each task is next due.
+type dueSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (d *dueSet) event(ev ila.Event) {
+	if ev.Task == nil {
+		return
+	}
+	key := TaskKey(ev.Task.Domain, ev.Task.Identifier)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = make(map[string]time.Time)
+	}
+	due, ok := nextDue(*ev.Task)
+	if ev.Type == ila.EventTaskDelete || !ok {
+		delete(d.m, key)
+		return
+	}
+	d.m[key] = due
+}
+
+func (d *dueSet) due(now time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var keys []string
+	for k, t := range d.m {
+		if !t.After(now) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// sweepDue sweeps the tasks the event feed says are due.
+func (s *Service) sweepDue(ctx context.Context, d *dueSet) error {
+	now := s.cfg.Now().UTC()
+	keys := d.due(now)
+	for i := 0; i < len(keys); i += 64 {
+		batch := keys[i:min(i+64, len(keys))]
+		kvs, err := s.store.Get(ctx, batch...)
+		if err != nil {
+			return s.storeErr(fmt.Errorf("get due tasks: %w", err))
+		}
+		for _, kv := range kvs {
+			if kv.Revision == 0 {
+				continue
+			}
+			rec, err := DecodeTask(kv.Key, kv.Value)
+			if err != nil {
+				s.malformed(kv, err)
+				continue
+			}
+			if _, err := s.sweepOne(ctx, rec, kv, now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // enqueue queues notifications of previous NVEs, dropping them (counted)
@@ -1331,15 +1433,37 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	var due *dueSet
+	var feedDown atomic.Bool
+	if s.cfg.Events != nil {
+		due = &dueSet{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.cfg.Events(ctx, due.event)
+			if ctx.Err() == nil {
+				feedDown.Store(true)
+				s.log.Warn("sweeper event feed ended; sweeping by full lists", "err", err)
+			}
+		}()
+	}
 	defer wg.Wait()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
+	lastFull := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			var err error
+			if due != nil && !feedDown.Load() && time.Since(lastFull) < s.cfg.FullSweepInterval {
+				err = s.sweepDue(ctx, due)
+			} else {
+				_, err = s.Sweep(ctx)
+				lastFull = time.Now()
+			}
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("lifetime sweep", "err", err)
 			}
 		}

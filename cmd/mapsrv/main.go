@@ -226,6 +226,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if notifier != nil {
 		scfg.Notifier = notifier
 	}
+	sweepWatcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "sweep-watch")})
+	scfg.Events = sweepWatcher.Watch
 	svc, err := mapsrv.New(scfg)
 	if err != nil {
 		return err
