@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
@@ -450,6 +451,26 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 		if got := b1.resolve(t, cb, b2.ip, 300*time.Millisecond); len(got) != 1 || got[0] != b2.mac {
 			t.Errorf("b1 resolves 10.0.0.2 to %v, want [%v]", got, b2.mac)
 		}
+		// The VXLAN ARP proxy tables hold each tenant's own remote tasks.
+		for vni, want := range map[uint32]map[netip.Addr]ila.MAC{100: {a2.ip: a2.mac, a3.ip: a3.mac, netip.MustParseAddr("10.0.0.4"): l.tasks["c4"].mac}, 200: {b2.ip: b2.mac}} {
+			h := l.nves["nve1"].h
+			vx, err := h.LinkByName(vxlanName(vni))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns, err := h.NeighList(vx.Attrs().Index, unix.AF_INET)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[netip.Addr]ila.MAC{}
+			for _, n := range ns {
+				a, _ := netip.AddrFromSlice(n.IP)
+				got[a.Unmap()] = ila.MAC(n.HardwareAddr)
+			}
+			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+				t.Errorf("nve1 neighbour entries on %s (-want +got):\n%s", vxlanName(vni), diff)
+			}
+		}
 		// 10.0.0.3 exists only in tenant A: no answer in tenant B.
 		if got := b1.resolve(t, cb, a3.ip, 300*time.Millisecond); len(got) != 0 {
 			t.Errorf("b1 resolves tenant A's 10.0.0.3 to %v, want no answer", got)
@@ -490,29 +511,48 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 	})
 
 	t.Run("unknown address: no answer, no flood", func(t *testing.T) {
+		// a2 asks on nve2, where a3 is in the same tenant and b2 in another.
 		var fabric []*frameCounter
 		for _, n := range l.nves {
 			fabric = append(fabric, countFrames(t, l.fabric, n.fabIf, isVXLAN))
 		}
-		other := countFrames(t, l.nves["nve1"].ns, b1.port, func([]byte) bool { return true })
-		before := l.nves["nve1"].m.Stats().ARPIgnored
-		c := a1.sock(t, etherTypeARP)
-		for i := range 20 {
-			if got := a1.resolve(t, c, netip.AddrFrom4([4]byte{10, 0, 0, byte(100 + i)}), 10*time.Millisecond); len(got) != 0 {
+		fromA2 := func(b []byte) bool { return len(b) >= 14 && [6]byte(b[6:12]) == a2.mac }
+		sameTenant := countFrames(t, l.nves["nve2"].ns, a3.port, fromA2)
+		otherTenant := countFrames(t, l.nves["nve2"].ns, b2.port, fromA2)
+		nve2 := l.nves["nve2"].m
+		before := nve2.Stats().ARPIgnored
+		c := a2.sock(t, etherTypeARP)
+		const n = 20
+		for i := range n {
+			if got := a2.resolve(t, c, netip.AddrFrom4([4]byte{10, 0, 0, byte(100 + i)}), 10*time.Millisecond); len(got) != 0 {
 				t.Errorf("answer %v for unknown address", got)
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 		for i, fc := range fabric {
-			if n := fc.n.Load(); n != 0 {
-				t.Errorf("fabric interface %d carried %d VXLAN frames", i, n)
+			if got := fc.n.Load(); got != 0 {
+				t.Errorf("fabric interface %d carried %d VXLAN frames", i, got)
 			}
 		}
-		if n := other.n.Load(); n != 0 {
-			t.Errorf("%d frames flooded to another port of nve1", n)
+		if got := sameTenant.n.Load(); got != 0 {
+			t.Errorf("%d frames from a2 flooded to a3's port (same tenant, same NVE)", got)
 		}
-		if got := l.nves["nve1"].m.Stats().ARPIgnored - before; got != 20 {
-			t.Errorf("ARPIgnored grew by %d, want 20", got)
+		if got := otherTenant.n.Load(); got != 0 {
+			t.Errorf("%d frames from a2 flooded to b2's port (other tenant)", got)
+		}
+		if got := nve2.Stats().ARPIgnored - before; got != n {
+			t.Errorf("ARPIgnored grew by %d, want %d", got, n)
+		}
+		// The frame counter on a3's port does see what is sent to a3.
+		if got := a2.resolve(t, c, a3.ip, 300*time.Millisecond); len(got) != 1 || got[0] != a3.mac {
+			t.Errorf("a2 resolves a3 to %v", got)
+		}
+		out, err := l.run(a2.ns, "ping", "-c", "1", "-W", "1", a3.ip.String())
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 1 {
+			t.Errorf("ping a2 -> a3 (same NVE): %v %v\n%s", err, perr, out)
+		}
+		if sameTenant.n.Load() == 0 {
+			t.Error("frame counter on a3's port saw nothing from a2's ping")
 		}
 	})
 
