@@ -886,3 +886,110 @@ func (p *pinger) run(count int, interval time.Duration) {
 	p.c.SetReadDeadline(time.Now().Add(time.Second))
 	<-done
 }
+
+// TestIntegrationRestartAdopts checks that a Manager started over the
+// devices of an earlier one (agent restart) keeps them and removes, at the
+// end of the first list (EventSynced), the entries of tasks that are gone.
+func TestIntegrationRestartAdopts(t *testing.T) {
+	testutil.Privileged(t)
+	sfx := testutil.Suffix()
+	nve := testutil.NewNetNS(t, "l2r"+sfx)
+	task := testutil.NewNetNS(t, "l2rt"+sfx)
+	testutil.Veth(t, task, "eth0", nve, "tx")
+	h := nve.Handle(t)
+	underlay := netip.MustParseAddr("fd00:1::1")
+	remote := netip.MustParseAddr("fd00:2::1")
+	cfg := Config{NVE: "n1", Underlay: underlay, NetNS: nve.Path}
+	r1 := &ila.Task{Identifier: mustVN(t, 100, "10.0.0.11"), NVE: "n2", MAC: ila.MAC{2, 0, 0, 0, 0, 0x11}}
+	r2 := &ila.Task{Identifier: mustVN(t, 100, "10.0.0.12"), NVE: "n2", MAC: ila.MAC{2, 0, 0, 0, 0, 0x12}}
+	feed := func(m *Manager, tasks ...*ila.Task) {
+		t.Helper()
+		evs := []ila.Event{{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: "n2", Underlay: remote}}}
+		for _, tk := range tasks {
+			evs = append(evs, ila.Event{Type: ila.EventTaskUpsert, Task: tk})
+		}
+		evs = append(evs, ila.Event{Type: ila.EventSynced})
+		for _, ev := range evs {
+			if err := m.Apply(ev); err != nil {
+				t.Fatalf("apply %v: %v", ev.Type, err)
+			}
+		}
+	}
+	state := func() (fdb map[ila.MAC]netip.Addr, neigh map[netip.Addr]ila.MAC) {
+		t.Helper()
+		vx, err := h.LinkByName(vxlanName(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fdb, neigh = map[ila.MAC]netip.Addr{}, map[netip.Addr]ila.MAC{}
+		fs, err := h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range fs {
+			if n.Flags&netlink.NTF_SELF != 0 && n.IP != nil && len(n.HardwareAddr) == 6 {
+				a, _ := netip.AddrFromSlice(n.IP)
+				fdb[ila.MAC(n.HardwareAddr)] = a.Unmap()
+			}
+		}
+		ns, err := h.NeighList(vx.Attrs().Index, unix.AF_INET)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			a, _ := netip.AddrFromSlice(n.IP)
+			neigh[a.Unmap()] = ila.MAC(n.HardwareAddr)
+		}
+		return fdb, neigh
+	}
+	opt := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+
+	m1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.AddPort("tx", 100); err != nil {
+		t.Fatal(err)
+	}
+	feed(m1, r1, r2)
+	fdb, neigh := state()
+	if diff := cmp.Diff(map[ila.MAC]netip.Addr{r1.MAC: remote, r2.MAC: remote}, fdb, opt); diff != "" {
+		t.Errorf("first run fdb (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[netip.Addr]ila.MAC{r1.Identifier.IPv4(): r1.MAC, r2.Identifier.IPv4(): r2.MAC}, neigh, opt); diff != "" {
+		t.Errorf("first run neighbours (-want +got):\n%s", diff)
+	}
+	if err := m1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart: r2 was deleted while the agent was down.
+	m2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	if err := m2.AddPort("tx", 100); err != nil {
+		t.Fatal(err)
+	}
+	feed(m2, r1)
+	fdb, neigh = state()
+	if diff := cmp.Diff(map[ila.MAC]netip.Addr{r1.MAC: remote}, fdb, opt); diff != "" {
+		t.Errorf("after restart fdb (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[netip.Addr]ila.MAC{r1.Identifier.IPv4(): r1.MAC}, neigh, opt); diff != "" {
+		t.Errorf("after restart neighbours (-want +got):\n%s", diff)
+	}
+	if s := m2.Stats(); s.FDBEntries != 1 || s.VNIs != 1 || s.Ports != 1 {
+		t.Errorf("stats after restart %+v", s)
+	}
+	// The last port goes: the tenant's devices go with its entries.
+	if err := m2.RemovePort("tx"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{bridgeName(100), vxlanName(100)} {
+		if _, err := h.LinkByName(name); err == nil {
+			t.Errorf("%s still exists after the last port left", name)
+		}
+	}
+}

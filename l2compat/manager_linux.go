@@ -548,7 +548,21 @@ func (m *Manager) ensureVNI(vni uint32) (*vniDev, error) {
 	}
 	d := &vniDev{vni: vni, br: br, vx: vx}
 	m.vnis[vni] = d
-	// Adopt FDB entries left by an earlier run so that stale ones go.
+	// Adopt FDB and neighbour entries left by an earlier run (an agent
+	// restart keeps forwarding) so that the next sync removes stale ones.
+	if old, err := m.h.NeighList(vx.Attrs().Index, unix.AF_INET); err == nil {
+		for _, n := range old {
+			ip, ok := netipFromIP(n.IP)
+			if !ok || !ip.Is4() || len(n.HardwareAddr) != 6 || n.State&netlink.NUD_PERMANENT == 0 {
+				continue
+			}
+			k := neighKey{vni, ip}
+			if _, ok := m.neigh[k]; !ok {
+				m.neigh[k] = ila.MAC(n.HardwareAddr)
+				d.neigh++
+			}
+		}
+	}
 	if old, err := m.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE); err == nil {
 		for _, n := range old {
 			var mac ila.MAC
