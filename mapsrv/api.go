@@ -71,6 +71,7 @@ type APIOptions struct {
 //	POST   /v1/tasks/{tenant}/{name}/move    MoveBody  200 TaskRecord
 //	POST   /v1/tasks/{tenant}/{name}/clear-duplicate   200 TaskRecord
 //	GET    /v1/mappings/{domain}/{identifier}          TaskRecord
+//	DELETE /v1/mappings/{domain}/{identifier}          204 (tasks without a name)
 //	GET    /v1/watch                                   JSON lines of ila.Event
 //
 // Errors are ErrorBody with 400 (invalid), 403 (forbidden), 404 (not
@@ -92,6 +93,7 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/move", a.move)
 	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/clear-duplicate", a.clearDuplicate)
 	mux.HandleFunc("GET /v1/mappings/{domain}/{identifier}", a.getMapping)
+	mux.HandleFunc("DELETE /v1/mappings/{domain}/{identifier}", a.deleteMapping)
 	mux.HandleFunc("GET /v1/watch", a.watch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
@@ -271,6 +273,19 @@ func (a *api) getMapping(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)
+}
+
+func (a *api) deleteMapping(w http.ResponseWriter, r *http.Request) {
+	id, err := ila.ParseIdentifier(r.PathValue("identifier"))
+	if err != nil {
+		fail(w, fmt.Errorf("%w: %w", ErrInvalid, err))
+		return
+	}
+	if err := a.svc.Deregister(r.Context(), DeregisterRequest{Domain: r.PathValue("domain"), Identifier: id}); err != nil {
+		fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *api) deregister(w http.ResponseWriter, r *http.Request) {
