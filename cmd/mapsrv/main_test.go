@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
 	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -229,5 +230,19 @@ func TestRunBadFlags(t *testing.T) {
 		} else {
 			fmt.Fprintln(io.Discard, err)
 		}
+	}
+}
+
+func TestRunExternalEtcd(t *testing.T) {
+	cli, eps := etcdtest.Start(t)
+	api := freePort(t, "tcp")
+	start(t, api, "--etcd-endpoints", strings.Join(eps, ","), "--api-addr", api, "--data-dir", filepath.Join(t.TempDir(), "unused"))
+	base := "http://" + api
+	if code := call(t, "POST", base+"/v1/domains", ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNoAction}, nil); code != 201 {
+		t.Fatalf("add domain: HTTP %d", code)
+	}
+	gr, err := cli.Get(t.Context(), mapsrv.DomainKey("prod"))
+	if err != nil || len(gr.Kvs) != 1 {
+		t.Fatalf("domain in the external etcd: %v, %v", gr, err)
 	}
 }
