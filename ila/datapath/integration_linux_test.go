@@ -47,7 +47,7 @@ type topo struct {
 	a, b *nve
 }
 
-func addAddr(t *testing.T, h *netlink.Handle, l netlink.Link, cidr string) {
+func addAddr(t testing.TB, h *netlink.Handle, l netlink.Link, cidr string) {
 	t.Helper()
 	a, err := netlink.ParseAddr(cidr)
 	must(t, err)
@@ -55,7 +55,7 @@ func addAddr(t *testing.T, h *netlink.Handle, l netlink.Link, cidr string) {
 	must(t, h.AddrAdd(l, a))
 }
 
-func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst, gw string) {
+func addRoute(t testing.TB, h *netlink.Handle, l netlink.Link, dst, gw string) {
 	t.Helper()
 	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.ParseIP(gw)}
 	if dst != "" {
@@ -64,7 +64,7 @@ func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst, gw string) {
 	must(t, h.RouteAdd(r))
 }
 
-func quietNS(t *testing.T, ns *testutil.NetNS, forwarding bool) {
+func quietNS(t testing.TB, ns *testutil.NetNS, forwarding bool) {
 	t.Helper()
 	kv := map[string]string{
 		"net/ipv6/conf/all/accept_dad": "0", "net/ipv6/conf/default/accept_dad": "0",
@@ -82,7 +82,7 @@ func quietNS(t *testing.T, ns *testutil.NetNS, forwarding bool) {
 // newTopo builds: task A -- NVE A ==uplink== fabric ==uplink== NVE B -- task B.
 // The fabric routes each NVE's locator /64s to it; NVEs default-route to
 // the fabric. Datapaths are opened with cfgA/cfgB and attached.
-func newTopo(t *testing.T, cfgA, cfgB Config) *topo {
+func newTopo(t testing.TB, cfgA, cfgB Config) *topo {
 	t.Helper()
 	testutil.Privileged(t)
 	sfx := testutil.Suffix()
@@ -266,7 +266,7 @@ func checkWire(t *testing.T, frames []captured, dom int, src, dst *nve) int {
 	return n
 }
 
-func udpPair(t *testing.T, from, to *nve, dom int, port int) (snd *net.UDPConn, rcv *net.UDPConn) {
+func udpPair(t testing.TB, from, to *nve, dom int, port int) (snd *net.UDPConn, rcv *net.UDPConn) {
 	t.Helper()
 	must(t, to.task.Do(func() error {
 		var err error
