@@ -20,6 +20,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	keep := fs.Bool("keep", false, "leave the lab up after the demo")
 	before := fs.Duration("before", 1500*time.Millisecond, "traffic time before the move")
 	after := fs.Duration("after", 1500*time.Millisecond, "traffic time after the move")
+	via := fs.String("via", lab.ViaCarry, "how the hot move carries the task's link: carry (the NVE end of its veth moves) or dual (make-before-break with a second veth)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,7 +62,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		endProgress(stderr)
 	}()
-	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir})
+	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir, Via: *via})
 	endProgress(stderr)
 	if rep != nil && len(rep.Flows) > 0 {
 		rep.Text(stdout)

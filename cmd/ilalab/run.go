@@ -223,6 +223,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	c.register(fs)
 	to := fs.String("to", "", "destination NVE (e.g. nve2)")
 	mode := fs.String("mode", "hot", "hot, warm or cold")
+	via := fs.String("via", lab.ViaCarry, "hot move: carry (the NVE end of the veth moves) or dual (make-before-break with a second veth)")
 	out := fs.String("o", "text", "output: text or json")
 	// Allow the task name before or after the flags.
 	var task string
@@ -246,7 +247,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer l.Close()
-	r, err := l.Move(ctx, task, *to, *mode)
+	r, err := l.MoveVia(ctx, task, *to, *mode, *via)
 	if err != nil {
 		return err
 	}

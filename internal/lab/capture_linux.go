@@ -33,7 +33,7 @@ func (l *Lab) StartCapture(taskName string, match func(frame []byte) bool) (*Cap
 	if err != nil {
 		return nil, err
 	}
-	eth, err := tn.link("eth0")
+	eth, err := tn.link(task.taskIf())
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,9 @@ type DemoConfig struct {
 	PingInterval, StreamInterval time.Duration
 	// Out is the directory for report.json and timeline.svg [state dir].
 	Out string
+	// Via is how the hot move carries the link: ViaCarry [default] or
+	// ViaDual.
+	Via string
 }
 
 // RunDemo runs the demo scenario on a lab that is up: a ping from the
@@ -142,8 +146,8 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	l.progress("hot move of %s from %s to %s under traffic", dst.Name, dst.NVE, to)
-	mr, err := l.Move(ctx, dst.Name, to, MoveHot)
+	l.progress("hot move of %s from %s to %s under traffic (link: %s)", dst.Name, dst.NVE, to, cmp.Or(cfg.Via, ViaCarry))
+	mr, err := l.MoveVia(ctx, dst.Name, to, MoveHot, cfg.Via)
 	rep.Move = mr
 	if err != nil {
 		cancel()
@@ -313,8 +317,8 @@ func firstLine(path string, since time.Time, want ...string) (time.Time, string)
 func (r *Report) Text(w io.Writer) {
 	fmt.Fprintf(w, "ILA lab demo (%s), %s\n\n", r.Mode, r.Started.UTC().Format(time.RFC3339))
 	if m := r.Move; m != nil {
-		fmt.Fprintf(w, "Move: %s from %s to %s (%s). After the start: mapping committed at %v, link carried over at %v, task attached at the new NVE at %v.\n\n",
-			m.Task, m.From, m.To, m.Mode, m.Committed.Sub(m.Start).Round(10*time.Microsecond), m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Attached.Sub(m.Start).Round(10*time.Microsecond))
+		fmt.Fprintf(w, "Move: %s from %s to %s (%s, link %s). After the start: mapping committed at %v, link carried over (or second link in use) at %v, task attached at the new NVE at %v.\n\n",
+			m.Task, m.From, m.To, m.Mode, m.Via, m.Committed.Sub(m.Start).Round(10*time.Microsecond), m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Attached.Sub(m.Start).Round(10*time.Microsecond))
 	}
 	for _, f := range r.Flows {
 		fmt.Fprintf(w, "%s (every %v):\n", f.Name, time.Duration(f.Interval))

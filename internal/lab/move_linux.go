@@ -6,7 +6,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// How a hot move carries the task's link.
+const (
+	// ViaCarry carries the NVE end of the task's veth to the new NVE's
+	// namespace (the task's interface stays; its carrier drops while the
+	// kernel moves the device).
+	ViaCarry = "carry"
+	// ViaDual is make-before-break at the link: the task gets a second
+	// veth to the new NVE, sends through it, the new NVE attaches and
+	// registers it, and only then the old link is removed.
+	ViaDual = "dual"
 )
 
 // Move modes.
@@ -22,6 +37,7 @@ type MoveResult struct {
 	From      string    `json:"from"`
 	To        string    `json:"to"`
 	Mode      string    `json:"mode"`
+	Via       string    `json:"via,omitempty"`
 	Start     time.Time `json:"start"`
 	LinkMoved time.Time `json:"link_moved"`
 	Committed time.Time `json:"committed"` // mapsrv's commit time (task record "updated")
@@ -39,6 +55,21 @@ type MoveResult struct {
 // comes back up. warm behaves as cold in the lab (there is no state to
 // mirror beyond what the task keeps).
 func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveResult, error) {
+	return l.MoveVia(ctx, taskName, toName, mode, ViaCarry)
+}
+
+// MoveVia is Move with a choice of how a hot move carries the link.
+func (l *Lab) MoveVia(ctx context.Context, taskName, toName, mode, via string) (*MoveResult, error) {
+	switch via {
+	case "", ViaCarry:
+		via = ViaCarry
+	case ViaDual:
+		if mode != MoveHot && mode != "" {
+			return nil, fmt.Errorf("move via %s: only for hot moves", via)
+		}
+	default:
+		return nil, fmt.Errorf("move via %q: want carry or dual", via)
+	}
 	if mode == "" {
 		mode = MoveHot
 	}
@@ -62,7 +93,7 @@ func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveRes
 	if from.Name == to.Name {
 		return nil, fmt.Errorf("move %s: already on %s", taskName, toName)
 	}
-	r := &MoveResult{Task: taskName, From: from.Name, To: to.Name, Mode: mode, Start: time.Now()}
+	r := &MoveResult{Task: taskName, From: from.Name, To: to.Name, Mode: mode, Via: via, Start: time.Now()}
 	cold := mode != MoveHot
 	if cold {
 		if err := l.suspend(ctx, task, from); err != nil {
@@ -79,6 +110,10 @@ func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveRes
 			return r, err
 		}
 		r.Committed = time.Now()
+	case mode == MoveHot && via == ViaDual:
+		if err := l.moveDual(ctx, task, from, to, r); err != nil {
+			return r, err
+		}
 	case mode == MoveHot:
 		// The commit (mapsrv, then every NVE by its watch, the old one
 		// turning its entry into an in-flight redirect) runs while the link
@@ -146,4 +181,89 @@ func (l *Lab) suspend(ctx context.Context, task *Task, from *NVE) error {
 		return fmt.Errorf("suspend %s on %s: %w", task.Name, from.Name, err)
 	}
 	return nil
+}
+
+// moveDual is a make-before-break hot move at the link: a second veth joins
+// the task to the new NVE; the task's routes switch to it (through the new
+// NVE's gateway address, so the new NVE forwards even before its ilad has
+// attached the port); the new NVE's ilad attaches and registers the task,
+// which commits the move; then the old link is removed (the old NVE
+// redirects whatever still arrives for the task in flight).
+func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveResult) error {
+	tn, err := l.node(task.Netns)
+	if err != nil {
+		return err
+	}
+	bn, err := l.node(to.Netns)
+	if err != nil {
+		return err
+	}
+	oldIf := task.taskIf()
+	newIf := "eth1"
+	if oldIf == "eth1" {
+		newIf = "eth0"
+	}
+	if task.IPv4.IsValid() || l.cfg.UnderlayOnly {
+		return fmt.Errorf("move via dual: only for IPv6 tasks in an ILA lab (use --via carry)")
+	}
+	if err := bn.veth(task.Ifname, mustMAC(GatewayMAC), tn, newIf, mustMAC(task.MAC)); err != nil {
+		return err
+	}
+	// The gateway address ilad gives every port, so that the task's
+	// neighbour discovery for its router is answered right away.
+	if err := bn.addr(task.Ifname, netip.PrefixFrom(gatewayLL, 64)); err != nil {
+		return err
+	}
+	// Until both ends report carrier the device drops what it is given.
+	for _, e := range []struct {
+		n  *node
+		if_ string
+	}{{tn, newIf}, {bn, task.Ifname}} {
+		if err := e.n.waitOperUp(ctx, e.if_, time.Second); err != nil {
+			return err
+		}
+	}
+	// The gateway MAC is the same anycast MAC on every NVE: no need to
+	// wait for neighbour discovery on the new link.
+	if err := tn.neighReachable(newIf, gatewayLL, mustMAC(GatewayMAC)); err != nil {
+		return err
+	}
+	if err := tn.addrFlags(newIf, netip.PrefixFrom(task.SIR, 64), unix.IFA_F_NODAD|unix.IFA_F_NOPREFIXROUTE); err != nil {
+		return err
+	}
+	r.LinkMoved = time.Now()
+	// Attach and register at the new NVE: this commits the move. Until
+	// then the task keeps sending through its old link (the new port's
+	// program drops sources it has no local entry for, and the old NVE
+	// accepts them until it sees the commit); right after, its routes
+	// switch to the new link, before the old NVE's watch has removed its
+	// local entry in the common case.
+	if err := l.attachTask(ctx, task, to.Name); err != nil {
+		return err
+	}
+	r.Committed = time.Now()
+	for _, dst := range []netip.Prefix{netip.MustParsePrefix("::/0"), SIRPrefix} {
+		if err := tn.routeMetric(dst, gatewayLL, newIf, 100); err != nil {
+			return err
+		}
+	}
+	r.Attached = time.Now()
+	// Let the old NVE install its in-flight redirect before its port goes.
+	time.Sleep(50 * time.Millisecond)
+	old, err := tn.link(oldIf)
+	if err != nil {
+		return err
+	}
+	if err := tn.h.LinkDel(old); err != nil {
+		return fmt.Errorf("remove %s of %s: %w", oldIf, task.Name, err)
+	}
+	task.TaskIfname = newIf
+	return nil
+}
+
+func (task *Task) taskIf() string {
+	if task.TaskIfname == "" {
+		return "eth0"
+	}
+	return task.TaskIfname
 }

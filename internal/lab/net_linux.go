@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -111,6 +113,66 @@ func (n *node) addr(ifname string, p netip.Prefix) error {
 	}
 	if err := n.h.AddrReplace(l, a); err != nil {
 		return fmt.Errorf("address %s on %s in %s: %w", p, ifname, n.name(), err)
+	}
+	return nil
+}
+
+// addrFlags adds an address with the given IFA_F_* flags.
+func (n *node) addrFlags(ifname string, p netip.Prefix, flags int) error {
+	l, err := n.link(ifname)
+	if err != nil {
+		return err
+	}
+	if err := n.h.AddrReplace(l, &netlink.Addr{IPNet: ipnet(p), Flags: flags}); err != nil {
+		return fmt.Errorf("address %s on %s in %s: %w", p, ifname, n.name(), err)
+	}
+	return nil
+}
+
+// waitOperUp waits until ifname's operational state is up.
+func (n *node) waitOperUp(ctx context.Context, ifname string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		l, err := n.link(ifname)
+		if err != nil {
+			return err
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("link %s in %s: not up after %v (state %s)", ifname, n.name(), timeout, l.Attrs().OperState)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// neighReachable installs a reachable neighbour entry.
+func (n *node) neighReachable(ifname string, ip netip.Addr, mac net.HardwareAddr) error {
+	l, err := n.link(ifname)
+	if err != nil {
+		return err
+	}
+	ne := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: netlink.FAMILY_V6, State: netlink.NUD_REACHABLE, Flags: netlink.NTF_ROUTER, IP: net.IP(ip.AsSlice()), HardwareAddr: mac}
+	if err := n.h.NeighSet(ne); err != nil {
+		return fmt.Errorf("neighbour %s on %s in %s: %w", ip, ifname, n.name(), err)
+	}
+	return nil
+}
+
+// routeMetric installs dst via gw out of ifname with a priority.
+func (n *node) routeMetric(dst netip.Prefix, gw netip.Addr, ifname string, metric int) error {
+	l, err := n.link(ifname)
+	if err != nil {
+		return err
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: ipnet(dst), Gw: net.IP(gw.AsSlice()), Priority: metric}
+	if err := n.h.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s via %v dev %s metric %d in %s: %w", dst, gw, ifname, metric, n.name(), err)
 	}
 	return nil
 }

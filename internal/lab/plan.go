@@ -148,8 +148,11 @@ type Task struct {
 	IPv4       netip.Addr     `json:"ipv4,omitzero"`
 	Identifier ila.Identifier `json:"identifier"`
 	Ifname     string         `json:"nve_ifname"`
-	MAC        string         `json:"mac"`
-	Index      int            `json:"index"`
+	// TaskIfname is the task's own interface ("eth0"; a dual-homed move
+	// switches between eth0 and eth1).
+	TaskIfname string `json:"task_ifname,omitempty"`
+	MAC        string `json:"mac"`
+	Index      int    `json:"index"`
 }
 
 // Mapsrv is where the mapping service listens.

@@ -25,7 +25,7 @@ func (l *Lab) SendARP(taskName string, op uint16, sha net.HardwareAddr, spa, tpa
 	if err != nil {
 		return err
 	}
-	eth, err := tn.link("eth0")
+	eth, err := tn.link(task.taskIf())
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (l *Lab) SendND(taskName string, target netip.Addr, na bool) error {
 	if err != nil {
 		return err
 	}
-	eth, err := tn.link("eth0")
+	eth, err := tn.link(task.taskIf())
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (l *Lab) SendND(taskName string, target netip.Addr, na bool) error {
 		if err := pc.SetMulticastInterface(&net.Interface{Index: eth.Attrs().Index}); err != nil {
 			return err
 		}
-		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.IP(dst.AsSlice()), Zone: "eth0"}); err != nil {
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: net.IP(dst.AsSlice()), Zone: task.taskIf()}); err != nil {
 			return fmt.Errorf("send nd from %s: %w", taskName, err)
 		}
 		return nil
