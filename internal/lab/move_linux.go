@@ -216,7 +216,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	}
 	// Until both ends report carrier the device drops what it is given.
 	for _, e := range []struct {
-		n  *node
+		n   *node
 		if_ string
 	}{{tn, newIf}, {bn, task.Ifname}} {
 		if err := e.n.waitOperUp(ctx, e.if_, time.Second); err != nil {
