@@ -13,20 +13,31 @@
 //   - every bridge port has unicast, multicast and broadcast flooding off, so
 //     unknown unicast and ARP broadcasts never leave the NVE; the VXLAN port
 //     also has learning off;
-//   - static FDB entries from the mapping: for a remote task its MAC points
-//     at the VXLAN port (bridge, master) and at the remote NVE's VTEP
+//   - static, sticky FDB entries from the mapping: for a remote task its MAC
+//     points at the VXLAN port (bridge, master) and at the remote NVE's VTEP
 //     (VXLAN, self); for a local task its MAC points at the port it was seen
-//     on; neighbour entries IPv4 -> MAC of remote tasks fill the VXLAN ARP
-//     proxy table;
+//     on (any ARP from it, or the reply to a unicast ARP probe the Manager
+//     sends to the task's MAC); neighbour entries IPv4 -> MAC of remote tasks
+//     fill the VXLAN ARP proxy table;
 //   - a userspace ARP responder on every task-facing port answers requests
 //     for addresses of the same tenant from the mapping (directory, not
 //     broadcast, section 4.1), ignores everything else, turns a task's
 //     gratuitous ARP into a registration claim (Config.Attach) and refuses
 //     a gratuitous ARP for an address owned by another MAC (Config.Spoofed);
+//     a gratuitous ARP of a task registered elsewhere with the same MAC (it
+//     moved here) installs local delivery at once, before the mapping
+//     commits the move (make before break), and is undone if Attach fails;
 //   - a RARP server on the same ports answers a reverse request with the
 //     IPv4 address registered for the MAC in that tenant (section 4.1);
 //   - packets in flight (section 5): when a task moves away, the old NVE
 //     points its MAC at the new NVE's VTEP until ila.Previous.Until (and
 //     turns hairpin on for the VXLAN port so frames still arriving over the
-//     overlay are re-tunneled), then removes the state it no longer needs.
+//     overlay are re-tunneled), then removes the state it no longer needs,
+//     down to the tenant's devices when it has no ports left in it.
+//
+// Use: New, then AddPort for each task-facing port of an IPv4 tenant, feed
+// every mapping watch event to Apply, and run Run (claims, in-flight timers,
+// probes, retries). Devices are named l2br<vni> and l2vx<vni>; they survive
+// Close and are adopted by the next Manager (an agent restart keeps
+// forwarding), which removes stale entries at the first EventSynced.
 package l2compat

@@ -194,7 +194,7 @@ func (m *Manager) Apply(ev ila.Event) error {
 				m.probe(e, "")
 			}
 		}
-		m.gcVNIs()
+		errs = append(errs, m.gcVNIs()...)
 	case ila.EventNVEUpsert, ila.EventNVEDelete:
 		if ev.NVE == nil {
 			return fmt.Errorf("l2compat: %v event without nve", ev.Type)
@@ -214,7 +214,7 @@ func (m *Manager) Apply(ev ila.Event) error {
 					errs = append(errs, m.syncEntry(e, now)...)
 				}
 			}
-			m.gcVNIs()
+			errs = append(errs, m.gcVNIs()...)
 		}
 	case ila.EventSynced:
 		errs = m.syncAll(now)
@@ -285,8 +285,8 @@ func (m *Manager) syncAll(now time.Time) []error {
 			m.setNext(until)
 		}
 	}
+	errs = append(errs, m.gcVNIs()...)
 	m.retry = len(errs) > 0
-	m.gcVNIs()
 	return errs
 }
 
@@ -614,19 +614,21 @@ func (m *Manager) portFlags(l netlink.Link, learning bool) error {
 }
 
 // gcVNIs removes the devices of tenants with no ports and no entries left.
-func (m *Manager) gcVNIs() {
+func (m *Manager) gcVNIs() []error {
+	var errs []error
 	for vni, d := range m.vnis {
 		if d.ports > 0 || d.fdb > 0 || d.neigh > 0 {
 			continue
 		}
 		for _, l := range []netlink.Link{d.vx, d.br} {
 			if err := ignoreNotFound(m.h.LinkDel(l)); err != nil {
-				m.log.Warn("l2compat: delete device", "iface", l.Attrs().Name, "err", err)
-				m.st.netlinkErrors.Add(1)
+				m.failed()
+				errs = append(errs, fmt.Errorf("delete %s: %w", l.Attrs().Name, err))
 			}
 		}
 		delete(m.vnis, vni)
 	}
+	return errs
 }
 
 func isNotFound(err error) bool {
@@ -906,7 +908,6 @@ func (m *Manager) noteSeen(p *port, mac ila.MAC, claimed bool) {
 	if err := m.syncFDB(k, time.Now()); err != nil {
 		m.log.Warn("l2compat: program local fdb", "iface", p.info.Name, "mac", mac, "err", err)
 	}
-	m.gcVNIs()
 }
 
 // settleClaim forgets a refused or dropped claim: the mapping decides again
