@@ -211,7 +211,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	}
 	// The gateway address ilad gives every port, so that the task's
 	// neighbour discovery for its router is answered right away.
-	if err := bn.addr(task.Ifname, netip.PrefixFrom(gatewayLL, 64)); err != nil {
+	if err := bn.addr(task.Ifname, netip.PrefixFrom(routerLL, 64)); err != nil {
 		return err
 	}
 	// Until both ends report carrier the device drops what it is given.
@@ -225,7 +225,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	}
 	// The gateway MAC is the same anycast MAC on every NVE: no need to
 	// wait for neighbour discovery on the new link.
-	if err := tn.neighReachable(newIf, gatewayLL, mustMAC(GatewayMAC)); err != nil {
+	if err := tn.neighReachable(newIf, routerLL, mustMAC(GatewayMAC)); err != nil {
 		return err
 	}
 	if err := tn.addrFlags(newIf, netip.PrefixFrom(task.SIR, 64), unix.IFA_F_NODAD|unix.IFA_F_NOPREFIXROUTE); err != nil {
@@ -243,7 +243,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	}
 	r.Committed = time.Now()
 	for _, dst := range []netip.Prefix{netip.MustParsePrefix("::/0"), SIRPrefix} {
-		if err := tn.routeMetric(dst, gatewayLL, newIf, 100); err != nil {
+		if err := tn.routeMetric(dst, routerLL, newIf, 100); err != nil {
 			return err
 		}
 	}

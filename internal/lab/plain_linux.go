@@ -6,8 +6,13 @@ import (
 	"net/netip"
 )
 
-// gatewayLL is the link-local address of the anycast gateway MAC (EUI-64).
+// gatewayLL is the link-local address of the anycast gateway MAC (EUI-64):
+// the kernel's own address on every NVE port, used by the plain lab.
 var gatewayLL = netip.MustParseAddr("fe80::1a:ff:fe00:1")
+
+// routerLL is the gateway address ilad gives every task port
+// (locator.GatewayLinkLocal) and advertises in its router advertisements.
+var routerLL = netip.MustParseAddr("fe80::1")
 
 // plainRoutes makes the underlay-only lab forward between tasks without ILA:
 // each task routes via its NVE's gateway address, each NVE delivers its

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestRunErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		root    bool // the error needs root to be reached
+	}{
+		{"no command", nil, "no command", false},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`, false},
+		{"up bad flag", []string{"up", "--nves", "x"}, "invalid value", false},
+		{"up extra argument", []string{"up", "extra"}, `unexpected argument "extra"`, false},
+		{"move without target", []string{"move", "t3"}, "usage: ilalab move TASK --to NVE", false},
+		{"status bad output", []string{"status", "-o", "yaml", "--state-dir", "/nonexistent/ilalab"}, "no lab in /nonexistent/ilalab", false},
+		{"router without ports", []string{"router"}, "--ifaces and --etcd are required", false},
+		{"up with missing components", []string{"up", "--bin-dir", "EMPTY", "--state-dir", "STATE", "--name", "ilatestx"}, "component not available", true},
+		{"demo with 2 nves", []string{"demo", "--nves", "2"}, "needs at least 3 NVEs", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.root && os.Geteuid() != 0 {
+				t.Skip("needs root to get past the root check")
+			}
+			args := make([]string, len(tc.args))
+			for i, a := range tc.args {
+				switch a {
+				case "EMPTY", "STATE":
+					a = t.TempDir()
+				}
+				args[i] = a
+			}
+			var out, errb bytes.Buffer
+			err := run(context.Background(), args, &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("run(%q) = %v, want an error containing %q", args, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"up", "status", "move", "demo", "down"} {
+		if !strings.Contains(out.String(), "\n  "+c) {
+			t.Errorf("help lacks %q:\n%s", c, out.String())
+		}
+	}
+}
+
+func TestRunNotRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("checks the message for non-root users")
+	}
+	for _, cmd := range []string{"up", "down", "demo"} {
+		err := run(context.Background(), []string{cmd}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "needs root") {
+			t.Errorf("%s as non-root: %v, want needs root", cmd, err)
+		}
+	}
+}
