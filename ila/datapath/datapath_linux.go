@@ -601,14 +601,16 @@ func (d *Datapath) ReadMiss(ctx context.Context) (Miss, error) {
 
 // Stats sums the per-CPU counters.
 func (d *Datapath) Stats() (Stats, error) {
+	var per []xlatIlaCounters
+	if err := d.objs.IlaStats.Lookup(uint32(0), &per); err != nil {
+		return Stats{}, fmt.Errorf("read counters: %w", err)
+	}
 	vals := make([]uint64, len(statNames))
-	var per []uint64
-	for i := range statNames {
-		if err := d.objs.IlaStats.Lookup(uint32(i), &per); err != nil {
-			return Stats{}, fmt.Errorf("read counter %s: %w", statNames[i], err)
-		}
-		for _, v := range per {
-			vals[i] += v
+	for _, c := range per {
+		for i := range vals {
+			if i < len(c.V) {
+				vals[i] += c.V[i]
+			}
 		}
 	}
 	return statsFrom(vals, d.full.Load()), nil

@@ -20,6 +20,11 @@ type xlatIlaConfig struct {
 	Pad   [2]uint8
 }
 
+type xlatIlaCounters struct {
+	_ structs.HostLayout
+	V [32]uint64
+}
+
 type xlatIlaDomainVal struct {
 	_    structs.HostLayout
 	Csum uint8
@@ -79,6 +84,7 @@ type xlatIlaMylocVal struct {
 
 type xlatIlaNh struct {
 	_       structs.HostLayout
+	Dst64   uint64
 	Expires uint64
 	Ifindex uint32
 	Mtu     uint16

@@ -52,6 +52,10 @@ enum ila_stat {
 	STAT__MAX,
 };
 
+struct ila_counters {
+	__u64 v[STAT__MAX];
+};
+
 struct ila_key {
 	__u64 sir;
 	__u64 id;
@@ -77,6 +81,7 @@ struct ila_port {
 /* Next hop of a locator /64 from the last FIB lookup (refreshed after
  * ILA_NH_TTL_JIFFIES). */
 struct ila_nh {
+	__u64 dst64;   /* tag: the destination /64 (network order) */
 	__u64 expires; /* jiffies */
 	__u32 ifindex;
 	__u16 mtu;

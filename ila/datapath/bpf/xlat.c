@@ -109,19 +109,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ila_ports SEC(".maps");
 
-/* Not pinned: a cache, rebuilt by the first packets after a restart. */
+/* Direct-mapped next-hop cache indexed by a hash of the destination /64,
+ * tagged with it. Not pinned: rebuilt by the first packets after a restart. */
+#define ILA_NH_SLOTS_LOG 12
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
 	__type(value, struct ila_nh);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 1 << ILA_NH_SLOTS_LOG);
 } ila_nh_cache SEC(".maps");
 
+/* One per-CPU struct of counters: a single lookup per packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, enum ila_stat);
-	__type(value, __u64);
-	__uint(max_entries, STAT__MAX);
+	__type(key, enum ila_stat); /* 4 bytes; keeps the enum in BTF for bpf2go (only key 0 is used) */
+	__type(value, struct ila_counters);
+	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ila_stats SEC(".maps");
 
@@ -159,13 +162,18 @@ struct pkt {
 	union addr dst;
 };
 
-static __always_inline void count(enum ila_stat s)
+static __always_inline struct ila_counters *stats(void)
 {
-	__u32 k = s;
-	__u64 *v = bpf_map_lookup_elem(&ila_stats, &k);
-	if (v)
-		*v += 1;
+	__u32 k = 0;
+	return bpf_map_lookup_elem(&ila_stats, &k);
 }
+
+/* COUNT needs a struct ila_counters *st in scope. */
+#define COUNT(s)                   \
+	do {                       \
+		if (st)            \
+			st->v[s]++; \
+	} while (0)
 
 static __always_inline __u16 add1(__u16 a, __u16 b)
 {
@@ -357,12 +365,13 @@ static __always_inline int dec_hop_limit(struct __sk_buff *skb)
  * route, MTU, hop limit: the stack sends the ICMPv6 error). A successful
  * lookup is cached per destination /64 (locators are /64s) for
  * ILA_NH_TTL_JIFFIES; a packet over the cached MTU takes the full path. */
-static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int forward(struct __sk_buff *skb, struct pkt *p, struct ila_counters *st)
 {
 	__u64 dst64 = p->dst.q[0];
 	__u64 now = bpf_jiffies64();
-	struct ila_nh *c = bpf_map_lookup_elem(&ila_nh_cache, &dst64);
-	if (c && now < c->expires && (skb->len - ETH_HLEN_ <= c->mtu || skb->gso_size)) {
+	__u32 slot = (__u32)((dst64 * 0x9E3779B97F4A7C15ULL) >> (64 - ILA_NH_SLOTS_LOG));
+	struct ila_nh *c = bpf_map_lookup_elem(&ila_nh_cache, &slot);
+	if (c && c->dst64 == dst64 && now < c->expires && (skb->len - ETH_HLEN_ <= c->mtu || skb->gso_size)) {
 		void *data = (void *)(long)skb->data;
 		void *data_end = (void *)(long)skb->data_end;
 		struct ethhdr *eth = data;
@@ -372,7 +381,7 @@ static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
 		ip6->hop_limit--;
 		__builtin_memcpy(eth->h_dest, c->dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, c->smac, ETH_ALEN);
-		count(STAT_NH_CACHE_HIT);
+		COUNT(STAT_NH_CACHE_HIT);
 		return bpf_redirect(c->ifindex, 0);
 	}
 
@@ -386,10 +395,10 @@ static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
 
 	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		struct ila_nh nh = {.expires = now + ILA_NH_TTL_JIFFIES, .ifindex = fib.ifindex, .mtu = fib.mtu_result};
+		struct ila_nh nh = {.dst64 = dst64, .expires = now + ILA_NH_TTL_JIFFIES, .ifindex = fib.ifindex, .mtu = fib.mtu_result};
 		__builtin_memcpy(nh.dmac, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(nh.smac, fib.smac, ETH_ALEN);
-		bpf_map_update_elem(&ila_nh_cache, &dst64, &nh, BPF_ANY);
+		bpf_map_update_elem(&ila_nh_cache, &slot, &nh, BPF_ANY);
 		if (dec_hop_limit(skb) < 0)
 			goto stack;
 		void *data = (void *)(long)skb->data;
@@ -399,7 +408,7 @@ static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
 			goto stack;
 		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		count(STAT_FIB_REDIRECT);
+		COUNT(STAT_FIB_REDIRECT);
 		return bpf_redirect(fib.ifindex, 0);
 	}
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -407,11 +416,11 @@ static __always_inline int forward(struct __sk_buff *skb, struct pkt *p)
 			goto stack;
 		struct bpf_redir_neigh nh = {.nh_family = AF_INET6};
 		__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-		count(STAT_FIB_REDIRECT);
+		COUNT(STAT_FIB_REDIRECT);
 		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 	}
 stack:
-	count(STAT_FIB_STACK);
+	COUNT(STAT_FIB_STACK);
 	return TC_ACT_OK;
 }
 
@@ -436,32 +445,32 @@ static __always_inline int deliver(struct __sk_buff *skb, struct pkt *p, struct 
 	return bpf_redirect_neigh(lv->ifindex, &nh, sizeof(nh), 0);
 }
 
-static __always_inline void report_miss(union addr *dst)
+static __always_inline void report_miss(union addr *dst, struct ila_counters *st)
 {
 	struct ila_key k = {.sir = dst->q[0], .id = dst->q[1]};
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *last = bpf_map_lookup_elem(&ila_miss_rl, &k);
 	if (last && now - *last < MISS_INTERVAL_NS) {
-		count(STAT_MISS_RATELIMITED);
+		COUNT(STAT_MISS_RATELIMITED);
 		return;
 	}
 	bpf_map_update_elem(&ila_miss_rl, &k, &now, BPF_ANY);
 	struct ila_miss_event *e = bpf_ringbuf_reserve(&ila_misses, sizeof(*e), 0);
 	if (!e) {
-		count(STAT_MISS_RINGBUF_FULL);
+		COUNT(STAT_MISS_RINGBUF_FULL);
 		return;
 	}
 	e->sir = k.sir;
 	e->id = k.id;
 	bpf_ringbuf_submit(e, 0);
-	count(STAT_MISS_REPORTED);
+	COUNT(STAT_MISS_REPORTED);
 }
 
 /* fix_icmp_error maps the quoted packet's ILA destination back to its SIR
  * address and patches the ICMPv6 checksum (the quote is payload: no
  * pseudo-header). Returns 0 when nothing needed doing, 1 when mapped, -1
  * on helper failure. */
-static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p)
+static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p, struct ila_counters *st)
 {
 	__u32 qoff = p->l4_off + 8 + 24; /* quoted IPv6 destination */
 	union addr old, new;
@@ -480,7 +489,7 @@ static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p)
 		return -1;
 	if (bpf_l4_csum_replace(skb, p->l4_off + 2, 0, diff, 0) < 0)
 		return -1;
-	count(STAT_ICMP_ERROR_MAPPED);
+	COUNT(STAT_ICMP_ERROR_MAPPED);
 	return 1;
 }
 
@@ -494,32 +503,33 @@ SEC("tc")
 int ila_task(struct __sk_buff *skb)
 {
 	struct pkt p;
-	count(STAT_RX_TASK);
+	struct ila_counters *st = stats();
+	COUNT(STAT_RX_TASK);
 	int r = parse(skb, &p);
 	if (r == 0) {
-		count(STAT_PASS_NON_IPV6);
+		COUNT(STAT_PASS_NON_IPV6);
 		return TC_ACT_OK;
 	}
 	if (r < 0) {
-		count(STAT_DROP_MALFORMED);
+		COUNT(STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	/* Neighbour discovery (NUD probes to SIR addresses included) goes to
 	 * the NVE's stack / ND emulator untouched, from any source. */
 	if (is_nd(&p)) {
-		count(STAT_PASS_ND);
+		COUNT(STAT_PASS_ND);
 		return TC_ACT_OK;
 	}
 	if (is_multicast(&p.dst)) {
-		count(STAT_PASS_MULTICAST);
+		COUNT(STAT_PASS_MULTICAST);
 		return TC_ACT_OK;
 	}
 	if (is_link_local(&p.src)) {
 		if (is_link_local(&p.dst)) {
-			count(STAT_PASS_LINK_LOCAL);
+			COUNT(STAT_PASS_LINK_LOCAL);
 			return TC_ACT_OK;
 		}
-		count(STAT_DROP_SPOOFED_SOURCE);
+		COUNT(STAT_DROP_SPOOFED_SOURCE);
 		return TC_ACT_SHOT;
 	}
 
@@ -530,7 +540,7 @@ int ila_task(struct __sk_buff *skb)
 		struct ila_key sk = {.sir = p.src.q[0], .id = p.src.q[1]};
 		struct ila_local_val *src = bpf_map_lookup_elem(&ila_locals, &sk);
 		if (!src || src->ifindex != in) {
-			count(STAT_DROP_SPOOFED_SOURCE);
+			COUNT(STAT_DROP_SPOOFED_SOURCE);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -543,41 +553,41 @@ int ila_task(struct __sk_buff *skb)
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
 			if (lv) {
-				count(STAT_LOCAL_DELIVERED);
+				COUNT(STAT_LOCAL_DELIVERED);
 				return deliver(skb, &p, lv, config());
 			}
 		}
 		union addr n = p.dst;
 		sir_to_ila(&n, loc, mode);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
-			count(STAT_DROP_ERROR);
+			COUNT(STAT_DROP_ERROR);
 			return TC_ACT_SHOT;
 		}
-		count(STAT_TRANSLATED);
-		return forward(skb, &p);
+		COUNT(STAT_TRANSLATED);
+		return forward(skb, &p, st);
 	}
 	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
 	if (lv) {
-		count(STAT_LOCAL_DELIVERED);
+		COUNT(STAT_LOCAL_DELIVERED);
 		return deliver(skb, &p, lv, config());
 	}
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
-		count(STAT_MISS);
-		report_miss(&p.dst);
+		COUNT(STAT_MISS);
+		report_miss(&p.dst, st);
 		struct ila_config *cfg = config();
 		if (cfg && (cfg->flags & ILA_F_MISS_DROP)) {
-			count(STAT_DROP_MISS);
+			COUNT(STAT_DROP_MISS);
 			return TC_ACT_SHOT;
 		}
-		count(STAT_PASS_MISS);
+		COUNT(STAT_PASS_MISS);
 		return TC_ACT_OK;
 	}
 	if (bpf_map_lookup_elem(&ila_locspace, &hi)) {
-		count(STAT_DROP_LOCATOR_DST);
+		COUNT(STAT_DROP_LOCATOR_DST);
 		return TC_ACT_SHOT;
 	}
-	count(STAT_PASS_NOT_SIR);
+	COUNT(STAT_PASS_NOT_SIR);
 	return TC_ACT_OK;
 }
 
@@ -585,10 +595,11 @@ SEC("tc")
 int ila_task_egress(struct __sk_buff *skb)
 {
 	struct pkt p;
+	struct ila_counters *st = stats();
 	if (parse(skb, &p) <= 0 || !is_icmp_error(&p))
 		return TC_ACT_OK;
-	if (fix_icmp_error(skb, &p) < 0) {
-		count(STAT_DROP_ERROR);
+	if (fix_icmp_error(skb, &p, st) < 0) {
+		COUNT(STAT_DROP_ERROR);
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;
@@ -598,29 +609,30 @@ SEC("tc")
 int ila_uplink(struct __sk_buff *skb)
 {
 	struct pkt p;
-	count(STAT_RX_UPLINK);
+	struct ila_counters *st = stats();
+	COUNT(STAT_RX_UPLINK);
 	int r = parse(skb, &p);
 	if (r == 0) {
-		count(STAT_PASS_NON_IPV6);
+		COUNT(STAT_PASS_NON_IPV6);
 		return TC_ACT_OK;
 	}
 	if (r < 0) {
-		count(STAT_DROP_MALFORMED);
+		COUNT(STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	if (is_nd(&p)) {
-		count(STAT_PASS_ND);
+		COUNT(STAT_PASS_ND);
 		return TC_ACT_OK;
 	}
 	__u64 shi = p.src.q[0];
 	if (bpf_map_lookup_elem(&ila_locspace, &shi)) {
-		count(STAT_DROP_LOCATOR_SRC);
+		COUNT(STAT_DROP_LOCATOR_SRC);
 		return TC_ACT_SHOT;
 	}
 	__u64 loc = p.dst.q[0];
 	struct ila_myloc_val *ml = bpf_map_lookup_elem(&ila_mylocs, &loc);
 	if (!ml) {
-		count(STAT_PASS_NOT_OURS);
+		COUNT(STAT_PASS_NOT_OURS);
 		return TC_ACT_OK;
 	}
 	union addr sir = p.dst;
@@ -629,11 +641,11 @@ int ila_uplink(struct __sk_buff *skb)
 
 	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &k);
 	if (lv) {
-		if (is_icmp_error(&p) && fix_icmp_error(skb, &p) < 0)
+		if (is_icmp_error(&p) && fix_icmp_error(skb, &p, st) < 0)
 			goto err;
 		if (rewrite_dst(skb, &p, &sir, ml->csum) < 0)
 			goto err;
-		count(STAT_DELIVERED);
+		COUNT(STAT_DELIVERED);
 		return deliver(skb, &p, lv, config());
 	}
 	struct ila_inflight_val *fl = bpf_map_lookup_elem(&ila_inflight, &k);
@@ -663,18 +675,18 @@ int ila_uplink(struct __sk_buff *skb)
 		} else if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			goto err;
 		}
-		count(STAT_INFLIGHT_FORWARDED);
-		return forward(skb, &p);
+		COUNT(STAT_INFLIGHT_FORWARDED);
+		return forward(skb, &p, st);
 	}
 	struct ila_config *cfg = config();
 	if (cfg && (cfg->flags & ILA_F_UNKNOWN_PASS)) {
-		count(STAT_PASS_UNKNOWN);
+		COUNT(STAT_PASS_UNKNOWN);
 		return TC_ACT_OK;
 	}
-	count(STAT_DROP_UNKNOWN);
+	COUNT(STAT_DROP_UNKNOWN);
 	return TC_ACT_SHOT;
 err:
-	count(STAT_DROP_ERROR);
+	COUNT(STAT_DROP_ERROR);
 	return TC_ACT_SHOT;
 }
 
@@ -682,18 +694,19 @@ SEC("tc")
 int ila_router(struct __sk_buff *skb)
 {
 	struct pkt p;
-	count(STAT_RX_ROUTER);
+	struct ila_counters *st = stats();
+	COUNT(STAT_RX_ROUTER);
 	int r = parse(skb, &p);
 	if (r == 0) {
-		count(STAT_PASS_NON_IPV6);
+		COUNT(STAT_PASS_NON_IPV6);
 		return TC_ACT_OK;
 	}
 	if (r < 0) {
-		count(STAT_DROP_MALFORMED);
+		COUNT(STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	if (is_nd(&p)) {
-		count(STAT_PASS_ND);
+		COUNT(STAT_PASS_ND);
 		return TC_ACT_OK;
 	}
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
@@ -703,19 +716,19 @@ int ila_router(struct __sk_buff *skb)
 		__u8 mode = m->csum;
 		sir_to_ila(&n, m->loc, mode);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
-			count(STAT_DROP_ERROR);
+			COUNT(STAT_DROP_ERROR);
 			return TC_ACT_SHOT;
 		}
-		count(STAT_ROUTER_TRANSLATED);
-		return forward(skb, &p);
+		COUNT(STAT_ROUTER_TRANSLATED);
+		return forward(skb, &p, st);
 	}
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
-		report_miss(&p.dst);
-		count(STAT_DROP_ROUTER_MISS);
+		report_miss(&p.dst, st);
+		COUNT(STAT_DROP_ROUTER_MISS);
 		return TC_ACT_SHOT;
 	}
-	count(STAT_PASS_NOT_SIR);
+	COUNT(STAT_PASS_NOT_SIR);
 	return TC_ACT_OK;
 }
 
