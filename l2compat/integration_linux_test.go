@@ -993,3 +993,83 @@ func TestIntegrationRestartAdopts(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationInFlightOnly checks the old NVE's side of a move in a
+// tenant it has no ports in any more: the in-flight entry (with hairpin on
+// the VXLAN port) exists until Previous.Until, then the entry and the
+// tenant's devices go; a renumbered NVE re-points the entries.
+func TestIntegrationInFlightOnly(t *testing.T) {
+	testutil.Privileged(t)
+	nve := testutil.NewNetNS(t, "l2i"+testutil.Suffix())
+	h := nve.Handle(t)
+	m, err := New(Config{NVE: "n1", Underlay: netip.MustParseAddr("fd00:1::1"), NetNS: nve.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	n2, n3 := netip.MustParseAddr("fd00:2::1"), netip.MustParseAddr("fd00:3::1")
+	for _, ev := range []ila.Event{
+		{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: "n2", Underlay: n2}},
+		{Type: ila.EventTaskUpsert, Task: &ila.Task{Identifier: mustVN(t, 300, "10.3.0.1"), NVE: "n2", MAC: ila.MAC{2, 0, 0, 0, 3, 1},
+			Previous: []ila.Previous{{NVE: "n1", Until: time.Now().Add(500 * time.Millisecond)}}}},
+	} {
+		if err := m.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vx, err := h.LinkByName(vxlanName(300))
+	if err != nil {
+		t.Fatalf("no vxlan device for the in-flight entry: %v", err)
+	}
+	dst := func() netip.Addr {
+		ns, err := h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range ns {
+			if n.Flags&netlink.NTF_SELF != 0 && len(n.HardwareAddr) == 6 && ila.MAC(n.HardwareAddr) == (ila.MAC{2, 0, 0, 0, 3, 1}) {
+				a, _ := netip.AddrFromSlice(n.IP)
+				return a.Unmap()
+			}
+		}
+		return netip.Addr{}
+	}
+	if got := dst(); got != n2 {
+		t.Errorf("in-flight entry points at %v, want %v", got, n2)
+	}
+	if pi, err := h.LinkGetProtinfo(vx); err != nil || !pi.Hairpin {
+		t.Errorf("hairpin not on for the VXLAN port during the in-flight timer (%v, %v)", err, pi)
+	}
+	if s := m.Stats(); s.InFlightEntries != 1 {
+		t.Errorf("in-flight entries %d, want 1", s.InFlightEntries)
+	}
+	// The new NVE is renumbered while the timer runs.
+	if err := m.Apply(ila.Event{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: "n2", Underlay: n3}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dst(); got != n3 {
+		t.Errorf("after renumbering the entry points at %v, want %v", got, n3)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, err := h.LinkByName(vxlanName(300))
+		if err != nil && m.Stats().InFlightEntries == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in-flight state still there after the timer: stats %+v, link lookup %v", m.Stats(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := h.LinkByName(bridgeName(300)); err == nil {
+		t.Errorf("%s still exists after the in-flight timer", bridgeName(300))
+	}
+}
