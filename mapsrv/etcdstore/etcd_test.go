@@ -456,6 +456,11 @@ func TestSweeperExpiresThroughWatch(t *testing.T) {
 	go func() { done <- svc.Run(rctx) }()
 	clk.Advance(8 * time.Second)
 	e.waitFor(t, "expiry delete", func(evs []ila.Event) bool { return count(evs, ila.EventTaskDelete) == 1 })
+	// The sweeper counts once its transaction's answer is back, which may
+	// be after the watch saw the delete.
+	for deadline := time.Now().Add(5 * time.Second); svc.Stats().Expiries == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	<-done
 	if st := svc.Stats(); st.Expiries != 1 {
