@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -158,7 +159,26 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 			l.bins[b] = p
 		}
 		if err := errors.Join(missing...); err != nil {
-			return nil, fmt.Errorf("%w:\n%v", ErrMissing, err)
+			// `go run ./cmd/ilalab` from the source tree: build the
+			// components next to the state.
+			root, ok := moduleRoot()
+			if cfg.BinDir != "" || !ok {
+				return nil, fmt.Errorf("%w:\n%v", ErrMissing, err)
+			}
+			dir := filepath.Join(cfg.StateDir, "bin")
+			l.progress("building mapsrv, ilad, dnsbridge, ilactl, ilalab from %s into %s", root, dir)
+			if berr := buildComponents(root, dir); berr != nil {
+				_ = os.RemoveAll(dir)
+				return nil, fmt.Errorf("%w:\n%v\nbuilding them from source failed too: %v", ErrMissing, err, berr)
+			}
+			l.cfg.BinDir = dir
+			for _, b := range []string{BinMapsrv, BinIlad, BinDNSBridge, BinIlactl} {
+				p, err := findBin(dir, b)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %v", ErrMissing, err)
+				}
+				l.bins[b] = p
+			}
 		}
 	}
 	if err := os.MkdirAll(l.dir, 0o755); err != nil {
@@ -191,6 +211,38 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return l, err
 	}
 	return l, l.save()
+}
+
+// moduleRoot finds the ilamesh source tree above the working directory.
+func moduleRoot() (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil {
+			return dir, strings.Contains(string(b), "module github.com/ilamesh/ilamesh\n")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
+
+// buildComponents builds the lab's binaries from the source tree root.
+func buildComponents(root, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/mapsrv", "./cmd/ilad", "./cmd/dnsbridge", "./cmd/ilactl", "./cmd/ilalab")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // plan computes the topology from the config.
