@@ -112,6 +112,7 @@ type benchCase struct {
 	ingress int
 	frame   []byte
 	act     uint32
+	port    *xlatIlaPort // if set, written as the ingress port's primary address first
 }
 
 func BenchmarkProgramPaths(b *testing.B) {
@@ -136,21 +137,29 @@ func BenchmarkProgramPaths(b *testing.B) {
 		for _, id := range orbit(b, e, idRemote, e.remote, benchRepeat+1) {
 			putMapping(b, d, halves(ila.SIRPrefix(e.remote), id), e.remote, mode)
 		}
-		cases = append(cases, benchCase{"task_translate/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, GatewayMAC), actRedirect})
+		// The source is the port's primary address (the ifindex-indexed
+		// fast path), as for a task with one SIR address.
+		primary := xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idLocal))}
+		cases = append(cases, benchCase{"task_translate/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, GatewayMAC), actRedirect, &primary})
+		if mode == ila.CsumNeutralMap {
+			// A secondary address: the source check falls back to the hash.
+			other := xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idMissing))}
+			cases = append(cases, benchCase{"task_translate_secondary_src/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, GatewayMAC), actRedirect, &other})
+		}
 		// router: the same on the ILA-R program.
-		cases = append(cases, benchCase{"router_translate/" + mode.String(), d.objs.IlaRouter, tb.uplink, pkt(idLocal, idRemote, 0, uplinkMAC), actRedirect})
+		cases = append(cases, benchCase{"router_translate/" + mode.String(), d.objs.IlaRouter, tb.uplink, pkt(idLocal, idRemote, 0, uplinkMAC), actRedirect, nil})
 		// uplink: ILA->SIR and delivery. Fixed point: our "locator" table
 		// also holds the SIR prefix (ILA->SIR of a SIR address is itself
 		// for every mode but neutral-map, whose C bit is then clear).
 		ml := xlatIlaMylocVal{Sir: ne(uint64(e.dom.SIR)), Csum: uint8(mode)}
 		must(b, d.objs.IlaMylocs.Put(ne(uint64(e.dom.SIR)), &ml))
-		cases = append(cases, benchCase{"uplink_deliver/" + mode.String(), d.objs.IlaUplink, tb.uplink, pkt(idRemote, idLocalMAC, e.own, uplinkMAC), actRedirect})
+		cases = append(cases, benchCase{"uplink_deliver/" + mode.String(), d.objs.IlaUplink, tb.uplink, pkt(idRemote, idLocalMAC, e.own, uplinkMAC), actRedirect, nil})
 		// uplink: in-flight re-translation (fixed point: the new locator
 		// is also "ours", so the packet is re-translated onto itself).
 		if mode != ila.CsumNeutralMap {
 			nh := xlatIlaMylocVal{Sir: ne(uint64(e.dom.SIR)), Csum: uint8(mode)}
 			must(b, d.objs.IlaMylocs.Put(ne(uint64(e.newHome)), &nh))
-			cases = append(cases, benchCase{"uplink_inflight/" + mode.String(), d.objs.IlaUplink, tb.uplink, pkt(idRemote, idMoved, e.own, uplinkMAC), actRedirect})
+			cases = append(cases, benchCase{"uplink_inflight/" + mode.String(), d.objs.IlaUplink, tb.uplink, pkt(idRemote, idMoved, e.own, uplinkMAC), actRedirect, nil})
 		}
 	}
 	e := envFor(ila.CsumNeutralMap)
@@ -158,10 +167,10 @@ func BenchmarkProgramPaths(b *testing.B) {
 	miss := local
 	miss.Dst = e.sir(idMissing)
 	cases = append(cases,
-		benchCase{"task_local", d.objs.IlaTask, tb.task, local.Frame(), actRedirect},
-		benchCase{"task_miss_pass", d.objs.IlaTask, tb.task, miss.Frame(), actOK},
+		benchCase{"task_local", d.objs.IlaTask, tb.task, local.Frame(), actRedirect, &xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idLocal))}},
+		benchCase{"task_miss_pass", d.objs.IlaTask, tb.task, miss.Frame(), actOK, &xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idLocal))}},
 	)
-	empty := benchCase{"empty", d.objs.IlaEmpty, tb.task, local.Frame(), actOK}
+	empty := benchCase{"empty", d.objs.IlaEmpty, tb.task, local.Frame(), actOK, nil}
 	// Interleave the empty program between the paths so that drift shows.
 	var all []benchCase
 	for i, c := range cases {
@@ -174,6 +183,9 @@ func BenchmarkProgramPaths(b *testing.B) {
 	for i, c := range all {
 		b.Run(fmt.Sprintf("%02d_%s", i, c.name), func(b *testing.B) {
 			ctx := skbCtx(c.ingress)
+			if c.port != nil {
+				must(b, d.objs.IlaPorts.Put(uint32(c.ingress), c.port))
+			}
 			var total, n uint64
 			var runErr error
 			err := tb.ns.Do(func() error {

@@ -223,6 +223,21 @@ static __always_inline void ila_to_sir(union addr *a, __u64 sir, __u8 mode)
 	a->q[0] = sir;
 }
 
+/* csum_diff16 is bpf_csum_diff(from, 16, to, 16, 0) without the helper
+ * call: the one's-complement sum of ~from and to, folded to 32 bits. */
+static __always_inline __s64 csum_diff16(const __be32 *from, const __be32 *to)
+{
+	__u64 s = 0;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		s += (__u32)~from[i];
+		s += to[i];
+	}
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__s64)(__u32)s;
+}
+
 static __always_inline int csum_field(__u8 proto)
 {
 	switch (proto) {
@@ -329,7 +344,7 @@ static __always_inline int rewrite_dst(struct __sk_buff *skb, struct pkt *p, uni
 	if (mode == ILA_CSUM_ADJUST_TRANSPORT) {
 		if (p->has_l4) {
 			int f = csum_field(p->proto);
-			__s64 diff = bpf_csum_diff(p->dst.l, 16, new->l, 16, 0);
+			__s64 diff = csum_diff16(p->dst.l, new->l);
 			__u64 flags = BPF_F_PSEUDO_HDR;
 			if (p->proto == NH_UDP)
 				flags |= BPF_F_MARK_MANGLED_0;
@@ -341,8 +356,12 @@ static __always_inline int rewrite_dst(struct __sk_buff *skb, struct pkt *p, uni
 			return -1;
 		}
 	}
-	if (bpf_skb_store_bytes(skb, IP6_DST_OFF, new->b, 16, 0) < 0)
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	if ((void *)(ip6 + 1) > data_end)
 		return -1;
+	__builtin_memcpy(&ip6->daddr, new->b, 16);
 	p->dst = *new;
 	return 0;
 }
@@ -482,7 +501,7 @@ static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p, 
 		return 0;
 	new = old;
 	ila_to_sir(&new, ls->sir, ls->csum);
-	__s64 diff = bpf_csum_diff(old.l, 16, new.l, 16, 0);
+	__s64 diff = csum_diff16(old.l, new.l);
 	if (diff < 0)
 		return -1;
 	if (bpf_skb_store_bytes(skb, qoff, new.b, 16, 0) < 0)
@@ -666,7 +685,7 @@ int ila_uplink(struct __sk_buff *skb)
 				union addr from = (ml->csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : sir;
 				if (p.has_l4) {
 					int f = csum_field(p.proto);
-					__s64 d = bpf_csum_diff(from.l, 16, base.l, 16, 0);
+					__s64 d = csum_diff16(from.l, base.l);
 					__u64 fl2 = BPF_F_PSEUDO_HDR | (p.proto == NH_UDP ? BPF_F_MARK_MANGLED_0 : 0);
 					if (f < 0 || d < 0 || bpf_l4_csum_replace(skb, p.l4_off + f, 0, d, fl2) < 0)
 						goto err;
