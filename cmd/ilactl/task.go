@@ -130,7 +130,7 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/tasks", b, &rec); err != nil {
 				return err
 			}
-			return g.printTasks([]mapsrv.TaskRecord{rec})
+			return g.printTask(rec)
 		},
 	}
 	f := cmd.Flags()
@@ -161,7 +161,7 @@ func newTaskMoveCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, taskPath(tenant, args[0])+"/move", b, &rec); err != nil {
 				return err
 			}
-			return g.printTasks([]mapsrv.TaskRecord{rec})
+			return g.printTask(rec)
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "default", "tenant")
@@ -185,10 +185,7 @@ func newTaskGetCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodGet, taskPath(tenant, args[0]), nil, &rec); err != nil {
 				return err
 			}
-			if g.json() {
-				return g.printJSON(rec)
-			}
-			return g.printTasks([]mapsrv.TaskRecord{rec})
+			return g.printTask(rec)
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "default", "tenant")
@@ -242,11 +239,19 @@ func newTaskClearCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, taskPath(tenant, args[0])+"/clear-duplicate", nil, &rec); err != nil {
 				return err
 			}
-			return g.printTasks([]mapsrv.TaskRecord{rec})
+			return g.printTask(rec)
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "default", "tenant")
 	return cmd
+}
+
+// printTask prints one task as a JSON object or a table row.
+func (g *globals) printTask(rec mapsrv.TaskRecord) error {
+	if g.json() {
+		return g.printJSON(rec)
+	}
+	return g.printTasks([]mapsrv.TaskRecord{rec})
 }
 
 // printTasks prints tasks as JSON (a list) or a table.
