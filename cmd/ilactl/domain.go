@@ -39,6 +39,9 @@ func newDomainAddCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/domains", d, &out); err != nil {
 				return err
 			}
+			if g.json() {
+				return g.printJSON(out)
+			}
 			return g.printDomains([]ila.Domain{out})
 		},
 	}

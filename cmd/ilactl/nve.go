@@ -63,6 +63,9 @@ func newNVEAddCmd(g *globals) *cobra.Command {
 			if err := g.call(cmd.Context(), http.MethodPost, "/v1/nves", n, &out); err != nil {
 				return err
 			}
+			if g.json() {
+				return g.printJSON(out)
+			}
 			return g.printNVEs([]mapsrv.NVERecord{out})
 		},
 	}
