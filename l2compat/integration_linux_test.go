@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -646,6 +648,12 @@ func TestIntegrationIPv4Tenants(t *testing.T) {
 			break
 		}
 	})
+
+	t.Run("programmed state matches the mapping and the kernel", func(t *testing.T) {
+		for _, name := range l.srv.names {
+			l.nves[name].checkState(t)
+		}
+	})
 }
 
 // tcpEcho opens a TCP connection from a to b and echoes 64 KiB.
@@ -1071,5 +1079,88 @@ func TestIntegrationInFlightOnly(t *testing.T) {
 	}
 	if _, err := h.LinkByName(bridgeName(300)); err == nil {
 		t.Errorf("%s still exists after the in-flight timer", bridgeName(300))
+	}
+}
+
+// checkState compares the Manager's programmed FDB and neighbour entries with
+// the desired state computed from its directory (the pure function), and
+// with what the kernel holds.
+func (n *labNVE) checkState(t *testing.T) {
+	t.Helper()
+	m := n.m
+	m.mu.Lock()
+	active := map[uint32]bool{}
+	for vni, d := range m.vnis {
+		if d.ports > 0 {
+			active[vni] = true
+		}
+	}
+	m.dirMu.RLock()
+	want := m.dir.want(m.cfg.NVE, active, m.seen, m.claimed, time.Now())
+	m.dirMu.RUnlock()
+	fdb := maps.Clone(m.fdb)
+	neigh := maps.Clone(m.neigh)
+	vnis := slices.Collect(maps.Keys(m.vnis))
+	ports := map[int]string{}
+	for name, p := range m.ports {
+		ports[p.info.Index] = name
+	}
+	m.mu.Unlock()
+	opt := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	if diff := cmp.Diff(want.FDB, fdb, opt); diff != "" {
+		t.Errorf("%s: programmed FDB differs from the mapping's (-want +got):\n%s", n.name, diff)
+	}
+	if diff := cmp.Diff(want.Neigh, neigh, opt); diff != "" {
+		t.Errorf("%s: programmed neighbours differ from the mapping's (-want +got):\n%s", n.name, diff)
+	}
+	kernel := map[fdbKey]fdbEntry{}
+	kneigh := map[neighKey]ila.MAC{}
+	for _, vni := range vnis {
+		vx, err := n.h.LinkByName(vxlanName(vni))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br, err := n.h.LinkByName(bridgeName(vni))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := n.h.NeighList(0, unix.AF_BRIDGE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range all {
+			if len(e.HardwareAddr) != 6 {
+				continue
+			}
+			k := fdbKey{vni, ila.MAC(e.HardwareAddr)}
+			switch {
+			case e.LinkIndex == vx.Attrs().Index && e.Flags&netlink.NTF_SELF != 0 && e.IP != nil:
+				a, _ := netip.AddrFromSlice(e.IP)
+				f := kernel[k]
+				f.Remote = a.Unmap()
+				kernel[k] = f
+			case e.MasterIndex == br.Attrs().Index && e.State&netlink.NUD_NOARP != 0 && ports[e.LinkIndex] != "":
+				kernel[k] = fdbEntry{Port: ports[e.LinkIndex]}
+			}
+		}
+		ns, err := n.h.NeighList(vx.Attrs().Index, unix.AF_INET)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ns {
+			a, _ := netip.AddrFromSlice(e.IP)
+			kneigh[neighKey{vni, a.Unmap()}] = ila.MAC(e.HardwareAddr)
+		}
+	}
+	for k, f := range fdb {
+		f.InFlight = false
+		fdb[k] = f
+	}
+	t.Logf("%s: %d FDB entries, %d neighbour entries, %d tenants", n.name, len(kernel), len(kneigh), len(vnis))
+	if diff := cmp.Diff(fdb, kernel, opt); diff != "" {
+		t.Errorf("%s: kernel FDB differs from the programmed one (-programmed +kernel):\n%s", n.name, diff)
+	}
+	if diff := cmp.Diff(neigh, kneigh, opt); diff != "" {
+		t.Errorf("%s: kernel neighbours differ from the programmed ones (-programmed +kernel):\n%s", n.name, diff)
 	}
 }
