@@ -40,8 +40,11 @@ type Datapath struct {
 	cfg  Config
 	objs xlatObjects
 
-	mu    sync.Mutex // serialises table writes (locator reference counts) and attach
-	links map[string]link.Link
+	mu      sync.Mutex // serialises table writes (locator reference counts) and attach
+	links   map[string]link.Link
+	filters map[string]clsactFilter // clsact fallback attachments
+	// forceClsact makes Attach use the clsact fallback (tests).
+	forceClsact bool
 
 	readMu sync.Mutex // one ReadMiss at a time
 	rd     *ringbuf.Reader
@@ -84,7 +87,7 @@ func Open(cfg Config) (*Datapath, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	d := &Datapath{cfg: cfg, links: make(map[string]link.Link)}
+	d := &Datapath{cfg: cfg, links: make(map[string]link.Link), filters: make(map[string]clsactFilter)}
 	if err := spec.LoadAndAssign(&d.objs, &opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("adopt pinned ila maps in %s (sizes or layout changed; Unpin first): %w", cfg.PinPath, err)
@@ -743,15 +746,24 @@ func (d *Datapath) Attach(a Attachment) error {
 			}
 		}
 		var l link.Link
-		err := inNetNS(a.NetNS, func() error {
-			var err error
-			l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: p.at})
-			return err
-		})
-		if err != nil {
-			if errors.Is(err, ebpf.ErrNotSupported) {
-				return fmt.Errorf("attach %s: tcx: %w: %w", a, ErrNotSupported, err)
+		err := errors.ErrUnsupported
+		if !d.forceClsact {
+			err = inNetNS(a.NetNS, func() error {
+				var err error
+				l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: p.at})
+				return err
+			})
+		}
+		if d.forceClsact || errors.Is(err, ebpf.ErrNotSupported) {
+			// No tcx (kernel < 6.6): clsact + direct-action bpf filter.
+			f := clsactFilter{netns: a.NetNS, ifindex: ifindex, egress: p.at == ebpf.AttachTCXEgress}
+			if err := f.attach(p.prog, p.name); err != nil {
+				return fmt.Errorf("attach %s: clsact fallback: %w", a, err)
 			}
+			d.filters[p.name] = f
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("attach %s: tcx %s: %w", a, p.at, err)
 		}
 		if pf := d.pinFile(p.name); pf != "" {
@@ -778,6 +790,13 @@ func (d *Datapath) Detach(a Attachment) error {
 	defer d.mu.Unlock()
 	var errs []error
 	for _, p := range pts {
+		if f, ok := d.filters[p.name]; ok {
+			delete(d.filters, p.name)
+			if err := f.detach(); err != nil {
+				errs = append(errs, fmt.Errorf("detach %s: %w", a, err))
+			}
+			continue
+		}
 		l, ok := d.links[p.name]
 		if !ok {
 			pf := d.pinFile(p.name)
@@ -821,6 +840,15 @@ func (d *Datapath) Close() error {
 		}
 		delete(d.links, n)
 	}
+	if d.cfg.PinPath == "" {
+		// Without pinning everything goes away with Close, filters too.
+		for n, f := range d.filters {
+			if err := f.detach(); err != nil {
+				errs = append(errs, fmt.Errorf("close filter %s: %w", n, err))
+			}
+		}
+	}
+	clear(d.filters)
 	d.mu.Unlock()
 	if err := d.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close ila objects: %w", err))
@@ -840,6 +868,12 @@ func (d *Datapath) Unpin() error {
 		if err := l.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin link %s: %w", n, err))
 		}
+	}
+	for n, f := range d.filters {
+		if err := f.detach(); err != nil {
+			errs = append(errs, fmt.Errorf("remove filter %s: %w", n, err))
+		}
+		delete(d.filters, n)
 	}
 	d.mu.Unlock()
 	dir := filepath.Join(d.cfg.PinPath, linkDir)
