@@ -291,11 +291,10 @@ func (m *Manager) syncAll(now time.Time) []error {
 }
 
 func (m *Manager) wantFDB(k fdbKey, now time.Time) (fdbEntry, bool) {
-	id, ok := m.dir.byMAC[k]
+	e, ok := m.dir.lookupMAC(k.VNI, k.MAC)
 	if !ok {
 		return fdbEntry{}, false
 	}
-	e := m.dir.tasks[id]
 	return decideFDB(m.cfg.NVE, e, m.dir.nves[e.NVE], m.active(k.VNI), m.seen[k], m.claimed[k], now)
 }
 

@@ -2,6 +2,7 @@ package l2compat
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
@@ -125,7 +126,9 @@ func decideNeigh(self string, e entry, active bool) (ila.MAC, bool) {
 type directory struct {
 	tasks map[ila.Identifier]entry
 	byIP  map[neighKey]ila.Identifier
-	byMAC map[fdbKey]ila.Identifier
+	// byMAC holds every task with a MAC, lowest identifier first: a VM may
+	// hold several addresses of one tenant behind one MAC.
+	byMAC map[fdbKey][]ila.Identifier
 	nves  map[string]netip.Addr
 }
 
@@ -133,7 +136,7 @@ func newDirectory() *directory {
 	return &directory{
 		tasks: make(map[ila.Identifier]entry),
 		byIP:  make(map[neighKey]ila.Identifier),
-		byMAC: make(map[fdbKey]ila.Identifier),
+		byMAC: make(map[fdbKey][]ila.Identifier),
 		nves:  make(map[string]netip.Addr),
 	}
 }
@@ -147,7 +150,10 @@ func (d *directory) upsert(e entry) (entry, bool) {
 	d.tasks[e.ID] = e
 	d.byIP[neighKey{e.VNI, e.IP}] = e.ID
 	if !e.MAC.IsZero() {
-		d.byMAC[fdbKey{e.VNI, e.MAC}] = e.ID
+		k := fdbKey{e.VNI, e.MAC}
+		ids := d.byMAC[k]
+		i, _ := slices.BinarySearch(ids, e.ID)
+		d.byMAC[k] = slices.Insert(ids, i, e.ID)
 	}
 	return old, had
 }
@@ -167,8 +173,12 @@ func (d *directory) unindex(e entry) {
 	if d.byIP[neighKey{e.VNI, e.IP}] == e.ID {
 		delete(d.byIP, neighKey{e.VNI, e.IP})
 	}
-	if d.byMAC[fdbKey{e.VNI, e.MAC}] == e.ID {
-		delete(d.byMAC, fdbKey{e.VNI, e.MAC})
+	k := fdbKey{e.VNI, e.MAC}
+	if i, ok := slices.BinarySearch(d.byMAC[k], e.ID); ok {
+		d.byMAC[k] = slices.Delete(d.byMAC[k], i, i+1)
+		if len(d.byMAC[k]) == 0 {
+			delete(d.byMAC, k)
+		}
 	}
 }
 
@@ -181,13 +191,14 @@ func (d *directory) lookupIP(vni uint32, ip netip.Addr) (entry, bool) {
 	return d.tasks[id], true
 }
 
-// lookupMAC returns the task registered with mac in tenant vni.
+// lookupMAC returns the task registered with mac in tenant vni (the one
+// with the lowest identifier if the MAC holds several addresses).
 func (d *directory) lookupMAC(vni uint32, mac ila.MAC) (entry, bool) {
-	id, ok := d.byMAC[fdbKey{vni, mac}]
-	if !ok {
+	ids := d.byMAC[fdbKey{vni, mac}]
+	if len(ids) == 0 {
 		return entry{}, false
 	}
-	return d.tasks[id], true
+	return d.tasks[ids[0]], true
 }
 
 // desired is the whole layer-2 state an NVE wants; the Manager computes the
@@ -204,7 +215,7 @@ type desired struct {
 func (d *directory) want(self string, active map[uint32]bool, seen map[fdbKey]string, claimed map[fdbKey]bool, now time.Time) desired {
 	w := desired{FDB: make(map[fdbKey]fdbEntry), Neigh: make(map[neighKey]ila.MAC)}
 	for _, e := range d.tasks {
-		if d.byMAC[fdbKey{e.VNI, e.MAC}] == e.ID {
+		if ids := d.byMAC[fdbKey{e.VNI, e.MAC}]; len(ids) > 0 && ids[0] == e.ID {
 			if f, ok := decideFDB(self, e, d.nves[e.NVE], active[e.VNI], seen[fdbKey{e.VNI, e.MAC}], claimed[fdbKey{e.VNI, e.MAC}], now); ok {
 				w.FDB[fdbKey{e.VNI, e.MAC}] = f
 			}

@@ -174,3 +174,34 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectorySharedMAC: a VM with two addresses of one tenant behind one
+// MAC keeps its FDB entry and RARP answer while one address goes.
+func TestDirectorySharedMAC(t *testing.T) {
+	d := newDirectory()
+	d.nves["n2"] = vtep2
+	for _, ip := range []string{"10.0.0.7", "10.0.0.5"} {
+		e, _ := taskEntry(&ila.Task{Identifier: mustVN(t, 100, ip), NVE: "n2", MAC: macB})
+		d.upsert(e)
+	}
+	active := map[uint32]bool{100: true}
+	got := d.want("n1", active, nil, nil, t0)
+	if diff := cmp.Diff(map[fdbKey]fdbEntry{{100, macB}: {Remote: vtep2}}, got.FDB, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("fdb (-want +got):\n%s", diff)
+	}
+	if e, ok := d.lookupMAC(100, macB); !ok || e.IP != netip.MustParseAddr("10.0.0.5") {
+		t.Errorf("rarp lookup = %v, %v; want the lowest address 10.0.0.5", e.IP, ok)
+	}
+	d.remove(mustVN(t, 100, "10.0.0.5"))
+	got = d.want("n1", active, nil, nil, t0)
+	if _, ok := got.FDB[fdbKey{100, macB}]; !ok {
+		t.Error("fdb entry gone although 10.0.0.7 still uses the MAC")
+	}
+	if e, ok := d.lookupMAC(100, macB); !ok || e.IP != netip.MustParseAddr("10.0.0.7") {
+		t.Errorf("rarp lookup after removal = %v, %v; want 10.0.0.7", e.IP, ok)
+	}
+	d.remove(mustVN(t, 100, "10.0.0.7"))
+	if _, ok := d.lookupMAC(100, macB); ok || len(d.byMAC) != 0 {
+		t.Errorf("index not empty after removing every task: %v", d.byMAC)
+	}
+}
