@@ -37,6 +37,43 @@
 //
 // Every outcome increments a per-CPU counter read by Stats.
 //
+// # Using it from a node agent
+//
+// The NVE is a network namespace with IPv6 forwarding on, one uplink to the
+// fabric and one veth per task. The agent (or whoever builds the namespace)
+// configures:
+//
+//   - the NVE end of every task veth with MAC GatewayMAC (tasks resolve every
+//     SIR address to it; the ND emulator answers them);
+//   - a default route (or locator-space routes) towards the fabric, and a
+//     route for the SIR prefixes towards the ILA router for MissPass;
+//   - no NVE address inside its own locator /64s (they would be treated as
+//     identifiers), and with UnknownPass an unreachable route for each own
+//     locator /64 so the stack answers instead of forwarding back out.
+//
+// Then, in this order, so that the first packets find their tables:
+//
+//  1. Open(Config{PinPath: "/sys/fs/bpf/ila/<node>"}) (mount bpffs there if
+//     needed).
+//  2. AddLocator for each locator of the node (with its domain), AddDomain
+//     for every other domain the node's tasks talk to.
+//  3. UpsertLocal for each task attached here (ifindex of the NVE end of its
+//     veth, the task's MAC if known: a known MAC saves a neighbour lookup per
+//     delivered packet) and UpsertMapping for every identifier the node
+//     knows (remote and local). Mapping.Csum must be the domain's mode.
+//  4. Attach the uplink (RoleUplink), then every task port (RoleTask).
+//  5. Loop on ReadMiss and answer each miss with UpsertMapping from the
+//     mapping service; call ExpireInFlight now and then; export Stats.
+//
+// A task moving away: DeleteLocal, UpsertMapping to the new locator and
+// UpsertInFlight(new mapping, deadline) so packets already on their way are
+// re-translated instead of dropped. A task arriving: UpsertLocal and
+// UpsertMapping to the own locator. A new task port: UpsertLocal, then
+// Attach; a removed one: Detach, DeleteLocal.
+//
+// An ILA router opens with Config{Router: true}, fills mappings (full
+// table) and domains, and attaches RoleRouter on its NVE-facing ports.
+//
 // # Restart without loss
 //
 // With Config.PinPath set (a bpffs directory), maps and tcx links are
