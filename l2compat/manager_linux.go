@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,10 +87,11 @@ type vniDev struct {
 }
 
 type port struct {
-	info  portInfo
-	link  netlink.Link
-	conns []*packet.Conn
-	done  atomic.Bool
+	info     portInfo
+	link     netlink.Link
+	conns    []*packet.Conn
+	done     atomic.Bool // sockets closed
+	stopping atomic.Bool // removed; frames still read are dropped
 }
 
 // New checks cfg, opens the NVE's namespace and returns a Manager. Devices
@@ -767,13 +770,23 @@ var arpFromTasks = func() []bpf.RawInstruction {
 // tenant's bridge. A port that has already left the namespace (a carried
 // veth) is fine.
 func (m *Manager) RemovePort(ifname string) error {
+	p, err := m.removePort(ifname)
+	if p != nil {
+		// Closing an AF_PACKET socket waits for an RCU grace period
+		// (milliseconds): not while holding mu, which Apply needs.
+		p.close()
+	}
+	return err
+}
+
+func (m *Manager) removePort(ifname string) (*port, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.ports[ifname]
 	if p == nil {
-		return fmt.Errorf("l2compat: port %s: not a task-facing port", ifname)
+		return nil, fmt.Errorf("l2compat: port %s: not a task-facing port", ifname)
 	}
-	p.close()
+	p.stopping.Store(true)
 	delete(m.ports, ifname)
 	d := m.vnis[p.info.VNI]
 	if d != nil {
@@ -803,9 +816,9 @@ func (m *Manager) RemovePort(ifname string) error {
 	m.dirMu.Unlock()
 	errs = append(errs, m.syncAll(time.Now())...)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("l2compat: remove port %s: %w", ifname, err)
+		return p, fmt.Errorf("l2compat: remove port %s: %w", ifname, err)
 	}
-	return nil
+	return p, nil
 }
 
 func (p *port) close() {
@@ -823,8 +836,11 @@ func (m *Manager) read(p *port, c *packet.Conn) {
 	buf := make([]byte, 2048)
 	for {
 		n, _, err := c.ReadFrom(buf)
+		if err == nil && p.stopping.Load() {
+			continue
+		}
 		if err != nil {
-			if p.done.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+			if p.done.Load() || p.stopping.Load() || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			m.log.Warn("l2compat: read", "iface", p.info.Name, "err", err)
@@ -1005,10 +1021,11 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	for _, p := range m.ports {
+	ports := slices.Collect(maps.Values(m.ports))
+	m.mu.Unlock()
+	for _, p := range ports {
 		p.close()
 	}
-	m.mu.Unlock()
 	m.readers.Wait()
 	m.h.Close()
 	if m.ns != nil {
