@@ -585,8 +585,11 @@ func TestICMPErrorQuoteMappedBack(t *testing.T) {
 			sent := testutil.Packet{Src: taskAddr, Dst: peerILA, Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
 			sentFrame := frameWithCsumFor(sent, wireCsumDst(mode, peerSIR, peerILA))
 			quoteOnWire := append([]byte(nil), sentFrame[14:]...)
-			quoteForTask := append([]byte(nil), quoteOnWire...)
-			copy(quoteForTask[24:40], peerSIR.AsSlice())
+			// What the task sees quoted: its packet as it sent it (SIR
+			// destination, transport checksum valid for it), in every mode.
+			asSent := sent
+			asSent.Dst = peerSIR
+			quoteForTask := asSent.Frame()[14:]
 
 			// 1. Error built by this NVE's stack, leaving on the task port.
 			in := testutil.Packet{EthDst: taskMAC, EthSrc: GatewayMAC, Src: router, Dst: taskAddr, Proto: ila.ProtoICMPv6,

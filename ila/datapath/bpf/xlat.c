@@ -508,6 +508,29 @@ static __always_inline int fix_icmp_error(struct __sk_buff *skb, struct pkt *p, 
 		return -1;
 	if (bpf_l4_csum_replace(skb, p->l4_off + 2, 0, diff, 0) < 0)
 		return -1;
+	if (ls->csum == ILA_CSUM_ADJUST_TRANSPORT) {
+		/* The quoted transport checksum was patched for the ILA
+		 * address on the way out: patch it back (if the quote holds
+		 * it) so the quote is what the task sent. */
+		__u32 ioff = p->l4_off + 8;
+		__u8 inh;
+		if (bpf_skb_load_bytes(skb, ioff + 6, &inh, 1) == 0) {
+			int f = csum_field(inh);
+			__u16 oc;
+			if (f >= 0 && bpf_skb_load_bytes(skb, ioff + 40 + f, &oc, 2) == 0 && !(inh == NH_UDP && oc == 0)) {
+				__u32 d = (__u32)diff;
+				d = (d & 0xffff) + (d >> 16);
+				d = (d & 0xffff) + (d >> 16);
+				__u16 nc = ~add1(~oc, (__u16)d);
+				if (inh == NH_UDP && nc == 0)
+					nc = 0xffff;
+				if (bpf_skb_store_bytes(skb, ioff + 40 + f, &nc, 2, 0) < 0)
+					return -1;
+				if (bpf_l4_csum_replace(skb, p->l4_off + 2, oc, nc, 2) < 0)
+					return -1;
+			}
+		}
+	}
 	COUNT(STAT_ICMP_ERROR_MAPPED);
 	return 1;
 }
