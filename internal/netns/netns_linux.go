@@ -4,7 +4,7 @@ package netns
 
 import (
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -182,29 +182,19 @@ func List() ([]string, error) {
 	return names, nil
 }
 
-// Unique returns prefix followed by a short suffix unique to this process and
-// call (pid and random bits), at most 15 characters when prefix is at most 6,
-// so it can also name an interface.
+// Unique returns prefix followed by 8 random base-36 characters (41 bits),
+// so that names made by concurrent test runs do not collide. The result is
+// at most 15 characters when prefix is at most 7, so it can also name an
+// interface.
 func Unique(prefix string) string {
-	var b [2]byte
+	var b [8]byte
 	_, _ = rand.Read(b[:])
-	pid := strconv.FormatInt(int64(os.Getpid()%(36*36*36*36)), 36)
-	s := prefix + pid + hex.EncodeToString(b[:])
-	if len(s) > 15 && len(prefix) <= 15 {
-		// Keep the random part; trim the pid part first.
-		keep := 15 - len(prefix) - 4
-		if keep < 0 {
-			keep = 0
-		}
-		if keep > len(pid) {
-			keep = len(pid)
-		}
-		s = prefix + pid[:keep] + hex.EncodeToString(b[:])
-		if len(s) > 15 {
-			s = s[:15]
-		}
+	v := binary.LittleEndian.Uint64(b[:]) & (1<<41 - 1)
+	s := strconv.FormatUint(v, 36)
+	for len(s) < 8 {
+		s = "0" + s
 	}
-	return s
+	return prefix + s
 }
 
 func validName(name string) error {

@@ -53,7 +53,7 @@ func TestUnique(t *testing.T) {
 			if len(prefix) <= 7 && len(u) > 15 {
 				t.Errorf("Unique(%q) = %q: longer than 15", prefix, u)
 			}
-			if len(prefix) <= 7 && seen[u] {
+			if seen[u] {
 				t.Errorf("Unique(%q) = %q: repeated", prefix, u)
 			}
 			seen[u] = true
