@@ -65,6 +65,19 @@ func TestMapsrvCommands(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
+	// Wait until the watch has listed the (empty) store, so that every
+	// change below arrives as an event after "synced".
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(lines)
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("watch sent nothing within 10s")
+		}
+	}
 
 	out := must("domain", "add", "prod", "--sir-prefix", "2001:db8::/64", "--csum", "neutral-map")
 	if !strings.Contains(out, "2001:db8::/64") || !strings.Contains(out, "neutral-map") {
