@@ -189,7 +189,7 @@ var statNames = [...]string{
 	"pass_non_ipv6", "pass_nd", "pass_multicast", "pass_link_local", "pass_not_sir",
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
-	"drop_miss", "drop_unknown", "drop_router_miss", "drop_error",
+	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

@@ -650,14 +650,16 @@ func TestRouter(t *testing.T) {
 	e := envFor(ila.CsumNeutralMap)
 	before := tb.stats(t)
 	miss := testutil.Packet{EthDst: uplinkMAC, Src: e.sir(idLocal), Dst: e.sir(idMissing), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
-	if act, _ := tb.run(t, tb.d.objs.IlaRouter, tb.uplink, miss.Frame()); act != actShot {
-		t.Errorf("router miss: action %d, want drop", act)
+	// The miss is dropped and answered with an ICMPv6 error to the
+	// sender (TestRouterMissICMP checks the error itself).
+	if act, _ := tb.run(t, tb.d.objs.IlaRouter, tb.uplink, miss.Frame()); act != actRedirect {
+		t.Errorf("router miss: action %d, want redirect (ICMPv6 error to the sender)", act)
 	}
 	foreign := testutil.Packet{EthDst: uplinkMAC, Src: e.sir(idLocal), Dst: netip.MustParseAddr("2001:db8:1::1"), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
 	if act, _ := tb.run(t, tb.d.objs.IlaRouter, tb.uplink, foreign.Frame()); act != actOK {
 		t.Errorf("router non-SIR: action %d, want pass", act)
 	}
-	if diff := cmp.Diff(map[string]uint64{"rx_router": 2, "drop_router_miss": 1, "pass_not_sir": 1, "miss_reported": 1}, delta(before, tb.stats(t))); diff != "" {
+	if diff := cmp.Diff(map[string]uint64{"rx_router": 2, "drop_router_miss": 1, "pass_not_sir": 1, "miss_reported": 1, "router_icmp_sent": 1, "fib_redirect": 1}, delta(before, tb.stats(t))); diff != "" {
 		t.Errorf("counters (-want +got)\n%s", diff)
 	}
 }
@@ -842,5 +844,66 @@ func TestLocalRebind(t *testing.T) {
 		if act, _ := tb.run(t, tb.d.objs.IlaTask, tb.task2, f); act != s.onTask2 {
 			t.Errorf("%s: from task2: action %d, want %d", s.name, act, s.onTask2)
 		}
+	}
+}
+
+// TestRouterMissICMP: an ILA-R miss answers the sender with an ICMPv6
+// destination unreachable, code 3, quoting the packet (up to 1280 bytes in
+// all), at most once per identifier per second.
+func TestRouterMissICMP(t *testing.T) {
+	tb := newTestbed(t, Config{Router: true})
+	h := tb.ns.Handle(t)
+	_, sirNet, _ := net.ParseCIDR("3333::/16")
+	must(t, h.RouteAdd(&netlink.Route{LinkIndex: tb.uplink, Dst: sirNet, Gw: nextHop.AsSlice()}))
+	routerAddr := netip.MustParseAddr("fd00::1") // upl0's address: the FIB's source for the sender
+	type tcase struct {
+		mode ila.CsumMode
+		size int
+		src  ila.Identifier
+	}
+	var cases []tcase
+	for _, m := range ila.CsumModes {
+		// idLocal has a mapping (the error goes to its ILA address),
+		// idLocalMAC's is removed below (the error goes to the SIR address).
+		cases = append(cases, tcase{m, 20, idLocal}, tcase{m, 1400, idLocal}, tcase{m, 20, idLocalMAC})
+		must(t, tb.d.DeleteMapping(envFor(m).dom.SIR, idLocalMAC))
+	}
+	for _, tc := range cases {
+		e, size := envFor(tc.mode), tc.size
+		t.Run(fmt.Sprintf("%s/payload %d/%s", tc.mode, size, tc.src), func(t *testing.T) {
+			missing := ila.Identifier(0x2000_0000_0077_0000 + uint64(size) + uint64(tc.src>>16&0xff)<<12)
+			in := testutil.Packet{EthDst: uplinkMAC, EthSrc: nextHopMAC, Src: e.sir(tc.src), Dst: e.sir(missing), Proto: ila.ProtoUDP,
+				L4: testutil.UDP(1, 2, make([]byte, size))}
+			inFrame := in.Frame()
+			quote := inFrame[14:]
+			if len(quote) > 1280-48 {
+				quote = quote[:1280-48]
+			}
+			want := testutil.Packet{EthDst: nextHopMAC, EthSrc: uplinkMAC, Src: routerAddr, Dst: e.sir(tc.src), Proto: ila.ProtoICMPv6,
+				HopLimit: 63, L4: testutil.ICMPv6(1, 3, append(make([]byte, 4), quote...))}
+			wantFrame := want.Frame() // checksum from scratch, SIR destination
+			if tc.src == idLocal {
+				// Translated like any packet to the sender: ILA
+				// destination, checksum per the domain's mode.
+				want.Dst = e.ila(t, tc.src, e.own)
+				wantFrame = frameWithCsumFor(want, wireCsumDst(tc.mode, e.sir(tc.src), want.Dst))
+			}
+			before := tb.stats(t)
+			act, out := tb.run(t, tb.d.objs.IlaRouter, tb.uplink, inFrame)
+			if act != actRedirect {
+				t.Fatalf("action %d, want redirect", act)
+			}
+			if diff := cmp.Diff(wantFrame, out[:len(wantFrame)]); diff != "" {
+				t.Errorf("frame (-want +got)\n%s", diff)
+			}
+			if diff := cmp.Diff(map[string]uint64{"rx_router": 1, "drop_router_miss": 1, "miss_reported": 1, "router_icmp_sent": 1, "fib_redirect": 1},
+				delta(before, tb.stats(t))); diff != "" {
+				t.Errorf("counters (-want +got)\n%s", diff)
+			}
+			// Within the second: dropped silently.
+			if act, _ := tb.run(t, tb.d.objs.IlaRouter, tb.uplink, inFrame); act != actShot {
+				t.Errorf("second miss: action %d, want drop", act)
+			}
+		})
 	}
 }

@@ -438,6 +438,13 @@ func TestIntegrationRouterMiss(t *testing.T) {
 		return err
 	}))
 	defer snd.Close()
+	// Address unreachable is a soft error for UDP: only reported with
+	// IPV6_RECVERR.
+	rc, err := snd.SyscallConn()
+	must(t, err)
+	var serr error
+	must(t, rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1) }))
+	must(t, serr)
 	ht := tp.a.task.Handle(t)
 	el, err := ht.LinkByName("eth0")
 	must(t, err)
@@ -456,6 +463,17 @@ func TestIntegrationRouterMiss(t *testing.T) {
 	}
 	if sr.Dropped["router_miss"] != 1 {
 		t.Errorf("router drop_router_miss %d, want 1", sr.Dropped["router_miss"])
+	}
+	// The router answered with ICMPv6 address unreachable, sent to task A's
+	// ILA address; A's connected socket reports it.
+	must(t, snd.SetReadDeadline(time.Now().Add(2*time.Second)))
+	if _, err := snd.Read(make([]byte, 64)); !errors.Is(err, unix.EHOSTUNREACH) {
+		sa, _ := tp.a.d.Stats()
+		sr, _ := r.Stats()
+		t.Errorf("task A read after the miss: %v, want EHOSTUNREACH (ICMPv6 code 3)\nrouter %v\nA %v", err, sr.Counters, sa.Counters)
+	}
+	if sr.Counters["router_icmp_sent"] != 1 {
+		t.Errorf("router_icmp_sent %d, want 1", sr.Counters["router_icmp_sent"])
 	}
 }
 

@@ -22,7 +22,7 @@ type xlatIlaConfig struct {
 
 type xlatIlaCounters struct {
 	_ structs.HostLayout
-	V [32]uint64
+	V [33]uint64
 }
 
 type xlatIlaDomainVal struct {
@@ -133,9 +133,15 @@ const (
 	xlatIlaStatSTAT_DROP_MISS           xlatIlaStat = 28
 	xlatIlaStatSTAT_DROP_UNKNOWN        xlatIlaStat = 29
 	xlatIlaStatSTAT_DROP_ROUTER_MISS    xlatIlaStat = 30
-	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 31
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 32
+	xlatIlaStatSTAT_ROUTER_ICMP_SENT    xlatIlaStat = 31
+	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 32
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 33
 )
+
+type xlatScratch struct {
+	_ structs.HostLayout
+	B [256]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //
@@ -152,6 +158,7 @@ const (
 	xlatMapIlaMylocs       = "ila_mylocs"
 	xlatMapIlaNhCache      = "ila_nh_cache"
 	xlatMapIlaPorts        = "ila_ports"
+	xlatMapIlaScratch      = "ila_scratch"
 	xlatMapIlaStats        = "ila_stats"
 	xlatProgIlaEmpty       = "ila_empty"
 	xlatProgIlaRouter      = "ila_router"
@@ -225,6 +232,7 @@ type xlatMapSpecs struct {
 	IlaMylocs   *ebpf.MapSpec `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.MapSpec `ebpf:"ila_nh_cache"`
 	IlaPorts    *ebpf.MapSpec `ebpf:"ila_ports"`
+	IlaScratch  *ebpf.MapSpec `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.MapSpec `ebpf:"ila_stats"`
 }
 
@@ -266,6 +274,7 @@ type xlatMaps struct {
 	IlaMylocs   *ebpf.Map `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.Map `ebpf:"ila_nh_cache"`
 	IlaPorts    *ebpf.Map `ebpf:"ila_ports"`
+	IlaScratch  *ebpf.Map `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.Map `ebpf:"ila_stats"`
 }
 
@@ -282,6 +291,7 @@ func (m *xlatMaps) Close() error {
 		m.IlaMylocs,
 		m.IlaNhCache,
 		m.IlaPorts,
+		m.IlaScratch,
 		m.IlaStats,
 	)
 }

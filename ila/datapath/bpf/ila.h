@@ -48,6 +48,7 @@ enum ila_stat {
 	STAT_DROP_MISS,            /* MissDrop */
 	STAT_DROP_UNKNOWN,         /* identifier neither local nor in flight */
 	STAT_DROP_ROUTER_MISS,     /* ILA-R full-table miss */
+	STAT_ROUTER_ICMP_SENT,     /* ICMPv6 address unreachable sent for a miss */
 	STAT_DROP_ERROR,           /* a helper failed while rewriting */
 	STAT__MAX,
 };

@@ -464,25 +464,148 @@ static __always_inline int deliver(struct __sk_buff *skb, struct pkt *p, struct 
 	return bpf_redirect_neigh(lv->ifindex, &nh, sizeof(nh), 0);
 }
 
-static __always_inline void report_miss(union addr *dst, struct ila_counters *st)
+static __always_inline int report_miss(union addr *dst, struct ila_counters *st)
 {
 	struct ila_key k = {.sir = dst->q[0], .id = dst->q[1]};
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *last = bpf_map_lookup_elem(&ila_miss_rl, &k);
 	if (last && now - *last < MISS_INTERVAL_NS) {
 		COUNT(STAT_MISS_RATELIMITED);
-		return;
+		return 0;
 	}
 	bpf_map_update_elem(&ila_miss_rl, &k, &now, BPF_ANY);
 	struct ila_miss_event *e = bpf_ringbuf_reserve(&ila_misses, sizeof(*e), 0);
 	if (!e) {
 		COUNT(STAT_MISS_RINGBUF_FULL);
-		return;
+		return 1;
 	}
 	e->sir = k.sir;
 	e->id = k.id;
 	bpf_ringbuf_submit(e, 0);
 	COUNT(STAT_MISS_REPORTED);
+	return 1;
+}
+
+#define ICMP_QUOTE_MAX (1280 - 48)
+#define CSUM_CHUNK 256
+
+struct scratch {
+	__u8 b[CSUM_CHUNK];
+};
+
+/* Per-CPU scratch buffer for checksumming (too big for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct scratch);
+	__uint(max_entries, 1);
+} ila_scratch SEC(".maps");
+
+/* icmp_unreach turns the packet into an ICMPv6 destination unreachable,
+ * code 3 (address unreachable), to its source, quoting as much of it as
+ * fits in 1280 bytes, and forwards it. Returns -1 if it could not (the
+ * caller drops). The source address is the one the FIB picks for reaching
+ * the original sender. */
+static __always_inline int icmp_unreach(struct __sk_buff *skb, struct pkt *p, struct ila_counters *st)
+{
+	/* The sender is a SIR address: the error travels to its ILA address
+	 * when the table knows it (the router's own routes for the SIR prefix
+	 * lead back to itself). */
+	union addr src, dst = p->src, wire = p->src;
+	__u8 mode = ILA_CSUM_NO_ACTION;
+	int xlat = 0;
+	struct ila_key k = {.sir = dst.q[0], .id = dst.q[1]};
+	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, &k);
+	if (m) {
+		mode = m->csum;
+		sir_to_ila(&wire, m->loc, mode);
+		xlat = 1;
+	}
+	struct bpf_fib_lookup fib = {};
+	fib.family = AF_INET6;
+	fib.ifindex = skb->ingress_ifindex;
+	__builtin_memcpy(fib.ipv6_dst, wire.l, 16);
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SRC | BPF_FIB_LOOKUP_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+		return -1;
+	__builtin_memcpy(src.l, fib.ipv6_src, 16);
+
+	__u32 ql = skb->len - ETH_HLEN_;
+	if (ql > ICMP_QUOTE_MAX) {
+		ql = ICMP_QUOTE_MAX;
+		if (bpf_skb_change_tail(skb, ETH_HLEN_ + ql, 0) < 0)
+			return -1;
+	}
+	if (bpf_skb_adjust_room(skb, 48, BPF_ADJ_ROOM_MAC, 0) < 0)
+		return -1;
+
+	/* Sum of the quote, in chunks (bpf_csum_diff takes at most 512 bytes
+	 * and multiples of 4; the last chunk is zero padded). */
+	__u32 zero = 0;
+	struct scratch *sc = bpf_map_lookup_elem(&ila_scratch, &zero);
+	if (!sc)
+		return -1;
+	__u8 *buf = sc->b;
+	__s64 sum = 0;
+	for (int i = 0; i < (ICMP_QUOTE_MAX + CSUM_CHUNK - 1) / CSUM_CHUNK; i++) {
+		__u32 off = i * CSUM_CHUNK;
+		if (off >= ql)
+			break;
+		__u32 n = ql - off;
+		if (n > CSUM_CHUNK)
+			n = CSUM_CHUNK;
+		/* n is in [1, CSUM_CHUNK]; the identities below make that
+		 * visible to the verifier (asm keeps clang from folding them). */
+		asm volatile("%0 += -1; %0 &= 0xff; %0 += 1" : "+r"(n));
+		__builtin_memset(buf, 0, CSUM_CHUNK);
+		if (bpf_skb_load_bytes(skb, ETH_HLEN_ + 48 + off, buf, n) < 0)
+			return -1;
+		__u32 padded = (n + 3) >> 2; /* words, in [1, CSUM_CHUNK/4] */
+		asm volatile("%0 += -1; %0 &= 0x3f; %0 += 1; %0 <<= 2" : "+r"(padded));
+		sum = bpf_csum_diff(0, 0, (__be32 *)buf, padded, (__u32)sum);
+		if (sum < 0)
+			return -1;
+	}
+	struct {
+		struct ipv6hdr ip6;
+		__u8 type, code;
+		__be16 csum;
+		__be32 unused;
+	} h = {};
+	h.ip6.version = 6;
+	h.ip6.payload_len = bpf_htons(8 + ql);
+	h.ip6.nexthdr = NH_ICMPV6;
+	h.ip6.hop_limit = 64;
+	__builtin_memcpy(&h.ip6.saddr, src.b, 16);
+	__builtin_memcpy(&h.ip6.daddr, dst.b, 16);
+	h.type = 1;
+	h.code = 3;
+	/* pseudo-header: addresses, upper-layer length, next header */
+	__be32 ph[10] = {};
+	__builtin_memcpy(ph, src.l, 16);
+	__builtin_memcpy(&ph[4], dst.l, 16);
+	ph[8] = bpf_htonl(8 + ql);
+	ph[9] = bpf_htonl(NH_ICMPV6);
+	sum = bpf_csum_diff(0, 0, ph, sizeof(ph), (__u32)sum);
+	if (sum < 0)
+		return -1;
+	sum = bpf_csum_diff(0, 0, (__be32 *)&h.type, 8, (__u32)sum);
+	if (sum < 0)
+		return -1;
+	__u32 s32 = (__u32)sum;
+	s32 = (s32 & 0xffff) + (s32 >> 16);
+	s32 = (s32 & 0xffff) + (s32 >> 16);
+	h.csum = (__u16)~s32;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN_, &h, sizeof(h), 0) < 0)
+		return -1;
+	p->src = src;
+	p->dst = dst;
+	p->proto = NH_ICMPV6;
+	p->l4_off = L4_MIN_OFF;
+	p->has_l4 = 1;
+	if (xlat && rewrite_dst(skb, p, &wire, mode) < 0)
+		return -1;
+	COUNT(STAT_ROUTER_ICMP_SENT);
+	return forward(skb, p, st);
 }
 
 /* fix_icmp_error maps the quoted packet's ILA destination back to its SIR
@@ -766,8 +889,14 @@ int ila_router(struct __sk_buff *skb)
 	}
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
-		report_miss(&p.dst, st);
 		COUNT(STAT_DROP_ROUTER_MISS);
+		/* At most one ICMPv6 error per identifier per second (the miss
+		 * report's rate limit), never about an ICMPv6 error. */
+		if (report_miss(&p.dst, st) && !is_icmp_error(&p) && !is_multicast(&p.src)) {
+			int r = icmp_unreach(skb, &p, st);
+			if (r >= 0)
+				return r;
+		}
 		return TC_ACT_SHOT;
 	}
 	COUNT(STAT_PASS_NOT_SIR);
