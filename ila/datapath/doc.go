@@ -33,7 +33,10 @@
 //     fabric are dropped. Quoted ILA destinations in ICMPv6 errors are
 //     mapped back.
 //   - RoleRouter, ingress of an ILA-R port: full-table SIR->ILA; a miss
-//     in a known SIR prefix is dropped and counted.
+//     in a known SIR prefix is dropped, counted, reported through the ring
+//     buffer and answered with an ICMPv6 destination unreachable, code 3
+//     (address unreachable), at most once per identifier per second, sent
+//     to the sender's ILA address when the table knows it.
 //
 // Every outcome increments a per-CPU counter read by Stats.
 //

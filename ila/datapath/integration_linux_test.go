@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -490,7 +491,7 @@ func TestIntegrationRestart(t *testing.T) {
 
 	var (
 		wg       sync.WaitGroup
-		received int
+		received atomic.Int64
 		recvErr  error
 	)
 	stop := make(chan struct{})
@@ -513,13 +514,13 @@ func TestIntegrationRestart(t *testing.T) {
 				recvErr = err
 				return
 			}
-			received++
+			received.Add(1)
 		}
 	}()
 	sent := 0
 	phase := func(name string) {
 		sb, _ := tp.b.d.Stats()
-		t.Logf("%s: sent %d, received %d, B delivered %d", name, sent, received, sb.Delivered)
+		t.Logf("%s: sent %d, received %d, B delivered %d", name, sent, received.Load(), sb.Delivered)
 	}
 	send := func(d time.Duration) {
 		end := time.Now().Add(d)
@@ -559,10 +560,10 @@ func TestIntegrationRestart(t *testing.T) {
 	if recvErr != nil {
 		t.Fatal(recvErr)
 	}
-	t.Logf("sent %d, received %d across the restart", sent, received)
-	if received != sent {
+	t.Logf("sent %d, received %d across the restart", sent, received.Load())
+	if int(received.Load()) != sent {
 		sb, _ := tp.b.d.Stats()
-		t.Errorf("received %d of %d datagrams across the restart\nA: %v\nB: %v", received, sent, after.Counters, sb.Counters)
+		t.Errorf("received %d of %d datagrams across the restart\nA: %v\nB: %v", received.Load(), sent, after.Counters, sb.Counters)
 	}
 	if after.Translated < before.Translated+uint64(sent)/2 {
 		t.Errorf("translated counter went from %d to %d over %d packets: counters not adopted", before.Translated, after.Translated, sent)
