@@ -216,3 +216,19 @@ func BenchmarkProgramPaths(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpsertMapping measures the control-plane write rate (lookup of
+// the old entry, locator reference count, update) into a default-sized table.
+func BenchmarkUpsertMapping(b *testing.B) {
+	testutil.Privileged(b)
+	d, err := Open(Config{})
+	must(b, err)
+	b.Cleanup(func() { d.Close() })
+	e := envFor(ila.CsumNeutralMap)
+	i := 0
+	for b.Loop() {
+		id := ila.Identifier(0x2000_0000_0000_0001 + uint64(i%(1<<20))<<16)
+		must(b, d.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: id, Locator: e.remote, Csum: e.mode}))
+		i++
+	}
+}
