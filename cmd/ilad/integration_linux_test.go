@@ -4,6 +4,7 @@ package main
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/mdlayher/ndp"
 
@@ -95,8 +96,8 @@ func TestIntegrationLab(t *testing.T) {
 			t.Errorf("lost %d of 400 round trips across the move: %v", len(lost), lost)
 		}
 		st, err := l.client(n2).Stats(t.Context())
-		if err != nil || st.MovesAway != 1 {
-			t.Errorf("nve2 stats: moves away %d, %v", st.MovesAway, err)
+		if err != nil || st.MovesAway != 1 || st.Notifications != 1 {
+			t.Errorf("nve2 stats: moves away %d, mapsrv notifications %d, %v; want 1 and 1", st.MovesAway, st.Notifications, err)
 		}
 		rec, err := l.svc.TaskByID(t.Context(), "prod", ila.IdentifierOf(b.sir))
 		if err != nil || rec.Locator != n3.loc {
@@ -197,6 +198,57 @@ func TestIntegrationLab(t *testing.T) {
 			t.Errorf("NS for an unknown address answered with %v", mac)
 		}
 	})
+
+	t.Run("spoofed NA does not move an address", func(t *testing.T) {
+		before, err := l.svc.TaskByID(t.Context(), "prod", ila.IdentifierOf(c.sir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// a claims c's address with its own MAC.
+		advertise(t, a, c.sir)
+		time.Sleep(300 * time.Millisecond)
+		after, err := l.svc.TaskByID(t.Context(), "prod", ila.IdentifierOf(c.sir))
+		if err != nil || after.Locator != before.Locator || after.NVE != before.NVE || after.Version != before.Version {
+			t.Errorf("c after a spoofed NA: %s at %v v%d (was %s at %v v%d), %v", after.NVE, after.Locator, after.Version, before.NVE, before.Locator, before.Version, err)
+		}
+		if m := l.metrics(n1); !strings.Contains(m, `ila_ndemu_messages_total{counter="spoofed_refused"} 1`) {
+			t.Errorf("nve1 did not count the refused claim:\n%s", grepLines(m, "ila_ndemu"))
+		}
+	})
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// advertise sends an unsolicited, overriding Neighbor Advertisement for
+// target with tk's own MAC from tk's eth0 to all nodes.
+func advertise(t *testing.T, tk *labTask, target netip.Addr) {
+	t.Helper()
+	var c *ndp.Conn
+	var mac net.HardwareAddr
+	if err := tk.ns.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		mac = ifi.HardwareAddr
+		c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
+		if err != nil {
+			return err
+		}
+		na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: target, Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}}}
+		return c.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
 
 // solicit sends a Neighbor Solicitation for target from tk's eth0 and

@@ -7,12 +7,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -188,29 +188,15 @@ func newLab(t *testing.T, n int) *lab {
 	svc, err := mapsrv.New(mapsrv.Config{
 		Store:    etcdstore.New(l.cli),
 		InFlight: 5 * time.Second,
-		Notifier: &mapsrv.RegNotifier{KeyID: 1, Secret: sec, Keys: kf, Timeout: 200 * time.Millisecond, Retries: 2},
+		Notifier: fabNotifier{&mapsrv.RegNotifier{KeyID: 1, Secret: sec, Keys: kf, Timeout: 200 * time.Millisecond, Retries: 2}, l.fab},
+		Logger:   slog.New(slog.NewTextHandler(l.log, nil)).With("component", "mapsrv"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.svc = svc
-	// The Service's goroutine opens the notification sockets: run it on a
-	// thread inside the fabric so that they reach the NVEs.
-	fabFd, err := vnetns.GetFromPath(l.fab.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fabFd.Close() })
 	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := vnetns.Set(fabFd); err != nil {
-			t.Errorf("enter fabric: %v", err)
-			return
-		}
-		svc.Run(ctx)
-	}()
+	go func() { defer wg.Done(); svc.Run(ctx) }()
 	var conn *net.UDPConn
 	if err := l.fab.Do(func() error {
 		var err error
@@ -528,4 +514,15 @@ func (l *lab) switchOver(tk *labTask, to *labNVE, port string) error {
 func (l *lab) metrics(v *labNVE) string {
 	out, _ := exec.Command("ip", "netns", "exec", v.ns.Name, "curl", "-s", "http://[::1]:9400/metrics").CombinedOutput()
 	return string(out)
+}
+
+// fabNotifier sends mapsrv's move notifications from the fabric namespace
+// (where mapsrv's sockets live in this lab).
+type fabNotifier struct {
+	n   mapsrv.Notifier
+	fab *testutil.NetNS
+}
+
+func (f fabNotifier) Notify(ctx context.Context, n mapsrv.Notification) error {
+	return f.fab.Do(func() error { return f.n.Notify(ctx, n) })
 }
