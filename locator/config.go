@@ -159,7 +159,10 @@ type Config struct {
 	Now func() time.Time `json:"-"`
 }
 
-func (c *Config) validate() error {
+// CheckSettings validates the plain (file or flag) fields and fills their
+// defaults, without looking at the collaborators: a daemon calls it before
+// building anything.
+func (c *Config) CheckSettings() error {
 	if c.Node == "" {
 		return fmt.Errorf("node name: empty")
 	}
@@ -207,6 +210,13 @@ func (c *Config) validate() error {
 			return fmt.Errorf("task %s: name, interface or SIR address declared twice", t.Name)
 		}
 		names[t.Name], ifaces[t.Iface], sirs[t.SIR] = true, true, true
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if err := c.CheckSettings(); err != nil {
+		return err
 	}
 	if c.Datapath == nil {
 		return fmt.Errorf("node %s: no datapath", c.Node)

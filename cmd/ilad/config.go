@@ -253,5 +253,8 @@ func (c *config) check() error {
 	if c.NetNS != "" && !filepath.IsAbs(c.NetNS) {
 		c.NetNS = filepath.Join("/var/run/netns", c.NetNS)
 	}
-	return nil
+	if !filepath.IsAbs(c.BPFFS) {
+		return fmt.Errorf("bpffs pin directory %q: want an absolute path", c.BPFFS)
+	}
+	return c.Config.CheckSettings()
 }

@@ -89,3 +89,13 @@ func TestConfigFileAndFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestExampleConfig(t *testing.T) {
+	cfg, err := parseConfig([]string{"-config", "testdata/ilad.example.json"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Tasks) != 2 || cfg.Tasks[1].VNI != 100 || !cfg.NotifyListen.IsValid() || cfg.Metrics == "" {
+		t.Errorf("example config parsed as %+v", cfg)
+	}
+}
