@@ -342,9 +342,9 @@ func (r *Report) Text(w io.Writer) {
 		}
 	}
 	if r.DNSBefore.Name != "" {
-		fmt.Fprintf(w, "\nDNS %s AAAA:\n  before: %s %s\n  after:  %s %s\n", r.DNSBefore.Name,
-			strings.Join(r.DNSBefore.AAAA, ","), strings.Join(r.DNSBefore.TXT, " | "),
-			strings.Join(r.DNSAfter.AAAA, ","), strings.Join(r.DNSAfter.TXT, " | "))
+		fmt.Fprintf(w, "\nDNS %s AAAA (TXT):\n  before: %s (%s)\n  after:  %s (%s)\n", r.DNSBefore.Name,
+			strings.Join(r.DNSBefore.AAAA, ","), strings.Join(r.DNSBefore.TXT, " "),
+			strings.Join(r.DNSAfter.AAAA, ","), strings.Join(r.DNSAfter.TXT, " "))
 		if r.DNSChanged {
 			fmt.Fprintln(w, "  the answer followed the move")
 		} else {
@@ -352,4 +352,8 @@ func (r *Report) Text(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "\n%s\n", r.Verdict)
+	if m := r.Move; m != nil && m.Via == ViaCarry && len(r.Problems) > 0 {
+		fmt.Fprintln(w, "(carrying the veth end drops the task's carrier while the kernel moves the device, and the new NVE\n"+
+			"must attach the port before anything reaches the task; `ilalab demo --via dual` moves make-before-break)")
+	}
 }
