@@ -4,6 +4,9 @@ package main
 
 import (
 	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/mdlayher/ndp"
@@ -20,8 +23,9 @@ import (
 // TestIntegrationLab runs three NVEs with real ilads, mapsrv, etcd and
 // eBPF datapaths, and tasks in their own namespaces.
 func TestIntegrationLab(t *testing.T) {
-	l := newLab(t, 3)
-	n1, n2, n3 := l.nves[0], l.nves[1], l.nves[2]
+	// nve4 runs in pull mode (cache misses only) and drops missed packets.
+	l := newLab(t, 4, map[int][]string{4: {"-mode", "pull", "-miss-policy", "drop"}})
+	n1, n2, n3, n4 := l.nves[0], l.nves[1], l.nves[2], l.nves[3]
 	a := l.addTask(n1, "a", 0x1001)
 	b := l.addTask(n2, "b", 0x1002)
 	c := l.addTask(n3, "c", 0x1003)
@@ -196,6 +200,28 @@ func TestIntegrationLab(t *testing.T) {
 		}
 		if mac, ok := solicit(t, a, netip.MustParseAddr("3333:0:0:1::dead")); ok {
 			t.Errorf("NS for an unknown address answered with %v", mac)
+		}
+	})
+
+	t.Run("pull mode installs what misses ask for", func(t *testing.T) {
+		e := l.addTask(n4, "e", 0x1005)
+		l.waitMapping(e, n4)
+		// The first packets to a miss; the agent fetches the mapping.
+		out, _ := exec.Command("ip", "netns", "exec", e.ns.Name, "ping", "-6", "-n", "-c", "6", "-i", "0.1", "-W", "1", a.sir.String()).CombinedOutput()
+		m := regexp.MustCompile(`(\d+) received`).FindSubmatch(out)
+		if got, _ := strconv.Atoi(string(m[len(m)-1])); m == nil || got < 3 {
+			t.Errorf("ping from a pull-mode NVE: want at least 3 of 6 answered (the first may be dropped on the miss):\n%s", out)
+		}
+		st, err := l.client(n4).Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// e's own mapping and a's; not b's, c's or d's.
+		if st.Misses == 0 || st.Mappings != 2 || st.StoreTasks < 4 {
+			t.Errorf("nve4 in pull mode: misses %d, mappings %d (want 2), store tasks %d", st.Misses, st.Mappings, st.StoreTasks)
+		}
+		if err := ping(t, e, a.sir, 2); err != nil {
+			t.Errorf("after the miss was answered: %v", err)
 		}
 	})
 

@@ -135,7 +135,8 @@ func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst string, gw st
 	}
 }
 
-func newLab(t *testing.T, n int) *lab {
+// newLab builds n NVEs; extra[i] are more ilad flags for NVE i (1-based).
+func newLab(t *testing.T, n int, extra map[int][]string) *lab {
 	t.Helper()
 	testutil.Privileged(t)
 	if testing.Short() {
@@ -213,7 +214,7 @@ func newLab(t *testing.T, n int) *lab {
 		t.Fatal(err)
 	}
 	for i := 1; i <= n; i++ {
-		l.addNVE(i)
+		l.addNVE(i, extra[i]...)
 	}
 	return l
 }
@@ -224,7 +225,7 @@ func (l *lab) startEtcd() {
 	l.stopEtcd = srv.Close
 }
 
-func (l *lab) addNVE(i int) {
+func (l *lab) addNVE(i int, extra ...string) {
 	t := l.t
 	v := &labNVE{name: fmt.Sprintf("nve%d", i), idx: i, loc: ila.Locator(0x2001_0db8_0000_0000 | uint64(i)<<16)}
 	v.ns = testutil.NewNetNS(t, fmt.Sprintf("ilan%d%s", i, l.sfx))
@@ -249,6 +250,7 @@ func (l *lab) addNVE(i int) {
 		"-api", v.api, "-state-file", filepath.Join(l.dir, v.name+".tasks.json"), "-in-flight", "5s",
 		"-log-level", "debug", "-metrics", "[::1]:9400",
 	}
+	v.args = append(v.args, extra...)
 	l.nves = append(l.nves, v)
 	l.start(v)
 }
