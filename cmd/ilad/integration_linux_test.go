@@ -209,7 +209,11 @@ func TestIntegrationLab(t *testing.T) {
 		// The first packets to a miss; the agent fetches the mapping.
 		out, _ := exec.Command("ip", "netns", "exec", e.ns.Name, "ping", "-6", "-n", "-c", "6", "-i", "0.1", "-W", "1", a.sir.String()).CombinedOutput()
 		m := regexp.MustCompile(`(\d+) received`).FindSubmatch(out)
-		if got, _ := strconv.Atoi(string(m[len(m)-1])); m == nil || got < 3 {
+		got := 0
+		if m != nil {
+			got, _ = strconv.Atoi(string(m[1]))
+		}
+		if got < 3 {
 			t.Errorf("ping from a pull-mode NVE: want at least 3 of 6 answered (the first may be dropped on the miss):\n%s", out)
 		}
 		st, err := l.client(n4).Stats(t.Context())
