@@ -42,10 +42,11 @@ type storeDomain struct {
 }
 
 type localTask struct {
-	spec   TaskSpec
-	key    key
-	port   Port
-	static bool // from the config file (not persisted in the state file)
+	spec     TaskSpec
+	key      key
+	port     Port
+	static   bool // from the config file (not persisted in the state file)
+	restored bool // from the state file of a previous run
 
 	// confirmed: the store has shown the task at this NVE since it was
 	// attached, so a later record elsewhere is a move away.
@@ -159,12 +160,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	saved := a.loadState() // before attaching rewrites the file
 	specs := slices.Clone(a.cfg.Tasks)
 	for i := range specs {
-		if err := a.attach(ctx, specs[i], true, false); err != nil && !errors.Is(err, ErrExists) {
+		if err := a.attach(ctx, specs[i], true, false, false); err != nil && !errors.Is(err, ErrExists) {
 			a.log.Error("attach configured task", "task", specs[i].Name, "iface", specs[i].Iface, "err", err)
 		}
 	}
 	for _, s := range saved {
-		if err := a.attach(ctx, s, false, false); err != nil && !errors.Is(err, ErrExists) {
+		if err := a.attach(ctx, s, false, true, false); err != nil && !errors.Is(err, ErrExists) {
 			a.log.Error("attach task from state file", "task", s.Name, "iface", s.Iface, "err", err)
 		}
 	}

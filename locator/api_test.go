@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -115,6 +116,40 @@ func TestStateFileRestart(t *testing.T) {
 		}
 		if n := len(dp.LocalEntries()); n != 2 {
 			t.Errorf("%d local entries, want 2", n)
+		}
+	})
+}
+
+func TestRestoredTaskMovedWhileDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		reg := &locatortest.Registrar{Grant: time.Minute}
+		state := filepath.Join(t.TempDir(), "tasks.json")
+		cfg := func(c *locator.Config) { c.StateFile = state; c.Registrar = reg }
+		a := newAgent(t, "", dp, src, cfg)
+		stop := run(t, a)
+		synctest.Wait()
+		if err := a.Attach(t.Context(), spec("web", "veth-web", 0x1001)); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		// While the agent is down, the task moves to nve-b.
+		src.SetTask(task(0x1001, "nve-b", locB))
+		n := len(reg.Registrations())
+		b := newAgent(t, "", dp, src, cfg)
+		stop = run(t, b)
+		defer stop()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := len(reg.Registrations()); got != n {
+			t.Errorf("restored task that moved away registered again (%d registrations, want %d)", got, n)
+		}
+		if ts := b.Tasks(); len(ts) != 0 {
+			t.Errorf("tasks after restart: %+v, want none", ts)
+		}
+		if n := len(dp.LocalEntries()); n != 0 {
+			t.Errorf("%d local entries left", n)
 		}
 	})
 }

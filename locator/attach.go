@@ -33,10 +33,12 @@ type TaskStatus struct {
 // service is not an error (the agent keeps trying), a refusal is, and
 // undoes the attach. Attaching the same spec again is a no-op.
 func (a *Agent) Attach(ctx context.Context, t TaskSpec) error {
-	return a.attach(ctx, t, false, true)
+	return a.attach(ctx, t, false, false, true)
 }
 
-func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error {
+// attach attaches t: static tasks come from the configuration, restored
+// ones from the state file of a previous run.
+func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait bool) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
@@ -89,7 +91,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, wait bool) error
 
 	a.mu.Lock()
 	k := keyOf(t.SIR)
-	lt := &localTask{spec: t, key: k, port: port, static: static, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1)}
+	lt := &localTask{spec: t, key: k, port: port, static: static, restored: restored, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1)}
 	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC}); err != nil {
 		a.mu.Unlock()
 		a.releasePort(lt)
@@ -270,6 +272,9 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 			first = false
 		}
 	}
+	if lt.restored && !a.stillHere(ctx, lt) {
+		return
+	}
 	backoff := 250 * time.Millisecond
 	for {
 		a.mu.Lock()
@@ -422,4 +427,36 @@ func (a *Agent) onMiss(ctx context.Context, ms Miss) {
 	}
 	a.wanted[k] = true
 	a.syncKey(k)
+}
+
+// stillHere waits for the first complete list of the store and reports
+// whether a task restored from the state file may be registered again: not
+// if the store has it on another NVE (it moved while the agent was down),
+// in which case it is detached here, without deregistration.
+func (a *Agent) stillHere(ctx context.Context, lt *localTask) bool {
+	for {
+		a.mu.Lock()
+		synced := a.synced
+		var nve string
+		if dn, ok := a.bySIR[lt.key.sir]; ok {
+			if st, ok := a.tasks[tkey{dn, lt.key.id}]; ok {
+				nve = st.t.NVE
+			}
+		}
+		a.mu.Unlock()
+		if synced {
+			if nve == "" || nve == a.cfg.Node {
+				return true
+			}
+			a.log.Info("task moved to another NVE while the agent was down: detaching it here", "task", lt.spec.Name, "sir", lt.spec.SIR, "nve", nve)
+			a.wg.Add(1)
+			go func() { defer a.wg.Done(); a.detach(lt.spec.Name, false) }()
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
