@@ -98,6 +98,7 @@ var benchRound atomic.Int64
 // client per worker.
 type udpRig struct {
 	clients []*regproto.Client
+	store   *etcdstore.Store
 	round   int64
 }
 
@@ -106,7 +107,8 @@ func newUDPRig(b *testing.B, eps []string, serializable bool) *udpRig {
 	for i := range benchWorkers {
 		keys[uint32(10+i)] = regproto.KeyEntry{NVE: "a", Secret: []byte(fmt.Sprintf("nve-a-secret-%02d-0123456789abcdef", i))}
 	}
-	svc, err := mapsrv.New(mapsrv.Config{Store: etcdstore.NewWithOptions(etcdtest.NewClient(b, eps), etcdstore.Options{SerializableReads: serializable})})
+	store := etcdstore.NewWithOptions(etcdtest.NewClient(b, eps), etcdstore.Options{SerializableReads: serializable})
+	svc, err := mapsrv.New(mapsrv.Config{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func newUDPRig(b *testing.B, eps []string, serializable bool) *udpRig {
 	done := make(chan struct{})
 	go func() { _ = srv.Run(sctx); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
-	rig := &udpRig{round: benchRound.Add(1) << 8}
+	rig := &udpRig{store: store, round: benchRound.Add(1) << 8}
 	for i := range benchWorkers {
 		c := &regproto.Client{Server: addrOf(conn), KeyID: uint32(10 + i), Secret: keys[uint32(10+i)].Secret, Keys: keys, ServerKeyID: 1, Timeout: 2 * time.Second}
 		b.Cleanup(func() { c.Close() })
@@ -188,6 +190,9 @@ func BenchmarkRegistrationVsPut(b *testing.B) {
 	b.ReportMetric(putLat.quantile(0.99), "put-p99-ms")
 	b.ReportMetric(newLat.quantile(0.99), "new-p99-ms")
 	b.ReportMetric(refLat.quantile(0.99), "refresh-p99-ms")
+	if batches, calls := rig.store.BatchStats(); batches > 0 {
+		b.ReportMetric(float64(calls)/float64(batches), "txns/batch")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

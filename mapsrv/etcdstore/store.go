@@ -16,8 +16,9 @@ import (
 
 // Store is a mapsrv.Store over an etcd KV.
 type Store struct {
-	kv   clientv3.KV
-	opts []clientv3.OpOption
+	kv    clientv3.KV
+	opts  []clientv3.OpOption
+	batch *batcher // nil: no batching
 }
 
 var _ mapsrv.Store = (*Store)(nil)
@@ -31,11 +32,17 @@ type Options struct {
 	// with a single member (the embedded default), where reads lag
 	// commits by at most an apply.
 	SerializableReads bool
+	// MaxBatch bounds how many concurrent Txn calls are committed
+	// together as one etcd transaction (each call nested with its own
+	// comparisons, so that each succeeds or fails on its own; see
+	// batch.go). 0 means DefaultMaxBatch; 1 turns batching off. Batching
+	// needs etcd 3.3 or later (nested transactions).
+	MaxBatch int
 }
 
 // New returns a Store using kv (a *clientv3.Client, or a namespaced KV)
-// with linearizable reads.
-func New(kv clientv3.KV) *Store { return &Store{kv: kv} }
+// with linearizable reads and batched transactions.
+func New(kv clientv3.KV) *Store { return NewWithOptions(kv, Options{}) }
 
 // NewWithOptions returns a Store using kv tuned by opts.
 func NewWithOptions(kv clientv3.KV, opts Options) *Store {
@@ -43,7 +50,23 @@ func NewWithOptions(kv clientv3.KV, opts Options) *Store {
 	if opts.SerializableReads {
 		s.opts = []clientv3.OpOption{clientv3.WithSerializable()}
 	}
+	max := opts.MaxBatch
+	if max <= 0 {
+		max = DefaultMaxBatch
+	}
+	if max > 1 {
+		s.batch = &batcher{kv: kv, max: max}
+	}
 	return s
+}
+
+// BatchStats returns how many transactions were committed in batches of
+// more than one call, and how many calls those batches held.
+func (s *Store) BatchStats() (batches, calls uint64) {
+	if s.batch == nil {
+		return 0, 0
+	}
+	return s.batch.batches.Load(), s.batch.batched.Load()
 }
 
 // Get implements mapsrv.Store: one read of all keys at one revision.
@@ -128,36 +151,57 @@ func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, e
 }
 
 // Txn implements mapsrv.Store: ops apply only if every key still has the
-// revision read (0: absent); otherwise mapsrv.ErrConflict.
+// revision read (0: absent); otherwise mapsrv.ErrConflict. Concurrent
+// calls may share one etcd transaction (Options.MaxBatch).
 func (s *Store) Txn(ctx context.Context, conds []mapsrv.Cond, ops []mapsrv.Op) (int64, error) {
-	cmps := make([]clientv3.Cmp, 0, len(conds))
-	seen := map[string]int64{}
-	for _, c := range conds {
-		if r, ok := seen[c.Key]; ok {
-			if r != c.Revision {
-				return 0, fmt.Errorf("txn: key %s compared at two revisions: %w", c.Key, mapsrv.ErrConflict)
+	c := &txnCall{
+		ctx:    ctx,
+		cmps:   make([]clientv3.Cmp, 0, len(conds)),
+		ops:    make([]clientv3.Op, 0, len(ops)),
+		keys:   make([]string, 0, len(conds)+len(ops)),
+		writes: make([]string, 0, len(ops)),
+	}
+	for i, cd := range conds {
+		dup := false
+		for _, p := range conds[:i] {
+			if p.Key == cd.Key {
+				if p.Revision != cd.Revision {
+					return 0, fmt.Errorf("txn: key %s compared at two revisions: %w", cd.Key, mapsrv.ErrConflict)
+				}
+				dup = true
+				break
 			}
+		}
+		if dup {
 			continue
 		}
-		seen[c.Key] = c.Revision
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(c.Key), "=", c.Revision))
+		c.cmps = append(c.cmps, clientv3.Compare(clientv3.ModRevision(cd.Key), "=", cd.Revision))
+		c.keys = append(c.keys, cd.Key)
+		c.size += len(cd.Key)
 	}
-	eops := make([]clientv3.Op, 0, len(ops))
 	for _, op := range ops {
 		if op.Delete {
-			eops = append(eops, clientv3.OpDelete(op.Key))
+			c.ops = append(c.ops, clientv3.OpDelete(op.Key))
 		} else {
-			eops = append(eops, clientv3.OpPut(op.Key, string(op.Value)))
+			c.ops = append(c.ops, clientv3.OpPut(op.Key, string(op.Value)))
 		}
+		c.keys = append(c.keys, op.Key)
+		c.writes = append(c.writes, op.Key)
+		c.size += len(op.Key) + len(op.Value)
 	}
-	resp, err := s.kv.Txn(ctx).If(cmps...).Then(eops...).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("etcd txn: %w", err)
+	var r txnResult
+	if s.batch != nil && batchable(c) {
+		r = s.batch.do(c)
+	} else {
+		r = commitOne(ctx, s.kv, c)
 	}
-	if !resp.Succeeded {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if !r.ok {
 		return 0, fmt.Errorf("etcd txn: %w", mapsrv.ErrConflict)
 	}
-	return resp.Header.Revision, nil
+	return r.rev, nil
 }
 
 func (s *Store) get1(ctx context.Context, key string) (mapsrv.KV, error) {
