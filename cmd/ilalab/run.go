@@ -115,6 +115,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
+	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")
 	return cfg
 }
 

@@ -41,6 +41,12 @@ type Config struct {
 	// BinDir is where the component binaries are [beside the executable,
 	// then $PATH].
 	BinDir string
+	// HostLink joins the host to the control namespace with a veth named
+	// after the lab (fd00:ff:c1::1 on the host, a host route for
+	// fd00:ff:c0::/64), so that ilactl, dig and curl reach mapsrv and
+	// dnsbridge from the host. Off for labs that run side by side (tests):
+	// they would share the host route.
+	HostLink bool
 	// UnderlayOnly builds only the namespaces, links, addresses and routes
 	// (no daemons): for tests of single components.
 	UnderlayOnly bool
@@ -332,6 +338,11 @@ func (l *Lab) buildUnderlay() error {
 	if err := ctl.route(netip.MustParsePrefix("::/0"), fabricCtl, "fab0"); err != nil {
 		return err
 	}
+	if l.cfg.HostLink {
+		if err := l.hostLink(ctl); err != nil {
+			return err
+		}
+	}
 	for _, nve := range t.NVEs {
 		l.progress("building %s", nve.Name)
 		nn, err := mk(nve.Netns)
@@ -443,12 +454,13 @@ type stateConfig struct {
 	BinDir       string `json:"bin_dir,omitempty"`
 	UnderlayOnly bool   `json:"underlay_only,omitempty"`
 	IPv4Tenant   bool   `json:"ipv4_tenant,omitempty"`
+	HostLink     bool   `json:"host_link,omitempty"`
 }
 
 // save writes state.json and topology.json.
 func (l *Lab) save() error {
 	s := state{
-		Config:   stateConfig{Name: l.cfg.Name, BinDir: l.cfg.BinDir, UnderlayOnly: l.cfg.UnderlayOnly, IPv4Tenant: l.cfg.IPv4Tenant},
+		Config:   stateConfig{Name: l.cfg.Name, BinDir: l.cfg.BinDir, UnderlayOnly: l.cfg.UnderlayOnly, IPv4Tenant: l.cfg.IPv4Tenant, HostLink: l.cfg.HostLink},
 		Topology: l.topo,
 		Procs:    l.procs,
 	}
@@ -492,7 +504,7 @@ func Load(stateDir string, progress func(string)) (*Lab, error) {
 	if s.Topology == nil {
 		return nil, fmt.Errorf("lab state %s: no topology", stateDir)
 	}
-	cfg := Config{Name: s.Config.Name, StateDir: stateDir, BinDir: s.Config.BinDir, UnderlayOnly: s.Config.UnderlayOnly, IPv4Tenant: s.Config.IPv4Tenant, NVEs: len(s.Topology.NVEs), TasksPerNVE: 1, Progress: progress}
+	cfg := Config{Name: s.Config.Name, StateDir: stateDir, BinDir: s.Config.BinDir, UnderlayOnly: s.Config.UnderlayOnly, IPv4Tenant: s.Config.IPv4Tenant, HostLink: s.Config.HostLink, NVEs: len(s.Topology.NVEs), TasksPerNVE: 1, Progress: progress}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -569,6 +581,9 @@ func Down(stateDir, name string, progress func(string)) error {
 		if err := netns.Remove(n); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := removeHostLink(name); err != nil {
+		errs = append(errs, err)
 	}
 	pin := filepath.Join("/sys/fs/bpf", name)
 	if _, err := os.Stat(pin); err == nil {

@@ -17,6 +17,8 @@
 //	mapsrv registration (UDP)                    [fd00:ff:c0::2]:4790
 //	dnsbridge                                    [fd00:ff:c0::2]:53, zone "ila.lab."
 //	etcd (embedded in mapsrv)                    unix://<state-dir>/etcd/etcd.sock
+//	host <-> control link (--host-link)          fd00:ff:c1::/64 (host ::1, control ::2),
+//	                                             host route fd00:ff:c0::/64 via fd00:ff:c1::2
 //
 // Namespace names are <prefix>-fabric, <prefix>-ctl, <prefix>-nve<n> and
 // <prefix>-<task>; task names are t1, t2, ... numbered across NVEs. Inside
@@ -107,18 +109,19 @@ func IPv4Of(n int) netip.Addr {
 
 // Topology is what `ilalab up` prints and writes to <state-dir>/topology.json.
 type Topology struct {
-	Name        string   `json:"name"`
-	StateDir    string   `json:"state_dir"`
-	FabricNetns string   `json:"fabric_netns"`
-	Domain      DomainT  `json:"domain"`
-	NVEs        []NVE    `json:"nves"`
-	Tasks       []Task   `json:"tasks"`
-	Mapsrv      Mapsrv   `json:"mapsrv"`
-	Etcd        Etcd     `json:"etcd"`
-	DNS         DNS      `json:"dns"`
-	Router      Router   `json:"router"`
-	Components  []string `json:"components"`
-	Missing     []string `json:"missing,omitempty"`
+	Name        string    `json:"name"`
+	StateDir    string    `json:"state_dir"`
+	FabricNetns string    `json:"fabric_netns"`
+	Domain      DomainT   `json:"domain"`
+	NVEs        []NVE     `json:"nves"`
+	Tasks       []Task    `json:"tasks"`
+	Mapsrv      Mapsrv    `json:"mapsrv"`
+	Etcd        Etcd      `json:"etcd"`
+	DNS         DNS       `json:"dns"`
+	Router      Router    `json:"router"`
+	HostLink    *HostLink `json:"host_link,omitempty"`
+	Components  []string  `json:"components"`
+	Missing     []string  `json:"missing,omitempty"`
 }
 
 // DomainT describes the lab's ILA domain.
@@ -175,6 +178,13 @@ type DNS struct {
 	Addr  string `json:"addr"`
 	Zone  string `json:"zone"`
 	PID   int    `json:"pid,omitempty"`
+}
+
+// HostLink is the host's veth into the control namespace.
+type HostLink struct {
+	Ifname string     `json:"ifname"`
+	Addr   netip.Addr `json:"addr"`
+	Routes []string   `json:"routes"`
 }
 
 // Router is the fabric's ILA router (full table).
