@@ -75,16 +75,27 @@ func (p *NetlinkPorts) Prepare(ifname string) (Port, error) {
 			return Port{}, fmt.Errorf("port %s: set gateway MAC %s: %w", ifname, gw, err)
 		}
 	}
-	for _, kv := range [][2]string{
-		{"net/ipv6/conf/" + ifname + "/disable_ipv6", "0"},
-		{"net/ipv6/conf/" + ifname + "/accept_dad", "0"},
-		{"net/ipv6/conf/" + ifname + "/accept_ra", "0"},
-		{"net/ipv6/conf/" + ifname + "/forwarding", "1"},
-		{"net/ipv6/conf/all/forwarding", "1"},
-	} {
-		if err := p.Sysctl(kv[0], kv[1]); err != nil {
-			return Port{}, fmt.Errorf("port %s: sysctl %s: %w", ifname, kv[0], err)
+	// One trip into the namespace for every sysctl.
+	err = p.do(func() error {
+		for _, kv := range [][2]string{
+			{"net/ipv6/conf/" + ifname + "/disable_ipv6", "0"},
+			{"net/ipv6/conf/" + ifname + "/accept_dad", "0"},
+			{"net/ipv6/conf/" + ifname + "/accept_ra", "0"},
+			{"net/ipv6/conf/" + ifname + "/forwarding", "1"},
+			{"net/ipv6/conf/all/forwarding", "1"},
+		} {
+			if err := os.WriteFile(filepath.Join("/proc/sys", kv[0]), []byte(kv[1]), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s: %w", kv[0], err)
+			}
 		}
+		// Best effort: no EUI-64 link-local beside fe80::1, and neighbour
+		// entries from a task's unsolicited NA after a move (Linux >= 5.19).
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/addr_gen_mode", []byte("1"), 0o644)
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+ifname+"/accept_untracked_na", []byte("1"), 0o644)
+		return nil
+	})
+	if err != nil {
+		return Port{}, fmt.Errorf("port %s: %w", ifname, err)
 	}
 	ll := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(GatewayLinkLocal.AsSlice()), Mask: net.CIDRMask(64, 128)}, Flags: 0x02 /* IFA_F_NODAD */}
 	if err := p.Handle.AddrReplace(l, ll); err != nil {
