@@ -110,9 +110,11 @@ func TestIntegrationPlainLabMoveUnderTraffic(t *testing.T) {
 	if p.st.Sent < 100 {
 		t.Errorf("ping sent %d, want >= 100", p.st.Sent)
 	}
-	// The plain lab reroutes after the link moved, so a few pings may be
-	// lost; most must arrive and the TCP stream must survive intact.
-	if p.st.Received < p.st.Sent-5 {
+	// The plain lab reroutes after the link moved (the task has no carrier
+	// while the kernel moves the device: 15-60 ms on a loaded machine), so
+	// a few pings may be lost; at most a 200 ms outage, and the TCP stream
+	// must survive intact.
+	if p.st.Received < p.st.Sent-20 {
 		t.Errorf("ping lost %d of %d", p.st.Lost, p.st.Sent)
 	}
 	if s.st.Error != "" || s.st.Received != s.st.Sent || s.st.Reordered != 0 {
