@@ -2,6 +2,7 @@ package mapsrv
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -127,45 +128,79 @@ const maxKVCache = 1 << 17
 // comparison and the registration is retried with fresh reads.
 type kvCache struct {
 	mu sync.Mutex
-	m  map[string]KV
+	m  map[string]kvEntry
+}
+
+// kvEntry is a remembered entry and its decoded value (a TaskRecord or an
+// Index; nil if unknown), which spares the registration path decoding
+// the JSON it encoded itself.
+type kvEntry struct {
+	kv KV
+	v  any
 }
 
 func cacheable(key string) bool {
 	return strings.HasPrefix(key, MapPrefix) || strings.HasPrefix(key, NamePrefix) || strings.HasPrefix(key, MACPrefix)
 }
 
-// get returns the remembered entries; unknown keys come back absent.
-func (c *kvCache) get(keys ...string) []KV {
+// get returns the remembered entries and their decoded values (a shared
+// TaskRecord must be copied with cloneTask before it is changed); unknown
+// keys come back absent.
+func (c *kvCache) get(keys ...string) ([]KV, []any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]KV, len(keys))
+	vals := make([]any, len(keys))
 	for i, k := range keys {
-		if kv, ok := c.m[k]; ok {
-			out[i] = kv
+		if e, ok := c.m[k]; ok {
+			out[i], vals[i] = e.kv, e.v
 		} else {
 			out[i] = KV{Key: k}
 		}
 	}
-	return out
+	return out, vals
 }
 
-// committed records the writes of a transaction committed at rev.
-func (c *kvCache) committed(rev int64, ops []Op) {
+// committed records the writes of a transaction committed at rev. vals
+// are the values the puts encoded (nil: unknown).
+func (c *kvCache) committed(rev int64, ops []Op, vals []any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) > maxKVCache {
-		c.m = make(map[string]KV)
+		c.m = make(map[string]kvEntry)
 	}
-	for _, op := range ops {
+	for i, op := range ops {
 		if !cacheable(op.Key) {
 			continue
 		}
 		if op.Delete {
 			delete(c.m, op.Key)
-		} else {
-			c.m[op.Key] = KV{Key: op.Key, Value: op.Value, Revision: rev}
+			continue
 		}
+		e := kvEntry{kv: KV{Key: op.Key, Value: op.Value, Revision: rev}}
+		if i < len(vals) {
+			switch v := vals[i].(type) {
+			case TaskRecord:
+				// Only what DecodeTask would accept, so that the cached
+				// and the decoded paths agree.
+				if checkTask(op.Key, v) == nil {
+					e.v = cloneTask(v)
+				}
+			case Index:
+				if v.Domain != "" {
+					e.v = v
+				}
+			}
+		}
+		c.m[op.Key] = e
 	}
+}
+
+// cloneTask copies the slices of t, so that the copy can be changed.
+func cloneTask(t TaskRecord) TaskRecord {
+	t.Moves = slices.Clone(t.Moves)
+	t.Previous = slices.Clone(t.Previous)
+	return t
 }
 
 // conflicted forgets the compared keys of a failed transaction.

@@ -88,7 +88,7 @@ func (n NVERecord) LocatorFor(d string) (ila.Locator, bool) {
 	var free ila.Locator
 	haveFree := false
 	for _, l := range n.Locators {
-		pd, pinned := n.LocatorDomains[l.String()]
+		pd, pinned := n.pin(l)
 		if pinned && pd == d {
 			return l, true
 		}
@@ -99,11 +99,43 @@ func (n NVERecord) LocatorFor(d string) (ila.Locator, bool) {
 	return free, haveFree
 }
 
+// pin returns the domain locator l is pinned to. It looks the text form
+// of l up without allocating (this is on the registration path).
+func (n NVERecord) pin(l ila.Locator) (string, bool) {
+	if len(n.LocatorDomains) == 0 {
+		return "", false
+	}
+	var buf [19]byte
+	d, ok := n.LocatorDomains[string(appendLocator(buf[:0], l))]
+	return d, ok
+}
+
+// appendLocator appends l in the text form of ila.Locator.String: four
+// colon-separated 16-bit groups in lower-case hex without leading zeros.
+func appendLocator(dst []byte, l ila.Locator) []byte {
+	const digits = "0123456789abcdef"
+	for i := 3; i >= 0; i-- {
+		g := uint16(uint64(l) >> (16 * i))
+		started := false
+		for shift := 12; shift >= 0; shift -= 4 {
+			d := g >> shift & 0xf
+			if d != 0 || started || shift == 0 {
+				dst = append(dst, digits[d])
+				started = true
+			}
+		}
+		if i > 0 {
+			dst = append(dst, ':')
+		}
+	}
+	return dst
+}
+
 // Owns reports whether loc is one of the NVE's locators usable in domain d.
 func (n NVERecord) Owns(loc ila.Locator, d string) bool {
 	for _, l := range n.Locators {
 		if l == loc {
-			pd, pinned := n.LocatorDomains[l.String()]
+			pd, pinned := n.pin(l)
 			return !pinned || pd == d
 		}
 	}
@@ -179,18 +211,23 @@ func DecodeTask(key string, b []byte) (TaskRecord, error) {
 	if err := decodeStrict(b, &t); err != nil {
 		return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
 	}
+	return t, checkTask(key, t)
+}
+
+// checkTask checks a decoded task record against its key.
+func checkTask(key string, t TaskRecord) error {
 	if want := TaskKey(t.Domain, t.Identifier); key != want {
-		return t, fmt.Errorf("task %s: domain %q and identifier %s do not match the key: %w", key, t.Domain, t.Identifier, ErrMalformed)
+		return fmt.Errorf("task %s: domain %q and identifier %s do not match the key: %w", key, t.Domain, t.Identifier, ErrMalformed)
 	}
 	if t.Locator == 0 || t.NVE == "" {
-		return t, fmt.Errorf("task %s: no locator or NVE: %w", key, ErrMalformed)
+		return fmt.Errorf("task %s: no locator or NVE: %w", key, ErrMalformed)
 	}
 	switch t.State {
 	case ila.StateActive, ila.StateSuspended, ila.StateDuplicate:
 	default:
-		return t, fmt.Errorf("task %s: state %q: %w", key, t.State, ErrMalformed)
+		return fmt.Errorf("task %s: state %q: %w", key, t.State, ErrMalformed)
 	}
-	return t, nil
+	return nil
 }
 
 // DecodeIndex decodes a name or MAC index value.

@@ -532,12 +532,12 @@ func pickLocator(n NVERecord, want ila.Locator, domain string) (ila.Locator, *NV
 			return 0, nil, fmt.Errorf("nve %s has no locator for domain %s: %w", n.Name, domain, ErrForbidden)
 		}
 	} else if !n.Owns(loc, domain) {
-		if other, pinned := n.LocatorDomains[loc.String()]; pinned && slices.Contains(n.Locators, loc) {
+		if other, pinned := n.pin(loc); pinned && slices.Contains(n.Locators, loc) {
 			return 0, nil, fmt.Errorf("locator %s of nve %s serves domain %s, not %s: %w: %w", loc, n.Name, other, domain, ErrForbidden, ila.ErrLocatorConflict)
 		}
 		return 0, nil, fmt.Errorf("locator %s is not a locator of nve %s: %w", loc, n.Name, ErrForbidden)
 	}
-	if _, pinned := n.LocatorDomains[loc.String()]; pinned {
+	if _, pinned := n.pin(loc); pinned {
 		return loc, nil, nil
 	}
 	pin := n
@@ -553,6 +553,7 @@ func pickLocator(n NVERecord, want ila.Locator, domain string) (ila.Locator, *NV
 type txnBuilder struct {
 	conds []Cond
 	ops   []Op
+	vals  []any // per op: the value put, for kvCache
 	err   error
 }
 
@@ -564,9 +565,13 @@ func (b *txnBuilder) put(key string, v any) {
 		b.err = err
 	}
 	b.ops = append(b.ops, Op{Key: key, Value: val})
+	b.vals = append(b.vals, v)
 }
 
-func (b *txnBuilder) del(key string) { b.ops = append(b.ops, Op{Key: key, Delete: true}) }
+func (b *txnBuilder) del(key string) {
+	b.ops = append(b.ops, Op{Key: key, Delete: true})
+	b.vals = append(b.vals, nil)
+}
 
 func (s *Service) commit(ctx context.Context, b *txnBuilder, what string) error {
 	if b.err != nil {
@@ -579,7 +584,7 @@ func (s *Service) commit(ctx context.Context, b *txnBuilder, what string) error 
 		}
 		return s.storeErr(fmt.Errorf("%s: %w", what, err))
 	}
-	s.kvs.committed(rev, b.ops)
+	s.kvs.committed(rev, b.ops, b.vals)
 	for _, op := range b.ops {
 		if strings.HasPrefix(op.Key, NVEPrefix) || strings.HasPrefix(op.Key, DomainPrefix) {
 			s.cache.invalidate()
@@ -593,8 +598,26 @@ func (s *Service) commit(ctx context.Context, b *txnBuilder, what string) error 
 // decides whether those indexes are free for (domain, id).
 type taskRead struct {
 	task, name, mac KV
+	nameX, macX     indexRead // name and mac decoded
 	rec             TaskRecord
 	exists          bool
+}
+
+// indexRead is an index entry decoded once per registration.
+type indexRead struct {
+	x   Index
+	err error // decoding error (a malformed value)
+}
+
+func readIndex(kv KV, cached any) indexRead {
+	if kv.Revision == 0 {
+		return indexRead{}
+	}
+	if x, ok := cached.(Index); ok {
+		return indexRead{x: x}
+	}
+	x, err := DecodeIndex(kv.Key, kv.Value)
+	return indexRead{x: x, err: err}
 }
 
 func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier, tenant, name string, mac ila.MAC, optimistic bool) (taskRead, error) {
@@ -607,13 +630,20 @@ func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier
 	}
 	get := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "" })
 	var kvs []KV
+	var vals []any // decoded values of kvs, when known
 	if optimistic {
-		kvs = s.kvs.get(get...)
+		kvs, vals = s.kvs.get(get...)
 	} else {
 		var err error
 		if kvs, err = s.store.Get(ctx, get...); err != nil {
 			return taskRead{}, s.storeErr(fmt.Errorf("get task %s/%s: %w", domain, id, err))
 		}
+	}
+	val := func(i int) any {
+		if vals == nil {
+			return nil
+		}
+		return vals[i]
 	}
 	var tr taskRead
 	i := 0
@@ -621,12 +651,17 @@ func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier
 	i++
 	if keys[1] != "" {
 		tr.name = kvs[i]
+		tr.nameX = readIndex(tr.name, val(i))
 		i++
 	}
 	if keys[2] != "" {
 		tr.mac = kvs[i]
+		tr.macX = readIndex(tr.mac, val(i))
 	}
-	if tr.task.Revision != 0 {
+	if rec, ok := val(0).(TaskRecord); ok && tr.task.Revision != 0 {
+		// Written by this Service at this revision: no need to decode.
+		tr.rec, tr.exists = cloneTask(rec), true
+	} else if tr.task.Revision != 0 {
 		rec, err := DecodeTask(tr.task.Key, tr.task.Value)
 		if err != nil {
 			s.malformed(tr.task, err) // treated as absent; a write replaces it
@@ -640,13 +675,13 @@ func (s *Service) readTask(ctx context.Context, domain string, id ila.Identifier
 // indexFree reports whether index entry kv is absent, stale or already
 // points at (domain, id). A stale entry points at a task that no longer
 // exists or no longer carries that name/MAC.
-func (s *Service) indexFree(ctx context.Context, kv KV, domain string, id ila.Identifier) (bool, error) {
+func (s *Service) indexFree(ctx context.Context, kv KV, ir indexRead, domain string, id ila.Identifier) (bool, error) {
 	if kv.Revision == 0 {
 		return true, nil
 	}
-	x, err := DecodeIndex(kv.Key, kv.Value)
-	if err != nil {
-		s.malformed(kv, err)
+	x := ir.x
+	if ir.err != nil {
+		s.malformed(kv, ir.err)
 		return true, nil
 	}
 	if x.Domain == domain && x.Identifier == id {
@@ -767,7 +802,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	if r.Name != "" {
-		free, err := s.indexFree(ctx, tr.name, dom.Name, id)
+		free, err := s.indexFree(ctx, tr.name, tr.nameX, dom.Name, id)
 		if err != nil {
 			return TaskRecord{}, err
 		}
@@ -776,7 +811,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	if !r.MAC.IsZero() {
-		free, err := s.indexFree(ctx, tr.mac, dom.Name, id)
+		free, err := s.indexFree(ctx, tr.mac, tr.macX, dom.Name, id)
 		if err != nil {
 			return TaskRecord{}, err
 		}
@@ -866,13 +901,13 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	// (a refresh then writes the task record alone).
 	if r.Name != "" {
 		b.cond(tr.name)
-		if !pointsAt(tr.name, dom.Name, id) {
+		if !pointsAt(tr.name, tr.nameX, dom.Name, id) {
 			b.put(NameKey(r.Tenant, r.Name), Index{Domain: dom.Name, Identifier: id})
 		}
 	}
 	if !r.MAC.IsZero() {
 		b.cond(tr.mac)
-		if !pointsAt(tr.mac, dom.Name, id) {
+		if !pointsAt(tr.mac, tr.macX, dom.Name, id) {
 			b.put(MACKey(r.MAC), Index{Domain: dom.Name, Identifier: id})
 		}
 	}
@@ -885,12 +920,8 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 }
 
 // pointsAt reports whether index entry kv exists and names (domain, id).
-func pointsAt(kv KV, domain string, id ila.Identifier) bool {
-	if kv.Revision == 0 {
-		return false
-	}
-	x, err := DecodeIndex(kv.Key, kv.Value)
-	return err == nil && x.Domain == domain && x.Identifier == id
+func pointsAt(kv KV, ir indexRead, domain string, id ila.Identifier) bool {
+	return kv.Revision != 0 && ir.err == nil && ir.x.Domain == domain && ir.x.Identifier == id
 }
 
 func checkMode(m string) (string, error) {

@@ -537,3 +537,30 @@ func TestAddNVEKeepsPins(t *testing.T) {
 		t.Errorf("replaced record: %+v", n)
 	}
 }
+
+// TestRegisterCachedRecordMatchesStore: registrations that start from the
+// record this Service remembers (refreshes, moves by claim, which change
+// the move history and previous locators) give the same record as the
+// one decoded from the store.
+func TestRegisterCachedRecordMatchesStore(t *testing.T) {
+	f := newFixture(t, func(c *mapsrv.Config) { c.FlapMoves = 100 })
+	steps := []string{"a", "a", "b", "b", "a", "c", "a", "a"}
+	for i, nve := range steps {
+		f.clk.Advance(time.Second)
+		rec := f.register(t, nve, "vm1", "2001:db8::1")
+		got, err := f.svc.Task(t.Context(), "t1", "vm1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(got, rec, addrCmp); diff != "" {
+			t.Errorf("step %d at %s: registered record differs from the stored one (-stored +registered):\n%s", i, nve, diff)
+		}
+	}
+	got, err := f.svc.Task(t.Context(), "t1", "vm1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NVE != "a" || len(got.Moves) != 4 || got.Version != 5 {
+		t.Errorf("final record: nve %s, %d moves, version %d; want a, 4, 5", got.NVE, len(got.Moves), got.Version)
+	}
+}
