@@ -248,6 +248,10 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 		}
 	}
 	r.Attached = time.Now()
+	// mapsrv's own commit time of the move.
+	if m, err := l.Mapped(ctx, task.Name); err == nil && !m.Updated.IsZero() && m.NVE == to.Name {
+		r.Committed = m.Updated
+	}
 	// Let the old NVE install its in-flight redirect before its port goes.
 	time.Sleep(50 * time.Millisecond)
 	old, err := tn.link(oldIf)

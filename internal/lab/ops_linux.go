@@ -97,6 +97,8 @@ type MappedTask struct {
 	Locator string `json:"locator"`
 	State   string `json:"state"`
 	Version int64  `json:"version"`
+	// Updated is mapsrv's time of the last change (the commit of a move).
+	Updated time.Time `json:"updated"`
 }
 
 // Mapped asks mapsrv's API where a task is.
