@@ -53,6 +53,8 @@ type Client struct {
 	initErr  error
 	ownConn  bool
 	turn     chan struct{} // held (capacity 1) by the call reading the socket
+	rbuf     []byte        // read buffer, used by the turn holder
+	sign     *signer
 	seq      atomic.Uint64
 
 	mu      sync.Mutex
@@ -89,6 +91,8 @@ func (c *Client) init() error {
 		}
 		c.Server = netip.AddrPortFrom(c.Server.Addr().Unmap(), c.Server.Port())
 		c.turn = make(chan struct{}, 1)
+		c.rbuf = make([]byte, MaxMessageLen+1)
+		c.sign = &signer{secret: c.Secret}
 		c.pending = map[uint64]chan *Message{}
 		if c.Conn == nil {
 			network := "udp6"
@@ -159,7 +163,7 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 	for try := 0; try <= retries; try++ {
 		m.Seq = c.nextSeq()
 		m.Timestamp = time.Now()
-		b, err := m.Marshal(c.Secret)
+		b, err := c.sign.marshal(&m)
 		if err != nil {
 			return nil, err
 		}
@@ -211,8 +215,8 @@ func (c *Client) readOne(ctx context.Context, deadline time.Time) {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	var buf [MaxMessageLen + 1]byte
-	n, from, err := c.Conn.ReadFromUDPAddrPort(buf[:])
+	buf := c.rbuf // the turn holder's; Parse does not alias it
+	n, from, err := c.Conn.ReadFromUDPAddrPort(buf)
 	if err != nil {
 		// Timeouts end this turn. Other errors (ICMP port unreachable
 		// reported on the socket, a closed socket) would repeat at once:

@@ -55,6 +55,9 @@ type Server struct {
 	// DefaultMaxInFlight.
 	MaxInFlight int
 
+	signOnce sync.Once
+	sign     *signer
+
 	received, accepted, malformed, authFailures, replays atomic.Uint64
 	ignored, noReply, sendErrors                         atomic.Uint64
 	rejected                                             [256]atomic.Uint64
@@ -222,13 +225,14 @@ func (s *Server) send(to netip.AddrPort, rep *Message, log *slog.Logger) {
 	rep.Type = TypeReply
 	rep.KeyID = s.KeyID
 	rep.Timestamp = time.Now()
-	b, err := rep.Marshal(s.Secret)
+	s.signOnce.Do(func() { s.sign = &signer{secret: s.Secret} })
+	b, err := s.sign.marshal(rep)
 	if err != nil {
 		log.Error("registration reply not sent", "to", to, "err", err)
 		s.sendErrors.Add(1)
 		// Answer anyway so that the client does not retry in vain.
 		rep = &Message{Type: TypeReply, Seq: rep.Seq, KeyID: s.KeyID, Timestamp: rep.Timestamp, Status: StatusRejected, Reason: ReasonInternal}
-		if b, err = rep.Marshal(s.Secret); err != nil {
+		if b, err = s.sign.marshal(rep); err != nil {
 			return
 		}
 	}
