@@ -80,6 +80,7 @@ func putMapping(tb testing.TB, d *Datapath, a [2]uint64, loc ila.Locator, mode i
 	k := xlatIlaKey{Sir: ne(a[0]), Id: ne(a[1])}
 	v := xlatIlaMapVal{Loc: ne(uint64(loc)), Csum: uint8(mode)}
 	must(tb, d.objs.IlaMappings.Put(&k, &v))
+	must(tb, d.mappingsChanged())
 }
 
 func halves(sir ila.SIRPrefix, id ila.Identifier) [2]uint64 {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -112,6 +113,10 @@ func Open(cfg Config) (*Datapath, error) {
 		d.objs.Close()
 		return nil, fmt.Errorf("write ila config: %w", err)
 	}
+	if err := d.mappingsChanged(); err != nil {
+		d.objs.Close()
+		return nil, err
+	}
 	rd, err := ringbuf.NewReader(d.objs.IlaMisses)
 	if err != nil {
 		d.objs.Close()
@@ -138,6 +143,22 @@ func he(v uint64) uint64 {
 
 func key(sir ila.SIRPrefix, id ila.Identifier) xlatIlaKey {
 	return xlatIlaKey{Sir: ne(uint64(sir)), Id: ne(uint64(id))}
+}
+
+// mappingsChanged gives ila_mappings a new generation, invalidating every
+// program's per-CPU mapping cache (ila_map_cache). Call it after each
+// change to ila_mappings: a cache entry filled before it carries the old
+// generation. The value is random rather than a counter so that two
+// processes sharing the pinned maps never write the same one.
+func (d *Datapath) mappingsChanged() error {
+	g := rand.Uint64()
+	for g == 0 { // 0 disables the cache
+		g = rand.Uint64()
+	}
+	if err := d.objs.IlaMapGen.Put(uint32(0), g); err != nil {
+		return fmt.Errorf("write mapping generation: %w", err)
+	}
+	return nil
 }
 
 // update writes and maps a full table to ErrFull.
@@ -282,13 +303,16 @@ func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("iterate mappings: %w", err)
 	}
+	if len(keys) == 0 {
+		return nil
+	}
 	for i := range keys {
 		// Update only existing entries: a concurrent delete wins.
 		if err := d.objs.IlaMappings.Update(&keys[i], &vals[i], ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("mark mappings of locator %s: %w", loc, err)
+			return errors.Join(fmt.Errorf("mark mappings of locator %s: %w", loc, err), d.mappingsChanged())
 		}
 	}
-	return nil
+	return d.mappingsChanged()
 }
 
 // RemoveLocator forgets a locator of this node.
@@ -366,6 +390,9 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 		}
 		return err
 	}
+	if err := d.mappingsChanged(); err != nil {
+		return fmt.Errorf("mapping %s: %w", m.SIRAddr(), err)
+	}
 	if had && oldLoc != m.Locator {
 		return d.unrefLocator(oldLoc)
 	}
@@ -383,6 +410,9 @@ func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	}
 	if err := d.del(d.objs.IlaMappings, "mapping "+sir.Addr(id).String(), &k); err != nil {
 		return err
+	}
+	if err := d.mappingsChanged(); err != nil {
+		return fmt.Errorf("mapping %s: %w", sir.Addr(id), err)
 	}
 	return d.unrefLocator(ila.Locator(he(old.Loc)))
 }
@@ -884,7 +914,7 @@ func (d *Datapath) Unpin() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{d.objs.IlaMappings, d.objs.IlaLocals, d.objs.IlaInflight, d.objs.IlaMylocs,
-		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses} {
+		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaMapGen} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

@@ -61,6 +61,18 @@ type xlatIlaLocspaceVal struct {
 	Pad  [3]uint8
 }
 
+type xlatIlaMapEnt struct {
+	_     structs.HostLayout
+	Sir   uint64
+	Id    uint64
+	Gen   uint64
+	Loc   uint64
+	Adj   uint16
+	Csum  uint8
+	Flags uint8
+	Pad   [4]uint8
+}
+
 type xlatIlaMapVal struct {
 	_     structs.HostLayout
 	Loc   uint64
@@ -152,6 +164,8 @@ const (
 	xlatMapIlaInflight     = "ila_inflight"
 	xlatMapIlaLocals       = "ila_locals"
 	xlatMapIlaLocspace     = "ila_locspace"
+	xlatMapIlaMapCache     = "ila_map_cache"
+	xlatMapIlaMapGen       = "ila_map_gen"
 	xlatMapIlaMappings     = "ila_mappings"
 	xlatMapIlaMissRl       = "ila_miss_rl"
 	xlatMapIlaMisses       = "ila_misses"
@@ -226,6 +240,8 @@ type xlatMapSpecs struct {
 	IlaInflight *ebpf.MapSpec `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.MapSpec `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.MapSpec `ebpf:"ila_locspace"`
+	IlaMapCache *ebpf.MapSpec `ebpf:"ila_map_cache"`
+	IlaMapGen   *ebpf.MapSpec `ebpf:"ila_map_gen"`
 	IlaMappings *ebpf.MapSpec `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.MapSpec `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.MapSpec `ebpf:"ila_misses"`
@@ -268,6 +284,8 @@ type xlatMaps struct {
 	IlaInflight *ebpf.Map `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.Map `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.Map `ebpf:"ila_locspace"`
+	IlaMapCache *ebpf.Map `ebpf:"ila_map_cache"`
+	IlaMapGen   *ebpf.Map `ebpf:"ila_map_gen"`
 	IlaMappings *ebpf.Map `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.Map `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.Map `ebpf:"ila_misses"`
@@ -285,6 +303,8 @@ func (m *xlatMaps) Close() error {
 		m.IlaInflight,
 		m.IlaLocals,
 		m.IlaLocspace,
+		m.IlaMapCache,
+		m.IlaMapGen,
 		m.IlaMappings,
 		m.IlaMissRl,
 		m.IlaMisses,

@@ -119,6 +119,43 @@ struct {
 	__uint(max_entries, 1 << ILA_NH_SLOTS_LOG);
 } ila_nh_cache SEC(".maps");
 
+/* Per-CPU direct-mapped cache in front of ila_mappings, indexed by a hash
+ * of the key and tagged with it. A hash-map lookup is a kernel function
+ * call (and a memcmp); the array lookups are inlined by the verifier, so a
+ * cache hit costs a few loads. An entry is valid only while its gen equals
+ * ila_map_gen, which Go replaces after every change to ila_mappings (the
+ * value is read before the hash lookup that fills an entry, so a fill that
+ * raced with a change carries the old generation). Per-CPU: no torn entries
+ * from another CPU's fill. Not pinned: rebuilt after a restart. */
+#define ILA_MAP_CACHE_LOG 12
+struct ila_map_ent {
+	__u64 sir;
+	__u64 id;
+	__u64 gen;
+	__u64 loc;
+	__u16 adj; /* neutral modes: neutral_adjust(sir, loc, csum) */
+	__u8 csum;
+	__u8 flags;
+	__u8 pad[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ila_map_ent);
+	__uint(max_entries, 1 << ILA_MAP_CACHE_LOG);
+} ila_map_cache SEC(".maps");
+
+/* Generation of ila_mappings' contents (0: cache disabled). Pinned: every
+ * program generation sharing the pinned mappings sees the changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ila_map_gen SEC(".maps");
+
 /* One per-CPU struct of counters: a single lookup per packet. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -221,6 +258,50 @@ static __always_inline void ila_to_sir(union addr *a, __u64 sir, __u8 mode)
 			a->b[8] &= ~0x10;
 	}
 	a->q[0] = sir;
+}
+
+/* sir_to_ila_ent is sir_to_ila(a, e->loc, e->csum) for a destination whose
+ * prefix is e->sir, with the neutral adjustment taken from the entry. */
+static __always_inline void sir_to_ila_ent(union addr *a, struct ila_map_ent *e)
+{
+	__u8 mode = e->csum;
+	if (mode == ILA_CSUM_NEUTRAL_MAP || mode == ILA_CSUM_NEUTRAL_MAP_AUTO) {
+		a->w[7] = bpf_htons(add1(bpf_ntohs(a->w[7]), e->adj));
+		if (mode == ILA_CSUM_NEUTRAL_MAP)
+			a->b[8] |= 0x10;
+	}
+	a->q[0] = e->loc;
+}
+
+/* lookup_mapping returns the mapping of k (from the per-CPU cache, or from
+ * ila_mappings and then cached), NULL when there is none. The entry stays
+ * valid until the next lookup_mapping on this CPU. */
+static __always_inline struct ila_map_ent *lookup_mapping(struct ila_key *k)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&ila_map_gen, &zero);
+	__u64 gen = g ? *(volatile __u64 *)g : 0;
+	__u32 slot = (__u32)(((k->sir ^ k->id) * 0x9E3779B97F4A7C15ULL) >> (64 - ILA_MAP_CACHE_LOG));
+	struct ila_map_ent *e = bpf_map_lookup_elem(&ila_map_cache, &slot);
+	if (!e)
+		return NULL; /* unreachable: slot < max_entries */
+	if (gen && e->gen == gen && e->sir == k->sir && e->id == k->id)
+		return e;
+	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, k);
+	if (!m)
+		return NULL;
+	__u64 loc = m->loc;
+	__u8 mode = m->csum;
+	e->sir = k->sir;
+	e->id = k->id;
+	e->loc = loc;
+	e->csum = mode;
+	e->flags = m->flags;
+	e->adj = 0;
+	if (mode == ILA_CSUM_NEUTRAL_MAP || mode == ILA_CSUM_NEUTRAL_MAP_AUTO)
+		e->adj = neutral_adjust(k->sir, loc, mode);
+	e->gen = gen;
+	return e;
 }
 
 /* csum_diff16 is bpf_csum_diff(from, 16, to, 16, 0) without the helper
@@ -711,9 +792,8 @@ int ila_task(struct __sk_buff *skb)
 	}
 
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
-	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, &dk);
+	struct ila_map_ent *m = lookup_mapping(&dk);
 	if (m) {
-		__u64 loc = m->loc;
 		__u8 mode = m->csum;
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
@@ -723,7 +803,7 @@ int ila_task(struct __sk_buff *skb)
 			}
 		}
 		union addr n = p.dst;
-		sir_to_ila(&n, loc, mode);
+		sir_to_ila_ent(&n, m);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			COUNT(STAT_DROP_ERROR);
 			return TC_ACT_SHOT;
@@ -875,11 +955,11 @@ int ila_router(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
-	struct ila_map_val *m = bpf_map_lookup_elem(&ila_mappings, &dk);
+	struct ila_map_ent *m = lookup_mapping(&dk);
 	if (m) {
 		union addr n = p.dst;
 		__u8 mode = m->csum;
-		sir_to_ila(&n, m->loc, mode);
+		sir_to_ila_ent(&n, m);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			COUNT(STAT_DROP_ERROR);
 			return TC_ACT_SHOT;
