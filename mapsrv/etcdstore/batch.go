@@ -191,9 +191,10 @@ func (b *batcher) commit(batch []*txnCall) {
 		ops[i] = clientv3.OpTxn(c.cmps, c.ops, nil)
 	}
 	resp, err := b.kv.Txn(ctx).Then(ops...).Commit()
-	if err != nil && (errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge)) {
-		// The cluster's limits are lower than the defaults: send the
-		// calls one by one.
+	if err != nil && (errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge) || errors.Is(err, rpctypes.ErrDuplicateKey)) {
+		// The cluster's limits are lower than the defaults, or a call
+		// is refused on its own: send the calls one by one, so that
+		// each gets its own answer.
 		for _, c := range batch {
 			c.done <- commitOne(c.ctx, b.kv, c)
 		}

@@ -234,3 +234,36 @@ func TestConcurrentTxnsOneWinnerPerKey(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchRefusedCallFailsAlone: a batch that etcd refuses as a whole
+// because of one call (a key written twice) is sent again call by call:
+// only that call fails.
+func TestBatchRefusedCallFailsAlone(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	s := New(cli)
+	ctx := context.Background()
+	mk := func(keys ...string) *txnCall {
+		c := &txnCall{ctx: ctx, done: make(chan txnResult, 1)}
+		for _, k := range keys {
+			c.ops = append(c.ops, clientv3.OpPut(k, "v"))
+		}
+		return c
+	}
+	batch := []*txnCall{mk("/dup/a"), mk("/dup/b", "/dup/b"), mk("/dup/c")}
+	s.batch.commit(batch)
+	var got []string
+	for _, c := range batch {
+		r := <-c.done
+		switch {
+		case r.err != nil:
+			got = append(got, "error")
+		case r.ok:
+			got = append(got, "ok")
+		default:
+			got = append(got, "conflict")
+		}
+	}
+	if diff := cmp.Diff([]string{"ok", "error", "ok"}, got); diff != "" {
+		t.Errorf("results (-want +got):\n%s", diff)
+	}
+}

@@ -190,7 +190,7 @@ func (s *Store) Txn(ctx context.Context, conds []mapsrv.Cond, ops []mapsrv.Op) (
 		c.size += len(op.Key) + len(op.Value)
 	}
 	var r txnResult
-	if s.batch != nil && batchable(c) {
+	if s.batch != nil && batchable(c) && !dupWrites(c.writes) {
 		r = s.batch.do(c)
 	} else {
 		r = commitOne(ctx, s.kv, c)
@@ -202,6 +202,19 @@ func (s *Store) Txn(ctx context.Context, conds []mapsrv.Cond, ops []mapsrv.Op) (
 		return 0, fmt.Errorf("etcd txn: %w", mapsrv.ErrConflict)
 	}
 	return r.rev, nil
+}
+
+// dupWrites reports whether a key is written twice: etcd refuses such a
+// transaction, which must then fail alone, not in a batch.
+func dupWrites(keys []string) bool {
+	for i, k := range keys {
+		for _, p := range keys[:i] {
+			if p == k {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Store) get1(ctx context.Context, key string) (mapsrv.KV, error) {
