@@ -20,7 +20,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	keep := fs.Bool("keep", false, "leave the lab up after the demo")
 	before := fs.Duration("before", 1500*time.Millisecond, "traffic time before the move")
 	after := fs.Duration("after", 1500*time.Millisecond, "traffic time after the move")
-	via := fs.String("via", lab.ViaCarry, "how the hot move carries the task's link: carry (the NVE end of its veth moves) or dual (make-before-break with a second veth)")
+	via := fs.String("via", lab.ViaAuto, "how the hot move carries the task's link: auto (dual for IPv6 tasks, else carry), carry (the NVE end of its veth moves; loses the packets that arrive while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

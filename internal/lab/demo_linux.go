@@ -58,8 +58,8 @@ type DemoConfig struct {
 	PingInterval, StreamInterval time.Duration
 	// Out is the directory for report.json and timeline.svg [state dir].
 	Out string
-	// Via is how the hot move carries the link: ViaCarry [default] or
-	// ViaDual.
+	// Via is how the hot move carries the link: ViaAuto [default],
+	// ViaCarry or ViaDual.
 	Via string
 }
 
@@ -146,7 +146,7 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	l.progress("hot move of %s from %s to %s under traffic (link: %s)", dst.Name, dst.NVE, to, cmp.Or(cfg.Via, ViaCarry))
+	l.progress("hot move of %s from %s to %s under traffic (link: %s)", dst.Name, dst.NVE, to, cmp.Or(cfg.Via, ViaAuto))
 	mr, err := l.MoveVia(ctx, dst.Name, to, MoveHot, cfg.Via)
 	rep.Move = mr
 	if err != nil {

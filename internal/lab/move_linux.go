@@ -18,6 +18,13 @@ const (
 	// namespace (the task's interface stays; its carrier drops while the
 	// kernel moves the device).
 	ViaCarry = "carry"
+	// ViaAuto (the default) is ViaDual where it applies (hot moves of IPv6
+	// tasks in an ILA lab) and ViaCarry otherwise. Carrying the veth end
+	// leaves the task without a link while the kernel moves the device
+	// (15-30 ms here) and until the new NVE has attached the port, so
+	// packets arriving in that window are lost (measured: median 8 of 300
+	// pings at 10 ms); the second link makes the move lossless.
+	ViaAuto = "auto"
 	// ViaDual is make-before-break at the link: the task gets a second
 	// veth to the new NVE, sends through it, the new NVE attaches and
 	// registers it, and only then the old link is removed.
@@ -55,20 +62,26 @@ type MoveResult struct {
 // comes back up. warm behaves as cold in the lab (there is no state to
 // mirror beyond what the task keeps).
 func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveResult, error) {
-	return l.MoveVia(ctx, taskName, toName, mode, ViaCarry)
+	return l.MoveVia(ctx, taskName, toName, mode, ViaAuto)
 }
 
 // MoveVia is Move with a choice of how a hot move carries the link.
 func (l *Lab) MoveVia(ctx context.Context, taskName, toName, mode, via string) (*MoveResult, error) {
 	switch via {
-	case "", ViaCarry:
+	case "", ViaAuto:
 		via = ViaCarry
+		if (mode == MoveHot || mode == "") && !l.cfg.UnderlayOnly {
+			if t, err := l.topo.TaskByName(taskName); err == nil && !t.IPv4.IsValid() {
+				via = ViaDual
+			}
+		}
+	case ViaCarry:
 	case ViaDual:
 		if mode != MoveHot && mode != "" {
 			return nil, fmt.Errorf("move via %s: only for hot moves", via)
 		}
 	default:
-		return nil, fmt.Errorf("move via %q: want carry or dual", via)
+		return nil, fmt.Errorf("move via %q: want auto, carry or dual", via)
 	}
 	if mode == "" {
 		mode = MoveHot
