@@ -113,7 +113,7 @@ func Open(cfg Config) (*Datapath, error) {
 		d.objs.Close()
 		return nil, fmt.Errorf("write ila config: %w", err)
 	}
-	if err := d.mappingsChanged(); err != nil {
+	if err := d.tablesChanged(); err != nil {
 		d.objs.Close()
 		return nil, err
 	}
@@ -145,23 +145,32 @@ func key(sir ila.SIRPrefix, id ila.Identifier) xlatIlaKey {
 	return xlatIlaKey{Sir: ne(uint64(sir)), Id: ne(uint64(id))}
 }
 
-// mappingsChanged gives ila_mappings a new generation, invalidating every
-// program's per-CPU mapping cache (ila_map_cache). Call it after each
-// change to ila_mappings: a cache entry filled before it carries the old
-// generation. The value is random rather than a counter so that two
-// processes sharing the pinned maps never write the same one.
-func (d *Datapath) mappingsChanged() error {
+// tablesChanged gives the tables a new generation (ila_gen), invalidating
+// every program's per-CPU caches of them (ila_map_cache, ila_up_cache).
+// Call it after each change to a cached table: a cache entry filled before
+// it carries the old generation. The value is random rather than a counter
+// so that two processes sharing the pinned maps never write the same one.
+func (d *Datapath) tablesChanged() error {
 	g := rand.Uint64()
-	for g == 0 { // 0 disables the cache
+	for g == 0 { // 0 disables the caches
 		g = rand.Uint64()
 	}
-	if err := d.objs.IlaMapGen.Put(uint32(0), g); err != nil {
-		return fmt.Errorf("write mapping generation: %w", err)
+	if err := d.objs.IlaGen.Put(uint32(0), g); err != nil {
+		return fmt.Errorf("write table generation: %w", err)
 	}
 	return nil
 }
 
-// update writes and maps a full table to ErrFull.
+// cached reports whether the programs cache lookups in m (see
+// tablesChanged). The uplink cache also holds whether a prefix is in
+// ila_locspace: refLocator and unrefLocator invalidate when a locator
+// enters or leaves it (reference counts alone change nothing cached).
+func (d *Datapath) cached(m *ebpf.Map) bool {
+	return m == d.objs.IlaMappings || m == d.objs.IlaLocals || m == d.objs.IlaMylocs
+}
+
+// update writes, maps a full table to ErrFull, and invalidates the
+// programs' caches of m.
 func (d *Datapath) update(m *ebpf.Map, what string, k, v any) error {
 	if err := m.Update(k, v, ebpf.UpdateAny); err != nil {
 		if errors.Is(err, unix.E2BIG) || errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.ENOMEM) {
@@ -170,12 +179,26 @@ func (d *Datapath) update(m *ebpf.Map, what string, k, v any) error {
 		}
 		return fmt.Errorf("write %s: %w", what, err)
 	}
+	if d.cached(m) {
+		if err := d.tablesChanged(); err != nil {
+			return fmt.Errorf("write %s: %w", what, err)
+		}
+	}
 	return nil
 }
 
+// del deletes and invalidates the programs' caches of m.
 func (d *Datapath) del(m *ebpf.Map, what string, k any) error {
-	if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := m.Delete(k); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
 		return fmt.Errorf("delete %s: %w", what, err)
+	}
+	if d.cached(m) {
+		if err := d.tablesChanged(); err != nil {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
 	}
 	return nil
 }
@@ -202,7 +225,15 @@ func (d *Datapath) refLocator(loc ila.Locator, sir ila.SIRPrefix, mode ila.CsumM
 		return fmt.Errorf("read locator space %s: %w", loc, err)
 	}
 	v.Csum = uint8(mode)
-	return d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v)
+	if err := d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v); err != nil {
+		return err
+	}
+	if v.Refs == 1 { // new in locator space
+		if err := d.tablesChanged(); err != nil {
+			return fmt.Errorf("locator space %s: %w", loc, err)
+		}
+	}
+	return nil
 }
 
 // unrefLocator drops one user of loc. Callers hold d.mu.
@@ -216,7 +247,13 @@ func (d *Datapath) unrefLocator(loc ila.Locator) error {
 		return fmt.Errorf("read locator space %s: %w", loc, err)
 	}
 	if v.Refs <= 1 {
-		return d.del(d.objs.IlaLocspace, "locator space "+loc.String(), k)
+		if err := d.del(d.objs.IlaLocspace, "locator space "+loc.String(), k); err != nil {
+			return err
+		}
+		if err := d.tablesChanged(); err != nil {
+			return fmt.Errorf("locator space %s: %w", loc, err)
+		}
+		return nil
 	}
 	v.Refs--
 	return d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v)
@@ -309,10 +346,10 @@ func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
 	for i := range keys {
 		// Update only existing entries: a concurrent delete wins.
 		if err := d.objs.IlaMappings.Update(&keys[i], &vals[i], ebpf.UpdateExist); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return errors.Join(fmt.Errorf("mark mappings of locator %s: %w", loc, err), d.mappingsChanged())
+			return errors.Join(fmt.Errorf("mark mappings of locator %s: %w", loc, err), d.tablesChanged())
 		}
 	}
-	return d.mappingsChanged()
+	return d.tablesChanged()
 }
 
 // RemoveLocator forgets a locator of this node.
@@ -390,9 +427,6 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 		}
 		return err
 	}
-	if err := d.mappingsChanged(); err != nil {
-		return fmt.Errorf("mapping %s: %w", m.SIRAddr(), err)
-	}
 	if had && oldLoc != m.Locator {
 		return d.unrefLocator(oldLoc)
 	}
@@ -410,9 +444,6 @@ func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	}
 	if err := d.del(d.objs.IlaMappings, "mapping "+sir.Addr(id).String(), &k); err != nil {
 		return err
-	}
-	if err := d.mappingsChanged(); err != nil {
-		return fmt.Errorf("mapping %s: %w", sir.Addr(id), err)
 	}
 	return d.unrefLocator(ila.Locator(he(old.Loc)))
 }
@@ -914,7 +945,7 @@ func (d *Datapath) Unpin() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{d.objs.IlaMappings, d.objs.IlaLocals, d.objs.IlaInflight, d.objs.IlaMylocs,
-		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaMapGen} {
+		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaGen} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

@@ -1,7 +1,9 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -49,7 +51,7 @@ func (tb *testbed) onOneCPU(t *testing.T, fn func(cpu int)) {
 func cachedMapping(t *testing.T, d *Datapath, cpu int, sir ila.SIRPrefix, id ila.Identifier) (xlatIlaMapEnt, bool) {
 	t.Helper()
 	var gen uint64
-	if err := d.objs.IlaMapGen.Lookup(uint32(0), &gen); err != nil {
+	if err := d.objs.IlaGen.Lookup(uint32(0), &gen); err != nil {
 		t.Errorf("read mapping generation: %v", err)
 	}
 	var (
@@ -167,4 +169,122 @@ func TestMappingCache(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestUplinkCache checks the uplink's per-CPU cache (locator-space source,
+// own locator, local binding): hits are served from it and every change
+// to those tables through the API takes effect on the next packet.
+func TestUplinkCache(t *testing.T) {
+	tb := newTestbed(t, Config{})
+	d := tb.d
+	for _, mode := range ila.CsumModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			e := envFor(mode)
+			srcLoc := ila.Locator(0x2001_0db8_ff00_0d00 + uint64(mode)) // becomes locator space below
+			dst := e.ila(t, idLocalMAC, e.own)
+			frame := func(src netip.Addr) []byte {
+				p := testutil.Packet{EthDst: uplinkMAC, EthSrc: nextHopMAC, Src: src, Dst: dst, Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP), HopLimit: 60}
+				return frameWithCsumFor(p, wireCsumDst(mode, e.sir(idLocalMAC), dst))
+			}
+			peer, fromLocSpace := frame(e.sir(idRemote)), frame(srcLoc.Addr(idRemote))
+			type result struct {
+				Act      uint32
+				Dst      string
+				Counters map[string]uint64
+			}
+			counters := func() map[string]uint64 {
+				s, err := d.Stats()
+				if err != nil {
+					t.Errorf("stats: %v", err)
+				}
+				return s.Counters
+			}
+			delivered := result{actRedirect, e.sir(idLocalMAC).String(), map[string]uint64{"rx_uplink": 1, "delivered": 1}}
+			untouched := func(act uint32, counter string) result {
+				return result{act, dst.String(), map[string]uint64{"rx_uplink": 1, counter: 1}}
+			}
+			tb.onOneCPU(t, func(cpu int) {
+				run := func(in []byte) result {
+					before := counters()
+					out := make([]byte, len(in)+256)
+					act, err := d.objs.IlaUplink.Run(&ebpf.RunOptions{Data: in, DataOut: out, Context: skbCtx(tb.uplink)})
+					if err != nil {
+						t.Errorf("test run: %v", err)
+						return result{}
+					}
+					p, err := testutil.Parse(out[:len(in)])
+					if err != nil {
+						t.Errorf("parse output: %v", err)
+						return result{}
+					}
+					return result{act, p.Dst.String(), delta(before, counters())}
+				}
+				do := func(what string, err error) {
+					t.Helper()
+					if err != nil {
+						t.Errorf("%s: %v", what, err)
+					}
+				}
+				check := func(what string, got, want result) {
+					t.Helper()
+					if diff := cmp.Diff(want, got); diff != "" {
+						t.Errorf("%s (-want +got)\n%s", what, diff)
+					}
+				}
+
+				check("first packet", run(peer), delivered)
+				if !cachedUplink(t, d, cpu, e.dom.SIR, dst) {
+					t.Errorf("no valid uplink cache entry for %s on cpu %d", dst, cpu)
+				}
+				check("cache hit", run(peer), delivered)
+
+				do("delete local", d.DeleteLocal(e.dom.SIR, idLocalMAC))
+				check("after DeleteLocal", run(peer), untouched(actShot, "drop_unknown"))
+				do("re-add local", d.UpsertLocal(Local{SIR: e.dom.SIR, Identifier: idLocalMAC, Ifindex: tb.task2, MAC: taskMAC}))
+				check("after UpsertLocal", run(peer), delivered)
+
+				check("source not yet locator space", run(fromLocSpace), delivered)
+				do("map to srcLoc", d.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: idMissing, Locator: srcLoc, Csum: mode}))
+				check("source is locator space", run(fromLocSpace), untouched(actShot, "drop_locator_src"))
+				check("source is locator space, cached", run(fromLocSpace), untouched(actShot, "drop_locator_src"))
+				do("unmap srcLoc", d.DeleteMapping(e.dom.SIR, idMissing))
+				check("source no longer locator space", run(fromLocSpace), delivered)
+
+				do("remove locator", d.RemoveLocator(e.own))
+				check("locator removed", run(peer), untouched(actOK, "pass_not_ours"))
+				do("add locator", d.AddLocator(e.own, e.dom))
+				check("locator added back", run(peer), delivered)
+			})
+		})
+	}
+}
+
+// cachedUplink reports whether the uplink cache on cpu holds a valid entry
+// for packets from sir's prefix to dst. Reports errors with t.Errorf.
+func cachedUplink(t *testing.T, d *Datapath, cpu int, sir ila.SIRPrefix, dst netip.Addr) bool {
+	t.Helper()
+	var gen uint64
+	if err := d.objs.IlaGen.Lookup(uint32(0), &gen); err != nil {
+		t.Errorf("read table generation: %v", err)
+	}
+	b := dst.As16()
+	hi, id := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	var (
+		slot uint32
+		vals []xlatIlaUpEnt
+	)
+	it := d.objs.IlaUpCache.Iterate()
+	for it.Next(&slot, &vals) {
+		if cpu >= len(vals) {
+			continue
+		}
+		v := vals[cpu]
+		if v.SrcHi == ne(uint64(sir)) && v.DstHi == ne(hi) && v.DstId == ne(id) && v.Gen == gen {
+			return v.Flags == 2|4 // own locator, bound here
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Errorf("iterate uplink cache: %v", err)
+	}
+	return false
 }

@@ -150,6 +150,19 @@ const (
 	xlatIlaStatSTAT__MAX                xlatIlaStat = 33
 )
 
+type xlatIlaUpEnt struct {
+	_      structs.HostLayout
+	SrcHi  uint64
+	DstHi  uint64
+	DstId  uint64
+	Gen    uint64
+	MlSir  uint64
+	Lv     xlatIlaLocalVal
+	MlCsum uint8
+	Flags  uint8
+	Pad    [2]uint8
+}
+
 type xlatScratch struct {
 	_ structs.HostLayout
 	B [256]uint8
@@ -161,11 +174,11 @@ type xlatScratch struct {
 const (
 	xlatMapIlaCfg          = "ila_cfg"
 	xlatMapIlaDomains      = "ila_domains"
+	xlatMapIlaGen          = "ila_gen"
 	xlatMapIlaInflight     = "ila_inflight"
 	xlatMapIlaLocals       = "ila_locals"
 	xlatMapIlaLocspace     = "ila_locspace"
 	xlatMapIlaMapCache     = "ila_map_cache"
-	xlatMapIlaMapGen       = "ila_map_gen"
 	xlatMapIlaMappings     = "ila_mappings"
 	xlatMapIlaMissRl       = "ila_miss_rl"
 	xlatMapIlaMisses       = "ila_misses"
@@ -174,6 +187,7 @@ const (
 	xlatMapIlaPorts        = "ila_ports"
 	xlatMapIlaScratch      = "ila_scratch"
 	xlatMapIlaStats        = "ila_stats"
+	xlatMapIlaUpCache      = "ila_up_cache"
 	xlatProgIlaEmpty       = "ila_empty"
 	xlatProgIlaRouter      = "ila_router"
 	xlatProgIlaTask        = "ila_task"
@@ -237,11 +251,11 @@ type xlatProgramSpecs struct {
 type xlatMapSpecs struct {
 	IlaCfg      *ebpf.MapSpec `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.MapSpec `ebpf:"ila_domains"`
+	IlaGen      *ebpf.MapSpec `ebpf:"ila_gen"`
 	IlaInflight *ebpf.MapSpec `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.MapSpec `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.MapSpec `ebpf:"ila_locspace"`
 	IlaMapCache *ebpf.MapSpec `ebpf:"ila_map_cache"`
-	IlaMapGen   *ebpf.MapSpec `ebpf:"ila_map_gen"`
 	IlaMappings *ebpf.MapSpec `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.MapSpec `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.MapSpec `ebpf:"ila_misses"`
@@ -250,6 +264,7 @@ type xlatMapSpecs struct {
 	IlaPorts    *ebpf.MapSpec `ebpf:"ila_ports"`
 	IlaScratch  *ebpf.MapSpec `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.MapSpec `ebpf:"ila_stats"`
+	IlaUpCache  *ebpf.MapSpec `ebpf:"ila_up_cache"`
 }
 
 // xlatVariableSpecs contains global variables before they are loaded into the kernel.
@@ -281,11 +296,11 @@ func (o *xlatObjects) Close() error {
 type xlatMaps struct {
 	IlaCfg      *ebpf.Map `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.Map `ebpf:"ila_domains"`
+	IlaGen      *ebpf.Map `ebpf:"ila_gen"`
 	IlaInflight *ebpf.Map `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.Map `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.Map `ebpf:"ila_locspace"`
 	IlaMapCache *ebpf.Map `ebpf:"ila_map_cache"`
-	IlaMapGen   *ebpf.Map `ebpf:"ila_map_gen"`
 	IlaMappings *ebpf.Map `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.Map `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.Map `ebpf:"ila_misses"`
@@ -294,17 +309,18 @@ type xlatMaps struct {
 	IlaPorts    *ebpf.Map `ebpf:"ila_ports"`
 	IlaScratch  *ebpf.Map `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.Map `ebpf:"ila_stats"`
+	IlaUpCache  *ebpf.Map `ebpf:"ila_up_cache"`
 }
 
 func (m *xlatMaps) Close() error {
 	return _XlatClose(
 		m.IlaCfg,
 		m.IlaDomains,
+		m.IlaGen,
 		m.IlaInflight,
 		m.IlaLocals,
 		m.IlaLocspace,
 		m.IlaMapCache,
-		m.IlaMapGen,
 		m.IlaMappings,
 		m.IlaMissRl,
 		m.IlaMisses,
@@ -313,6 +329,7 @@ func (m *xlatMaps) Close() error {
 		m.IlaPorts,
 		m.IlaScratch,
 		m.IlaStats,
+		m.IlaUpCache,
 	)
 }
 

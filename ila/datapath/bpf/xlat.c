@@ -119,14 +119,17 @@ struct {
 	__uint(max_entries, 1 << ILA_NH_SLOTS_LOG);
 } ila_nh_cache SEC(".maps");
 
-/* Per-CPU direct-mapped cache in front of ila_mappings, indexed by a hash
- * of the key and tagged with it. A hash-map lookup is a kernel function
- * call (and a memcmp); the array lookups are inlined by the verifier, so a
- * cache hit costs a few loads. An entry is valid only while its gen equals
- * ila_map_gen, which Go replaces after every change to ila_mappings (the
- * value is read before the hash lookup that fills an entry, so a fill that
- * raced with a change carries the old generation). Per-CPU: no torn entries
- * from another CPU's fill. Not pinned: rebuilt after a restart. */
+/* Per-CPU direct-mapped caches in front of the hash tables of the hot
+ * paths, indexed by a hash of the key and tagged with it. A hash-map lookup
+ * is a kernel function call (and a memcmp); array lookups are inlined by
+ * the verifier, so a cache hit costs a few loads. An entry is valid only
+ * while its gen equals ila_gen, which Go replaces after every change to a
+ * table (the value is read before the hash lookups that fill an entry, so
+ * a fill that raced with a change carries the old generation). Per-CPU: no
+ * torn entries from another CPU's fill. Not pinned: rebuilt after a
+ * restart.
+ *
+ * ila_map_cache: ila_mappings (task and ILA-R translation). */
 #define ILA_MAP_CACHE_LOG 12
 struct ila_map_ent {
 	__u64 sir;
@@ -146,15 +149,41 @@ struct {
 	__uint(max_entries, 1 << ILA_MAP_CACHE_LOG);
 } ila_map_cache SEC(".maps");
 
-/* Generation of ila_mappings' contents (0: cache disabled). Pinned: every
- * program generation sharing the pinned mappings sees the changes. */
+/* ila_up_cache: the uplink's three lookups for a (source prefix,
+ * destination) pair: ila_locspace for the source, ila_mylocs for the
+ * destination locator, ila_locals for the SIR address it maps back to. */
+#define ILA_UP_CACHE_LOG 11
+#define ILA_UP_SRC_LOCSPACE 1 /* source prefix is locator space: drop */
+#define ILA_UP_MYLOC 2        /* destination locator is ours (ml_*) */
+#define ILA_UP_LOCAL 4        /* ...and its SIR address is bound here (lv) */
+struct ila_up_ent {
+	__u64 src_hi;
+	__u64 dst_hi;
+	__u64 dst_id;
+	__u64 gen;
+	__u64 ml_sir;
+	struct ila_local_val lv;
+	__u8 ml_csum;
+	__u8 flags;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ila_up_ent);
+	__uint(max_entries, 1 << ILA_UP_CACHE_LOG);
+} ila_up_cache SEC(".maps");
+
+/* Generation of the tables' contents (0: caches disabled). Pinned: every
+ * program generation sharing the pinned tables sees the changes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ila_map_gen SEC(".maps");
+} ila_gen SEC(".maps");
 
 /* One per-CPU struct of counters: a single lookup per packet. */
 struct {
@@ -276,11 +305,16 @@ static __always_inline void sir_to_ila_ent(union addr *a, struct ila_map_ent *e)
 /* lookup_mapping returns the mapping of k (from the per-CPU cache, or from
  * ila_mappings and then cached), NULL when there is none. The entry stays
  * valid until the next lookup_mapping on this CPU. */
-static __always_inline struct ila_map_ent *lookup_mapping(struct ila_key *k)
+static __always_inline __u64 table_gen(void)
 {
 	__u32 zero = 0;
-	__u64 *g = bpf_map_lookup_elem(&ila_map_gen, &zero);
-	__u64 gen = g ? *(volatile __u64 *)g : 0;
+	__u64 *g = bpf_map_lookup_elem(&ila_gen, &zero);
+	return g ? *(volatile __u64 *)g : 0;
+}
+
+static __always_inline struct ila_map_ent *lookup_mapping(struct ila_key *k)
+{
+	__u64 gen = table_gen();
 	__u32 slot = (__u32)(((k->sir ^ k->id) * 0x9E3779B97F4A7C15ULL) >> (64 - ILA_MAP_CACHE_LOG));
 	struct ila_map_ent *e = bpf_map_lookup_elem(&ila_map_cache, &slot);
 	if (!e)
@@ -300,6 +334,46 @@ static __always_inline struct ila_map_ent *lookup_mapping(struct ila_key *k)
 	e->adj = 0;
 	if (mode == ILA_CSUM_NEUTRAL_MAP || mode == ILA_CSUM_NEUTRAL_MAP_AUTO)
 		e->adj = neutral_adjust(k->sir, loc, mode);
+	e->gen = gen;
+	return e;
+}
+
+/* lookup_uplink returns the uplink's view of a packet from source prefix
+ * src_hi to dst (from the per-CPU cache, or from ila_locspace, ila_mylocs
+ * and ila_locals and then cached); NULL only if the slot cannot be had
+ * (unreachable). Valid until the next lookup_uplink on this CPU. */
+static __always_inline struct ila_up_ent *lookup_uplink(__u64 src_hi, union addr *dst)
+{
+	__u64 gen = table_gen();
+	__u64 dst_hi = dst->q[0], dst_id = dst->q[1];
+	__u32 slot = (__u32)(((src_hi ^ dst_hi ^ (dst_id * 3)) * 0x9E3779B97F4A7C15ULL) >> (64 - ILA_UP_CACHE_LOG));
+	struct ila_up_ent *e = bpf_map_lookup_elem(&ila_up_cache, &slot);
+	if (!e)
+		return NULL;
+	if (gen && e->gen == gen && e->src_hi == src_hi && e->dst_hi == dst_hi && e->dst_id == dst_id)
+		return e;
+	e->src_hi = src_hi;
+	e->dst_hi = dst_hi;
+	e->dst_id = dst_id;
+	e->flags = 0;
+	if (bpf_map_lookup_elem(&ila_locspace, &src_hi)) {
+		e->flags = ILA_UP_SRC_LOCSPACE;
+	} else {
+		struct ila_myloc_val *ml = bpf_map_lookup_elem(&ila_mylocs, &dst_hi);
+		if (ml) {
+			e->flags = ILA_UP_MYLOC;
+			e->ml_sir = ml->sir;
+			e->ml_csum = ml->csum;
+			union addr sir = *dst;
+			ila_to_sir(&sir, ml->sir, ml->csum);
+			struct ila_key k = {.sir = sir.q[0], .id = sir.q[1]};
+			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &k);
+			if (lv) {
+				e->flags |= ILA_UP_LOCAL;
+				e->lv = *lv;
+			}
+		}
+	}
 	e->gen = gen;
 	return e;
 }
@@ -869,46 +943,46 @@ int ila_uplink(struct __sk_buff *skb)
 		COUNT(STAT_PASS_ND);
 		return TC_ACT_OK;
 	}
-	__u64 shi = p.src.q[0];
-	if (bpf_map_lookup_elem(&ila_locspace, &shi)) {
+	struct ila_up_ent *ue = lookup_uplink(p.src.q[0], &p.dst);
+	if (!ue)
+		goto err; /* unreachable */
+	if (ue->flags & ILA_UP_SRC_LOCSPACE) {
 		COUNT(STAT_DROP_LOCATOR_SRC);
 		return TC_ACT_SHOT;
 	}
-	__u64 loc = p.dst.q[0];
-	struct ila_myloc_val *ml = bpf_map_lookup_elem(&ila_mylocs, &loc);
-	if (!ml) {
+	if (!(ue->flags & ILA_UP_MYLOC)) {
 		COUNT(STAT_PASS_NOT_OURS);
 		return TC_ACT_OK;
 	}
+	__u8 ml_csum = ue->ml_csum;
 	union addr sir = p.dst;
-	ila_to_sir(&sir, ml->sir, ml->csum);
-	struct ila_key k = {.sir = sir.q[0], .id = sir.q[1]};
+	ila_to_sir(&sir, ue->ml_sir, ml_csum);
 
-	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &k);
-	if (lv) {
+	if (ue->flags & ILA_UP_LOCAL) {
 		if (is_icmp_error(&p) && fix_icmp_error(skb, &p, st) < 0)
 			goto err;
-		if (rewrite_dst(skb, &p, &sir, ml->csum) < 0)
+		if (rewrite_dst(skb, &p, &sir, ml_csum) < 0)
 			goto err;
 		COUNT(STAT_DELIVERED);
-		return deliver(skb, &p, lv, config());
+		return deliver(skb, &p, &ue->lv, config());
 	}
+	struct ila_key k = {.sir = sir.q[0], .id = sir.q[1]};
 	struct ila_inflight_val *fl = bpf_map_lookup_elem(&ila_inflight, &k);
 	if (fl && bpf_ktime_get_ns() < fl->deadline_ns) {
 		union addr n = sir;
 		__u8 mode = fl->csum;
 		sir_to_ila(&n, fl->loc, mode);
-		if (ml->csum == ILA_CSUM_ADJUST_TRANSPORT || mode == ILA_CSUM_ADJUST_TRANSPORT) {
+		if (ml_csum == ILA_CSUM_ADJUST_TRANSPORT || mode == ILA_CSUM_ADJUST_TRANSPORT) {
 			/* Keep the wire checksum what the new locator's
 			 * receiver expects: patch from the current address. */
 			if (rewrite_dst(skb, &p, &n, ILA_CSUM_ADJUST_TRANSPORT) < 0)
 				goto err;
-			if (ml->csum != mode) {
+			if (ml_csum != mode) {
 				/* One side adjusts, the other does not: the
 				 * checksum must be relative to the SIR (for
 				 * the no-adjust side) or the ILA address. */
-				union addr base = (ml->csum == ILA_CSUM_ADJUST_TRANSPORT) ? sir : n;
-				union addr from = (ml->csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : sir;
+				union addr base = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? sir : n;
+				union addr from = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : sir;
 				if (p.has_l4) {
 					int f = csum_field(p.proto);
 					__s64 d = csum_diff16(from.l, base.l);
