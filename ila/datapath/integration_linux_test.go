@@ -488,6 +488,11 @@ func TestIntegrationRestart(t *testing.T) {
 	const dom = 0
 	ab, atB := udpPair(t, tp.a, tp.b, dom, 7000)
 	must(t, atB.SetReadBuffer(4<<20))
+	// Resolve the neighbours on the path first: otherwise the stream's
+	// first packets wait in a neighbour queue (sometimes for a
+	// retransmitted solicitation) and one can overflow it, which is not
+	// what this test is about.
+	udpRoundTrip(t, ab, atB, tp.a.sir(dom), "warm-up")
 
 	var (
 		wg       sync.WaitGroup
