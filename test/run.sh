@@ -44,4 +44,4 @@ go vet ./...
 echo "test: go test"
 # -p 2: two cores; privileged tests build namespaces named per run, so
 # packages may run side by side.
-go test -count=1 -p 2 -timeout 20m ./... 2>&1 | tee /tmp/ilamesh-test.log
+go test -race -count=1 -p 2 -timeout 30m ./... 2>&1 | tee /tmp/ilamesh-test.log
