@@ -211,15 +211,18 @@ func TestAttachRegisterMoveAway(t *testing.T) {
 		if diff := cmp.Diff(table(mapping(id, locA)), dp.Table()); diff != "" {
 			t.Errorf("table after attach (-want +got):\n%s", diff)
 		}
-		want := locator.Registration{NVE: "nve-a", Locator: locA, Domain: "prod", Name: "web", Tenant: "t1", SIR: sirP.Addr(id), MAC: ila.MAC{2, 0, 0, 0, 0, 1}, Lifetime: 120 * time.Second}
+		want := locator.Registration{NVE: "nve-a", Locator: locA, Domain: "prod", Name: "web", Tenant: "t1", SIR: sirP.Addr(id), MAC: ila.MAC{2, 0, 0, 0, 0, 1}, Lifetime: 120 * time.Second, Claim: true}
 		if diff := cmp.Diff([]locator.Registration{want}, reg.Registrations(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("registrations (-want +got):\n%s", diff)
 		}
-		// Re-registration at half the granted lifetime.
+		// Re-registration at half the granted lifetime: a refresh, not a
+		// claim.
 		time.Sleep(10*time.Second + time.Millisecond)
 		synctest.Wait()
-		if n := len(reg.Registrations()); n != 2 {
-			t.Errorf("after 10s: %d registrations, want 2", n)
+		if rs := reg.Registrations(); len(rs) != 2 {
+			t.Errorf("after 10s: %d registrations, want 2", len(rs))
+		} else if rs[1].Claim {
+			t.Error("the re-registration is sent as a claim")
 		}
 
 		// The task moves to nve-b; the store keeps A as previous for 3s.

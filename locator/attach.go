@@ -282,6 +282,7 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
+			reg.Claim = first && !lt.restored
 			granted, err := a.cfg.Registrar.Register(ctx, reg)
 			if ctx.Err() != nil {
 				return

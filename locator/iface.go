@@ -87,6 +87,12 @@ type Registration struct {
 	IPv4     netip.Addr
 	VNI      uint32
 	Lifetime time.Duration
+	// Claim marks the first registration after a task attached here: the
+	// registrar sends it with a move mode, so that mapsrv takes it as a
+	// claim even from an NVE the task left moments ago. Refreshes leave it
+	// false, so that one crossing a move on the wire does not move the
+	// task back.
+	Claim bool
 }
 
 // Registrar sends registrations to the mapping service and returns the

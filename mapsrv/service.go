@@ -719,7 +719,8 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 		// The first attempt trusts what this Service wrote (kvCache); the
 		// others read the store.
 		rec, err = s.register(ctx, r, attempt == 0)
-		if err == nil || errors.Is(err, errTaken) || ctx.Err() != nil {
+		var final finalError
+		if err == nil || errors.Is(err, errTaken) || errors.As(err, &final) || ctx.Err() != nil {
 			break
 		}
 		conflict := errors.Is(err, ErrConflict)
@@ -750,6 +751,12 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 // errTaken marks a conflict that a retry cannot resolve (name or MAC used
 // by another task).
 var errTaken = errors.New("taken by another task")
+
+// finalError marks a refusal that a retry against fresher state cannot
+// change; its text is the wrapped error's.
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }
 
 func (s *Service) register(ctx context.Context, r Registration, optimistic bool) (TaskRecord, error) {
 	if r.Name != "" {
@@ -855,6 +862,14 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		rec.Version++
 		rec.State = ila.StateActive
 		rec.PendingNVE, rec.PendingMode = "", ""
+	case r.Mode == "" && inFlightFrom(rec.Previous, nve.Name, now):
+		// The NVE the task just left, within the in-flight time, without
+		// a move mode: a periodic re-registration that crossed the move on
+		// the wire, not a claim. Taking it as one would move the task back
+		// to where it no longer is. A real claim (a task attached there
+		// again) carries a move mode.
+		return TaskRecord{}, finalError{fmt.Errorf("task %s/%s (%s): moved from %s to %s; a registration from the previous NVE without a move mode does not move it back: %w",
+			rec.Tenant, rec.Name, id, nve.Name, rec.NVE, ErrConflict)}
 	default:
 		// A claim of a task active elsewhere: a move.
 		var done bool
@@ -932,6 +947,17 @@ func checkMode(m string) (string, error) {
 		return m, nil
 	}
 	return "", fmt.Errorf("move mode %q: want hot, warm or cold: %w", m, ErrInvalid)
+}
+
+// inFlightFrom reports whether nve is a previous NVE of the task whose
+// in-flight time is not over.
+func inFlightFrom(p []ila.Previous, nve string, now time.Time) bool {
+	for _, e := range p {
+		if e.NVE == nve && e.Until.After(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // prunePrevious drops previous locators whose in-flight time is over.

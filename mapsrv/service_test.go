@@ -547,7 +547,13 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 	steps := []string{"a", "a", "b", "b", "a", "c", "a", "a"}
 	for i, nve := range steps {
 		f.clk.Advance(time.Second)
-		rec := f.register(t, nve, "vm1", "2001:db8::1")
+		// A claim from another NVE carries a move mode (a bare
+		// registration from a previous NVE is refused, see
+		// TestStaleRefreshDoesNotMoveBack).
+		rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeHot})
+		if err != nil {
+			t.Fatalf("step %d: register at %s: %v", i, nve, err)
+		}
 		got, err := f.svc.Task(t.Context(), "t1", "vm1")
 		if err != nil {
 			t.Fatal(err)
@@ -562,5 +568,40 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 	}
 	if got.NVE != "a" || len(got.Moves) != 4 || got.Version != 5 {
 		t.Errorf("final record: nve %s, %d moves, version %d; want a, 4, 5", got.NVE, len(got.Moves), got.Version)
+	}
+}
+
+// TestStaleRefreshDoesNotMoveBack: a periodic re-registration from the NVE
+// a task just left, which crossed the move on the wire, is refused and the
+// task stays where it moved; a claim with a move mode from that NVE (the
+// task attached there again) moves it back; after the in-flight time a
+// bare registration is a move again, as the draft has it.
+func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
+	f := newFixture(t, func(c *mapsrv.Config) { c.InFlight = 10 * time.Second })
+	f.register(t, "a", "vm1", "2001:db8::1")
+	f.clk.Advance(time.Second)
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	reg := mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute}
+	_, err := f.svc.Register(t.Context(), reg)
+	if !errors.Is(err, mapsrv.ErrConflict) {
+		t.Fatalf("stale refresh from a: err = %v, want ErrConflict", err)
+	}
+	if rec, _ := f.svc.Task(t.Context(), "t1", "vm1"); rec.NVE != "b" || rec.Version != 2 {
+		t.Fatalf("after the stale refresh: at %s version %d, want b version 2", rec.NVE, rec.Version)
+	}
+	claim := reg
+	claim.Mode = mapsrv.ModeHot
+	rec, err := f.svc.Register(t.Context(), claim)
+	if err != nil || rec.NVE != "a" || rec.Locator != locA {
+		t.Fatalf("claim with a mode from a: %v, at %s %s", err, rec.NVE, rec.Locator)
+	}
+	// From b now (the previous NVE) and after its in-flight time: a move.
+	f.clk.Advance(11 * time.Second)
+	breg := reg
+	breg.NVE = "b"
+	if rec, err = f.svc.Register(t.Context(), breg); err != nil || rec.NVE != "b" {
+		t.Fatalf("bare registration from b after the in-flight time: %v, at %s", err, rec.NVE)
 	}
 }

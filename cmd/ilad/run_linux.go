@@ -431,6 +431,9 @@ func (r registrar) Register(ctx context.Context, reg locator.Registration) (time
 		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
 		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime),
 	}
+	if reg.Claim {
+		m.Mode = regproto.MoveHot
+	}
 	if reg.SIR.IsValid() {
 		m.Addrs = append(m.Addrs, reg.SIR)
 	}
