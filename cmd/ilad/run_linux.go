@@ -149,7 +149,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("registration socket: %w", err)
 		}
 		defer conn.Close()
-		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: keys}
+		// Replies are accepted only when signed by a mapsrv key, not by
+		// another NVE's key that happens to be in the file.
+		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName}}
 		reg = registrar{regCli}
 	} else {
 		log.Warn("no -mapsrv: tasks are attached locally but not registered")
@@ -228,7 +230,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("notification listener %s: %w", cfg.NotifyListen, err)
 		}
 		defer conn.Close()
-		notifSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
+		notifSrv = &regproto.Server{Conn: conn, Keys: ownedBy{keys, cfg.MapsrvName}, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
 			Handler: notifyHandler(agent, cfg.MapsrvName, log)}
 	}
 
@@ -515,4 +517,20 @@ func (h l2Hook) RemovePort(p locator.Port, t locator.TaskSpec) error {
 		return nil
 	}
 	return h.m.RemovePort(p.Name)
+}
+
+// ownedBy is the subset of a key file owned by one name (mapsrv's): ilad
+// verifies mapsrv's replies and move notifications with it, so that a key
+// of another NVE cannot sign them.
+type ownedBy struct {
+	keys regproto.Keys
+	name string
+}
+
+func (o ownedBy) Secret(id uint32) (string, []byte, bool) {
+	nve, secret, ok := o.keys.Secret(id)
+	if !ok || nve != o.name {
+		return "", nil, false
+	}
+	return nve, secret, true
 }
