@@ -102,7 +102,10 @@ func (l *Lab) startControl(ctx context.Context) error {
 		return err
 	}
 	for _, n := range t.NVEs {
-		if _, err := l.ilactl(ctx, "nve", "add", n.Name, "--locator", n.Locator.String(), "--underlay", n.Underlay.String()); err != nil {
+		// --reg-addr: where mapsrv sends the NVE its signed move
+		// notifications (ilad's --notify-listen, below).
+		if _, err := l.ilactl(ctx, "nve", "add", n.Name, "--locator", n.Locator.String(), "--underlay", n.Underlay.String(),
+			"--reg-addr", netip.AddrPortFrom(n.Underlay, notifyPort).String()); err != nil {
 			return err
 		}
 	}
@@ -177,6 +180,10 @@ func (l *Lab) inNS(ctx context.Context, nsName, bin string, args ...string) ([]b
 	return out.Bytes(), nil
 }
 
+// notifyPort is where each NVE's ilad listens for mapsrv's move
+// notifications, on its underlay address.
+const notifyPort = 7481
+
 // ilactl runs ilactl against the lab's mapsrv API (inside the control
 // namespace, where the API listens).
 func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
@@ -245,7 +252,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--mapsrv", t.Mapsrv.Registration,
 		"--key-file", l.keysPath(),
 		"--key-id", strconv.Itoa(n.Index + 1),
-		"--notify-listen", netip.AddrPortFrom(n.Underlay, 7481).String(),
+		"--notify-listen", netip.AddrPortFrom(n.Underlay, notifyPort).String(),
 		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
 		"--bpffs", filepath.Join(l.pinRoot(), n.Name),
 		"--api", l.iladSock(n.Name),
