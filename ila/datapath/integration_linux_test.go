@@ -370,11 +370,14 @@ func TestIntegrationTraffic(t *testing.T) {
 			if ap := peer.(*net.TCPAddr).AddrPort().Addr().Unmap(); ap != tp.a.sir(dom) {
 				t.Errorf("server saw peer %s, want SIR %s", ap, tp.a.sir(dom))
 			}
-			if n := checkWire(t, capB.drain(t), dom, tp.a, tp.b); n < 10 {
-				t.Errorf("captured %d a->b segments, want >= 10", n)
+			// How many segments carry 64 KiB depends on GSO and on how the
+			// sender's writes are split; a handshake, data and FIN are at
+			// least 3 each way, every one of them checked by checkWire.
+			if n := checkWire(t, capB.drain(t), dom, tp.a, tp.b); n < 3 {
+				t.Errorf("captured %d a->b segments, want >= 3", n)
 			}
-			if n := checkWire(t, capA.drain(t), dom, tp.b, tp.a); n < 10 {
-				t.Errorf("captured %d b->a segments, want >= 10", n)
+			if n := checkWire(t, capA.drain(t), dom, tp.b, tp.a); n < 3 {
+				t.Errorf("captured %d b->a segments, want >= 3", n)
 			}
 		})
 	}
