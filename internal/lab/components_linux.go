@@ -344,6 +344,24 @@ func (l *Lab) attachTask(ctx context.Context, task *Task, nve string) error {
 	return nil
 }
 
+// attachStandby asks the ilad of nve to prepare task's port and local
+// delivery without registering it (the first half of a make-before-break
+// move; attachTask then commits it).
+func (l *Lab) attachStandby(ctx context.Context, task *Task, nve string) error {
+	c, err := locator.NewClient(l.iladSock(nve))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	spec := task.spec()
+	spec.Standby = true
+	if _, err := c.Attach(ctx, spec); err != nil {
+		return fmt.Errorf("attach %s on %s (standby): %w", task.Name, nve, err)
+	}
+	return nil
+}
+
 // attachTasks attaches every task to its NVE's ilad, then waits for its
 // router advertisement (default route) and for the mapping to be visible.
 func (l *Lab) attachTasks(ctx context.Context) error {

@@ -245,21 +245,24 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 		return err
 	}
 	r.LinkMoved = time.Now()
-	// Attach and register at the new NVE: this commits the move. Until
-	// then the task keeps sending through its old link (the new port's
-	// program drops sources it has no local entry for, and the old NVE
-	// accepts them until it sees the commit); right after, its routes
-	// switch to the new link, before the old NVE's watch has removed its
-	// local entry in the common case.
-	if err := l.attachTask(ctx, task, to.Name); err != nil {
+	// Make before break: the new NVE prepares the port and local delivery
+	// (standby: no registration yet), the task's routes switch to the new
+	// link, and only then does the registration at the new NVE commit the
+	// move. The task never sends through a port whose NVE has already
+	// dropped its source binding, and packets for it reach it over either
+	// link until the old one goes.
+	if err := l.attachStandby(ctx, task, to.Name); err != nil {
 		return err
 	}
-	r.Committed = time.Now()
 	for _, dst := range []netip.Prefix{netip.MustParsePrefix("::/0"), SIRPrefix} {
 		if err := tn.routeMetric(dst, routerLL, newIf, 100); err != nil {
 			return err
 		}
 	}
+	if err := l.attachTask(ctx, task, to.Name); err != nil {
+		return err
+	}
+	r.Committed = time.Now()
 	r.Attached = time.Now()
 	// mapsrv's own commit time of the move.
 	if m, err := l.Mapped(ctx, task.Name); err == nil && !m.Updated.IsZero() && m.NVE == to.Name {
