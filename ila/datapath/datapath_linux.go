@@ -52,6 +52,18 @@ type Datapath struct {
 
 	full   atomic.Uint64
 	closed atomic.Bool
+
+	// Copies of the small tables only this process writes (domains, own
+	// locators, locator space with its reference counts), read at Open
+	// and kept with every write under mu: a table write reads them instead
+	// of asking the kernel (each lookup is a bpf syscall, and a move's
+	// mapping write used to make a dozen). Keys are the map keys.
+	domains  map[uint64]xlatIlaDomainVal
+	mylocs   map[uint64]xlatIlaMylocVal
+	locspace map[uint64]xlatIlaLocspaceVal
+	// deferGen and genPending fold the cache invalidations of one
+	// operation into one generation bump (see batch).
+	deferGen, genPending bool
 }
 
 // Open loads the programs and creates (or, with a PinPath that holds them,
@@ -88,7 +100,8 @@ func Open(cfg Config) (*Datapath, error) {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	d := &Datapath{cfg: cfg, links: make(map[string]link.Link), filters: make(map[string]clsactFilter)}
+	d := &Datapath{cfg: cfg, links: make(map[string]link.Link), filters: make(map[string]clsactFilter),
+		domains: make(map[uint64]xlatIlaDomainVal), mylocs: make(map[uint64]xlatIlaMylocVal), locspace: make(map[uint64]xlatIlaLocspaceVal)}
 	if err := spec.LoadAndAssign(&d.objs, &opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("adopt pinned ila maps in %s (sizes or layout changed; Unpin first): %w", cfg.PinPath, err)
@@ -117,6 +130,11 @@ func Open(cfg Config) (*Datapath, error) {
 		d.objs.Close()
 		return nil, err
 	}
+	// Adopted maps hold what an earlier process wrote.
+	if err := errors.Join(readAll(d.objs.IlaDomains, d.domains), readAll(d.objs.IlaMylocs, d.mylocs), readAll(d.objs.IlaLocspace, d.locspace)); err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("read adopted ila tables: %w", err)
+	}
 	rd, err := ringbuf.NewReader(d.objs.IlaMisses)
 	if err != nil {
 		d.objs.Close()
@@ -124,6 +142,22 @@ func Open(cfg Config) (*Datapath, error) {
 	}
 	d.rd = rd
 	return d, nil
+}
+
+// readAll copies every entry of m into into.
+func readAll[V any](m *ebpf.Map, into map[uint64]V) error {
+	var (
+		k uint64
+		v V
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		into[k] = v
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("%s: %w", m, err)
+	}
+	return nil
 }
 
 // ne converts a 64-bit address half to the map representation: its
@@ -151,6 +185,10 @@ func key(sir ila.SIRPrefix, id ila.Identifier) xlatIlaKey {
 // it carries the old generation. The value is random rather than a counter
 // so that two processes sharing the pinned maps never write the same one.
 func (d *Datapath) tablesChanged() error {
+	if d.deferGen {
+		d.genPending = true
+		return nil
+	}
 	g := rand.Uint64()
 	for g == 0 { // 0 disables the caches
 		g = rand.Uint64()
@@ -159,6 +197,23 @@ func (d *Datapath) tablesChanged() error {
 		return fmt.Errorf("write table generation: %w", err)
 	}
 	return nil
+}
+
+// batch runs fn (holding d.mu) with the cache invalidations of its writes
+// folded into one generation bump after the last of them. Programs may
+// use an entry cached before the first write until that bump, as they
+// may between any write and its bump.
+func (d *Datapath) batch(fn func() error) error {
+	d.deferGen = true
+	err := fn()
+	d.deferGen = false
+	if d.genPending {
+		d.genPending = false
+		if gerr := d.tablesChanged(); gerr != nil {
+			err = errors.Join(err, gerr)
+		}
+	}
+	return err
 }
 
 // cached reports whether the programs cache lookups in m (see
@@ -207,27 +262,24 @@ func (d *Datapath) del(m *ebpf.Map, what string, k any) error {
 // entry) of loc as locator space serving sir. Callers hold d.mu.
 func (d *Datapath) refLocator(loc ila.Locator, sir ila.SIRPrefix, mode ila.CsumMode) error {
 	k := ne(uint64(loc))
-	var v xlatIlaLocspaceVal
-	err := d.objs.IlaLocspace.Lookup(k, &v)
+	v, ok := d.locspace[k]
 	switch {
-	case err == nil:
+	case ok:
 		if he(v.Sir) != uint64(sir) {
 			return fmt.Errorf("locator %s for %s: already serves %s: %w", loc, sir, ila.SIRPrefix(he(v.Sir)), ila.ErrLocatorConflict)
 		}
 		v.Refs++
-	case errors.Is(err, ebpf.ErrKeyNotExist):
-		var dv xlatIlaDomainVal
-		if d.objs.IlaDomains.Lookup(k, &dv) == nil {
+	default:
+		if _, ok := d.domains[k]; ok {
 			return fmt.Errorf("locator %s: is also a SIR prefix", loc)
 		}
 		v = xlatIlaLocspaceVal{Sir: ne(uint64(sir)), Refs: 1}
-	default:
-		return fmt.Errorf("read locator space %s: %w", loc, err)
 	}
 	v.Csum = uint8(mode)
 	if err := d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v); err != nil {
 		return err
 	}
+	d.locspace[k] = v
 	if v.Refs == 1 { // new in locator space
 		if err := d.tablesChanged(); err != nil {
 			return fmt.Errorf("locator space %s: %w", loc, err)
@@ -239,34 +291,42 @@ func (d *Datapath) refLocator(loc ila.Locator, sir ila.SIRPrefix, mode ila.CsumM
 // unrefLocator drops one user of loc. Callers hold d.mu.
 func (d *Datapath) unrefLocator(loc ila.Locator) error {
 	k := ne(uint64(loc))
-	var v xlatIlaLocspaceVal
-	if err := d.objs.IlaLocspace.Lookup(k, &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		return fmt.Errorf("read locator space %s: %w", loc, err)
+	v, ok := d.locspace[k]
+	if !ok {
+		return nil
 	}
 	if v.Refs <= 1 {
 		if err := d.del(d.objs.IlaLocspace, "locator space "+loc.String(), k); err != nil {
 			return err
 		}
+		delete(d.locspace, k)
 		if err := d.tablesChanged(); err != nil {
 			return fmt.Errorf("locator space %s: %w", loc, err)
 		}
 		return nil
 	}
 	v.Refs--
-	return d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v)
+	if err := d.update(d.objs.IlaLocspace, "locator space "+loc.String(), k, &v); err != nil {
+		return err
+	}
+	d.locspace[k] = v
+	return nil
 }
 
 func (d *Datapath) addDomain(dom ila.Domain) error {
 	k := ne(uint64(dom.SIR))
-	var ls xlatIlaLocspaceVal
-	if d.objs.IlaLocspace.Lookup(k, &ls) == nil {
+	if _, ok := d.locspace[k]; ok {
 		return fmt.Errorf("domain %s: SIR prefix %s is also a locator", dom.Name, dom.SIR)
 	}
 	v := xlatIlaDomainVal{Csum: uint8(dom.Csum)}
-	return d.update(d.objs.IlaDomains, "domain "+dom.SIR.String(), k, &v)
+	if old, ok := d.domains[k]; ok && old == v {
+		return nil
+	}
+	if err := d.update(d.objs.IlaDomains, "domain "+dom.SIR.String(), k, &v); err != nil {
+		return err
+	}
+	d.domains[k] = v
+	return nil
 }
 
 // AddDomain registers a SIR prefix and its checksum mode: destinations in
@@ -295,8 +355,7 @@ func (d *Datapath) AddLocator(loc ila.Locator, dom ila.Domain) error {
 		return err
 	}
 	k := ne(uint64(loc))
-	var old xlatIlaMylocVal
-	had := d.objs.IlaMylocs.Lookup(k, &old) == nil
+	old, had := d.mylocs[k]
 	if had && he(old.Sir) != uint64(dom.SIR) {
 		return fmt.Errorf("locator %s for %s: already serves %s: %w", loc, dom.SIR, ila.SIRPrefix(he(old.Sir)), ila.ErrLocatorConflict)
 	}
@@ -312,6 +371,7 @@ func (d *Datapath) AddLocator(loc ila.Locator, dom ila.Domain) error {
 		}
 		return err
 	}
+	d.mylocs[k] = v
 	return d.markOwn(loc, true)
 }
 
@@ -357,13 +417,13 @@ func (d *Datapath) RemoveLocator(loc ila.Locator) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	k := ne(uint64(loc))
-	var old xlatIlaMylocVal
-	if d.objs.IlaMylocs.Lookup(k, &old) != nil {
+	if _, ok := d.mylocs[k]; !ok {
 		return nil
 	}
 	if err := d.del(d.objs.IlaMylocs, "own locator "+loc.String(), k); err != nil {
 		return err
 	}
+	delete(d.mylocs, k)
 	if err := d.markOwn(loc, false); err != nil {
 		return err
 	}
@@ -389,8 +449,7 @@ func checkMapping(what string, m ila.Mapping) error {
 // ensureDomain registers m's SIR prefix with m's checksum mode if the node
 // does not know it yet. Callers hold d.mu.
 func (d *Datapath) ensureDomain(m ila.Mapping) error {
-	var dv xlatIlaDomainVal
-	if d.objs.IlaDomains.Lookup(ne(uint64(m.SIR)), &dv) == nil {
+	if _, ok := d.domains[ne(uint64(m.SIR))]; ok {
 		return nil
 	}
 	return d.addDomain(ila.Domain{Name: m.SIR.String(), SIR: m.SIR, Csum: m.Csum})
@@ -404,6 +463,10 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.batch(func() error { return d.upsertMapping(m) })
+}
+
+func (d *Datapath) upsertMapping(m ila.Mapping) error {
 	if err := d.ensureDomain(m); err != nil {
 		return err
 	}
@@ -411,15 +474,17 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 	var old xlatIlaMapVal
 	had := d.objs.IlaMappings.Lookup(&k, &old) == nil
 	oldLoc := ila.Locator(he(old.Loc))
+	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
+	if _, ok := d.mylocs[ne(uint64(m.Locator))]; ok {
+		v.Flags |= flagOwnLocator
+	}
+	if had && old == v {
+		return nil // a refresh: nothing to write, no cache to drop
+	}
 	if !had || oldLoc != m.Locator {
 		if err := d.refLocator(m.Locator, m.SIR, m.Csum); err != nil {
 			return fmt.Errorf("mapping %s: %w", m.SIRAddr(), err)
 		}
-	}
-	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
-	var ml xlatIlaMylocVal
-	if d.objs.IlaMylocs.Lookup(ne(uint64(m.Locator)), &ml) == nil {
-		v.Flags |= flagOwnLocator
 	}
 	if err := d.update(d.objs.IlaMappings, "mapping "+m.SIRAddr().String(), &k, &v); err != nil {
 		if !had || oldLoc != m.Locator {
@@ -442,10 +507,12 @@ func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	if d.objs.IlaMappings.Lookup(&k, &old) != nil {
 		return nil
 	}
-	if err := d.del(d.objs.IlaMappings, "mapping "+sir.Addr(id).String(), &k); err != nil {
-		return err
-	}
-	return d.unrefLocator(ila.Locator(he(old.Loc)))
+	return d.batch(func() error {
+		if err := d.del(d.objs.IlaMappings, "mapping "+sir.Addr(id).String(), &k); err != nil {
+			return err
+		}
+		return d.unrefLocator(ila.Locator(he(old.Loc)))
+	})
 }
 
 // maxPortIfindex bounds the ifindex-indexed port table (C

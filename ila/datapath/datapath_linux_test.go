@@ -766,17 +766,76 @@ func TestMappingsIterateAndRefcount(t *testing.T) {
 		t.Errorf("locator %s still in locator space after its last mapping moved (refs %d, err %v)", e.remote, v.Refs, err)
 	}
 	must(t, tb.d.objs.IlaLocspace.Lookup(ne(uint64(e.newHome)), &v))
-	if v.Refs != 2 { // in-flight entries for idMoved and idExpired + this mapping, minus... see below
-		// newHome is used by two in-flight entries and now one mapping.
-		if v.Refs != 3 {
-			t.Errorf("locator %s refs %d, want 3", e.newHome, v.Refs)
-		}
+	// newHome is used by the in-flight entries for idMoved and idExpired
+	// and now by this mapping.
+	if v.Refs != 3 {
+		t.Errorf("locator %s refs %d, want 3", e.newHome, v.Refs)
 	}
 	must(t, tb.d.DeleteMapping(e.dom.SIR, idRemote))
 	must(t, tb.d.DeleteInFlight(e.dom.SIR, idMoved))
 	must(t, tb.d.DeleteInFlight(e.dom.SIR, idExpired))
 	if err := tb.d.objs.IlaLocspace.Lookup(ne(uint64(e.newHome)), &v); !errors.Is(err, ebpf.ErrKeyNotExist) {
 		t.Errorf("locator %s still in locator space after its users went (refs %d)", e.newHome, v.Refs)
+	}
+}
+
+// TestAdoptedTables checks that a process adopting pinned maps carries on
+// with the state an earlier one left: locator reference counts, own
+// locators and domains (kept in user-space copies) are read at Open.
+func TestAdoptedTables(t *testing.T) {
+	testutil.Privileged(t)
+	pin := testutil.BPFFS(t)
+	cfg := Config{PinPath: pin, MaxMappings: 1024, MaxLocal: 64}
+	e := envFor(ila.CsumNeutralMap)
+	const idA, idB = ila.Identifier(0x2000_0000_0010_0087), ila.Identifier(0x2000_0000_0011_0087)
+	d, err := Open(cfg)
+	if err != nil {
+		if errors.Is(err, ErrNotSupported) {
+			t.Skipf("kernel: %v", err)
+		}
+		t.Fatal(err)
+	}
+	must(t, d.AddLocator(e.own, e.dom))
+	for _, id := range []ila.Identifier{idA, idB} {
+		must(t, d.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: id, Locator: e.remote, Csum: e.mode}))
+	}
+	must(t, d.Close())
+
+	d2, err := Open(cfg)
+	must(t, err)
+	t.Cleanup(func() { _ = d2.Unpin(); d2.Close() })
+	refs := func() (uint32, bool) {
+		var v xlatIlaLocspaceVal
+		err := d2.objs.IlaLocspace.Lookup(ne(uint64(e.remote)), &v)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, false
+		}
+		must(t, err)
+		return v.Refs, true
+	}
+	// The SIR prefix adopted as a domain cannot become a locator, and the
+	// adopted own locator cannot be claimed for another prefix.
+	if err := d2.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: idA, Locator: ila.Locator(e.dom.SIR), Csum: e.mode}); err == nil {
+		t.Error("a SIR prefix adopted from the pins was accepted as a locator")
+	}
+	if err := d2.AddLocator(e.own, ila.Domain{Name: "other", SIR: e.dom.SIR + 100, Csum: e.mode}); !errors.Is(err, ila.ErrLocatorConflict) {
+		t.Errorf("own locator claimed for a second prefix after adoption: %v", err)
+	}
+	// A mapping to the own locator is flagged as such.
+	must(t, d2.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: idB, Locator: e.own, Csum: e.mode}))
+	var mv xlatIlaMapVal
+	k := key(e.dom.SIR, idB)
+	must(t, d2.objs.IlaMappings.Lookup(&k, &mv))
+	if mv.Flags&flagOwnLocator == 0 {
+		t.Error("mapping to the adopted own locator not flagged own")
+	}
+	// idB moved away: one user of e.remote left (idA, written by the first process).
+	if n, ok := refs(); !ok || n != 1 {
+		t.Errorf("after one of two mappings moved away: locator refs %d (present %v), want 1", n, ok)
+	}
+	must(t, d2.DeleteMapping(e.dom.SIR, idA))
+	if n, ok := refs(); ok {
+		t.Errorf("locator %s still in locator space (refs %d) after its last user went", e.remote, n)
 	}
 }
 
