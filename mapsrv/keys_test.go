@@ -87,3 +87,19 @@ func TestTaskKeyHex(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecodeTask decodes a task record the size a moved task has in
+// the store (every node agent decodes each change once).
+func BenchmarkDecodeTask(b *testing.B) {
+	v := []byte(`{"domain":"prod","name":"mover","tenant":"t","identifier":"0:0:0:1001","sir":"fd00:ace::1001","locator":"2001:db8:0:b00","nve":"nve1","lifetime":"0s","version":301,"state":"active","previous":[{"locator":"2001:db8:0:a00","nve":"nve0","until":"2026-12-04T22:48:10.123456789Z"}],"updated":"2026-12-04T22:48:00.123456789Z","moves":["2026-12-04T22:47:59.923456789Z","2026-12-04T22:47:59.973456789Z","2026-12-04T22:48:00.023456789Z","2026-12-04T22:48:00.073456789Z","2026-12-04T22:48:00.123456789Z"]}`)
+	key := mapsrv.TaskKey("prod", 0x1001)
+	if _, err := mapsrv.DecodeTask(key, v); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := mapsrv.DecodeTask(key, v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
