@@ -224,7 +224,7 @@ func cmdMove(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	c.register(fs)
 	to := fs.String("to", "", "destination NVE (e.g. nve2)")
 	mode := fs.String("mode", "hot", "hot, warm or cold")
-	via := fs.String("via", lab.ViaAuto, "hot move: auto (dual for IPv6 tasks, else carry), carry (the NVE end of the veth moves; loses packets in flight while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
+	via := fs.String("via", lab.ViaAuto, "hot move: auto (dual in an ILA lab, carry with -underlay-only), carry (the NVE end of the veth moves; loses packets in flight while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
 	out := fs.String("o", "text", "output: text or json")
 	// Allow the task name before or after the flags.
 	var task string

@@ -18,8 +18,8 @@ const (
 	// namespace (the task's interface stays; its carrier drops while the
 	// kernel moves the device).
 	ViaCarry = "carry"
-	// ViaAuto (the default) is ViaDual where it applies (hot moves of IPv6
-	// tasks in an ILA lab) and ViaCarry otherwise. Carrying the veth end
+	// ViaAuto (the default) is ViaDual where it applies (hot moves in an
+	// ILA lab) and ViaCarry otherwise. Carrying the veth end
 	// leaves the task without a link while the kernel moves the device
 	// (15-30 ms here) and until the new NVE has attached the port, so
 	// packets arriving in that window are lost (measured: median 8 of 300
@@ -71,9 +71,7 @@ func (l *Lab) MoveVia(ctx context.Context, taskName, toName, mode, via string) (
 	case "", ViaAuto:
 		via = ViaCarry
 		if (mode == MoveHot || mode == "") && !l.cfg.UnderlayOnly {
-			if t, err := l.topo.TaskByName(taskName); err == nil && !t.IPv4.IsValid() {
-				via = ViaDual
-			}
+			via = ViaDual
 		}
 	case ViaCarry:
 	case ViaDual:
@@ -201,7 +199,9 @@ func (l *Lab) suspend(ctx context.Context, task *Task, from *NVE) error {
 // NVE's gateway address, so the new NVE forwards even before its ilad has
 // attached the port); the new NVE's ilad attaches and registers the task,
 // which commits the move; then the old link is removed (the old NVE
-// redirects whatever still arrives for the task in flight).
+// redirects whatever still arrives for the task in flight). An IPv4 task
+// (see moveDualIPv4) switches its subnet route and announces itself on the
+// new link instead.
 func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveResult) error {
 	tn, err := l.node(task.Netns)
 	if err != nil {
@@ -216,11 +216,17 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	if oldIf == "eth1" {
 		newIf = "eth0"
 	}
-	if task.IPv4.IsValid() || l.cfg.UnderlayOnly {
-		return fmt.Errorf("move via dual: only for IPv6 tasks in an ILA lab (use --via carry)")
+	if l.cfg.UnderlayOnly {
+		return fmt.Errorf("move via dual: only in an ILA lab (use --via carry)")
 	}
 	if err := bn.veth(task.Ifname, mustMAC(GatewayMAC), tn, newIf, mustMAC(task.MAC)); err != nil {
 		return err
+	}
+	if task.IPv4.IsValid() {
+		if err := l.moveDualIPv4(ctx, task, tn, bn, to, newIf, r); err != nil {
+			return err
+		}
+		return l.dropOldLink(task, tn, oldIf, newIf)
 	}
 	// The gateway address ilad gives every port, so that the task's
 	// neighbour discovery for its router is answered right away.
@@ -268,6 +274,11 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	if m, err := l.Mapped(ctx, task.Name); err == nil && !m.Updated.IsZero() && m.NVE == to.Name {
 		r.Committed = m.Updated
 	}
+	return l.dropOldLink(task, tn, oldIf, newIf)
+}
+
+// dropOldLink ends a dual move: the task's old link goes.
+func (l *Lab) dropOldLink(task *Task, tn *node, oldIf, newIf string) error {
 	// Let the old NVE install its in-flight redirect before its port goes.
 	time.Sleep(50 * time.Millisecond)
 	old, err := tn.link(oldIf)
@@ -278,6 +289,74 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 		return fmt.Errorf("remove %s of %s: %w", oldIf, task.Name, err)
 	}
 	task.TaskIfname = newIf
+	return nil
+}
+
+// moveDualIPv4 is the IPv4 tenant's half of moveDual, once the new link
+// exists: the new NVE's ilad prepares the port in standby (it joins the
+// tenant's bridge, the ARP responder starts on it), the task takes its
+// address on the new link and its subnet route switches there, a
+// gratuitous ARP on the new link makes the new NVE's bridge deliver the
+// task's MAC to it before anything commits, and only then the registration
+// at the new NVE commits the move. Until the old link goes, the task
+// accepts packets on either (reverse-path filtering off, as on any
+// multi-homed host); frames for it reach it through whichever NVE the
+// mapping named when they were sent.
+func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NVE, newIf string, r *MoveResult) error {
+	for _, e := range []struct {
+		n   *node
+		if_ string
+	}{{tn, newIf}, {bn, task.Ifname}} {
+		if err := e.n.waitOperUp(ctx, e.if_, time.Second); err != nil {
+			return err
+		}
+	}
+	for _, k := range []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + newIf + ".rp_filter", "net.ipv4.conf." + task.taskIf() + ".rp_filter"} {
+		if err := tn.sysctl(k, "0"); err != nil {
+			return err
+		}
+	}
+	r.LinkMoved = time.Now()
+	if err := l.attachStandby(ctx, task, to.Name); err != nil {
+		return err
+	}
+	if err := tn.addrFlags(newIf, netip.PrefixFrom(task.IPv4, IPv4Net.Bits()), unix.IFA_F_NOPREFIXROUTE); err != nil {
+		return err
+	}
+	// Replaces the connected route of the old link (same prefix and
+	// priority): the switch is one route change.
+	if err := tn.route(IPv4Net, netip.Addr{}, newIf); err != nil {
+		return err
+	}
+	if err := l.sendARP(task, newIf, 1, nil, task.IPv4, task.IPv4); err != nil {
+		return err
+	}
+	mac := mustMAC(task.MAC)
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		ok, err := bn.hasFDB(task.Ifname, mac)
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("move %s: %s's bridge has no entry for %s on %s 2s after the gratuitous ARP", task.Name, to.Name, mac, task.Ifname)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := l.attachTask(ctx, task, to.Name); err != nil {
+		return err
+	}
+	r.Committed = time.Now()
+	r.Attached = time.Now()
+	if m, err := l.Mapped(ctx, task.Name); err == nil && !m.Updated.IsZero() && m.NVE == to.Name {
+		r.Committed = m.Updated
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -162,6 +163,25 @@ func (n *node) neighReachable(ifname string, ip netip.Addr, mac net.HardwareAddr
 		return fmt.Errorf("neighbour %s on %s in %s: %w", ip, ifname, n.name(), err)
 	}
 	return nil
+}
+
+// hasFDB reports whether the bridge port ifname has a forwarding entry
+// for mac (learnt or static).
+func (n *node) hasFDB(ifname string, mac net.HardwareAddr) (bool, error) {
+	l, err := n.link(ifname)
+	if err != nil {
+		return false, err
+	}
+	ns, err := n.h.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return false, fmt.Errorf("fdb of %s in %s: %w", ifname, n.name(), err)
+	}
+	for _, e := range ns {
+		if e.LinkIndex == l.Attrs().Index && bytes.Equal(e.HardwareAddr, mac) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // routeMetric installs dst via gw out of ifname with a priority.

@@ -21,11 +21,17 @@ func (l *Lab) SendARP(taskName string, op uint16, sha net.HardwareAddr, spa, tpa
 	if err != nil {
 		return err
 	}
+	return l.sendARP(task, task.taskIf(), op, sha, spa, tpa)
+}
+
+// sendARP is SendARP out of the task's interface ifname.
+func (l *Lab) sendARP(task *Task, ifname string, op uint16, sha net.HardwareAddr, spa, tpa netip.Addr) error {
+	taskName := task.Name
 	tn, err := l.node(task.Netns)
 	if err != nil {
 		return err
 	}
-	eth, err := tn.link(task.taskIf())
+	eth, err := tn.link(ifname)
 	if err != nil {
 		return err
 	}
