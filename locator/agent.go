@@ -81,7 +81,7 @@ type Agent struct {
 	bySIR      map[ila.SIRPrefix]string
 	tasks      map[tkey]storeTask
 	installed  map[key]ila.Mapping
-	wanted     map[key]bool // pull mode working set
+	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
 	inflight   map[key]*inflight
@@ -108,6 +108,10 @@ type Stats struct {
 	Deregistrations                              uint64
 	MovesAway, Notifications, InFlightExpired    uint64
 	DatapathErrors                               uint64
+	// Pulled is the pull mode working set (entries installed on a miss);
+	// PullEvicted counts those removed after PullTTL or beyond PullMax.
+	Pulled      int
+	PullEvicted uint64
 }
 
 // New checks the configuration and returns an agent.
@@ -122,7 +126,7 @@ func New(cfg Config) (*Agent, error) {
 		bySIR:      map[ila.SIRPrefix]string{},
 		tasks:      map[tkey]storeTask{},
 		installed:  map[key]ila.Mapping{},
-		wanted:     map[key]bool{},
+		wanted:     map[key]time.Time{},
 		locals:     map[string]*localTask{},
 		localByKey: map[key]*localTask{},
 		inflight:   map[key]*inflight{},
@@ -148,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		k := key{m.SIR, m.Identifier}
 		a.installed[k] = m
 		if a.cfg.Mode == ModePull {
-			a.wanted[k] = true
+			a.wanted[k] = a.cfg.Now()
 		}
 		return true
 	}); err != nil {
@@ -175,6 +179,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.watchLoop(gctx) })
 	if a.cfg.Misses != nil {
 		g.Go(func() error { return a.missLoop(gctx) })
+	}
+	if a.cfg.Mode == ModePull {
+		g.Go(func() error { return a.pullLoop(gctx) })
 	}
 	err := g.Wait()
 	a.mu.Lock()
@@ -389,7 +396,7 @@ func (a *Agent) desired(k key) (ila.Mapping, bool) {
 	if !ok || st.t.Locator == 0 || st.t.State == ila.StateSuspended {
 		return ila.Mapping{}, false
 	}
-	if a.cfg.Mode == ModePull && !a.wanted[k] && a.localByKey[k] == nil && a.inflight[k] == nil {
+	if _, pulled := a.wanted[k]; a.cfg.Mode == ModePull && !pulled && a.localByKey[k] == nil && a.inflight[k] == nil {
 		return ila.Mapping{}, false
 	}
 	m := st.t.Mapping(a.domains[dn].d)
@@ -624,6 +631,7 @@ func (a *Agent) Stats() Stats {
 	s := a.st
 	s.Mappings, s.Locals, s.InFlight, s.StoreTasks = len(a.installed), len(a.locals), len(a.inflight), len(a.tasks)
 	s.Synced, s.Revision = a.synced, a.rev
+	s.Pulled = len(a.wanted)
 	return s
 }
 

@@ -413,6 +413,76 @@ func TestPullModeMisses(t *testing.T) {
 	})
 }
 
+// TestPullModeAging checks that entries pulled on a miss age out after
+// PullTTL, that a miss after that pulls them again, and that PullMax evicts
+// the oldest first.
+func TestPullModeAging(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp := locatortest.NewDatapath()
+		src := locatortest.NewSource()
+		src.SetDomain(dom)
+		for id := ila.Identifier(0x3001); id <= 0x3006; id++ {
+			src.SetTask(task(id, "nve-b", locB))
+		}
+		q := make(missQueue)
+		a := newAgent(t, locator.ModePull, dp, src, func(c *locator.Config) {
+			c.Misses, c.Lookup = q, src
+			c.PullTTL = ila.Duration(time.Minute)
+			c.PullMax = 4
+		})
+		stop := run(t, a)
+		defer stop()
+		synctest.Wait()
+		installed := func(id ila.Identifier) bool {
+			_, ok := dp.Table()[locatortest.Key{SIR: sirP, ID: id}]
+			return ok
+		}
+		q <- locator.Miss{SIR: sirP, Identifier: 0x3001}
+		synctest.Wait()
+		time.Sleep(30 * time.Second)
+		q <- locator.Miss{SIR: sirP, Identifier: 0x3002}
+		synctest.Wait()
+		if !installed(0x3001) || !installed(0x3002) {
+			t.Fatalf("misses not pulled: %v", dp.Table())
+		}
+		// 0x3001 is a minute old after another 30 s (plus the sweep period).
+		time.Sleep(30*time.Second + 15*time.Second)
+		synctest.Wait()
+		if installed(0x3001) {
+			t.Error("entry pulled more than PullTTL ago still installed")
+		}
+		if !installed(0x3002) {
+			t.Error("entry pulled 45 s ago (TTL 1 min) evicted")
+		}
+		if st := a.Stats(); st.PullEvicted != 1 || st.Pulled != 1 {
+			t.Errorf("pulled %d evicted %d, want 1 and 1", st.Pulled, st.PullEvicted)
+		}
+		// A flow still using it misses again and pulls it again.
+		q <- locator.Miss{SIR: sirP, Identifier: 0x3001}
+		synctest.Wait()
+		if !installed(0x3001) {
+			t.Error("aged-out entry not pulled again on its next miss")
+		}
+		// PullMax 4: the fifth pull evicts the oldest (0x3002) first.
+		for id := ila.Identifier(0x3003); id <= 0x3005; id++ {
+			time.Sleep(time.Second)
+			q <- locator.Miss{SIR: sirP, Identifier: id}
+			synctest.Wait()
+		}
+		if installed(0x3002) {
+			t.Error("oldest entry kept beyond PullMax")
+		}
+		for _, id := range []ila.Identifier{0x3001, 0x3003, 0x3004, 0x3005} {
+			if !installed(id) {
+				t.Errorf("entry %v evicted, want only the oldest gone", id)
+			}
+		}
+		if st := a.Stats(); st.Pulled > 4 {
+			t.Errorf("working set %d, want at most PullMax 4", st.Pulled)
+		}
+	})
+}
+
 func TestConfigValidate(t *testing.T) {
 	dp, src := locatortest.NewDatapath(), locatortest.NewSource()
 	good := func() locator.Config {

@@ -399,7 +399,7 @@ func (a *Agent) onMiss(ctx context.Context, ms Miss) {
 	}
 	tk := tkey{dn, k.id}
 	if _, ok := a.tasks[tk]; ok || a.cfg.Lookup == nil {
-		a.wanted[k] = true
+		a.pull(k, now)
 		a.syncKey(k)
 		a.mu.Unlock()
 		return
@@ -426,7 +426,7 @@ func (a *Agent) onMiss(ctx context.Context, ms Miss) {
 	if _, ok := a.tasks[tk]; !ok { // the watch has not delivered it yet
 		a.tasks[tk] = storeTask{t, a.gen}
 	}
-	a.wanted[k] = true
+	a.pull(k, a.cfg.Now())
 	a.syncKey(k)
 }
 

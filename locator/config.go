@@ -137,6 +137,14 @@ type Config struct {
 	// MissRate caps the store lookups caused by cache misses per second
 	// (default 200); a given identifier is looked up at most once a second.
 	MissRate float64 `json:"miss_rate,omitempty"`
+	// PullTTL (pull mode) is how long an entry installed on a miss stays
+	// (default 5m): the datapath does not say which entries are used, so
+	// entries age out, and one still in use misses again (its packets
+	// take the ILA router meanwhile) and is pulled again.
+	PullTTL ila.Duration `json:"pull_ttl,omitempty"`
+	// PullMax (pull mode) caps the entries installed on misses (default
+	// 0: no cap but the datapath's size); beyond it the oldest tenth go.
+	PullMax int `json:"pull_max,omitempty"`
 	// Tasks attached at start.
 	Tasks []TaskSpec `json:"tasks,omitempty"`
 	// StateFile, if set, records tasks attached through the API so that a
@@ -200,6 +208,15 @@ func (c *Config) CheckSettings() error {
 	}
 	if c.MissRate == 0 {
 		c.MissRate = 200
+	}
+	if c.PullTTL < 0 || c.PullMax < 0 {
+		return fmt.Errorf("pull ttl and pull max must not be negative")
+	}
+	if c.PullTTL == 0 {
+		c.PullTTL = ila.Duration(5 * time.Minute)
+	}
+	if time.Duration(c.PullTTL) < time.Second {
+		return fmt.Errorf("pull ttl %v: want at least 1s", time.Duration(c.PullTTL))
 	}
 	names, ifaces, sirs := map[string]bool{}, map[string]bool{}, map[netip.Addr]bool{}
 	for _, t := range c.Tasks {

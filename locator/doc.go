@@ -11,6 +11,13 @@
 // section 5, and the registration of tasks with the mapping node (ILA-M)
 // described in draft-herbert-ila-ilamp-00.
 //
+// In pull mode the working set ages: an entry pulled on a miss stays
+// [Config.PullTTL] (5 minutes by default) and goes, and [Config.PullMax]
+// caps the set (oldest first). The datapath does not report which entries
+// packets use, so a flow that outlives its entry misses once more: its
+// packets take the ILA router (or the miss policy) until the entry is
+// pulled again, rate limited like every miss.
+//
 // The agent talks to the rest of the system only through the small
 // interfaces in this package ([Datapath], [MappingSource], [Registrar],
 // [TaskLookup], [MissReader], [Ports], [PortHook]); cmd/ilad plugs in the

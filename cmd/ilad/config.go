@@ -89,8 +89,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		notify, prefix, bpffs, api, metrics, netns, mode    string
 		missPolicy, stateFile, logLevel, logFormat          string
 		keyID                                               uint
-		inFlight, lifetime                                  time.Duration
+		inFlight, lifetime, pullTTL                         time.Duration
 		missRate                                            float64
+		pullMax                                             int
 		locators, etcd                                      stringList
 		nd                                                  bool
 	)
@@ -115,6 +116,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&inFlight, "in-flight", 10*time.Second, "in-flight redirect `time` after a move when the store gives none")
 	fs.DurationVar(&lifetime, "lifetime", 120*time.Second, "registration `lifetime` requested (re-registered at half the grant)")
 	fs.Float64Var(&missRate, "miss-rate", 200, "at most this many cache-miss `lookups` per second")
+	fs.DurationVar(&pullTTL, "pull-ttl", 5*time.Minute, "pull mode: an entry installed on a miss stays this `long` (a flow still using it misses again and pulls it again)")
+	fs.IntVar(&pullMax, "pull-max", 0, "pull mode: at most this many `entries` installed on misses, the oldest evicted first (0: the datapath's size)")
 	fs.StringVar(&stateFile, "state-file", "", "`file` recording API-attached tasks across restarts (default /run/ilad/<node>.tasks.json; none: off)")
 	fs.BoolVar(&nd, "nd", true, "run the ND emulator on task ports")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
@@ -172,6 +175,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if set["miss-rate"] || cfg.MissRate == 0 {
 		cfg.MissRate = missRate
+	}
+	if set["pull-ttl"] || cfg.PullTTL == 0 {
+		cfg.PullTTL = ila.Duration(pullTTL)
+	}
+	if set["pull-max"] || cfg.PullMax == 0 {
+		cfg.PullMax = pullMax
 	}
 	if set["nd"] || cfg.ND == nil {
 		cfg.ND = &nd

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,7 @@ func TestRunBadInput(t *testing.T) {
 		{"mapsrv without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480"}, "needs -key-file"},
 		{"bad mapsrv", []string{"-node", "a", "-mapsrv", "nohost"}, "flag -mapsrv"},
 		{"bad mode", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "both"}, "mode"},
+		{"negative pull ttl", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "pull", "-pull-ttl", "-1s"}, "pull ttl"},
 		{"bad miss policy", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-miss-policy", "x"}, "miss policy"},
 		{"unknown field in file", []string{"-config", bad}, "unknown field"},
 		{"missing file", []string{"-config", filepath.Join(dir, "nope.json")}, "config file"},
@@ -63,9 +65,10 @@ func TestConfigFileAndFlags(t *testing.T) {
   "key_file": "/etc/ila/keys",
   "mode": "pull",
   "in_flight": "5s",
+  "pull_ttl": "90s",
   "tasks": [{"name": "web", "tenant": "t1", "iface": "vweb", "sir": "3333:0:0:1::1001", "mac": "02:00:00:00:10:01"}]
 }`), 0o600)
-	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1"}, new(bytes.Buffer))
+	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1", "-pull-max", "1000"}, new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +81,8 @@ func TestConfigFileAndFlags(t *testing.T) {
 		{"netns", cfg.NetNS, "/var/run/netns/nve1"},
 		{"mode", string(cfg.Mode), "pull"},
 		{"in-flight", time.Duration(cfg.InFlight).String(), "5s"},
+		{"pull ttl (file)", time.Duration(cfg.PullTTL).String(), "1m30s"},
+		{"pull max (flag)", fmt.Sprint(cfg.PullMax), "1000"},
 		{"api default", cfg.API, "/run/ilad/nve1.sock"},
 		{"bpffs default", cfg.BPFFS, "/sys/fs/bpf/ila/nve1"},
 		{"mapsrv", cfg.Mapsrv.String(), "[2001:db8::100]:7480"},

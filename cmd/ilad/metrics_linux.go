@@ -41,6 +41,8 @@ var (
 	mNotifs     = desc("ila_agent_notifications_total", "Move notifications from mapsrv.")
 	mExpired    = desc("ila_agent_inflight_expired_total", "In-flight entries removed at their deadline.")
 	mDpErr      = desc("ila_agent_datapath_errors_total", "Datapath table writes that failed.")
+	mPulled     = desc("ila_agent_pulled_mappings", "Pull mode: mappings installed on cache misses (the working set).")
+	mPullEvict  = desc("ila_agent_pull_evicted_total", "Pull mode: working set entries aged out (pull TTL) or evicted (pull max).")
 	mPackets    = desc("ila_datapath_packets_total", "Datapath packet counters (summed over CPUs).", "counter")
 	mFull       = desc("ila_datapath_full_errors_total", "Table writes refused because a table is full.")
 	mND         = desc("ila_ndemu_messages_total", "ND emulator counters.", "counter")
@@ -85,6 +87,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	n(mNotifs, s.Notifications)
 	n(mExpired, s.InFlightExpired)
 	n(mDpErr, s.DatapathErrors)
+	g(mPulled, float64(s.Pulled))
+	n(mPullEvict, s.PullEvicted)
 	if st, err := c.dp.Stats(); err == nil {
 		for name, v := range st.Counters {
 			n(mPackets, v, name)

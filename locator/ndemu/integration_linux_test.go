@@ -238,6 +238,7 @@ var (
 
 func TestIntegrationND(t *testing.T) {
 	testutil.Privileged(t)
+	testutil.NeedTools(t, "ip", "ping")
 	d := &dir{}
 	rec := &recorder{}
 	nve, tasks, em := setup(t, d, rec)
