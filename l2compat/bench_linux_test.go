@@ -27,6 +27,7 @@ import (
 // returns the receiver's goodput in Gbit/s.
 func iperf3(b *testing.B, l *lab, server, client *testutil.NetNS, addr string) float64 {
 	b.Helper()
+	testutil.NeedTools(b, "iperf3")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, "ip", "netns", "exec", server.Name, "iperf3", "-s", "-1", "-B", addr, "-p", "5299")

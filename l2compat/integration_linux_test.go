@@ -159,6 +159,7 @@ func (s *fakeMapsrv) attach(t testing.TB) func(ctx context.Context, c Claim) err
 func newLab(t testing.TB) *lab {
 	t.Helper()
 	testutil.Privileged(t)
+	testutil.NeedTools(t, "ip", "ping")
 	sfx := testutil.Suffix()
 	l := &lab{t: t, sfx: sfx, nves: map[string]*labNVE{}, tasks: map[string]*labTask{},
 		srv: &fakeMapsrv{tasks: map[ila.Identifier]*ila.Task{}, byNVE: map[string]*Manager{},

@@ -139,6 +139,7 @@ func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst string, gw st
 func newLab(t *testing.T, n int, extra map[int][]string) *lab {
 	t.Helper()
 	testutil.Privileged(t)
+	testutil.NeedTools(t, "ip", "ping", "curl")
 	if testing.Short() {
 		t.Skip("integration lab skipped in -short mode")
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ilamesh/ilamesh/internal/testutil"
 )
 
 // The veth benchmarks compare, in the same topology and run, interleaved:
@@ -197,6 +199,7 @@ type iperfResult struct {
 // seconds and returns the received goodput in Gbit/s. iperf3 needs no
 // bpffs, so ip netns exec is fine here.
 func iperfTCP(b *testing.B, bt *benchTopo, secs int) float64 {
+	testutil.NeedTools(b, "iperf3")
 	srv := exec.Command("ip", "netns", "exec", bt.b.task.Name, "iperf3", "-s", "-1", "-B", bt.b.sir(benchDom).String(), "-p", "5201")
 	must(b, srv.Start())
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()

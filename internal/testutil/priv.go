@@ -3,6 +3,7 @@ package testutil
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -27,4 +28,15 @@ func SkipIfPermission(t testing.TB, what string, err error) {
 		t.Skipf("%s: kernel refused: %v", what, err)
 	}
 	t.Fatalf("%s: %v", what, err)
+}
+
+// NeedTools skips t when one of the named programs is not on PATH
+// (test/run.sh installs them).
+func NeedTools(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			t.Skipf("needs %s on PATH (test/run.sh installs it): %v", n, err)
+		}
+	}
 }
