@@ -539,6 +539,35 @@ func TestSpoofingAndUnknownTargets(t *testing.T) {
 		}
 	})
 
+	t.Run("unicast NUD probe stays on the link", func(t *testing.T) {
+		// The ND emulator answers a task's unicast probe of a neighbour; the
+		// probe itself must not travel to the neighbour (the datapath drops
+		// it after the emulator's tap saw it).
+		answers, err := l.StartCapture("t1", func(b []byte) bool { return isND(b, 136, t2.SIR) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		// On the fabric link of t1's NVE: NS frames carrying t2's address
+		// (the NVE's stack would forward them there).
+		leaked, err := l.StartUplinkCapture(t1.NVE, func(b []byte) bool { return isND(b, 135, t2.SIR) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if err := l.SendNUD("t1", t2.SIR); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n, _ := answers.Stop(); n < 3 {
+			t.Errorf("%d NAs answered t1's unicast NUD probes for %s, want at least 3", n, t2.SIR)
+		}
+		if n, _ := leaked.Stop(); n != 0 {
+			t.Errorf("t1's unicast NUD probe for %s left %s on its fabric link %d times, want none (kept on t1's link)", t2.SIR, t1.NVE, n)
+		}
+	})
+
 	t.Run("ARP for an unknown address", func(t *testing.T) {
 		unknown := netip.MustParseAddr("10.100.0.99")
 		answers, err := l.StartCapture("t4", func(b []byte) bool { return isARP(b, 2, unknown) })

@@ -71,6 +71,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("datapath: %w", err)
 	}
 	defer dp.Close() // keeps the pins: the programs keep forwarding
+	if dp.StatsReset {
+		log.Warn("pinned datapath counters had an older layout: new counters start from zero (tables adopted)", "bpffs", cfg.BPFFS)
+	}
 	if err := inNS(func() error {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
 	}); err != nil {

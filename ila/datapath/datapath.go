@@ -190,6 +190,7 @@ var statNames = [...]string{
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
 	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
+	"drop_nd_sir",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

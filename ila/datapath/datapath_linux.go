@@ -53,6 +53,11 @@ type Datapath struct {
 	full   atomic.Uint64
 	closed atomic.Bool
 
+	// StatsReset says Open found the pinned counters of an older layout (a
+	// counter was added since they were pinned) and started new ones from
+	// zero; the tables were adopted as usual.
+	StatsReset bool
+
 	// Copies of the small tables only this process writes (domains, own
 	// locators, locator space with its reference counts), read at Open
 	// and kept with every write under mu: a table write reads them instead
@@ -83,6 +88,7 @@ func Open(cfg Config) (*Datapath, error) {
 	spec.Maps["ila_locals"].MaxEntries = uint32(cfg.MaxLocal)
 	spec.Maps["ila_inflight"].MaxEntries = uint32(cfg.MaxLocal)
 	var opts ebpf.CollectionOptions
+	statsReset := false
 	if cfg.PinPath != "" {
 		if err := os.MkdirAll(filepath.Join(cfg.PinPath, linkDir), 0o700); err != nil {
 			return nil, fmt.Errorf("datapath pin path: %w", err)
@@ -95,12 +101,17 @@ func Open(cfg Config) (*Datapath, error) {
 			return nil, fmt.Errorf("datapath pin path %s: not on a bpf filesystem (mount -t bpf bpffs <dir>)", cfg.PinPath)
 		}
 		opts.Maps.PinPath = cfg.PinPath
+		reset, err := replaceStatsPin(spec, cfg.PinPath)
+		if err != nil {
+			return nil, err
+		}
+		statsReset = reset
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
 		}
 	}
-	d := &Datapath{cfg: cfg, links: make(map[string]link.Link), filters: make(map[string]clsactFilter),
+	d := &Datapath{cfg: cfg, StatsReset: statsReset, links: make(map[string]link.Link), filters: make(map[string]clsactFilter),
 		domains: make(map[uint64]xlatIlaDomainVal), mylocs: make(map[uint64]xlatIlaMylocVal), locspace: make(map[uint64]xlatIlaLocspaceVal)}
 	if err := spec.LoadAndAssign(&d.objs, &opts); err != nil {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -142,6 +153,33 @@ func Open(cfg Config) (*Datapath, error) {
 	}
 	d.rd = rd
 	return d, nil
+}
+
+// replaceStatsPin removes the pinned counters map under dir if its layout
+// differs from spec's (a release added a counter), so that loading creates
+// it anew instead of refusing to adopt the whole set: counters restart from
+// zero (Prometheus counters may reset), the tables (mappings, locals, ...)
+// are kept and forwarding goes on. Programs still attached keep counting
+// into the old map until they are replaced.
+func replaceStatsPin(spec *ebpf.CollectionSpec, dir string) (bool, error) {
+	ms := spec.Maps["ila_stats"]
+	p := filepath.Join(dir, "ila_stats")
+	old, err := ebpf.LoadPinnedMap(p, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("pinned counters %s: %w", p, err)
+	}
+	same := old.Type() == ms.Type && old.KeySize() == ms.KeySize && old.ValueSize() == ms.ValueSize && old.MaxEntries() == ms.MaxEntries
+	old.Close()
+	if same {
+		return false, nil
+	}
+	if err := os.Remove(p); err != nil {
+		return false, fmt.Errorf("replace pinned counters of an older layout %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // readAll copies every entry of m into into.

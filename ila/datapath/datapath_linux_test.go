@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -393,6 +395,12 @@ func TestTaskIngressPolicies(t *testing.T) {
 	ll := netip.MustParseAddr("fe80::1")
 	ns := testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: ll, Dst: e.sir(idRemote), HopLimit: 255, Proto: ila.ProtoICMPv6,
 		L4: testutil.ICMPv6(135, 0, append(make([]byte, 4), e.sir(idRemote).AsSlice()...))}
+	// The same solicitation to the target's solicited-node address (address
+	// resolution), and one to a non-ILA global address.
+	nsMcast := ns
+	nsMcast.Dst = netip.MustParseAddr("ff02::1:ff00:87")
+	nsOther := ns
+	nsOther.Dst = netip.MustParseAddr("2001:db8:1::1")
 	localWant := udp(src, e.sir(idLocalMAC))
 	localWant.EthDst, localWant.EthSrc, localWant.HopLimit = taskMAC, GatewayMAC, 63
 
@@ -404,7 +412,9 @@ func TestTaskIngressPolicies(t *testing.T) {
 		want     *testutil.Packet // nil: frame unchanged
 		counters map[string]uint64
 	}{
-		{"neighbour solicitation to SIR passes untouched", ns, tb.task, actOK, nil, map[string]uint64{"rx_task": 1, "pass_nd": 1}},
+		{"unicast neighbour solicitation to a SIR address is not routed on", ns, tb.task, actShot, nil, map[string]uint64{"rx_task": 1, "drop_nd_sir": 1}},
+		{"multicast neighbour solicitation passes untouched", nsMcast, tb.task, actOK, nil, map[string]uint64{"rx_task": 1, "pass_nd": 1}},
+		{"unicast neighbour solicitation to a non-ILA address passes", nsOther, tb.task, actOK, nil, map[string]uint64{"rx_task": 1, "pass_nd": 1}},
 		{"spoofed source", udp(e.sir(idRemote), e.sir(idLocal)), tb.task, actShot, nil, map[string]uint64{"rx_task": 1, "drop_spoofed_source": 1}},
 		{"source bound to another port", udp(e.sir(idLocalMAC), e.sir(idRemote)), tb.task, actShot, nil, map[string]uint64{"rx_task": 1, "drop_spoofed_source": 1}},
 		{"link-local source to a SIR address", udp(ll, e.sir(idRemote)), tb.task, actShot, nil, map[string]uint64{"rx_task": 1, "drop_spoofed_source": 1}},
@@ -836,6 +846,62 @@ func TestAdoptedTables(t *testing.T) {
 	must(t, d2.DeleteMapping(e.dom.SIR, idA))
 	if n, ok := refs(); ok {
 		t.Errorf("locator %s still in locator space (refs %d) after its last user went", e.remote, n)
+	}
+}
+
+// TestStatsLayoutUpgrade checks that pinned counters of an older layout
+// (fewer counters) are replaced while the tables are adopted.
+func TestStatsLayoutUpgrade(t *testing.T) {
+	testutil.Privileged(t)
+	pin := testutil.BPFFS(t)
+	cfg := Config{PinPath: pin, MaxMappings: 1024, MaxLocal: 64}
+	e := envFor(ila.CsumNeutralMap)
+	d, err := Open(cfg)
+	if err != nil {
+		if errors.Is(err, ErrNotSupported) {
+			t.Skipf("kernel: %v", err)
+		}
+		t.Fatal(err)
+	}
+	must(t, d.UpsertMapping(ila.Mapping{SIR: e.dom.SIR, Identifier: idRemote, Locator: e.remote, Csum: e.mode}))
+	if d.StatsReset {
+		t.Error("fresh pins reported as a counters reset")
+	}
+	must(t, d.Close())
+	// What an older release pinned: one counter fewer.
+	p := filepath.Join(pin, "ila_stats")
+	must(t, os.Remove(p))
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8 * (uint32(len(statNames)) - 1), MaxEntries: 1})
+	must(t, err)
+	must(t, old.Pin(p))
+	old.Close()
+
+	d2, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("open over counters of an older layout: %v", err)
+	}
+	if !d2.StatsReset {
+		t.Error("StatsReset not reported")
+	}
+	var ids []ila.Identifier
+	must(t, d2.Mappings(func(m ila.Mapping) bool { ids = append(ids, m.Identifier); return true }))
+	if len(ids) != 1 || ids[0] != idRemote {
+		t.Errorf("adopted mappings %v, want [%v]", ids, idRemote)
+	}
+	if _, err := d2.Stats(); err != nil {
+		t.Errorf("stats after the reset: %v", err)
+	}
+	// Anything else incompatible is still refused.
+	must(t, d2.Close())
+	p = filepath.Join(pin, "ila_locals")
+	must(t, os.Remove(p))
+	bad, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 16, ValueSize: 4, MaxEntries: 8})
+	must(t, err)
+	must(t, bad.Pin(p))
+	bad.Close()
+	if d3, err := Open(cfg); err == nil {
+		d3.Close()
+		t.Error("a table of another layout was adopted")
 	}
 }
 

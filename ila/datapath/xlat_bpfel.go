@@ -22,7 +22,7 @@ type xlatIlaConfig struct {
 
 type xlatIlaCounters struct {
 	_ structs.HostLayout
-	V [33]uint64
+	V [34]uint64
 }
 
 type xlatIlaDomainVal struct {
@@ -147,7 +147,8 @@ const (
 	xlatIlaStatSTAT_DROP_ROUTER_MISS    xlatIlaStat = 30
 	xlatIlaStatSTAT_ROUTER_ICMP_SENT    xlatIlaStat = 31
 	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 32
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 33
+	xlatIlaStatSTAT_DROP_ND_SIR         xlatIlaStat = 33
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 34
 )
 
 type xlatIlaUpEnt struct {

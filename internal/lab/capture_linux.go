@@ -14,13 +14,15 @@ import (
 // Capture counts the frames received on a task's eth0 (Ethernet frames,
 // as seen by an ETH_P_ALL tap) that match.
 type Capture struct {
-	fd    int
-	match func(frame []byte) bool
-	mu    sync.Mutex
-	n     int
-	stop  chan struct{}
-	done  chan struct{}
-	first []byte
+	// outgoing: count frames sent on the interface too.
+	outgoing bool
+	fd       int
+	match    func(frame []byte) bool
+	mu       sync.Mutex
+	n        int
+	stop     chan struct{}
+	done     chan struct{}
+	first    []byte
 }
 
 // StartCapture starts counting frames arriving at task's eth0.
@@ -33,11 +35,29 @@ func (l *Lab) StartCapture(taskName string, match func(frame []byte) bool) (*Cap
 	if err != nil {
 		return nil, err
 	}
-	eth, err := tn.link(task.taskIf())
+	return l.capture(tn, task.taskIf(), taskName, match, false)
+}
+
+// StartUplinkCapture counts the frames that nve sends or receives on its
+// fabric link (up0) and that match.
+func (l *Lab) StartUplinkCapture(nveName string, match func(frame []byte) bool) (*Capture, error) {
+	nve, err := l.topo.NVEByName(nveName)
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{match: match, stop: make(chan struct{}), done: make(chan struct{})}
+	nn, err := l.node(nve.Netns)
+	if err != nil {
+		return nil, err
+	}
+	return l.capture(nn, "up0", nveName, match, true)
+}
+
+func (l *Lab) capture(tn *node, ifname, who string, match func(frame []byte) bool, outgoing bool) (*Capture, error) {
+	eth, err := tn.link(ifname)
+	if err != nil {
+		return nil, err
+	}
+	c := &Capture{outgoing: outgoing, match: match, stop: make(chan struct{}), done: make(chan struct{})}
 	proto := htons(unix.ETH_P_ALL)
 	if err := tn.ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(proto))
@@ -56,7 +76,7 @@ func (l *Lab) StartCapture(taskName string, match func(frame []byte) bool) (*Cap
 		c.fd = fd
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("capture on %s eth0: %w", taskName, err)
+		return nil, fmt.Errorf("capture on %s %s: %w", who, ifname, err)
 	}
 	go c.run()
 	return c, nil
@@ -79,7 +99,7 @@ func (c *Capture) run() {
 			}
 			return
 		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING && !c.outgoing {
 			continue
 		}
 		if c.match(buf[:n]) {

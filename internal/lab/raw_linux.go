@@ -79,6 +79,16 @@ func (l *Lab) SendGARP(taskName string) error {
 // unsolicited NA with the override flag claiming target with the task's
 // MAC (to all-nodes).
 func (l *Lab) SendND(taskName string, target netip.Addr, na bool) error {
+	return l.sendND(taskName, target, na, false)
+}
+
+// SendNUD sends one unicast NS for target to target itself, as a task's
+// neighbour unreachability detection probe does (RFC 4861 7.3.3).
+func (l *Lab) SendNUD(taskName string, target netip.Addr) error {
+	return l.sendND(taskName, target, false, true)
+}
+
+func (l *Lab) sendND(taskName string, target netip.Addr, na, unicast bool) error {
 	task, err := l.topo.TaskByName(taskName)
 	if err != nil {
 		return err
@@ -111,6 +121,9 @@ func (l *Lab) SendND(taskName string, target netip.Addr, na bool) error {
 		msg = icmp.Message{Type: ipv6.ICMPTypeNeighborSolicitation, Body: &icmp.RawBody{Data: body}}
 		sn := [16]byte{0xff, 0x02, 10: 0, 11: 0x01, 12: 0xff, 13: t16[13], 14: t16[14], 15: t16[15]}
 		dst = netip.AddrFrom16(sn)
+		if unicast {
+			dst = target
+		}
 	}
 	b, err := msg.Marshal(nil) // the kernel fills the ICMPv6 checksum
 	if err != nil {
@@ -124,6 +137,9 @@ func (l *Lab) SendND(taskName string, target netip.Addr, na bool) error {
 		defer c.Close()
 		pc := c.IPv6PacketConn()
 		if err := pc.SetMulticastHopLimit(255); err != nil {
+			return err
+		}
+		if err := pc.SetHopLimit(255); err != nil {
 			return err
 		}
 		if err := pc.SetMulticastInterface(&net.Interface{Index: eth.Attrs().Index}); err != nil {

@@ -67,10 +67,10 @@
 // closed by RemovePort or when Run returns.
 //
 // A task's unicast NUD probe (NS to a SIR address, sent to the gateway MAC)
-// is answered by the emulator, but the NVE stack, forwarding, would also
-// route it on (hop limit 254, so its destination drops it). The datapath may
-// drop ND frames with a global unicast destination at tc ingress of task
-// ports: the emulator's tap has already seen them.
+// is answered by the emulator; the NVE stack, forwarding, would also route
+// it on towards the fabric, so the datapath drops unicast ND to SIR
+// addresses at tc ingress of task ports (counter drop_nd_sir) after the
+// emulator's tap has seen it.
 //
 // Tasks need nothing but defaults: accept_ra=1 (the default with
 // forwarding=0) and their SIR address. Linux ignores unsolicited NAs for

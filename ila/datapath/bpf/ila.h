@@ -50,6 +50,7 @@ enum ila_stat {
 	STAT_DROP_ROUTER_MISS,     /* ILA-R full-table miss */
 	STAT_ROUTER_ICMP_SENT,     /* ICMPv6 address unreachable sent for a miss */
 	STAT_DROP_ERROR,           /* a helper failed while rewriting */
+	STAT_DROP_ND_SIR,          /* task's unicast ND to a SIR address (answered by the ND emulator's tap; not routed on) */
 	STAT__MAX,
 };
 

@@ -834,9 +834,16 @@ int ila_task(struct __sk_buff *skb)
 		COUNT(STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
-	/* Neighbour discovery (NUD probes to SIR addresses included) goes to
-	 * the NVE's stack / ND emulator untouched, from any source. */
+	/* Neighbour discovery goes to the NVE's stack / ND emulator untouched,
+	 * from any source; but a unicast one to a SIR address (a task's NUD
+	 * probe of a neighbour) has been answered by the emulator, a tap that
+	 * runs before tc, and the stack would route it on, off the link. */
 	if (is_nd(&p)) {
+		__u64 ndhi = p.dst.q[0];
+		if (!is_multicast(&p.dst) && !is_link_local(&p.dst) && bpf_map_lookup_elem(&ila_domains, &ndhi)) {
+			COUNT(STAT_DROP_ND_SIR);
+			return TC_ACT_SHOT;
+		}
 		COUNT(STAT_PASS_ND);
 		return TC_ACT_OK;
 	}
