@@ -41,7 +41,7 @@ type MoveBody struct {
 // ErrorBody is the body of every error response.
 type ErrorBody struct {
 	Error string `json:"error"`
-	Code  string `json:"code"` // invalid, not_found, conflict, duplicate, forbidden, unavailable
+	Code  string `json:"code"` // invalid, unauthorized, not_found, conflict, duplicate, forbidden, unavailable
 }
 
 // APIOptions configures the management API handler.
@@ -53,6 +53,10 @@ type APIOptions struct {
 	Version string
 	// Health, if set, is called by GET /v1/health; an error makes it 503.
 	Health func(ctx context.Context) error
+	// Tokens, if not empty, are the bearer tokens the API accepts
+	// ("Authorization: Bearer TOKEN"; see ReadTokenFile): every endpoint
+	// but GET /v1/health and GET /v1/version answers 401 without one.
+	Tokens []string
 }
 
 // NewAPI returns the HTTP/JSON management API of svc:
@@ -74,7 +78,8 @@ type APIOptions struct {
 //	DELETE /v1/mappings/{domain}/{identifier}          204 (tasks without a name)
 //	GET    /v1/watch                                   JSON lines of ila.Event
 //
-// Errors are ErrorBody with 400 (invalid), 403 (forbidden), 404 (not
+// Errors are ErrorBody with 400 (invalid), 401 (unauthorized: a token is
+// required and none or a wrong one was given), 403 (forbidden), 404 (not
 // found), 409 (conflict, duplicate), 503 (store unavailable).
 func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	a := &api{svc: svc, opts: opts}
@@ -98,7 +103,10 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	if len(opts.Tokens) == 0 {
+		return mux
+	}
+	return requireToken(mux, opts.Tokens)
 }
 
 type api struct {

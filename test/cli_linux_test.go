@@ -12,6 +12,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/internal/lab"
 	"github.com/ilamesh/ilamesh/internal/netns"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // TestCLI drives the ilalab binary: up prints the topology, status and move
@@ -64,6 +65,9 @@ func TestCLI(t *testing.T) {
 	}
 	if topo.Mapsrv.API == "" || topo.Mapsrv.Registration == "" || len(topo.Etcd.Endpoints) == 0 || topo.DNS.Addr == "" || topo.DNS.Zone != lab.Zone {
 		t.Errorf("topology lacks control endpoints: %+v %+v %+v", topo.Mapsrv, topo.Etcd, topo.DNS)
+	}
+	if toks, err := mapsrv.ReadTokenFile(topo.Mapsrv.TokenFile); err != nil || len(toks) != 1 {
+		t.Errorf("mapsrv API token file %q: %v", topo.Mapsrv.TokenFile, err)
 	}
 	for _, tk := range topo.Tasks {
 		if !tk.SIR.IsValid() || tk.Netns == "" || tk.NVE == "" || tk.Tenant == "" {

@@ -4,16 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // globals are the flags every command shares.
 type globals struct {
 	stdout, stderr io.Writer
 	api            string // mapsrv management API base URL
+	tokenFile      string // mapsrv management API token file
 	output         string // table | json
 }
 
@@ -35,6 +39,7 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 		api = "http://127.0.0.1:7480"
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", api, "mapsrv management API URL (default $ILACTL_API)")
+	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", os.Getenv("ILACTL_TOKEN_FILE"), "file holding the mapsrv API bearer token (its first token; default $ILACTL_TOKEN_FILE, or the token itself in $ILACTL_TOKEN)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.output != "table" && g.output != "json" {
@@ -50,6 +55,22 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 		newAttachCmd(g), newDetachCmd(g), newLocalTasksCmd(g),
 	)
 	return root
+}
+
+// authorize adds the management API token, if one is configured, to req.
+func (g *globals) authorize(req *http.Request) error {
+	tok := os.Getenv("ILACTL_TOKEN")
+	if g.tokenFile != "" {
+		toks, err := mapsrv.ReadTokenFile(g.tokenFile)
+		if err != nil {
+			return err
+		}
+		tok = toks[0]
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	return nil
 }
 
 // json reports whether -o json was asked for.

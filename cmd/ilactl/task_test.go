@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -180,5 +182,41 @@ func TestMapsrvCommands(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, types); diff != "" {
 		t.Errorf("watch events (-want +got):\n%s", diff)
+	}
+}
+
+// TestMapsrvToken: against an API that wants a token, ilactl sends the
+// first token of --token-file (or $ILACTL_TOKEN) and reports a refusal.
+func TestMapsrvToken(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	svc, err := mapsrv.New(mapsrv.Config{Store: etcdstore.New(cli)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tok = "ops-token-0123456789"
+	w := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{})
+	srv := httptest.NewServer(mapsrv.NewAPI(svc, mapsrv.APIOptions{Watch: w.Watch, Tokens: []string{tok}}))
+	t.Cleanup(srv.Close)
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("# ops\n"+tok+"\nsecond-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ILACTL_TOKEN_FILE", "")
+	t.Setenv("ILACTL_TOKEN", "")
+	if _, err := ilactl(t, "--api", srv.URL, "domain", "list"); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+		t.Errorf("without a token: %v, want HTTP 401", err)
+	}
+	if _, err := ilactl(t, "--api", srv.URL, "watch"); err == nil || !strings.Contains(err.Error(), "bearer token is required") {
+		t.Errorf("watch without a token: %v, want the API's refusal", err)
+	}
+	if out, err := ilactl(t, "--api", srv.URL, "--token-file", file, "domain", "list", "-o", "json"); err != nil || !strings.Contains(out, "[") {
+		t.Errorf("with --token-file: %q, %v", out, err)
+	}
+	t.Setenv("ILACTL_TOKEN", tok)
+	if _, err := ilactl(t, "--api", srv.URL, "domain", "list"); err != nil {
+		t.Errorf("with $ILACTL_TOKEN: %v", err)
+	}
+	if _, err := ilactl(t, "--api", srv.URL, "--token-file", filepath.Join(t.TempDir(), "none"), "domain", "list"); err == nil || !strings.Contains(err.Error(), "api token file") {
+		t.Errorf("missing token file: %v", err)
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/spf13/cobra"
 )
 
@@ -45,6 +47,9 @@ func (g *globals) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
+	if err := g.authorize(req); err != nil {
+		return err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -54,6 +59,11 @@ func (g *globals) watch(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var eb mapsrv.ErrorBody
+		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+			return fmt.Errorf("mapsrv api: watch: %s (%s, HTTP %d)", eb.Error, eb.Code, resp.StatusCode)
+		}
 		return fmt.Errorf("mapsrv api: watch: HTTP %d", resp.StatusCode)
 	}
 	sc := bufio.NewScanner(resp.Body)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -54,6 +55,8 @@ type config struct {
 	etcdClientURL string
 	etcdPeerURL   string
 	apiAddr       string
+	apiTokenFile  string
+	apiInsecure   bool
 	regAddr       string
 	endpoints     string
 	etcdCert      string
@@ -79,6 +82,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default unix://<data-dir>/etcd.sock)")
 	fs.StringVar(&c.etcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default a unix socket in the data dir)")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
+	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters; needed unless --api-addr is a loopback address)")
+	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
 	fs.StringVar(&c.regAddr, "reg-addr", "[::]:7481", "registration protocol UDP listen address (needs --keys)")
 	fs.StringVar(&c.endpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (instead of the embedded one)")
 	fs.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate for the external etcd")
@@ -115,7 +120,23 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
 	}
+	host, _, err := net.SplitHostPort(c.apiAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--api-addr %q: want HOST:PORT: %w", c.apiAddr, err)
+	}
+	if c.apiTokenFile == "" && !c.apiInsecure && !isLoopback(host) {
+		return nil, fmt.Errorf("--api-addr %s is not a loopback address: give --api-token-file (or --api-insecure to let anyone who reaches it move tasks)", c.apiAddr)
+	}
 	return c, nil
+}
+
+// isLoopback reports whether a listen host only accepts local connections.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
@@ -144,6 +165,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log, err := newLogger(cfg.logLevel, stderr)
 	if err != nil {
 		return err
+	}
+
+	var tokens []string
+	if cfg.apiTokenFile != "" {
+		if tokens, err = mapsrv.ReadTokenFile(cfg.apiTokenFile); err != nil {
+			return err
+		}
 	}
 
 	// Registration keys and notifier.
@@ -239,6 +267,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", mapsrv.NewAPI(svc, mapsrv.APIOptions{
+		Tokens:  tokens,
 		Watch:   apiWatcher.Watch,
 		Version: version(),
 		Health: func(ctx context.Context) error {
@@ -251,7 +280,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	log.Info("management api listening", "addr", apiLn.Addr().String())
+	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens))
+	if len(tokens) == 0 && cfg.apiInsecure {
+		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
+	}
 
 	var regSrv *regproto.Server
 	if cfg.keys != "" {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -217,19 +216,65 @@ func TestRunRegisterRestart(t *testing.T) {
 }
 
 func TestRunBadFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"--in-flight", "-1s"},
-		{"--flap-moves", "0"},
-		{"--log-level", "loud"},
-		{"--keys", "/nonexistent/keys", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0"},
-		{"extra"},
+	short := filepath.Join(t.TempDir(), "short.token")
+	if err := os.WriteFile(short, []byte("abc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--in-flight", "-1s"}, "--in-flight"},
+		{[]string{"--flap-moves", "0"}, "--flap-moves"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--keys", "/nonexistent/keys", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0"}, "/nonexistent/keys"},
+		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--api-addr", "nocolon"}, "want HOST:PORT"},
+		{[]string{"--api-addr", "[::]:7480"}, "not a loopback address: give --api-token-file"},
+		{[]string{"--api-addr", "192.0.2.1:7480"}, "not a loopback address"},
+		{[]string{"--api-addr", "127.0.0.1:0", "--api-token-file", short, "--data-dir", t.TempDir()}, "at least 16"},
+		{[]string{"--api-addr", "127.0.0.1:0", "--api-token-file", "/nonexistent/token", "--data-dir", t.TempDir()}, "api token file"},
 	} {
 		var out bytes.Buffer
-		if err := run(t.Context(), args, &out); err == nil {
-			t.Errorf("run %q: no error", args)
-		} else {
-			fmt.Fprintln(io.Discard, err)
+		if err := run(t.Context(), tc.args, &out); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run %q: %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestRunAPIToken: with --api-token-file the API wants the token, on any
+// address (here a non-loopback listen address is accepted because of it).
+func TestRunAPIToken(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mapsrv") // short: the etcd socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	tok := filepath.Join(dir, "api.token")
+	if err := os.WriteFile(tok, []byte("# test\nsecret-secret-secret-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := freePort(t, "tcp")
+	_, port, _ := net.SplitHostPort(api)
+	listen := net.JoinHostPort("::", port) // all addresses: needs the token
+	start(t, api, "--api-addr", listen, "--api-token-file", tok, "--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", "unix://"+filepath.Join(dir, "c.sock"))
+	get := func(auth string) int {
+		req, _ := http.NewRequest("GET", "http://"+api+"/v1/tasks", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != 401 {
+		t.Errorf("without token: HTTP %d, want 401", code)
+	}
+	if code := get("Bearer secret-secret-secret-1"); code != 200 {
+		t.Errorf("with token: HTTP %d, want 200", code)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // Process names (pid files, logs).
@@ -61,7 +62,27 @@ func (l *Lab) writeKeys() error {
 	if err := os.WriteFile(l.keysPath(), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("registration keys: %w", err)
 	}
+	// The management API listens on the control network: it wants a token.
+	var tok [24]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return fmt.Errorf("api token: %w", err)
+	}
+	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API token (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"), 0o600); err != nil {
+		return fmt.Errorf("api token: %w", err)
+	}
 	return nil
+}
+
+// apiToken is the lab's management API token.
+func (l *Lab) apiToken() (string, error) {
+	if l.topo.Mapsrv.TokenFile == "" {
+		return "", nil // a lab from before tokens
+	}
+	toks, err := mapsrv.ReadTokenFile(l.topo.Mapsrv.TokenFile)
+	if err != nil {
+		return "", err
+	}
+	return toks[0], nil
 }
 
 // ensureBPFFS mounts a bpffs on /sys/fs/bpf if none is there.
@@ -149,7 +170,11 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	}
 	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
 	etcdDir := filepath.Join(l.dir, "etcd")
-	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())...)
+	args := mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())
+	if t.Mapsrv.TokenFile != "" {
+		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
+	}
+	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], args...)
 	if err != nil {
 		return err
 	}
@@ -189,13 +214,21 @@ const notifyPort = 7481
 func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return l.inNS(ctx, l.topo.Mapsrv.Netns, l.bins[BinIlactl], append([]string{"--api", l.topo.Mapsrv.API}, args...)...)
+	flags := []string{"--api", l.topo.Mapsrv.API}
+	if l.topo.Mapsrv.TokenFile != "" {
+		flags = append(flags, "--token-file", l.topo.Mapsrv.TokenFile)
+	}
+	return l.inNS(ctx, l.topo.Mapsrv.Netns, l.bins[BinIlactl], append(flags, args...)...)
 }
 
 // httpIn returns an HTTP client whose connections are opened inside the
-// named namespace.
+// named namespace; requests to mapsrv's API carry the lab's token.
 func (l *Lab) httpIn(nsName string) (*http.Client, error) {
 	n, err := l.node(nsName)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := l.apiToken()
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +242,21 @@ func (l *Lab) httpIn(nsName string) (*http.Client, error) {
 		})
 		return c, err
 	}}
-	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, nil
+	return &http.Client{Transport: tokenTransport{next: tr, api: l.topo.Mapsrv.API, token: tok}, Timeout: 5 * time.Second}, nil
+}
+
+// tokenTransport adds the bearer token to requests for the API at api.
+type tokenTransport struct {
+	next       http.RoundTripper
+	api, token string
+}
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.token != "" && strings.HasPrefix(r.URL.String(), t.api+"/") {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return t.next.RoundTrip(r)
 }
 
 // waitAPI waits until mapsrv answers on its API.

@@ -262,6 +262,7 @@ func (l *Lab) plan() *Topology {
 		Mapsrv: Mapsrv{
 			Netns:        l.nsName("ctl"),
 			API:          "http://" + netip.AddrPortFrom(ControlAddr, APIPort).String(),
+			TokenFile:    filepath.Join(l.dir, "api.token"),
 			Registration: netip.AddrPortFrom(ControlAddr, RegPort).String(),
 		},
 		Etcd:   Etcd{Endpoints: []string{"unix://" + filepath.Join(l.dir, "etcd", "etcd.sock")}},

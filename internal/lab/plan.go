@@ -160,9 +160,12 @@ type Task struct {
 
 // Mapsrv is where the mapping service listens.
 type Mapsrv struct {
-	Netns        string `json:"netns"`
-	API          string `json:"api"`
-	APISocket    string `json:"api_socket,omitempty"`
+	Netns     string `json:"netns"`
+	API       string `json:"api"`
+	APISocket string `json:"api_socket,omitempty"`
+	// TokenFile holds the API's bearer token (ilactl --token-file, or
+	// ILACTL_TOKEN_FILE).
+	TokenFile    string `json:"token_file,omitempty"`
 	Registration string `json:"registration"`
 	PID          int    `json:"pid,omitempty"`
 }
