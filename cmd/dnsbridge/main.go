@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/dnsbridge"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		endpoints = fs.String("etcd-endpoints", "", "etcd client URLs, comma-separated (required)")
 		prefix    = fs.String("etcd-prefix", mapsrv.Prefix, "root of the mapping layout in etcd")
+		etcdCert  = fs.String("etcd-cert", "", "client certificate for etcd (PEM; with --etcd-key)")
+		etcdKey   = fs.String("etcd-key", "", "private key of --etcd-cert")
+		etcdCA    = fs.String("etcd-ca", "", "CA bundle for etcd's server certificates")
 		listen    = fs.String("listen", dnsbridge.DefaultListen, "UDP and TCP address to serve DNS on")
 		zone      = fs.String("zone", dnsbridge.DefaultZone, "zone apex")
 		ttl       = fs.Duration("ttl", dnsbridge.DefaultTTL, "TTL of the records")
@@ -118,8 +122,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	etls, err := etcdtls.Files{Cert: *etcdCert, Key: *etcdKey, CA: *etcdCA}.Config()
+	if err != nil {
+		return err
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,
+		TLS:         etls,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/locator"
 )
 
@@ -41,6 +42,9 @@ type config struct {
 	// http://[2001:db8::1]:2379; EtcdPrefix default /ila/v1/.
 	Etcd       []string `json:"etcd"`
 	EtcdPrefix string   `json:"etcd_prefix,omitempty"`
+	// etcd_cert, etcd_key (a client certificate, for clusters with
+	// client-cert-auth) and etcd_ca (the servers' CA bundle).
+	etcdtls.Files
 	// BPFFS is the pin directory (default /sys/fs/bpf/ila/<node>); a bpffs
 	// is mounted at /sys/fs/bpf if none holds it.
 	BPFFS string `json:"bpffs,omitempty"`
@@ -88,6 +92,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		node, uplink, underlay, mapsrv, keyFile, mapsrvName string
 		notify, prefix, bpffs, api, metrics, netns, mode    string
 		missPolicy, stateFile, logLevel, logFormat          string
+		etcdCert, etcdKey, etcdCA                           string
 		keyID                                               uint
 		inFlight, lifetime, pullTTL                         time.Duration
 		missRate                                            float64
@@ -107,6 +112,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&notify, "notify-listen", "", "UDP `address` for mapsrv's move notifications (e.g. [::]:7481; empty: off)")
 	fs.Var(&etcd, "etcd", "etcd `endpoints`, comma-separated (unix:///path or http://host:port)")
 	fs.StringVar(&prefix, "etcd-prefix", "/ila/v1/", "root `prefix` of the mapping in etcd")
+	fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate `file` for etcd (PEM; with -etcd-key)")
+	fs.StringVar(&etcdKey, "etcd-key", "", "private key `file` of -etcd-cert")
+	fs.StringVar(&etcdCA, "etcd-ca", "", "CA bundle `file` for etcd's server certificates")
 	fs.StringVar(&bpffs, "bpffs", "", "bpffs pin `directory` (default /sys/fs/bpf/ila/<node>)")
 	fs.StringVar(&api, "api", "", "local API `address`: socket path or HOST:PORT (default /run/ilad/<node>.sock)")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus listen `address` HOST:PORT (in the NVE namespace; empty: off)")
@@ -153,6 +161,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	str("key-file", &cfg.KeyFile, keyFile)
 	str("mapsrv-name", &cfg.MapsrvName, mapsrvName)
 	str("etcd-prefix", &cfg.EtcdPrefix, prefix)
+	str("etcd-cert", &cfg.Files.Cert, etcdCert)
+	str("etcd-key", &cfg.Files.Key, etcdKey)
+	str("etcd-ca", &cfg.Files.CA, etcdCA)
 	str("bpffs", &cfg.BPFFS, bpffs)
 	str("api", &cfg.API, api)
 	str("metrics", &cfg.Metrics, metrics)
@@ -230,6 +241,9 @@ func (c *config) check() error {
 	}
 	if len(c.Etcd) == 0 {
 		return errors.New("no etcd endpoint (use -etcd)")
+	}
+	if _, err := c.Files.Config(); err != nil { // reads the files: fail now
+		return err
 	}
 	if c.Mapsrv.IsValid() && c.KeyFile == "" {
 		return errors.New("-mapsrv needs -key-file")

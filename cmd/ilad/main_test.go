@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/etcdtls/etcdtlstest"
 	"github.com/ilamesh/ilamesh/locator"
 )
 
@@ -32,6 +33,8 @@ func TestRunBadInput(t *testing.T) {
 		{"mapsrv without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480"}, "needs -key-file"},
 		{"bad mapsrv", []string{"-node", "a", "-mapsrv", "nohost"}, "flag -mapsrv"},
 		{"bad mode", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "both"}, "mode"},
+		{"etcd cert without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "https://[::1]:2379", "-etcd-cert", "/etc/hostname"}, "go together"},
+		{"missing etcd ca", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "https://[::1]:2379", "-etcd-ca", "/nonexistent/ca.crt"}, "etcd tls"},
 		{"negative pull ttl", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "pull", "-pull-ttl", "-1s"}, "pull ttl"},
 		{"bad miss policy", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-miss-policy", "x"}, "miss policy"},
 		{"unknown field in file", []string{"-config", bad}, "unknown field"},
@@ -55,8 +58,10 @@ func TestRunBadInput(t *testing.T) {
 
 func TestConfigFileAndFlags(t *testing.T) {
 	dir := t.TempDir()
+	certs := etcdtlstest.Write(t)
+	ca, cert, key := certs.CA, certs.ClientCert, certs.ClientKey
 	file := filepath.Join(dir, "ilad.json")
-	os.WriteFile(file, []byte(`{
+	os.WriteFile(file, []byte(strings.ReplaceAll(`{
   "node": "nve1",
   "locators": ["prod=2001:db8:0:1"],
   "uplink": "eth0",
@@ -66,9 +71,10 @@ func TestConfigFileAndFlags(t *testing.T) {
   "mode": "pull",
   "in_flight": "5s",
   "pull_ttl": "90s",
+  "etcd_ca": "@CA@",
   "tasks": [{"name": "web", "tenant": "t1", "iface": "vweb", "sir": "3333:0:0:1::1001", "mac": "02:00:00:00:10:01"}]
-}`), 0o600)
-	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1", "-pull-max", "1000"}, new(bytes.Buffer))
+}`, "@CA@", ca)), 0o600)
+	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1", "-pull-max", "1000", "-etcd-cert", cert, "-etcd-key", key}, new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +89,8 @@ func TestConfigFileAndFlags(t *testing.T) {
 		{"in-flight", time.Duration(cfg.InFlight).String(), "5s"},
 		{"pull ttl (file)", time.Duration(cfg.PullTTL).String(), "1m30s"},
 		{"pull max (flag)", fmt.Sprint(cfg.PullMax), "1000"},
+		{"etcd ca (file)", cfg.Files.CA, ca},
+		{"etcd cert (flag)", cfg.Files.Cert, cert},
 		{"api default", cfg.API, "/run/ilad/nve1.sock"},
 		{"bpffs default", cfg.BPFFS, "/sys/fs/bpf/ila/nve1"},
 		{"mapsrv", cfg.Mapsrv.String(), "[2001:db8::100]:7480"},

@@ -87,7 +87,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	dpa := &dpAdapter{Datapath: dp, netns: cfg.NetNS}
 
 	// etcd, read-only.
-	ecfg := clientv3.Config{Endpoints: cfg.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	etls, err := cfg.Files.Config()
+	if err != nil {
+		return err
+	}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if ns != nil && !anyUnix(cfg.Etcd) {
 		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var c net.Conn

@@ -27,12 +27,12 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -194,14 +194,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var ccfg clientv3.Config
 	if cfg.endpoints != "" {
 		endpoints = strings.Split(cfg.endpoints, ",")
-		if cfg.etcdCert != "" || cfg.etcdCA != "" {
-			tlsInfo := transport.TLSInfo{CertFile: cfg.etcdCert, KeyFile: cfg.etcdKey, TrustedCAFile: cfg.etcdCA}
-			tc, err := tlsInfo.ClientConfig()
-			if err != nil {
-				return fmt.Errorf("etcd tls: %w", err)
-			}
-			ccfg.TLS = tc
+		tc, err := etcdtls.Files{Cert: cfg.etcdCert, Key: cfg.etcdKey, CA: cfg.etcdCA}.Config()
+		if err != nil {
+			return err
 		}
+		ccfg.TLS = tc
 		ccfg.Username, ccfg.Password = cfg.etcdUser, cfg.etcdPassword
 	} else {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -51,6 +52,10 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger receives etcd's logs. Default: none (zap.NewNop()).
 	Logger *zap.Logger
+	// ServerCert and ServerKey (PEM files) make the client URLs https;
+	// ClientCA then makes the member demand client certificates signed by
+	// it (etcd's client-cert-auth).
+	ServerCert, ServerKey, ClientCA string
 }
 
 func (c *Config) validate() error {
@@ -151,6 +156,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		ec.ElectionMs = cfg.ElectionMs
 	}
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	if cfg.ServerCert != "" {
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: cfg.ServerCert, KeyFile: cfg.ServerKey, TrustedCAFile: cfg.ClientCA, ClientCertAuth: cfg.ClientCA != ""}
+	}
 	ec.Logger = "zap"
 	ec.LogOutputs = []string{"/dev/null"}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
@@ -179,9 +187,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{e: e, name: cfg.Name}
 	for _, l := range e.Clients {
 		addr := l.Addr()
-		if addr.Network() == "unix" {
+		switch {
+		case addr.Network() == "unix":
 			s.endpoints = append(s.endpoints, "unix://"+addr.String())
-		} else {
+		case cfg.ServerCert != "":
+			s.endpoints = append(s.endpoints, "https://"+addr.String())
+		default:
 			s.endpoints = append(s.endpoints, "http://"+addr.String())
 		}
 	}

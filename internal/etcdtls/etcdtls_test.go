@@ -1,0 +1,79 @@
+package etcdtls_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/ilamesh/ilamesh/internal/etcdembed"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
+	"github.com/ilamesh/ilamesh/internal/etcdtls/etcdtlstest"
+)
+
+func TestFilesErrors(t *testing.T) {
+	c := etcdtlstest.Write(t)
+	if cfg, err := (etcdtls.Files{}).Config(); cfg != nil || err != nil {
+		t.Errorf("zero Files: %v, %v; want nil, nil", cfg, err)
+	}
+	for _, tc := range []struct {
+		f    etcdtls.Files
+		want string
+	}{
+		{etcdtls.Files{Cert: c.ClientCert}, "go together"},
+		{etcdtls.Files{Key: c.ClientKey, CA: c.CA}, "go together"},
+		{etcdtls.Files{Cert: c.ClientCert, Key: filepath.Join(t.TempDir(), "none.key")}, "etcd tls"},
+		{etcdtls.Files{CA: filepath.Join(t.TempDir(), "none.crt")}, "etcd tls"},
+		{etcdtls.Files{Cert: c.ClientCert, Key: c.ServerKey}, "etcd tls"}, // key of another certificate
+	} {
+		if _, err := tc.f.Config(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error containing %q", tc.f, err, tc.want)
+		}
+	}
+}
+
+// TestClientCertAuth runs a member that demands client certificates and
+// connects with and without the right files.
+func TestClientCertAuth(t *testing.T) {
+	c := etcdtlstest.Write(t)
+	srv, err := etcdembed.Start(t.Context(), etcdembed.Config{
+		Dir: t.TempDir(), ClientURLs: []string{"https://127.0.0.1:0"}, UnsafeNoFsync: true,
+		ServerCert: c.ServerCert, ServerKey: c.ServerKey, ClientCA: c.CA,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	eps := srv.Endpoints()
+	if len(eps) != 1 || !strings.HasPrefix(eps[0], "https://") {
+		t.Fatalf("endpoints %v, want one https URL", eps)
+	}
+	put := func(f etcdtls.Files) error {
+		tc, err := f.Config()
+		if err != nil {
+			return err
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = cli.Put(ctx, "/k", "v")
+		return err
+	}
+	if err := put(etcdtls.Files{Cert: c.ClientCert, Key: c.ClientKey, CA: c.CA}); err != nil {
+		t.Errorf("with client certificate and CA: %v", err)
+	}
+	if err := put(etcdtls.Files{CA: c.CA}); err == nil {
+		t.Error("without a client certificate: accepted by a member with client-cert-auth")
+	}
+	if err := put(etcdtls.Files{Cert: c.ClientCert, Key: c.ClientKey, CA: c.OtherCA}); err == nil {
+		t.Error("server certificate accepted under an unrelated CA")
+	}
+}
