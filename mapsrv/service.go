@@ -883,6 +883,15 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			}
 			return TaskRecord{}, err
 		}
+		if rec.PendingNVE == nve.Name {
+			// A warm or cold claim: the claimant is the destination and
+			// the task has registered there, so the move is complete now
+			// (the task is where it registers; leaving it suspended would
+			// wait for the next re-registration).
+			notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ModeCold)
+			rec.State = ila.StateActive
+			rec.PendingNVE, rec.PendingMode = "", ""
+		}
 	}
 	// Index updates: drop old entries that no longer apply.
 	if tr.exists && tr.rec.Name != "" && NameKey(tr.rec.Tenant, tr.rec.Name) != NameKey(r.Tenant, r.Name) {

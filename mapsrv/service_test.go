@@ -257,6 +257,34 @@ func TestColdMove(t *testing.T) {
 	}
 }
 
+// TestClaimWhileSuspended: a task suspended by a cold move to b that
+// registers at c instead is where it registered (a move to c), not stuck
+// suspended until c's next re-registration.
+func TestClaimWhileSuspended(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register(t, "a", "vm1", "2001:db8::1")
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: "cold"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeCold})
+	if err != nil {
+		t.Fatalf("claim at c while suspended for b: %v", err)
+	}
+	if rec.NVE != "c" || rec.State != ila.StateActive || rec.PendingNVE != "" || rec.Locator != locC {
+		t.Errorf("after the claim at c: nve %s state %s pending %q, want c, active, none", rec.NVE, rec.State, rec.PendingNVE)
+	}
+	// A cold claim without an announced move completes at once as well.
+	rec, err = f.svc.Register(t.Context(), mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeCold})
+	if err != nil || rec.NVE != "a" || rec.State != ila.StateActive || rec.Locator != locA {
+		t.Errorf("cold claim at a: %+v, %v; want active on a", rec, err)
+	}
+	for _, p := range rec.Previous {
+		if p.NVE == "c" && p.Until.After(f.clk.Now()) {
+			t.Errorf("cold move left an in-flight entry at c: %+v", p)
+		}
+	}
+}
+
 func TestFlapDamping(t *testing.T) {
 	f := newFixture(t, func(c *mapsrv.Config) { c.FlapMoves = 3; c.FlapWindow = time.Minute })
 	f.register(t, "a", "vm1", "2001:db8::1")
