@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/etcdtls/etcdtlstest"
@@ -478,30 +477,22 @@ func TestIntegrationStoreDown(t *testing.T) {
 // certificates, the bridge serves the mapping with --etcd-cert/key/ca and
 // fails to start without them.
 func TestEtcdClientCertificate(t *testing.T) {
-	c := etcdtlstest.Write(t)
-	srv, err := etcdembed.Start(t.Context(), etcdembed.Config{
-		Dir: t.TempDir(), ClientURLs: []string{"https://127.0.0.1:0"}, UnsafeNoFsync: true,
-		ServerCert: c.ServerCert, ServerKey: c.ServerKey, ClientCA: c.CA,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	c, eps := etcdtlstest.Start(t)
 	tc, err := etcdtls.Files{Cert: c.ClientCert, Key: c.ClientKey, CA: c.CA}.Config()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), TLS: tc, DialTimeout: 2 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: tc, DialTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
 	f := newFixture(t, cli)
-	addr, _ := startBridge(t, srv.Endpoints(), "--etcd-cert", c.ClientCert, "--etcd-key", c.ClientKey, "--etcd-ca", c.CA)
+	addr, _ := startBridge(t, eps, "--etcd-cert", c.ClientCert, "--etcd-key", c.ClientKey, "--etcd-ca", c.CA)
 	waitAnswer(t, "udp", addr, f.taskName, dns.TypeAAAA, []string{"AAAA " + f.sir.String()})
 
 	var stderr bytes.Buffer
-	if err := run(t.Context(), []string{"--etcd-endpoints", srv.Endpoints()[0], "--listen", "127.0.0.1:0", "--etcd-cert", c.ClientCert}, &stderr); err == nil || !strings.Contains(err.Error(), "go together") {
+	if err := run(t.Context(), []string{"--etcd-endpoints", eps[0], "--listen", "127.0.0.1:0", "--etcd-cert", c.ClientCert}, &stderr); err == nil || !strings.Contains(err.Error(), "go together") {
 		t.Errorf("certificate without key: %v", err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/etcdtls/etcdtlstest"
 )
@@ -39,16 +38,7 @@ func TestFilesErrors(t *testing.T) {
 // TestClientCertAuth runs a member that demands client certificates and
 // connects with and without the right files.
 func TestClientCertAuth(t *testing.T) {
-	c := etcdtlstest.Write(t)
-	srv, err := etcdembed.Start(t.Context(), etcdembed.Config{
-		Dir: t.TempDir(), ClientURLs: []string{"https://127.0.0.1:0"}, UnsafeNoFsync: true,
-		ServerCert: c.ServerCert, ServerKey: c.ServerKey, ClientCA: c.CA,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	eps := srv.Endpoints()
+	c, eps := etcdtlstest.Start(t)
 	if len(eps) != 1 || !strings.HasPrefix(eps[0], "https://") {
 		t.Fatalf("endpoints %v, want one https URL", eps)
 	}

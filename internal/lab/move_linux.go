@@ -233,14 +233,8 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	if err := bn.addr(task.Ifname, netip.PrefixFrom(routerLL, 64)); err != nil {
 		return err
 	}
-	// Until both ends report carrier the device drops what it is given.
-	for _, e := range []struct {
-		n   *node
-		if_ string
-	}{{tn, newIf}, {bn, task.Ifname}} {
-		if err := e.n.waitOperUp(ctx, e.if_, time.Second); err != nil {
-			return err
-		}
+	if err := bothUp(ctx, tn, newIf, bn, task.Ifname); err != nil {
+		return err
 	}
 	// The gateway MAC is the same anycast MAC on every NVE: no need to
 	// wait for neighbour discovery on the new link.
@@ -303,13 +297,8 @@ func (l *Lab) dropOldLink(task *Task, tn *node, oldIf, newIf string) error {
 // multi-homed host); frames for it reach it through whichever NVE the
 // mapping named when they were sent.
 func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NVE, newIf string, r *MoveResult) error {
-	for _, e := range []struct {
-		n   *node
-		if_ string
-	}{{tn, newIf}, {bn, task.Ifname}} {
-		if err := e.n.waitOperUp(ctx, e.if_, time.Second); err != nil {
-			return err
-		}
+	if err := bothUp(ctx, tn, newIf, bn, task.Ifname); err != nil {
+		return err
 	}
 	for _, k := range []string{"net.ipv4.conf.all.rp_filter", "net.ipv4.conf." + newIf + ".rp_filter", "net.ipv4.conf." + task.taskIf() + ".rp_filter"} {
 		if err := tn.sysctl(k, "0"); err != nil {
@@ -358,6 +347,15 @@ func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NV
 		r.Committed = m.Updated
 	}
 	return nil
+}
+
+// bothUp waits until both ends of a new veth report carrier: until then
+// the device drops what it is given.
+func bothUp(ctx context.Context, a *node, aIf string, b *node, bIf string) error {
+	if err := a.waitOperUp(ctx, aIf, time.Second); err != nil {
+		return err
+	}
+	return b.waitOperUp(ctx, bIf, time.Second)
 }
 
 func (task *Task) taskIf() string {

@@ -4,6 +4,7 @@
 package etcdtlstest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ilamesh/ilamesh/internal/etcdembed"
 )
 
 // Certs are PEM file paths.
@@ -92,4 +95,20 @@ func writePEM(t testing.TB, path, typ string, b []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Start runs an embedded etcd member serving https on 127.0.0.1 that
+// demands client certificates signed by the CA of the returned Certs.
+func Start(t testing.TB) (Certs, []string) {
+	t.Helper()
+	c := Write(t)
+	srv, err := etcdembed.Start(context.Background(), etcdembed.Config{
+		Dir: t.TempDir(), ClientURLs: []string{"https://127.0.0.1:0"}, UnsafeNoFsync: true,
+		ServerCert: c.ServerCert, ServerKey: c.ServerKey, ClientCA: c.CA,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return c, srv.Endpoints()
 }
