@@ -79,6 +79,13 @@ func (c Config) validate() (Config, error) {
 	if _, ok := dns.IsDomainName(c.Zone); !ok || c.Zone == "." {
 		return c, fmt.Errorf("zone %q: not a domain name", c.Zone)
 	}
+	// Host-name labels only (letters, digits, '-', '_'): a space or an
+	// escape in a zone apex is a typo, not a zone anyone can query.
+	for _, l := range dns.SplitDomainName(c.Zone) {
+		if _, ok := label(l); !ok {
+			return c, fmt.Errorf("zone %q: label %q: want letters, digits, '-' or '_'", c.Zone, l)
+		}
+	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}

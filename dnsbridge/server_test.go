@@ -551,6 +551,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"bad zone", Config{Zone: "a..b"}},
 		{"root zone", Config{Zone: "."}},
+		{"space in zone", Config{Zone: "bad zone."}},
+		{"escaped byte in zone", Config{Zone: `a\\000b.test.`}},
 		{"ttl too short", Config{TTL: time.Millisecond}},
 		{"bad tsig secret", Config{TSIG: map[string]string{"k.": "not base64!"}}},
 		{"notify without port", Config{Notify: []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), 0)}}},

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/dnsbridge"
+	"github.com/ilamesh/ilamesh/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
@@ -141,7 +142,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if *metrics != "" {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collector{srv})
+		reg.MustRegister(dnsmetrics.New(srv))
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", *metrics)
 		if err != nil {

@@ -25,7 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ilamesh/ilamesh/dnsbridge"
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/regproto"
@@ -56,6 +58,9 @@ type config struct {
 	etcdPeerURL   string
 	apiAddr       string
 	apiTokenFile  string
+	dnsListen     string
+	dnsZone       string
+	dnsTTL        time.Duration
 	apiInsecure   bool
 	regAddr       string
 	endpoints     string
@@ -84,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
 	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters; needed unless --api-addr is a loopback address)")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
+	fs.StringVar(&c.dnsListen, "dns-listen", "", "also publish the mapping in DNS on this UDP and TCP HOST:PORT (the DNS bridge in process, for a single machine; empty: off)")
+	fs.StringVar(&c.dnsZone, "dns-zone", dnsbridge.DefaultZone, "zone apex of --dns-listen")
+	fs.DurationVar(&c.dnsTTL, "dns-ttl", dnsbridge.DefaultTTL, "TTL of the records of --dns-listen")
 	fs.StringVar(&c.regAddr, "reg-addr", "[::]:7481", "registration protocol UDP listen address (needs --keys)")
 	fs.StringVar(&c.endpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (instead of the embedded one)")
 	fs.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate for the external etcd")
@@ -167,6 +175,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
+	var bridge *dnsbridge.Server
+	if cfg.dnsListen != "" {
+		if bridge, err = dnsbridge.New(dnsbridge.Config{Zone: cfg.dnsZone, TTL: cfg.dnsTTL, Listen: cfg.dnsListen, Logger: log.With("component", "dns")}); err != nil {
+			return fmt.Errorf("--dns-listen: %w", err)
+		}
+	}
 	var tokens []string
 	if cfg.apiTokenFile != "" {
 		if tokens, err = mapsrv.ReadTokenFile(cfg.apiTokenFile); err != nil {
@@ -262,6 +276,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	watcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "watch"), OnError: func(error) { m.watchErrors.Inc() }})
 	apiWatcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "api-watch")})
 
+	// The DNS bridge in process: its own watch of the same store.
+	var bridgeWatcher *etcdstore.Watcher
+	if bridge != nil {
+		bridgeWatcher = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Logger: log.With("component", "dns-watch")})
+		m.reg.MustRegister(dnsmetrics.New(bridge))
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", mapsrv.NewAPI(svc, mapsrv.APIOptions{
 		Tokens:  tokens,
@@ -322,6 +343,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		g.Go(func() error { return regSrv.Run(gctx) })
 	}
 	g.Go(func() error { return svc.Run(gctx) })
+	if bridge != nil {
+		g.Go(func() error { return bridge.Run(gctx, bridgeWatcher) })
+	}
 	g.Go(func() error {
 		synced := false
 		return watcher.Watch(gctx, func(ev ila.Event) {

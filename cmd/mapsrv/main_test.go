@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
 	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -230,13 +233,21 @@ func TestRunBadFlags(t *testing.T) {
 		{[]string{"--keys", "/nonexistent/keys", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0"}, "/nonexistent/keys"},
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"--api-addr", "nocolon"}, "want HOST:PORT"},
+		{[]string{"--dns-listen", "127.0.0.1:0", "--dns-zone", "bad zone"}, "--dns-listen"},
+		{[]string{"--dns-listen", "127.0.0.1:0", "--dns-ttl", "-1s"}, "--dns-listen"},
 		{[]string{"--api-addr", "[::]:7480"}, "not a loopback address: give --api-token-file"},
 		{[]string{"--api-addr", "192.0.2.1:7480"}, "not a loopback address"},
 		{[]string{"--api-addr", "127.0.0.1:0", "--api-token-file", short, "--data-dir", t.TempDir()}, "at least 16"},
 		{[]string{"--api-addr", "127.0.0.1:0", "--api-token-file", "/nonexistent/token", "--data-dir", t.TempDir()}, "api token file"},
 	} {
 		var out bytes.Buffer
-		if err := run(t.Context(), tc.args, &out); err == nil || !strings.Contains(err.Error(), tc.want) {
+		// A case wrongly accepted would serve until the deadline, in a
+		// temporary data directory (a later --data-dir wins).
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		args := append([]string{"--data-dir", filepath.Join(t.TempDir(), "d"), "--etcd-client-url", "unix://" + filepath.Join(os.TempDir(), "badflags-"+strconv.Itoa(os.Getpid())+".sock")}, tc.args...)
+		err := run(ctx, args, &out)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run %q: %v, want an error containing %q", tc.args, err, tc.want)
 		}
 	}
@@ -290,4 +301,46 @@ func TestRunExternalEtcd(t *testing.T) {
 	if err != nil || len(gr.Kvs) != 1 {
 		t.Fatalf("domain in the external etcd: %v, %v", gr, err)
 	}
+}
+
+// TestRunEmbeddedDNS: with --dns-listen mapsrv publishes the mapping in DNS
+// itself (the single-machine default needs no separate dnsbridge).
+func TestRunEmbeddedDNS(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mapsrv") // short: the etcd socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	api, dnsAddr := freePort(t, "tcp"), freePort(t, "udp")
+	start(t, api, "--api-addr", api, "--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", "unix://"+filepath.Join(dir, "c.sock"),
+		"--dns-listen", dnsAddr, "--dns-zone", "lab.test.", "--dns-ttl", "2s")
+	base := "http://" + api
+	if code := call(t, "POST", base+"/v1/domains", ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNeutralMap}, nil); code != 201 {
+		t.Fatalf("add domain: HTTP %d", code)
+	}
+	if code := call(t, "POST", base+"/v1/nves", mapsrv.NVERecord{NVE: ila.NVE{Name: "nve1", Locators: []ila.Locator{0xfd00000000000001}, Underlay: netip.MustParseAddr("fd99::1")}}, nil); code != 201 {
+		t.Fatalf("add nve: HTTP %d", code)
+	}
+	if code := call(t, "POST", base+"/v1/tasks", map[string]any{"nve": "nve1", "tenant": "blue", "name": "web", "sir": "2001:db8::1:7"}, nil); code != 200 {
+		t.Fatalf("register: HTTP %d", code)
+	}
+	q := new(dns.Msg).SetQuestion("web.blue.lab.test.", dns.TypeAAAA)
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, nw := range []string{"udp", "tcp"} {
+			r, _, err := (&dns.Client{Net: nw, Timeout: time.Second}).Exchange(q, dnsAddr)
+			if err != nil || len(r.Answer) != 1 {
+				got = fmt.Sprint(r, err)
+				continue
+			}
+			a, ok := r.Answer[0].(*dns.AAAA)
+			if !ok || a.AAAA.String() != "2001:db8::1:7" || a.Hdr.Ttl != 2 {
+				t.Fatalf("%s answer %v, want AAAA 2001:db8::1:7 with TTL 2", nw, r.Answer[0])
+			}
+			if nw == "tcp" {
+				return
+			}
+		}
+	}
+	t.Fatalf("no answer for web.blue.lab.test. AAAA: %s", got)
 }

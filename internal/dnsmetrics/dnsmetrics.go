@@ -1,11 +1,15 @@
-package main
+// Package dnsmetrics exposes a dnsbridge.Server's counters to Prometheus
+// (the dnsbridge daemon and mapsrv's embedded bridge share it).
+package dnsmetrics
 
 import (
 	"github.com/ilamesh/ilamesh/dnsbridge"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// collector reads the server's counters at scrape time.
+// New returns a collector that reads srv's counters at scrape time.
+func New(srv *dnsbridge.Server) prometheus.Collector { return collector{srv} }
+
 type collector struct{ srv *dnsbridge.Server }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
