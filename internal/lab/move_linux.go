@@ -259,14 +259,8 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 			return err
 		}
 	}
-	if err := l.attachTask(ctx, task, to.Name); err != nil {
+	if err := l.commitAt(ctx, task, to, r); err != nil {
 		return err
-	}
-	r.Committed = time.Now()
-	r.Attached = time.Now()
-	// mapsrv's own commit time of the move.
-	if m, err := l.Mapped(ctx, task.Name); err == nil && !m.Updated.IsZero() && m.NVE == to.Name {
-		r.Committed = m.Updated
 	}
 	return l.dropOldLink(task, tn, oldIf, newIf)
 }
@@ -338,6 +332,16 @@ func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NV
 		case <-time.After(time.Millisecond):
 		}
 	}
+	if err := l.commitAt(ctx, task, to, r); err != nil {
+		return err
+	}
+	return nil
+}
+
+// commitAt commits a prepared (standby) task at its new NVE by attaching
+// it there (the registration moves the mapping) and records mapsrv's own
+// commit time of the move.
+func (l *Lab) commitAt(ctx context.Context, task *Task, to *NVE, r *MoveResult) error {
 	if err := l.attachTask(ctx, task, to.Name); err != nil {
 		return err
 	}
