@@ -1,0 +1,223 @@
+package mapsrv
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// Move modes.
+const (
+	ModeHot  = "hot"
+	ModeWarm = "warm"
+	ModeCold = "cold"
+)
+
+func checkMode(m string) (string, error) {
+	switch m {
+	case "":
+		return ModeHot, nil
+	case ModeHot, ModeWarm, ModeCold:
+		return m, nil
+	}
+	return "", fmt.Errorf("move mode %q: want hot, warm or cold: %w", m, ErrInvalid)
+}
+
+// inFlightFrom reports whether nve is a previous NVE of the task whose
+// in-flight time is not over.
+func inFlightFrom(p []ila.Previous, nve string, now time.Time) bool {
+	for _, e := range p {
+		if e.NVE == nve && e.Until.After(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// prunePrevious drops previous locators whose in-flight time is over.
+func prunePrevious(p []ila.Previous, now time.Time) []ila.Previous {
+	out := p[:0:0]
+	for _, e := range p {
+		if e.Until.After(now) {
+			out = append(out, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// switchLocator points rec at (nve, loc), keeps the old locator as an
+// in-flight previous entry when inFlight is set, and returns the
+// notifications for the previous NVEs.
+func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, now time.Time, inFlight bool) []Notification {
+	prev := prunePrevious(rec.Previous, now)
+	var notify []Notification
+	seen := map[string]bool{nve: true}
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			notify = append(notify, Notification{NVE: name})
+		}
+	}
+	add(rec.NVE)
+	for _, p := range prev {
+		add(p.NVE)
+	}
+	if inFlight && rec.NVE != nve {
+		prev = slices.DeleteFunc(prev, func(p ila.Previous) bool { return p.Locator == rec.Locator || p.Locator == loc })
+		prev = append(prev, ila.Previous{Locator: rec.Locator, NVE: rec.NVE, Until: now.Add(s.cfg.InFlight)})
+	}
+	prev = slices.DeleteFunc(prev, func(p ila.Previous) bool { return p.Locator == loc })
+	if len(prev) == 0 {
+		prev = nil
+	}
+	rec.Previous = prev
+	rec.NVE, rec.Locator = nve, loc
+	return notify
+}
+
+// moveRecord applies a move to rec. On a refusal by flap damping it marks
+// rec duplicate and returns done=true with ErrDuplicate: the caller must
+// still write rec.
+func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode string, now time.Time) (notify []Notification, done bool, outcome string, err error) {
+	if rec.State == ila.StateDuplicate {
+		s.c.movesRefused.Add(1)
+		return nil, false, "", fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
+	}
+	if rec.NVE == to && rec.PendingNVE == "" {
+		return nil, false, "", fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
+	}
+	cut := now.Add(-s.cfg.FlapWindow)
+	rec.Moves = slices.DeleteFunc(rec.Moves, func(t time.Time) bool { return !t.After(cut) })
+	rec.Moves = append(rec.Moves, now)
+	rec.Version++
+	rec.Updated = now
+	if len(rec.Moves) > s.cfg.FlapMoves {
+		rec.State = ila.StateDuplicate
+		rec.PendingNVE, rec.PendingMode = "", ""
+		return nil, true, "duplicate", fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
+	}
+	switch mode {
+	case ModeHot:
+		notify = s.switchLocator(rec, to, loc, now, true)
+		rec.State = ila.StateActive
+		rec.PendingNVE, rec.PendingMode = "", ""
+	default:
+		rec.State = ila.StateSuspended
+		rec.PendingNVE, rec.PendingMode = to, mode
+		if rec.NVE == to {
+			// Back to where it was before the suspension.
+			rec.State = ila.StateActive
+			rec.PendingNVE, rec.PendingMode = "", ""
+		}
+	}
+	return notify, false, mode, nil
+}
+
+// countMove counts a committed move outcome of moveRecord.
+func (s *Service) countMove(outcome string) {
+	switch outcome {
+	case ModeHot:
+		s.c.movesHot.Add(1)
+	case ModeWarm:
+		s.c.movesWarm.Add(1)
+	case ModeCold:
+		s.c.movesCold.Add(1)
+	case "duplicate":
+		s.c.dups.Add(1)
+		s.c.movesRefused.Add(1)
+	}
+}
+
+// MoveRequest asks to move a task, named by tenant/name or by domain and
+// identifier, to another NVE.
+type MoveRequest struct {
+	Tenant, Name string
+	Domain       string
+	Identifier   ila.Identifier
+	To           string
+	Locator      ila.Locator // 0: the destination's locator for the domain
+	Mode         string      // hot (default), warm, cold
+}
+
+// Move moves a task. Hot: make before break; the mapping switches to the
+// destination atomically (version+1) and the previous locator stays as an
+// in-flight entry for Config.InFlight; previous NVEs are notified. Warm
+// and cold: the task is suspended until it registers at the destination.
+// A concurrent change of the task makes Move fail with ErrConflict (exactly
+// one of two concurrent moves wins). More than FlapMoves moves within
+// FlapWindow mark the task duplicate (ErrDuplicate).
+func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
+	mode, err := checkMode(m.Mode)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	rec, tkv, err := s.resolve(ctx, m.Tenant, m.Name, m.Domain, m.Identifier)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	nve, nkv, err := s.getNVE(ctx, m.To)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	_, dkv, err := s.getDomain(ctx, rec.Domain)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	loc, pin, err := pickLocator(nve, m.Locator, rec.Domain)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	now := s.cfg.Now().UTC()
+	var b txnBuilder
+	b.cond(tkv)
+	b.cond(nkv)
+	b.cond(dkv)
+	if pin != nil {
+		pin.Updated = now
+		b.put(nkv.Key, pin)
+	}
+	notify, done, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
+	if err != nil && !done {
+		return TaskRecord{}, err
+	}
+	rec.Previous = prunePrevious(rec.Previous, now)
+	b.put(tkv.Key, rec)
+	if cerr := s.commit(ctx, &b, "move task "+tkv.Key); cerr != nil {
+		return TaskRecord{}, cerr
+	}
+	s.countMove(outcome)
+	if err != nil {
+		return rec, err
+	}
+	s.enqueue(ctx, notify, rec.Task)
+	return rec, nil
+}
+
+// ClearDuplicate returns a task marked duplicate by flap damping to the
+// active state and forgets its move history.
+func (s *Service) ClearDuplicate(ctx context.Context, tenant, name, domain string, id ila.Identifier) (TaskRecord, error) {
+	rec, tkv, err := s.resolve(ctx, tenant, name, domain, id)
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	if rec.State != ila.StateDuplicate {
+		return rec, fmt.Errorf("task %s/%s (%s) is %s, not duplicate: %w", rec.Tenant, rec.Name, rec.Identifier, rec.State, ErrInvalid)
+	}
+	rec.State = ila.StateActive
+	rec.Moves = nil
+	rec.Version++
+	rec.Updated = s.cfg.Now().UTC()
+	var b txnBuilder
+	b.cond(tkv)
+	b.put(tkv.Key, rec)
+	if err := s.commit(ctx, &b, "clear duplicate "+tkv.Key); err != nil {
+		return TaskRecord{}, err
+	}
+	return rec, nil
+}
