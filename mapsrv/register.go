@@ -304,8 +304,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	if r.Lifetime < 0 {
 		return TaskRecord{}, fmt.Errorf("task %s: negative lifetime: %w", r.Name, ErrInvalid)
 	}
-	mode, err := checkMode(r.Mode)
-	if err != nil {
+	if _, err := checkMode(r.Mode); err != nil {
 		return TaskRecord{}, err
 	}
 	nve, nkv, err := s.cachedNVE(ctx, r.NVE)
@@ -339,26 +338,26 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			return TaskRecord{}, err
 		}
 	}
+	st := claimState{NameFree: true, MACFree: true}
+	if tr.exists {
+		st.Task = &tr.rec
+	}
 	if r.Name != "" {
-		free, err := s.indexFree(ctx, tr.name, tr.nameX, dom.Name, id)
-		if err != nil {
+		if st.NameFree, err = s.indexFree(ctx, tr.name, tr.nameX, dom.Name, id); err != nil {
 			return TaskRecord{}, err
-		}
-		if !free {
-			return TaskRecord{}, fmt.Errorf("task %s/%s: name used by another task: %w: %w", r.Tenant, r.Name, ErrConflict, errTaken)
 		}
 	}
-	if !r.MAC.IsZero() {
-		free, err := s.indexFree(ctx, tr.mac, tr.macX, dom.Name, id)
-		if err != nil {
+	if st.NameFree && !r.MAC.IsZero() {
+		if st.MACFree, err = s.indexFree(ctx, tr.mac, tr.macX, dom.Name, id); err != nil {
 			return TaskRecord{}, err
 		}
-		if !free {
-			return TaskRecord{}, fmt.Errorf("task %s/%s: mac %s used by another task: %w: %w", r.Tenant, r.Name, r.MAC, ErrConflict, errTaken)
-		}
+	}
+	now := s.cfg.Now().UTC()
+	claim := decideClaim(r, nve.Name, id, st, now)
+	if claim.Kind == claimRefuse {
+		return TaskRecord{}, claim.Err
 	}
 
-	now := s.cfg.Now().UTC()
 	var b txnBuilder
 	b.cond(tr.task)
 	b.cond(nkv)
@@ -370,12 +369,12 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	rec := tr.rec
 	var notify []Notification
 	var outcome string
-	switch {
-	case !tr.exists:
+	switch claim.Kind {
+	case claimNew:
 		rec = TaskRecord{Task: ila.Task{Version: 1, State: ila.StateActive}}
-	case tr.rec.NVE == nve.Name:
-		// Re-registration at the serving NVE (also while a warm or cold
-		// move away from it is pending: the task stays suspended).
+	case claimRefresh:
+		// A suspension without a pending move ends; a move away from
+		// here that is pending keeps the task suspended.
 		if rec.State == ila.StateSuspended && rec.PendingNVE == "" {
 			rec.State = ila.StateActive
 			rec.Version++
@@ -384,27 +383,14 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			rec.Locator = loc
 			rec.Version++
 		}
-	case tr.rec.PendingNVE == nve.Name:
-		// Completion of a warm or cold move at its destination.
-		if rec.State == ila.StateDuplicate {
-			return TaskRecord{}, fmt.Errorf("task %s/%s (%s): %w", rec.Tenant, rec.Name, id, ErrDuplicate)
-		}
+	case claimComplete:
 		notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ModeCold)
 		rec.Version++
 		rec.State = ila.StateActive
 		rec.PendingNVE, rec.PendingMode = "", ""
-	case r.Mode == "" && inFlightFrom(rec.Previous, nve.Name, now):
-		// The NVE the task just left, within the in-flight time, without
-		// a move mode: a periodic re-registration that crossed the move on
-		// the wire, not a claim. Taking it as one would move the task back
-		// to where it no longer is. A real claim (a task attached there
-		// again) carries a move mode.
-		return TaskRecord{}, finalError{fmt.Errorf("task %s/%s (%s): moved from %s to %s; a registration from the previous NVE without a move mode does not move it back: %w",
-			rec.Tenant, rec.Name, id, nve.Name, rec.NVE, ErrConflict)}
-	default:
-		// A claim of a task active elsewhere: a move.
+	case claimMove:
 		var done bool
-		if notify, done, outcome, err = s.moveRecord(&rec, nve.Name, loc, mode, now); err != nil {
+		if notify, done, outcome, err = s.moveRecord(&rec, nve.Name, loc, claim.Mode, now); err != nil {
 			if done {
 				b.put(tr.task.Key, rec)
 				if cerr := s.commit(ctx, &b, "mark task duplicate"); cerr != nil {
