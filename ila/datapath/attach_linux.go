@@ -1,0 +1,218 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// program returns the programs for a role: ingress and (task only) egress.
+func (d *Datapath) programs(r Role) (ingress, egress *ebpf.Program) {
+	switch r {
+	case RoleTask:
+		return d.objs.IlaTask, d.objs.IlaTaskEgress
+	case RoleUplink:
+		return d.objs.IlaUplink, nil
+	case RoleRouter:
+		return d.objs.IlaRouter, nil
+	}
+	return nil, nil
+}
+
+// inNetNS runs fn on a locked OS thread in the network namespace at path
+// ("" runs fn in the caller's namespace).
+func inNetNS(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	target, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open netns: %w", err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- fmt.Errorf("open own netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter netns %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leave netns %s: %w", path, err)
+			return // the thread stays locked and is discarded
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+type attachPoint struct {
+	name string // pin and map key
+	prog *ebpf.Program
+	at   ebpf.AttachType
+}
+
+// points resolves the interface (in its namespace) and names the hooks.
+func (d *Datapath) points(a Attachment) (ifindex int, pts []attachPoint, err error) {
+	ifindex = a.Ifindex
+	var nsIno uint64
+	err = inNetNS(a.NetNS, func() error {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st); err != nil {
+			return fmt.Errorf("stat netns: %w", err)
+		}
+		nsIno = st.Ino
+		if ifindex == 0 {
+			ifi, err := net.InterfaceByName(a.Ifname)
+			if err != nil {
+				return err
+			}
+			ifindex = ifi.Index
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("attach %s: %w", a, err)
+	}
+	in, eg := d.programs(a.Role)
+	pts = append(pts, attachPoint{fmt.Sprintf("tcx_%d_%d_ingress", nsIno, ifindex), in, ebpf.AttachTCXIngress})
+	if eg != nil {
+		pts = append(pts, attachPoint{fmt.Sprintf("tcx_%d_%d_egress", nsIno, ifindex), eg, ebpf.AttachTCXEgress})
+	}
+	return ifindex, pts, nil
+}
+
+func (d *Datapath) pinFile(name string) string {
+	if d.cfg.PinPath == "" {
+		return ""
+	}
+	return filepath.Join(d.cfg.PinPath, linkDir, name)
+}
+
+// Attach runs the role's programs on the interface. With a PinPath the
+// links are pinned; if a pinned link for the same hook exists (left by a
+// previous process) its program is replaced atomically.
+func (d *Datapath) Attach(a Attachment) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	if a.Role == RoleRouter && !d.cfg.Router {
+		return fmt.Errorf("attach %s: router role needs Config.Router", a)
+	}
+	ifindex, pts, err := d.points(a)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range pts {
+		if l, ok := d.links[p.name]; ok {
+			if err := l.Update(p.prog); err != nil {
+				return fmt.Errorf("attach %s: update %s: %w", a, p.at, err)
+			}
+			continue
+		}
+		if pf := d.pinFile(p.name); pf != "" {
+			if l, err := link.LoadPinnedLink(pf, nil); err == nil {
+				if err := l.Update(p.prog); err != nil {
+					l.Close()
+					return fmt.Errorf("attach %s: update pinned %s: %w", a, p.at, err)
+				}
+				d.links[p.name] = l
+				continue
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("attach %s: load pinned link: %w", a, err)
+			}
+		}
+		var l link.Link
+		err := errors.ErrUnsupported
+		if !d.forceClsact {
+			err = inNetNS(a.NetNS, func() error {
+				var err error
+				l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: p.at})
+				return err
+			})
+		}
+		if d.forceClsact || errors.Is(err, ebpf.ErrNotSupported) {
+			// No tcx (kernel < 6.6): clsact + direct-action bpf filter.
+			f := clsactFilter{netns: a.NetNS, ifindex: ifindex, egress: p.at == ebpf.AttachTCXEgress}
+			if err := f.attach(p.prog, p.name); err != nil {
+				return fmt.Errorf("attach %s: clsact fallback: %w", a, err)
+			}
+			d.filters[p.name] = f
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("attach %s: tcx %s: %w", a, p.at, err)
+		}
+		if pf := d.pinFile(p.name); pf != "" {
+			if err := l.Pin(pf); err != nil {
+				l.Close()
+				return fmt.Errorf("attach %s: pin link: %w", a, err)
+			}
+		}
+		d.links[p.name] = l
+	}
+	return nil
+}
+
+// Detach removes the role's programs from the interface (and their pins).
+func (d *Datapath) Detach(a Attachment) error {
+	if err := a.validate(); err != nil {
+		return err
+	}
+	_, pts, err := d.points(a)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, p := range pts {
+		if f, ok := d.filters[p.name]; ok {
+			delete(d.filters, p.name)
+			if err := f.detach(); err != nil {
+				errs = append(errs, fmt.Errorf("detach %s: %w", a, err))
+			}
+			continue
+		}
+		l, ok := d.links[p.name]
+		if !ok {
+			pf := d.pinFile(p.name)
+			if pf == "" {
+				continue
+			}
+			if l, err = link.LoadPinnedLink(pf, nil); err != nil {
+				if !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("detach %s: load pinned link: %w", a, err))
+				}
+				continue
+			}
+		}
+		delete(d.links, p.name)
+		if d.cfg.PinPath != "" {
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("detach %s: unpin: %w", a, err))
+			}
+		}
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", a, err))
+		}
+	}
+	return errors.Join(errs...)
+}

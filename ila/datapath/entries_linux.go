@@ -1,0 +1,276 @@
+package datapath
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+func checkMapping(what string, m ila.Mapping) error {
+	if m.SIR == 0 {
+		return fmt.Errorf("%s %s: SIR prefix ::/64 is not usable", what, m.SIRAddr())
+	}
+	if m.Locator == 0 {
+		return fmt.Errorf("%s %s: locator 0:0:0:0 is not usable", what, m.SIRAddr())
+	}
+	if uint64(m.Locator) == uint64(m.SIR) {
+		return fmt.Errorf("%s %s: locator equals the SIR prefix", what, m.SIRAddr())
+	}
+	if err := m.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// ensureDomain registers m's SIR prefix with m's checksum mode if the node
+// does not know it yet. Callers hold d.mu.
+func (d *Datapath) ensureDomain(m ila.Mapping) error {
+	if _, ok := d.domains[ne(uint64(m.SIR))]; ok {
+		return nil
+	}
+	return d.addDomain(ila.Domain{Name: m.SIR.String(), SIR: m.SIR, Csum: m.Csum})
+}
+
+// UpsertMapping writes identifier -> locator. An unknown SIR prefix is
+// registered as a domain with the mapping's checksum mode.
+func (d *Datapath) UpsertMapping(m ila.Mapping) error {
+	if err := checkMapping("mapping", m); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.batch(func() error { return d.upsertMapping(m) })
+}
+
+func (d *Datapath) upsertMapping(m ila.Mapping) error {
+	if err := d.ensureDomain(m); err != nil {
+		return err
+	}
+	k := key(m.SIR, m.Identifier)
+	var old xlatIlaMapVal
+	had := d.objs.IlaMappings.Lookup(&k, &old) == nil
+	oldLoc := ila.Locator(he(old.Loc))
+	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
+	if _, ok := d.mylocs[ne(uint64(m.Locator))]; ok {
+		v.Flags |= flagOwnLocator
+	}
+	if had && old == v {
+		return nil // a refresh: nothing to write, no cache to drop
+	}
+	if !had || oldLoc != m.Locator {
+		if err := d.refLocator(m.Locator, m.SIR, m.Csum); err != nil {
+			return fmt.Errorf("mapping %s: %w", m.SIRAddr(), err)
+		}
+	}
+	if err := d.update(d.objs.IlaMappings, "mapping "+m.SIRAddr().String(), &k, &v); err != nil {
+		if !had || oldLoc != m.Locator {
+			_ = d.unrefLocator(m.Locator)
+		}
+		return err
+	}
+	if had && oldLoc != m.Locator {
+		return d.unrefLocator(oldLoc)
+	}
+	return nil
+}
+
+// DeleteMapping removes a mapping; deleting an absent one is not an error.
+func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := key(sir, id)
+	var old xlatIlaMapVal
+	if d.objs.IlaMappings.Lookup(&k, &old) != nil {
+		return nil
+	}
+	return d.batch(func() error {
+		if err := d.del(d.objs.IlaMappings, "mapping "+sir.Addr(id).String(), &k); err != nil {
+			return err
+		}
+		return d.unrefLocator(ila.Locator(he(old.Loc)))
+	})
+}
+
+// maxPortIfindex bounds the ifindex-indexed port table (C
+// ILA_MAX_PORT_IFINDEX); larger ifindexes validate through ila_locals only.
+const maxPortIfindex = 65536
+
+// UpsertLocal binds a task's SIR address to its port: packets for it are
+// delivered there and it may send only from there.
+func (d *Datapath) UpsertLocal(l Local) error {
+	if err := l.validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := key(l.SIR, l.Identifier)
+	var old xlatIlaLocalVal
+	if d.objs.IlaLocals.Lookup(&k, &old) == nil && int(old.Ifindex) != l.Ifindex {
+		if err := d.unbindPort(int(old.Ifindex), k); err != nil {
+			return err
+		}
+	}
+	v := xlatIlaLocalVal{Ifindex: uint32(l.Ifindex)}
+	if !l.MAC.IsZero() {
+		copy(v.Mac[:], l.MAC[:])
+		v.HasMac = 1
+	}
+	if err := d.update(d.objs.IlaLocals, "local "+l.Addr().String(), &k, &v); err != nil {
+		return err
+	}
+	if l.Ifindex < maxPortIfindex {
+		var p xlatIlaPort
+		if err := d.objs.IlaPorts.Lookup(uint32(l.Ifindex), &p); err != nil {
+			return fmt.Errorf("read port %d: %w", l.Ifindex, err)
+		}
+		if p == (xlatIlaPort{}) {
+			p = xlatIlaPort{Sir: k.Sir, Id: k.Id}
+			if err := d.objs.IlaPorts.Put(uint32(l.Ifindex), &p); err != nil {
+				return fmt.Errorf("write port %d: %w", l.Ifindex, err)
+			}
+		}
+	}
+	return nil
+}
+
+// unbindPort clears the port table slot of ifindex if it holds k.
+func (d *Datapath) unbindPort(ifindex int, k xlatIlaKey) error {
+	if ifindex <= 0 || ifindex >= maxPortIfindex {
+		return nil
+	}
+	var p xlatIlaPort
+	if err := d.objs.IlaPorts.Lookup(uint32(ifindex), &p); err != nil {
+		return fmt.Errorf("read port %d: %w", ifindex, err)
+	}
+	if p.Sir != k.Sir || p.Id != k.Id {
+		return nil
+	}
+	if err := d.objs.IlaPorts.Put(uint32(ifindex), &xlatIlaPort{}); err != nil {
+		return fmt.Errorf("clear port %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// DeleteLocal removes a local task; deleting an absent one is not an error.
+func (d *Datapath) DeleteLocal(sir ila.SIRPrefix, id ila.Identifier) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := key(sir, id)
+	var old xlatIlaLocalVal
+	if d.objs.IlaLocals.Lookup(&k, &old) != nil {
+		return nil
+	}
+	if err := d.unbindPort(int(old.Ifindex), k); err != nil {
+		return err
+	}
+	return d.del(d.objs.IlaLocals, "local "+sir.Addr(id).String(), &k)
+}
+
+func monotonic(t time.Time) uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for CLOCK_MONOTONIC
+	now := time.Duration(ts.Nano())
+	d := time.Until(t)
+	if now+d < 0 {
+		return 0
+	}
+	return uint64(now + d)
+}
+
+// UpsertInFlight makes packets still arriving here for m's identifier be
+// re-translated to m.Locator and sent back out, until the deadline.
+func (d *Datapath) UpsertInFlight(m ila.Mapping, until time.Time) error {
+	if err := checkMapping("in-flight entry", m); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := key(m.SIR, m.Identifier)
+	var old xlatIlaInflightVal
+	had := d.objs.IlaInflight.Lookup(&k, &old) == nil
+	oldLoc := ila.Locator(he(old.Loc))
+	if !had || oldLoc != m.Locator {
+		if err := d.refLocator(m.Locator, m.SIR, m.Csum); err != nil {
+			return fmt.Errorf("in-flight entry %s: %w", m.SIRAddr(), err)
+		}
+	}
+	v := xlatIlaInflightVal{Loc: ne(uint64(m.Locator)), DeadlineNs: monotonic(until), Csum: uint8(m.Csum)}
+	if err := d.update(d.objs.IlaInflight, "in-flight entry "+m.SIRAddr().String(), &k, &v); err != nil {
+		if !had || oldLoc != m.Locator {
+			_ = d.unrefLocator(m.Locator)
+		}
+		return err
+	}
+	if had && oldLoc != m.Locator {
+		return d.unrefLocator(oldLoc)
+	}
+	return nil
+}
+
+// DeleteInFlight removes an in-flight entry; an absent one is not an error.
+func (d *Datapath) DeleteInFlight(sir ila.SIRPrefix, id ila.Identifier) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.deleteInFlight(key(sir, id), sir.Addr(id).String())
+}
+
+func (d *Datapath) deleteInFlight(k xlatIlaKey, name string) error {
+	var old xlatIlaInflightVal
+	if d.objs.IlaInflight.Lookup(&k, &old) != nil {
+		return nil
+	}
+	if err := d.del(d.objs.IlaInflight, "in-flight entry "+name, &k); err != nil {
+		return err
+	}
+	return d.unrefLocator(ila.Locator(he(old.Loc)))
+}
+
+// ExpireInFlight deletes in-flight entries whose deadline is before now
+// (the programs already ignore them) and returns how many it deleted.
+func (d *Datapath) ExpireInFlight(now time.Time) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cut := monotonic(now)
+	var (
+		k    xlatIlaKey
+		v    xlatIlaInflightVal
+		dead []xlatIlaKey
+	)
+	it := d.objs.IlaInflight.Iterate()
+	for it.Next(&k, &v) {
+		if v.DeadlineNs <= cut {
+			dead = append(dead, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("iterate in-flight entries: %w", err)
+	}
+	for _, k := range dead {
+		if err := d.deleteInFlight(k, ila.SIRPrefix(he(k.Sir)).Addr(ila.Identifier(he(k.Id))).String()); err != nil {
+			return 0, err
+		}
+	}
+	return len(dead), nil
+}
+
+// Mappings calls fn for every mapping until fn returns false.
+func (d *Datapath) Mappings(fn func(ila.Mapping) bool) error {
+	var (
+		k xlatIlaKey
+		v xlatIlaMapVal
+	)
+	it := d.objs.IlaMappings.Iterate()
+	for it.Next(&k, &v) {
+		m := ila.Mapping{SIR: ila.SIRPrefix(he(k.Sir)), Identifier: ila.Identifier(he(k.Id)), Locator: ila.Locator(he(v.Loc)), Csum: ila.CsumMode(v.Csum)}
+		if !fn(m) {
+			return nil
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("iterate mappings: %w", err)
+	}
+	return nil
+}
