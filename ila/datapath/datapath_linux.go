@@ -19,13 +19,8 @@ import (
 // or a helper the programs use). It wraps ebpf.ErrNotSupported.
 var ErrNotSupported = fmt.Errorf("ila datapath: %w", ebpf.ErrNotSupported)
 
-const (
-	flagMissDrop    = 1
-	flagUnknownPass = 2
-	flagRouter      = 4
-	linkDir         = "links"
-	flagOwnLocator  = 1 // ILA_MAP_F_OWN_LOC
-)
+// linkDir holds the pinned links under Config.PinPath.
+const linkDir = "links"
 
 // Datapath is the loaded programs and their maps. Methods are safe for
 // concurrent use.
@@ -117,13 +112,13 @@ func Open(cfg Config) (*Datapath, error) {
 	var c xlatIlaConfig
 	copy(c.GwMac[:], GatewayMAC[:])
 	if cfg.MissPolicy == MissDrop {
-		c.Flags |= flagMissDrop
+		c.Flags |= uint32(xlatIlaCfgFlagILA_F_MISS_DROP)
 	}
 	if cfg.UnknownPolicy == UnknownPass {
-		c.Flags |= flagUnknownPass
+		c.Flags |= uint32(xlatIlaCfgFlagILA_F_UNKNOWN_PASS)
 	}
 	if cfg.Router {
-		c.Flags |= flagRouter
+		c.Flags |= uint32(xlatIlaCfgFlagILA_F_ROUTER)
 	}
 	if err := d.objs.IlaCfg.Put(uint32(0), &c); err != nil {
 		d.objs.Close()

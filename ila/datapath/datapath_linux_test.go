@@ -836,7 +836,7 @@ func TestAdoptedTables(t *testing.T) {
 	var mv xlatIlaMapVal
 	k := key(e.dom.SIR, idB)
 	must(t, d2.objs.IlaMappings.Lookup(&k, &mv))
-	if mv.Flags&flagOwnLocator == 0 {
+	if mv.Flags&uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC) == 0 {
 		t.Error("mapping to the adopted own locator not flagged own")
 	}
 	// idB moved away: one user of e.remote left (idA, written by the first process).
@@ -934,12 +934,42 @@ func TestStatEnumSync(t *testing.T) {
 	if len(c.V) != n {
 		t.Errorf("STAT__MAX %d, counters struct %d", n, len(c.V))
 	}
-	// The checksum modes stored in the maps are ila.CsumMode values.
-	var csum *btf.Enum
-	if spec.Types.TypeByName("ila_csum", &csum) == nil {
-		for _, v := range csum.Values {
-			t.Logf("%s=%d", v.Name, v.Value)
+}
+
+// TestCsumEnumSync checks the C checksum-mode enum against ila.CsumMode:
+// the maps carry ila.CsumMode values that the programs compare with it.
+func TestCsumEnumSync(t *testing.T) {
+	// The constants bpf2go generated from ila.h.
+	generated := []struct {
+		c    xlatIlaCsum
+		mode ila.CsumMode
+	}{
+		{xlatIlaCsumILA_CSUM_ADJUST_TRANSPORT, ila.CsumAdjustTransport},
+		{xlatIlaCsumILA_CSUM_NEUTRAL_MAP, ila.CsumNeutralMap},
+		{xlatIlaCsumILA_CSUM_NO_ACTION, ila.CsumNoAction},
+		{xlatIlaCsumILA_CSUM_NEUTRAL_MAP_AUTO, ila.CsumNeutralMapAuto},
+	}
+	for _, g := range generated {
+		if uint64(g.c) != uint64(g.mode) {
+			t.Errorf("C %s = %d, Go %s = %d", g.mode, g.c, g.mode, uint8(g.mode))
 		}
+	}
+	// Every member of the enum in the program's BTF, by name, against
+	// every Go mode: none missing on either side.
+	spec, err := loadXlat()
+	must(t, err)
+	var enum *btf.Enum
+	must(t, spec.Types.TypeByName("ila_csum", &enum))
+	c := make(map[string]uint64)
+	for _, v := range enum.Values {
+		c[v.Name] = v.Value
+	}
+	want := make(map[string]uint64)
+	for _, m := range ila.CsumModes {
+		want["ILA_CSUM_"+strings.ToUpper(strings.ReplaceAll(m.String(), "-", "_"))] = uint64(m)
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("checksum modes (-go +C)\n%s", diff)
 	}
 }
 

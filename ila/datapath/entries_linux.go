@@ -55,7 +55,7 @@ func (d *Datapath) upsertMapping(m ila.Mapping) error {
 	oldLoc := ila.Locator(he(old.Loc))
 	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
 	if _, ok := d.mylocs[ne(uint64(m.Locator))]; ok {
-		v.Flags |= flagOwnLocator
+		v.Flags |= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
 	}
 	if had && old == v {
 		return nil // a refresh: nothing to write, no cache to drop
@@ -94,10 +94,6 @@ func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	})
 }
 
-// maxPortIfindex bounds the ifindex-indexed port table (C
-// ILA_MAX_PORT_IFINDEX); larger ifindexes validate through ila_locals only.
-const maxPortIfindex = 65536
-
 // UpsertLocal binds a task's SIR address to its port: packets for it are
 // delivered there and it may send only from there.
 func (d *Datapath) UpsertLocal(l Local) error {
@@ -121,7 +117,9 @@ func (d *Datapath) UpsertLocal(l Local) error {
 	if err := d.update(d.objs.IlaLocals, "local "+l.Addr().String(), &k, &v); err != nil {
 		return err
 	}
-	if l.Ifindex < maxPortIfindex {
+	// The port table (the programs' cheap anti-spoofing check) covers
+	// ifindexes below ILA_MAX_PORT_IFINDEX; others use ila_locals only.
+	if l.Ifindex < int(xlatIlaLimitILA_MAX_PORT_IFINDEX) {
 		var p xlatIlaPort
 		if err := d.objs.IlaPorts.Lookup(uint32(l.Ifindex), &p); err != nil {
 			return fmt.Errorf("read port %d: %w", l.Ifindex, err)
@@ -138,7 +136,7 @@ func (d *Datapath) UpsertLocal(l Local) error {
 
 // unbindPort clears the port table slot of ifindex if it holds k.
 func (d *Datapath) unbindPort(ifindex int, k xlatIlaKey) error {
-	if ifindex <= 0 || ifindex >= maxPortIfindex {
+	if ifindex <= 0 || ifindex >= int(xlatIlaLimitILA_MAX_PORT_IFINDEX) {
 		return nil
 	}
 	var p xlatIlaPort

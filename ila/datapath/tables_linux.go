@@ -239,13 +239,13 @@ func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
 	want := ne(uint64(loc))
 	it := d.objs.IlaMappings.Iterate()
 	for it.Next(&k, &v) {
-		if v.Loc != want || (v.Flags&flagOwnLocator != 0) == own {
+		if v.Loc != want || (v.Flags&uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC) != 0) == own {
 			continue
 		}
 		if own {
-			v.Flags |= flagOwnLocator
+			v.Flags |= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
 		} else {
-			v.Flags &^= flagOwnLocator
+			v.Flags &^= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
 		}
 		keys, vals = append(keys, k), append(vals, v)
 	}

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xlatIlaCfgFlag uint32
+
+const (
+	xlatIlaCfgFlagILA_F_MISS_DROP    xlatIlaCfgFlag = 1
+	xlatIlaCfgFlagILA_F_UNKNOWN_PASS xlatIlaCfgFlag = 2
+	xlatIlaCfgFlagILA_F_ROUTER       xlatIlaCfgFlag = 4
+)
+
 type xlatIlaConfig struct {
 	_     structs.HostLayout
 	Flags uint32
@@ -24,6 +32,15 @@ type xlatIlaCounters struct {
 	_ structs.HostLayout
 	V [34]uint64
 }
+
+type xlatIlaCsum uint32
+
+const (
+	xlatIlaCsumILA_CSUM_ADJUST_TRANSPORT xlatIlaCsum = 0
+	xlatIlaCsumILA_CSUM_NEUTRAL_MAP      xlatIlaCsum = 1
+	xlatIlaCsumILA_CSUM_NO_ACTION        xlatIlaCsum = 2
+	xlatIlaCsumILA_CSUM_NEUTRAL_MAP_AUTO xlatIlaCsum = 3
+)
 
 type xlatIlaDomainVal struct {
 	_    structs.HostLayout
@@ -44,6 +61,12 @@ type xlatIlaKey struct {
 	Sir uint64
 	Id  uint64
 }
+
+type xlatIlaLimit uint32
+
+const (
+	xlatIlaLimitILA_MAX_PORT_IFINDEX xlatIlaLimit = 65536
+)
 
 type xlatIlaLocalVal struct {
 	_       structs.HostLayout
@@ -72,6 +95,12 @@ type xlatIlaMapEnt struct {
 	Flags uint8
 	Pad   [4]uint8
 }
+
+type xlatIlaMapFlag uint32
+
+const (
+	xlatIlaMapFlagILA_MAP_F_OWN_LOC xlatIlaMapFlag = 1
+)
 
 type xlatIlaMapVal struct {
 	_     structs.HostLayout
@@ -173,28 +202,28 @@ type xlatScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xlatMapIlaCfg          = "ila_cfg"
-	xlatMapIlaDomains      = "ila_domains"
-	xlatMapIlaGen          = "ila_gen"
-	xlatMapIlaInflight     = "ila_inflight"
-	xlatMapIlaLocals       = "ila_locals"
-	xlatMapIlaLocspace     = "ila_locspace"
-	xlatMapIlaMapCache     = "ila_map_cache"
-	xlatMapIlaMappings     = "ila_mappings"
-	xlatMapIlaMissRl       = "ila_miss_rl"
-	xlatMapIlaMisses       = "ila_misses"
-	xlatMapIlaMylocs       = "ila_mylocs"
-	xlatMapIlaNhCache      = "ila_nh_cache"
-	xlatMapIlaPorts        = "ila_ports"
-	xlatMapIlaScratch      = "ila_scratch"
-	xlatMapIlaStats        = "ila_stats"
-	xlatMapIlaUpCache      = "ila_up_cache"
-	xlatProgIlaEmpty       = "ila_empty"
-	xlatProgIlaRouter      = "ila_router"
-	xlatProgIlaTask        = "ila_task"
-	xlatProgIlaTaskEgress  = "ila_task_egress"
-	xlatProgIlaUplink      = "ila_uplink"
-	xlatVarUnusedMissEvent = "unused_miss_event"
+	xlatMapIlaCfg         = "ila_cfg"
+	xlatMapIlaDomains     = "ila_domains"
+	xlatMapIlaGen         = "ila_gen"
+	xlatMapIlaInflight    = "ila_inflight"
+	xlatMapIlaLocals      = "ila_locals"
+	xlatMapIlaLocspace    = "ila_locspace"
+	xlatMapIlaMapCache    = "ila_map_cache"
+	xlatMapIlaMappings    = "ila_mappings"
+	xlatMapIlaMissRl      = "ila_miss_rl"
+	xlatMapIlaMisses      = "ila_misses"
+	xlatMapIlaMylocs      = "ila_mylocs"
+	xlatMapIlaNhCache     = "ila_nh_cache"
+	xlatMapIlaPorts       = "ila_ports"
+	xlatMapIlaScratch     = "ila_scratch"
+	xlatMapIlaStats       = "ila_stats"
+	xlatMapIlaUpCache     = "ila_up_cache"
+	xlatProgIlaEmpty      = "ila_empty"
+	xlatProgIlaRouter     = "ila_router"
+	xlatProgIlaTask       = "ila_task"
+	xlatProgIlaTaskEgress = "ila_task_egress"
+	xlatProgIlaUplink     = "ila_uplink"
+	xlatVarUnusedGoTypes  = "unused_go_types"
 )
 
 // loadXlat returns the embedded CollectionSpec for xlat.
@@ -272,7 +301,7 @@ type xlatMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xlatVariableSpecs struct {
-	UnusedMissEvent *ebpf.VariableSpec `ebpf:"unused_miss_event"`
+	UnusedGoTypes *ebpf.VariableSpec `ebpf:"unused_go_types"`
 }
 
 // xlatObjects contains all objects after they have been loaded into the kernel.
@@ -338,7 +367,7 @@ func (m *xlatMaps) Close() error {
 //
 // It can be passed to loadXlatObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xlatVariables struct {
-	UnusedMissEvent *ebpf.Variable `ebpf:"unused_miss_event"`
+	UnusedGoTypes *ebpf.Variable `ebpf:"unused_go_types"`
 }
 
 // xlatPrograms contains all programs after they have been loaded into the kernel.

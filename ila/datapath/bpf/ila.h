@@ -6,7 +6,10 @@
 
 #include <linux/types.h>
 
-/* ila_csum mirrors ila.CsumMode. */
+/* Enums are exported to Go by bpf2go -type (gen.go): Go uses the generated
+ * constants, never copies. */
+
+/* ila_csum mirrors ila.CsumMode (TestCsumEnumSync). */
 enum ila_csum {
 	ILA_CSUM_ADJUST_TRANSPORT = 0,
 	ILA_CSUM_NEUTRAL_MAP = 1,
@@ -63,14 +66,22 @@ struct ila_key {
 	__u64 id;
 };
 
-/* ILA_MAP_F_OWN_LOC: the locator is one of this node's (set by Go). */
-#define ILA_MAP_F_OWN_LOC 1
+/* Flags of struct ila_map_val. */
+enum ila_map_flag {
+	ILA_MAP_F_OWN_LOC = 1, /* the locator is one of this node's (set by Go) */
+};
 
 struct ila_map_val {
 	__u64 loc;
 	__u8 csum;
 	__u8 flags;
 	__u8 pad[6];
+};
+
+/* ILA_MAX_PORT_IFINDEX bounds the ifindex-indexed port table (ila_ports):
+ * larger ifindexes validate through ila_locals only. */
+enum ila_limit {
+	ILA_MAX_PORT_IFINDEX = 65536,
 };
 
 /* The first SIR address bound to a task port, by ifindex: the cheap
@@ -127,9 +138,12 @@ struct ila_locspace_val {
 	__u8 pad[3];
 };
 
-#define ILA_F_MISS_DROP 1
-#define ILA_F_UNKNOWN_PASS 2
-#define ILA_F_ROUTER 4
+/* Flags of struct ila_config. */
+enum ila_cfg_flag {
+	ILA_F_MISS_DROP = 1,    /* drop task traffic to unmapped SIR addresses (else pass) */
+	ILA_F_UNKNOWN_PASS = 2, /* pass uplink traffic for unknown identifiers (else drop) */
+	ILA_F_ROUTER = 4,       /* the node is an ILA router */
+};
 
 struct ila_config {
 	__u32 flags;

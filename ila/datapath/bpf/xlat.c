@@ -28,8 +28,16 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-/* Force struct ila_miss_event into BTF for bpf2go. */
-const struct ila_miss_event *unused_miss_event __attribute__((unused));
+/* Types only Go uses, kept in the BTF for bpf2go -type (one pointer in
+ * .bss that nothing reads). */
+struct ila_go_types {
+	struct ila_miss_event miss_event;
+	enum ila_csum csum;
+	enum ila_cfg_flag cfg_flag;
+	enum ila_map_flag map_flag;
+	enum ila_limit limit;
+};
+const struct ila_go_types *unused_go_types __attribute__((unused));
 
 SEC("tc")
 int ila_task(struct __sk_buff *skb)

@@ -62,8 +62,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ila_cfg SEC(".maps");
 
-#define ILA_MAX_PORT_IFINDEX 65536
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
