@@ -1,0 +1,109 @@
+package locator
+
+import (
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila"
+)
+
+// inFlightUntil is when the previous NVE (this one) stops redirecting.
+func (a *Agent) inFlightUntil(t ila.Task) time.Time {
+	now := a.cfg.Now()
+	for _, p := range t.Previous {
+		if p.NVE == a.cfg.Node && p.Until.After(now) {
+			return p.Until
+		}
+	}
+	return now.Add(time.Duration(a.cfg.InFlight))
+}
+
+// desired is the mapping the datapath should hold at k.
+func (a *Agent) desired(k key) (ila.Mapping, bool) {
+	dn, ok := a.bySIR[k.sir]
+	if !ok {
+		return ila.Mapping{}, false
+	}
+	st, ok := a.tasks[tkey{dn, k.id}]
+	if !ok || st.t.Locator == 0 || st.t.State == ila.StateSuspended {
+		return ila.Mapping{}, false
+	}
+	if _, pulled := a.wanted[k]; a.cfg.Mode == ModePull && !pulled && a.localByKey[k] == nil && a.inflight[k] == nil {
+		return ila.Mapping{}, false
+	}
+	m := st.t.Mapping(a.domains[dn].d)
+	if err := m.Validate(); err != nil {
+		a.log.Error("ignoring mapping that cannot translate", "sir", m.SIRAddr(), "err", err)
+		return ila.Mapping{}, false
+	}
+	return m, true
+}
+
+// syncKey makes the datapath's mapping at k the desired one.
+func (a *Agent) syncKey(k key) {
+	m, want := a.desired(k)
+	cur, have := a.installed[k]
+	switch {
+	case want && (!have || cur != m):
+		if err := a.cfg.Datapath.UpsertMapping(m); err != nil {
+			a.dpErr("upsert mapping", err, "sir", m.SIRAddr(), "locator", m.Locator)
+			return
+		}
+		a.installed[k] = m
+	case !want && have:
+		if err := a.cfg.Datapath.DeleteMapping(k.sir, k.id); err != nil {
+			a.dpErr("delete mapping", err, "sir", k.sir.Addr(k.id))
+			return
+		}
+		delete(a.installed, k)
+	}
+}
+
+// sync ends a (re)list: what was not listed in this generation is gone,
+// and the datapath converges to exactly the store's state.
+func (a *Agent) sync() {
+	for tk, st := range a.tasks {
+		if st.gen < a.gen {
+			delete(a.tasks, tk)
+		}
+	}
+	for n, d := range a.domains {
+		if d.gen < a.gen {
+			a.domainDelete(n)
+		}
+	}
+	a.reconcileAll()
+	a.synced = true
+	a.st.Syncs++
+}
+
+// reconcileAll re-reads the datapath's table and fixes every difference.
+func (a *Agent) reconcileAll() {
+	actual := map[key]ila.Mapping{}
+	if err := a.cfg.Datapath.Mappings(func(m ila.Mapping) bool {
+		actual[key{m.SIR, m.Identifier}] = m
+		return true
+	}); err != nil {
+		a.dpErr("list mappings", err)
+		actual = a.installed // best effort: trust our own record
+	}
+	a.installed = actual
+	keys := map[key]bool{}
+	for k := range actual {
+		keys[k] = true
+	}
+	for tk := range a.tasks {
+		if d, ok := a.domains[tk.domain]; ok {
+			keys[key{d.d.SIR, tk.id}] = true
+		}
+	}
+	for k := range keys {
+		a.syncKey(k)
+	}
+	for k := range a.wanted {
+		if _, ok := a.desired(k); !ok && a.bySIR[k.sir] != "" {
+			if _, ok := a.tasks[tkey{a.bySIR[k.sir], k.id}]; !ok {
+				delete(a.wanted, k) // gone from the store
+			}
+		}
+	}
+}
