@@ -125,8 +125,8 @@ func pickLocator(n NVERecord, want ila.Locator, domain string) (ila.Locator, *NV
 	return loc, &pin, nil
 }
 
-// indexes reads the task key and the name and MAC index keys for r, and
-// decides whether those indexes are free for (domain, id).
+// taskRead is what readTask found: the task key and the name and MAC
+// index keys of a registration, and the stored task if there is one.
 type taskRead struct {
 	task, name, mac KV
 	nameX, macX     indexRead // name and mac decoded
