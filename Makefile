@@ -16,6 +16,8 @@ generate:
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) tool staticcheck ./...
 
 # The README's test command (installs what it needs; run as root).
 test:
@@ -24,10 +26,10 @@ test:
 test-short:
 	$(GO) test -short ./...
 
-# 10 s per fuzz target of the ila package.
+# 10 s per fuzz target of every package (FUZZTIME=10m for a longer run).
+FUZZTIME ?= 10s
 fuzz-smoke:
-	for f in $$($(GO) test ./ila -list 'Fuzz.*' | grep ^Fuzz); do \
-		$(GO) test ./ila -run XXX -fuzz "^$$f\$$" -fuzztime 10s || exit 1; done
+	./test/fuzz-smoke.sh $(FUZZTIME)
 
 bench:
 	./bench/run

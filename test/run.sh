@@ -38,8 +38,18 @@ if [ -n "$bad" ]; then
 	echo "gofmt: these files need formatting:"; echo "$bad"; exit 1
 fi
 
+echo "test: go mod tidy (no diff)"
+go mod tidy -diff || { echo "go mod tidy: go.mod/go.sum are not tidy (run go mod tidy)"; exit 1; }
+
 echo "test: go vet"
 go vet ./...
+GOOS=darwin go build ./... || { echo "GOOS=darwin go build failed: ilactl and the address tools must build off Linux"; exit 1; }
+
+echo "test: staticcheck"
+go tool staticcheck ./...
+
+echo "test: fuzz smoke (every fuzz target, 2 s each; longer: test/fuzz-smoke.sh 10m)"
+./test/fuzz-smoke.sh 2s
 
 echo "test: go test"
 # -p 2: two cores; privileged tests build namespaces named per run, so

@@ -43,7 +43,7 @@ qps() { # name port -> prints qps, logs the dnsperf summary
 }
 
 echo "building benchsrv" >&2
-(cd "$root" && go build -o "$tmp/benchsrv" bench/dns/benchsrv.go)
+(cd "$root" && go build -o "$tmp/benchsrv" ./bench/dns/benchsrv)
 
 echo "starting embedded etcd, registering $TASKS tasks, starting the bridge" >&2
 "$tmp/benchsrv" -mode bridge -tasks "$TASKS" -etcd-dir "$tmp/etcd" -queries "$tmp/queries.txt" \

@@ -576,13 +576,6 @@ func TestUplinkInFlightAndUnknown(t *testing.T) {
 	}
 }
 
-// icmpError builds an ICMPv6 destination unreachable quoting a packet that
-// local task src sent to quotedDst.
-func icmpError(from, to netip.Addr, quoted testutil.Packet) []byte {
-	q := quoted.Frame()[14:] // bare IPv6 packet
-	return testutil.ICMPv6(1, 3, append(make([]byte, 4), q...))
-}
-
 func TestICMPErrorQuoteMappedBack(t *testing.T) {
 	tb := newTestbed(t, Config{})
 	for _, mode := range ila.CsumModes {

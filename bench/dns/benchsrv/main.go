@@ -1,5 +1,3 @@
-//go:build ignore
-
 // benchsrv runs one side of the DNS benchmark in bench/dns/run.sh:
 //
 //	-mode bridge   embedded etcd (TCP client URL, so CoreDNS can share it),
