@@ -19,8 +19,8 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"

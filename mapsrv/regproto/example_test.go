@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ilamesh/ilamesh/internal/regproto"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 func Example() {
