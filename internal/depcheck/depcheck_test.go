@@ -34,6 +34,9 @@ var stdlibOnly = map[string][]string{
 	// imports it without pulling in the mapping service, etcd or anything
 	// but the address model.
 	"mapsrv/regproto": {mod + "ila"},
+	// The API client is linked into ilactl and third-party tools: HTTP
+	// and mapsrv's types, no etcd.
+	"mapsrv/apiclient": {mod + "ila", mod + "mapsrv"},
 }
 
 // owners: a third-party import path prefix may appear only in these
