@@ -18,21 +18,28 @@ import (
 	"github.com/ilamesh/ilamesh/locator/locatortest"
 )
 
+// serveAPI serves h on a unix socket until the test ends and returns the
+// socket's path.
+func serveAPI(t *testing.T, h http.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "ilad.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
 func TestLocalAPI(t *testing.T) {
 	dp, src := locatortest.NewDatapath(), locatortest.NewSource()
 	src.SetDomain(dom)
 	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.StateFile = filepath.Join(t.TempDir(), "tasks.json") })
 	stop := run(t, a)
 	defer stop()
-	sock := filepath.Join(t.TempDir(), "ilad.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: a.Handler()}
-	go srv.Serve(ln)
-	defer srv.Close()
-	c, err := locator.NewClient(sock)
+	c, err := locator.NewClient(serveAPI(t, a.Handler()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,18 +107,10 @@ func TestLocalAPIRejected(t *testing.T) {
 	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg })
 	stop := run(t, a)
 	defer stop()
-	sock := filepath.Join(t.TempDir(), "ilad.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", a.Handler())
 	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }) // an older ilad
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	defer srv.Close()
-	c, err := locator.NewClient("unix:" + sock)
+	c, err := locator.NewClient("unix:" + serveAPI(t, mux))
 	if err != nil {
 		t.Fatal(err)
 	}
