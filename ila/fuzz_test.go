@@ -59,7 +59,7 @@ func FuzzParseSIRPrefix(f *testing.F) {
 }
 
 func FuzzParseText(f *testing.F) {
-	for _, s := range []string{"neutral-map", "02:00:00:00:00:01", "typed", "1m", "x"} {
+	for _, s := range []string{"neutral-map", "02:00:00:00:00:01", "typed", "1m", "task-upsert", "x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -75,6 +75,10 @@ func FuzzParseText(f *testing.F) {
 		_ = fm.UnmarshalText([]byte(s))
 		var d Duration
 		_ = d.UnmarshalText([]byte(s))
+		var et EventType
+		if et.UnmarshalText([]byte(s)) == nil && et.String() != s {
+			t.Fatalf("event type %q -> %v", s, et)
+		}
 	})
 }
 

@@ -76,6 +76,25 @@ func TestTextRoundTrip(t *testing.T) {
 	}
 }
 
+func TestEventTypeText(t *testing.T) {
+	for typ := EventTaskUpsert; typ <= EventSynced; typ++ {
+		b, err := typ.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got EventType
+		if err := got.UnmarshalText(b); err != nil || got != typ {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", b, got, err, typ)
+		}
+	}
+	for _, s := range []string{"", "event-9", "Task-Upsert", "synced "} {
+		var got EventType
+		if err := got.UnmarshalText([]byte(s)); !errors.Is(err, ErrSyntax) {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want an ErrSyntax", s, got, err)
+		}
+	}
+}
+
 func TestParseLocatorAndPrefix(t *testing.T) {
 	for _, tc := range []struct {
 		in   string

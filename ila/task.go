@@ -154,6 +154,18 @@ func (t EventType) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (t EventType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
+// UnmarshalText implements encoding.TextUnmarshaler: it takes the names
+// MarshalText writes ("task-upsert", "synced", ...).
+func (t *EventType) UnmarshalText(b []byte) error {
+	for v, name := range eventNames {
+		if name == string(b) {
+			*t = v
+			return nil
+		}
+	}
+	return &ParseError{What: "event type", Input: string(b), Msg: "want task-upsert, task-delete, nve-upsert, nve-delete, domain-upsert, domain-delete or synced"}
+}
+
 // Event is one change seen by a mapping watch. Exactly one of Task, NVE and
 // Domain is set, except for EventSynced. For deletes the record is the last
 // known value.

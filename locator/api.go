@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -92,11 +94,22 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }
 
-// Client talks to an agent's local API.
+// Client talks to an agent's local API: ilactl, the lab, a CNI plugin or
+// a hypervisor hook attach and detach tasks with it. Its errors match what
+// the Agent itself returns: errors.Is(err, ErrNotFound) and ErrExists, and
+// errors.As finds a *RejectedError when the mapping service refused the
+// task. Every call takes a context and is bounded by a 10 s timeout.
 type Client struct {
 	base string
 	hc   *http.Client
 }
+
+// APISocketDir is where ilad puts its local API socket by default.
+const APISocketDir = "/run/ilad"
+
+// DefaultAPISocket is the default local API socket of the ilad of NVE
+// node: /run/ilad/<node>.sock.
+func DefaultAPISocket(node string) string { return filepath.Join(APISocketDir, node+".sock") }
 
 // NewClient returns a client for addr: a unix socket path (absolute, or
 // "unix:PATH") or HOST:PORT.
@@ -121,13 +134,40 @@ func NewClient(addr string) (*Client, error) {
 	return &Client{base: "http://" + addr, hc: &http.Client{Timeout: 10 * time.Second}}, nil
 }
 
-// APIError is an error answer of the local API.
+// APIError is an error answer of the local API. It unwraps to the
+// Agent's error for the status: ErrNotFound (404), ErrExists (409), a
+// *RejectedError (422: the mapping service refused the registration).
 type APIError struct {
 	Status int
 	Msg    string
+	ours   bool // the body was the API's {"error": ...}
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("ilad: %s (HTTP %d)", e.Msg, e.Status) }
+
+// Unwrap returns the Agent's error for the status, nil for others and
+// for answers that did not come from the local API (an unknown path).
+func (e *APIError) Unwrap() error {
+	if !e.ours {
+		return nil
+	}
+	switch e.Status {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusConflict:
+		return ErrExists
+	case http.StatusUnprocessableEntity:
+		reason := e.Msg
+		if i := strings.LastIndex(reason, rejectedPrefix); i >= 0 {
+			reason = reason[i+len(rejectedPrefix):]
+		}
+		return &RejectedError{Reason: reason}
+	}
+	return nil
+}
+
+// rejectedPrefix starts the text of a RejectedError.
+const rejectedPrefix = "registration rejected: "
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
@@ -153,10 +193,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if resp.StatusCode >= 300 {
 		var e struct{ Error string }
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+		ours := json.Unmarshal(b, &e) == nil && e.Error != ""
+		if !ours {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &APIError{Status: resp.StatusCode, Msg: e.Error}
+		return &APIError{Status: resp.StatusCode, Msg: e.Error, ours: ours}
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -175,7 +216,7 @@ func (c *Client) Attach(ctx context.Context, t TaskSpec) (TaskStatus, error) {
 
 // Detach detaches a task by name.
 func (c *Client) Detach(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/tasks/"+name, nil, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/tasks/"+url.PathEscape(name), nil, nil)
 }
 
 // Tasks lists the local tasks.

@@ -18,21 +18,28 @@ import (
 	"github.com/ilamesh/ilamesh/locator/locatortest"
 )
 
+// serveAPI serves h on a unix socket until the test ends and returns the
+// socket's path.
+func serveAPI(t *testing.T, h http.Handler) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "ilad.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
 func TestLocalAPI(t *testing.T) {
 	dp, src := locatortest.NewDatapath(), locatortest.NewSource()
 	src.SetDomain(dom)
 	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.StateFile = filepath.Join(t.TempDir(), "tasks.json") })
 	stop := run(t, a)
 	defer stop()
-	sock := filepath.Join(t.TempDir(), "ilad.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: a.Handler()}
-	go srv.Serve(ln)
-	defer srv.Close()
-	c, err := locator.NewClient(sock)
+	c, err := locator.NewClient(serveAPI(t, a.Handler()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,20 +61,30 @@ func TestLocalAPI(t *testing.T) {
 		name string
 		spec locator.TaskSpec
 		code int
+		is   error
 	}{
-		{"same address elsewhere", spec("web2", "veth-w2", 0x1001), http.StatusConflict},
-		{"bad spec", locator.TaskSpec{Name: "x"}, http.StatusBadRequest},
+		{"same address elsewhere", spec("web2", "veth-w2", 0x1001), http.StatusConflict, locator.ErrExists},
+		{"bad spec", locator.TaskSpec{Name: "x"}, http.StatusBadRequest, nil},
 	} {
-		if _, err := c.Attach(ctx, tc.spec); !errors.As(err, &apiErr) || apiErr.Status != tc.code {
+		_, err := c.Attach(ctx, tc.spec)
+		if !errors.As(err, &apiErr) || apiErr.Status != tc.code {
 			t.Errorf("%s: %v, want HTTP %d", tc.name, err, tc.code)
+		}
+		if tc.is != nil && !errors.Is(err, tc.is) {
+			t.Errorf("%s: %v, want errors.Is %v", tc.name, err, tc.is)
+		}
+		if tc.is == nil && (errors.Is(err, locator.ErrExists) || errors.Is(err, locator.ErrNotFound)) {
+			t.Errorf("%s: %v matches a sentinel of another status", tc.name, err)
 		}
 	}
 	ts, err := c.Tasks(ctx)
 	if err != nil || len(ts) != 1 || ts[0].Name != "web" {
 		t.Errorf("Tasks = %+v, %v", ts, err)
 	}
-	if err := c.Detach(ctx, "nope"); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
-		t.Errorf("detach unknown: %v", err)
+	for _, name := range []string{"nope", "50%?#"} { // the second needs escaping in the path
+		if err := c.Detach(ctx, name); !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound || !errors.Is(err, locator.ErrNotFound) {
+			t.Errorf("detach unknown %q: %v, want HTTP 404 and ErrNotFound", name, err)
+		}
 	}
 	if err := c.Detach(ctx, "web"); err != nil {
 		t.Fatal(err)
@@ -77,6 +94,38 @@ func TestLocalAPI(t *testing.T) {
 	}
 	if _, err := locator.NewClient("nohostport"); err == nil {
 		t.Error("NewClient accepted a bad address")
+	}
+}
+
+// TestLocalAPIRejected: the mapping service's refusal comes back through
+// the client as the *RejectedError the Agent returned, with its reason; an
+// answer from outside the API matches no sentinel.
+func TestLocalAPIRejected(t *testing.T) {
+	dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+	src.SetDomain(dom)
+	reg := &locatortest.Registrar{Err: &locator.RejectedError{Reason: "identifier owned by another NVE"}}
+	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg })
+	stop := run(t, a)
+	defer stop()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", a.Handler())
+	mux.HandleFunc("/v1/stats", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }) // an older ilad
+	c, err := locator.NewClient("unix:" + serveAPI(t, mux))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Attach(t.Context(), spec("web", "veth-web", 0x1001))
+	var rej *locator.RejectedError
+	if !errors.As(err, &rej) || rej.Reason != "identifier owned by another NVE" {
+		t.Errorf("attach refused by mapsrv: %v (%#v), want a RejectedError with mapsrv's reason", err, rej)
+	}
+	if !strings.Contains(err.Error(), "HTTP 422") || errors.Is(err, locator.ErrExists) {
+		t.Errorf("attach refused by mapsrv: %v", err)
+	}
+	_, err = c.Stats(t.Context())
+	var apiErr *locator.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound || errors.Is(err, locator.ErrNotFound) {
+		t.Errorf("unknown endpoint: %v, want HTTP 404 that is not ErrNotFound (no such task)", err)
 	}
 }
 

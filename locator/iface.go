@@ -3,7 +3,6 @@ package locator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -106,7 +105,7 @@ type RejectedError struct {
 	Reason string
 }
 
-func (e *RejectedError) Error() string { return fmt.Sprintf("registration rejected: %s", e.Reason) }
+func (e *RejectedError) Error() string { return rejectedPrefix + e.Reason }
 
 // Port is a task-facing interface of the NVE.
 type Port struct {

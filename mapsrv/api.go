@@ -44,6 +44,12 @@ type ErrorBody struct {
 	Code  string `json:"code"` // invalid, unauthorized, not_found, conflict, duplicate, forbidden, unavailable
 }
 
+// VersionBody is the answer of GET /v1/version.
+type VersionBody struct {
+	Version string `json:"version"` // mapsrv's version ("devel" when not set)
+	Go      string `json:"go"`      // the Go version it was built with
+}
+
 // APIOptions configures the management API handler.
 type APIOptions struct {
 	// Watch streams the mapping for GET /v1/watch (the etcdstore
@@ -62,7 +68,7 @@ type APIOptions struct {
 // NewAPI returns the HTTP/JSON management API of svc:
 //
 //	GET    /v1/health                                  {"status":"ok"}
-//	GET    /v1/version                                 {"version":..,"go":..}
+//	GET    /v1/version                                 VersionBody
 //	GET    /v1/domains                                 [ila.Domain]
 //	POST   /v1/domains            ila.Domain           201 ila.Domain
 //	GET    /v1/nves                                    [NVERecord]
@@ -176,7 +182,7 @@ func (a *api) version(w http.ResponseWriter, _ *http.Request) {
 	if v == "" {
 		v = "devel"
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"version": v, "go": runtime.Version()})
+	writeJSON(w, http.StatusOK, VersionBody{Version: v, Go: runtime.Version()})
 }
 
 func (a *api) listDomains(w http.ResponseWriter, r *http.Request) {

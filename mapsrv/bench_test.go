@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/mapsrvtest"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // BenchmarkHandle measures the CPU and allocations of the mapping

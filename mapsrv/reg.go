@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/internal/regproto"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 var _ regproto.Handler = (*Service)(nil)

@@ -30,11 +30,11 @@ func (f *iladFlags) client() (*locator.Client, error) {
 	case addr != "" && f.node != "":
 		return nil, errors.New("give --ilad or --node, not both")
 	case f.node != "":
-		addr = filepath.Join("/run/ilad", f.node+".sock")
+		addr = locator.DefaultAPISocket(f.node)
 	case addr == "":
-		socks, _ := filepath.Glob("/run/ilad/*.sock")
+		socks, _ := filepath.Glob(filepath.Join(locator.APISocketDir, "*.sock"))
 		if len(socks) != 1 {
-			return nil, fmt.Errorf("which ilad? %d sockets in /run/ilad: give --node or --ilad", len(socks))
+			return nil, fmt.Errorf("which ilad? %d sockets in %s: give --node or --ilad", len(socks), locator.APISocketDir)
 		}
 		addr = socks[0]
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/spf13/cobra"
@@ -35,8 +34,12 @@ func newDomainAddCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("--format: %w", err)
 			}
 			d := ila.Domain{Name: args[0], SIR: p, Csum: csum.m, Format: f}
-			var out ila.Domain
-			if err := g.call(cmd.Context(), http.MethodPost, "/v1/domains", d, &out); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			out, err := c.AddDomain(cmd.Context(), d)
+			if err != nil {
 				return err
 			}
 			if g.json() {
@@ -58,8 +61,12 @@ func newDomainListCmd(g *globals) *cobra.Command {
 		Short: "List the ILA domains",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ds []ila.Domain
-			if err := g.call(cmd.Context(), http.MethodGet, "/v1/domains", nil, &ds); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			ds, err := c.Domains(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.printDomains(ds)

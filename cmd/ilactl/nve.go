@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -59,8 +57,12 @@ func newNVEAddCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("--reg-addr %q: want ADDR:PORT like [fd00::1]:7482", regAddr)
 				}
 			}
-			var out mapsrv.NVERecord
-			if err := g.call(cmd.Context(), http.MethodPost, "/v1/nves", n, &out); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			out, err := c.AddNVE(cmd.Context(), n)
+			if err != nil {
 				return err
 			}
 			if g.json() {
@@ -83,8 +85,12 @@ func newNVEListCmd(g *globals) *cobra.Command {
 		Short: "List the NVEs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ns []mapsrv.NVERecord
-			if err := g.call(cmd.Context(), http.MethodGet, "/v1/nves", nil, &ns); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			ns, err := c.NVEs(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.printNVEs(ns)
@@ -98,8 +104,12 @@ func newNVEGetCmd(g *globals) *cobra.Command {
 		Short: "Show an NVE",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var n mapsrv.NVERecord
-			if err := g.call(cmd.Context(), http.MethodGet, "/v1/nves/"+url.PathEscape(args[0]), nil, &n); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			n, err := c.NVE(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			if g.json() {

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
 )
 
 // globals are the flags every command shares.
@@ -57,20 +58,25 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 	return root
 }
 
-// authorize adds the management API token, if one is configured, to req.
-func (g *globals) authorize(req *http.Request) error {
+// mapsrvClient returns a client of mapsrv's management API for --api, with the
+// token of --token-file or $ILACTL_TOKEN.
+func (g *globals) mapsrvClient() (*apiclient.Client, error) {
+	if !strings.HasPrefix(g.api, "http://") && !strings.HasPrefix(g.api, "https://") {
+		return nil, fmt.Errorf("--api %q: want a URL like http://127.0.0.1:7480", g.api)
+	}
 	tok := os.Getenv("ILACTL_TOKEN")
 	if g.tokenFile != "" {
 		toks, err := mapsrv.ReadTokenFile(g.tokenFile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tok = toks[0]
 	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	c, err := apiclient.New(apiclient.Config{URL: g.api, Token: tok})
+	if err != nil {
+		return nil, fmt.Errorf("--api %q: want a URL like http://127.0.0.1:7480", g.api)
 	}
-	return nil
+	return c, nil
 }
 
 // json reports whether -o json was asked for.

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -18,62 +12,6 @@ import (
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/spf13/cobra"
 )
-
-// call sends a request to mapsrv's management API and decodes the JSON
-// answer into out (if not nil). API errors come back as errors carrying
-// mapsrv's message.
-func (g *globals) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	base := strings.TrimRight(g.api, "/")
-	if _, err := url.Parse(base); err != nil || !strings.HasPrefix(base, "http") {
-		return fmt.Errorf("--api %q: want a URL like http://127.0.0.1:7480", g.api)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
-	if err != nil {
-		return fmt.Errorf("request %s %s: %w", method, path, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if err := g.authorize(req); err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("mapsrv api: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("mapsrv api: read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb mapsrv.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-			return fmt.Errorf("%s (%s, HTTP %d)", eb.Error, eb.Code, resp.StatusCode)
-		}
-		return fmt.Errorf("mapsrv api: %s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-	if out != nil && resp.StatusCode != http.StatusNoContent {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("mapsrv api: decode answer: %w", err)
-		}
-	}
-	return nil
-}
-
-func taskPath(tenant, name string) string {
-	return "/v1/tasks/" + url.PathEscape(tenant) + "/" + url.PathEscape(name)
-}
 
 func newTaskCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -129,8 +67,12 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 				}
 				b.Lifetime = ila.Duration(d)
 			}
-			var rec mapsrv.TaskRecord
-			if err := g.call(cmd.Context(), http.MethodPost, "/v1/tasks", b, &rec); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			rec, err := c.Register(cmd.Context(), b)
+			if err != nil {
 				return err
 			}
 			return g.printTask(rec)
@@ -160,8 +102,12 @@ func newTaskMoveCmd(g *globals) *cobra.Command {
 		Example: `  ilactl task move web1 --tenant blue --to nve2 --mode hot`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var rec mapsrv.TaskRecord
-			if err := g.call(cmd.Context(), http.MethodPost, taskPath(tenant, args[0])+"/move", b, &rec); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			rec, err := c.Move(cmd.Context(), tenant, args[0], b)
+			if err != nil {
 				return err
 			}
 			return g.printTask(rec)
@@ -184,8 +130,12 @@ func newTaskGetCmd(g *globals) *cobra.Command {
 		Short: "Show a task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var rec mapsrv.TaskRecord
-			if err := g.call(cmd.Context(), http.MethodGet, taskPath(tenant, args[0]), nil, &rec); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			rec, err := c.Task(cmd.Context(), tenant, args[0])
+			if err != nil {
 				return err
 			}
 			return g.printTask(rec)
@@ -201,8 +151,12 @@ func newTaskListCmd(g *globals) *cobra.Command {
 		Short: "List every task",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var recs []mapsrv.TaskRecord
-			if err := g.call(cmd.Context(), http.MethodGet, "/v1/tasks", nil, &recs); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			recs, err := c.Tasks(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.printTasks(recs)
@@ -217,7 +171,11 @@ func newTaskDeregisterCmd(g *globals) *cobra.Command {
 		Short: "Remove a task and its mapping",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.call(cmd.Context(), http.MethodDelete, taskPath(tenant, args[0]), nil, nil); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			if err := c.Deregister(cmd.Context(), tenant, args[0]); err != nil {
 				return err
 			}
 			if g.json() {
@@ -238,8 +196,12 @@ func newTaskClearCmd(g *globals) *cobra.Command {
 		Short: "Clear the duplicate mark flap damping put on a task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var rec mapsrv.TaskRecord
-			if err := g.call(cmd.Context(), http.MethodPost, taskPath(tenant, args[0])+"/clear-duplicate", nil, &rec); err != nil {
+			c, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			rec, err := c.ClearDuplicate(cmd.Context(), tenant, args[0])
+			if err != nil {
 				return err
 			}
 			return g.printTask(rec)

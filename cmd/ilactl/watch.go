@@ -1,28 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/spf13/cobra"
 )
-
-// watchEvent is an ila.Event as the API streams it (type as text).
-type watchEvent struct {
-	Type     string      `json:"type"`
-	Revision int64       `json:"revision"`
-	Task     *ila.Task   `json:"task,omitempty"`
-	NVE      *ila.NVE    `json:"nve,omitempty"`
-	Domain   *ila.Domain `json:"domain,omitempty"`
-}
 
 func newWatchCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -39,57 +25,40 @@ line.`,
 }
 
 func (g *globals) watch(ctx context.Context) error {
-	base := strings.TrimRight(g.api, "/")
-	if !strings.HasPrefix(base, "http") {
-		return fmt.Errorf("--api %q: want a URL like http://127.0.0.1:7480", g.api)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/watch", nil)
+	c, err := g.mapsrvClient()
 	if err != nil {
-		return fmt.Errorf("watch: %w", err)
-	}
-	if err := g.authorize(req); err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+	// An event that cannot be printed ends the watch with that error.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var perr error
+	err = c.Watch(wctx, func(ev ila.Event) {
+		if perr != nil {
+			return
 		}
-		return fmt.Errorf("mapsrv api: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var eb mapsrv.ErrorBody
-		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
-			return fmt.Errorf("mapsrv api: watch: %s (%s, HTTP %d)", eb.Error, eb.Code, resp.StatusCode)
-		}
-		return fmt.Errorf("mapsrv api: watch: HTTP %d", resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
 		if g.json() {
-			fmt.Fprintf(g.stdout, "%s\n", line)
-			continue
+			var b []byte
+			if b, perr = json.Marshal(ev); perr == nil {
+				_, perr = fmt.Fprintf(g.stdout, "%s\n", b)
+			}
+		} else {
+			_, perr = fmt.Fprintln(g.stdout, formatEvent(ev))
 		}
-		var ev watchEvent
-		if err := json.Unmarshal(line, &ev); err != nil {
-			return fmt.Errorf("watch: decode event: %w", err)
+		if perr != nil {
+			cancel()
 		}
-		fmt.Fprintln(g.stdout, formatEvent(ev))
-	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+	})
+	switch {
+	case err != nil:
 		return fmt.Errorf("watch: %w", err)
-	}
-	if ctx.Err() == nil {
-		return errors.New("watch: mapsrv closed the stream")
+	case perr != nil:
+		return fmt.Errorf("watch: print event: %w", perr)
 	}
 	return nil
 }
 
-func formatEvent(ev watchEvent) string {
+func formatEvent(ev ila.Event) string {
 	switch {
 	case ev.Task != nil:
 		t := ev.Task

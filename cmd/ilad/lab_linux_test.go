@@ -20,11 +20,11 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/internal/testutil"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	clientv3 "go.etcd.io/etcd/client/v3"

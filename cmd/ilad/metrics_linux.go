@@ -4,9 +4,9 @@ package main
 
 import (
 	"github.com/ilamesh/ilamesh/ila/datapath"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/locator/ndemu"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

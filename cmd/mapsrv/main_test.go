@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,8 +20,9 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -59,14 +61,14 @@ func start(t *testing.T, api string, args ...string) (stop func()) {
 	logs := &syncBuf{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, logs) }()
+	c := newClient(t, api, "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + api + "/v1/health")
+		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Health(hctx)
+		hcancel()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+			break
 		}
 		select {
 		case err := <-done:
@@ -98,14 +100,21 @@ func start(t *testing.T, api string, args ...string) (stop func()) {
 	return stop
 }
 
-func call(t *testing.T, method, url string, body any, out any) int {
+// newClient returns a client of the API at api (HOST:PORT).
+func newClient(t *testing.T, api, token string) *apiclient.Client {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
+	c, err := apiclient.New(apiclient.Config{URL: "http://" + api, Token: token})
+	if err != nil {
+		t.Fatal(err)
 	}
-	req, err := http.NewRequest(method, url, r)
+	return c
+}
+
+// rawCall sends body as is, for requests the typed client cannot make,
+// and returns the HTTP status.
+func rawCall(t *testing.T, method, url, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,14 +122,19 @@ func call(t *testing.T, method, url string, body any, out any) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, url, b, err)
-		}
-	}
+	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// setup adds domain prod and NVE nve1 through c.
+func setup(t *testing.T, c *apiclient.Client, csum ila.CsumMode) {
+	t.Helper()
+	if _, err := c.AddDomain(t.Context(), ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: csum}); err != nil {
+		t.Fatalf("add domain: %v", err)
+	}
+	if _, err := c.AddNVE(t.Context(), mapsrv.NVERecord{NVE: ila.NVE{Name: "nve1", Locators: []ila.Locator{0xfd00000000000001}, Underlay: netip.MustParseAddr("fd99::1")}}); err != nil {
+		t.Fatalf("add nve: %v", err)
+	}
 }
 
 func TestRunRegisterRestart(t *testing.T) {
@@ -145,13 +159,8 @@ func TestRunRegisterRestart(t *testing.T) {
 	args := []string{"--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", etcdURL, "--api-addr", api, "--reg-addr", reg, "--keys", keysFile}
 	stop := start(t, api, args...)
 	base := "http://" + api
-
-	if code := call(t, "POST", base+"/v1/domains", ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNeutralMap}, nil); code != 201 {
-		t.Fatalf("add domain: HTTP %d", code)
-	}
-	if code := call(t, "POST", base+"/v1/nves", mapsrv.NVERecord{NVE: ila.NVE{Name: "nve1", Locators: []ila.Locator{0xfd00000000000001}, Underlay: netip.MustParseAddr("fd99::1")}}, nil); code != 201 {
-		t.Fatalf("add nve: HTTP %d", code)
-	}
+	api1 := newClient(t, api, "")
+	setup(t, api1, ila.CsumNeutralMap)
 	// Register over UDP.
 	c := &regproto.Client{Server: netip.MustParseAddrPort(reg), KeyID: 2, Secret: keys[2].Secret, Keys: keys, ServerKeyID: 1}
 	defer c.Close()
@@ -160,22 +169,39 @@ func TestRunRegisterRestart(t *testing.T) {
 		t.Fatalf("udp registration: %+v, %v", rep, err)
 	}
 	// The API refuses bad input with clear errors.
+	ctx := t.Context()
 	for _, tc := range []struct {
-		method, path string
-		body         any
-		want         int
+		name string
+		call func() error
+		want error
 	}{
-		{"POST", "/v1/tasks", map[string]any{"nve": "nve1", "name": "x", "sir": "not-an-address"}, 400},
-		{"POST", "/v1/tasks", map[string]any{"nve": "nve1", "name": "x", "sir": "2001:db8::1:0"}, 400},
-		{"POST", "/v1/tasks", map[string]any{"nve": "nve1", "name": "vm1", "tenant": "t1", "sir": "2001:db8::8"}, 409},
-		{"POST", "/v1/tasks", map[string]any{"bogus": 1}, 400},
-		{"GET", "/v1/tasks/t1/nobody", nil, 404},
-		{"POST", "/v1/tasks/t1/vm1/move", map[string]any{"to": "nowhere"}, 404},
-		{"POST", "/v1/tasks/t1/vm1/clear-duplicate", nil, 400},
-		{"GET", "/v1/nope", nil, 404},
+		{"identifier 0x0000", func() error {
+			_, err := api1.Register(ctx, mapsrv.RegisterBody{NVE: "nve1", Name: "x", SIR: netip.MustParseAddr("2001:db8::1:0")})
+			return err
+		}, mapsrv.ErrInvalid},
+		{"name taken", func() error {
+			_, err := api1.Register(ctx, mapsrv.RegisterBody{NVE: "nve1", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::8")})
+			return err
+		}, mapsrv.ErrConflict},
+		{"no such task", func() error { _, err := api1.Task(ctx, "t1", "nobody"); return err }, mapsrv.ErrNotFound},
+		{"no such nve", func() error { _, err := api1.Move(ctx, "t1", "vm1", mapsrv.MoveBody{To: "nowhere"}); return err }, mapsrv.ErrNotFound},
+		{"not duplicate", func() error { _, err := api1.ClearDuplicate(ctx, "t1", "vm1"); return err }, mapsrv.ErrInvalid},
 	} {
-		if code := call(t, tc.method, base+tc.path, tc.body, nil); code != tc.want {
-			t.Errorf("%s %s %v: HTTP %d, want %d", tc.method, tc.path, tc.body, code, tc.want)
+		if err := tc.call(); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// Bodies and paths the typed client cannot send.
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/v1/tasks", `{"nve": "nve1", "name": "x", "sir": "not-an-address"}`, 400},
+		{"POST", "/v1/tasks", `{"bogus": 1}`, 400},
+		{"GET", "/v1/nope", "", 404},
+	} {
+		if code := rawCall(t, tc.method, base+tc.path, tc.body); code != tc.want {
+			t.Errorf("%s %s %s: HTTP %d, want %d", tc.method, tc.path, tc.body, code, tc.want)
 		}
 	}
 	resp, err := http.Get(base + "/metrics")
@@ -208,13 +234,11 @@ func TestRunRegisterRestart(t *testing.T) {
 	// Restart on the same data dir: nothing lost.
 	stop()
 	start(t, api, args...)
-	var rec mapsrv.TaskRecord
-	if code := call(t, "GET", base+"/v1/tasks/t1/vm1", nil, &rec); code != 200 || rec.NVE != "nve1" || rec.Locator != 0xfd00000000000001 {
-		t.Errorf("task after restart: HTTP %d %+v", code, rec)
+	if rec, err := api1.Task(ctx, "t1", "vm1"); err != nil || rec.NVE != "nve1" || rec.Locator != 0xfd00000000000001 {
+		t.Errorf("task after restart: %+v, %v", rec, err)
 	}
-	var ns []mapsrv.NVERecord
-	if code := call(t, "GET", base+"/v1/nves", nil, &ns); code != 200 || len(ns) != 1 {
-		t.Errorf("nves after restart: HTTP %d %+v", code, ns)
+	if ns, err := api1.NVEs(ctx); err != nil || len(ns) != 1 {
+		t.Errorf("nves after restart: %+v, %v", ns, err)
 	}
 }
 
@@ -269,23 +293,11 @@ func TestRunAPIToken(t *testing.T) {
 	_, port, _ := net.SplitHostPort(api)
 	listen := net.JoinHostPort("::", port) // all addresses: needs the token
 	start(t, api, "--api-addr", listen, "--api-token-file", tok, "--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", "unix://"+filepath.Join(dir, "c.sock"))
-	get := func(auth string) int {
-		req, _ := http.NewRequest("GET", "http://"+api+"/v1/tasks", nil)
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+	if _, err := newClient(t, api, "").Tasks(t.Context()); !errors.Is(err, apiclient.ErrUnauthorized) {
+		t.Errorf("without token: %v, want ErrUnauthorized", err)
 	}
-	if code := get(""); code != 401 {
-		t.Errorf("without token: HTTP %d, want 401", code)
-	}
-	if code := get("Bearer secret-secret-secret-1"); code != 200 {
-		t.Errorf("with token: HTTP %d, want 200", code)
+	if _, err := newClient(t, api, "secret-secret-secret-1").Tasks(t.Context()); err != nil {
+		t.Errorf("with token: %v", err)
 	}
 }
 
@@ -293,9 +305,8 @@ func TestRunExternalEtcd(t *testing.T) {
 	cli, eps := etcdtest.Start(t)
 	api := freePort(t, "tcp")
 	start(t, api, "--etcd-endpoints", strings.Join(eps, ","), "--api-addr", api, "--data-dir", filepath.Join(t.TempDir(), "unused"))
-	base := "http://" + api
-	if code := call(t, "POST", base+"/v1/domains", ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNoAction}, nil); code != 201 {
-		t.Fatalf("add domain: HTTP %d", code)
+	if _, err := newClient(t, api, "").AddDomain(t.Context(), ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNoAction}); err != nil {
+		t.Fatalf("add domain: %v", err)
 	}
 	gr, err := cli.Get(t.Context(), mapsrv.DomainKey("prod"))
 	if err != nil || len(gr.Kvs) != 1 {
@@ -314,15 +325,10 @@ func TestRunEmbeddedDNS(t *testing.T) {
 	api, dnsAddr := freePort(t, "tcp"), freePort(t, "udp")
 	start(t, api, "--api-addr", api, "--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", "unix://"+filepath.Join(dir, "c.sock"),
 		"--dns-listen", dnsAddr, "--dns-zone", "lab.test.", "--dns-ttl", "2s")
-	base := "http://" + api
-	if code := call(t, "POST", base+"/v1/domains", ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: ila.CsumNeutralMap}, nil); code != 201 {
-		t.Fatalf("add domain: HTTP %d", code)
-	}
-	if code := call(t, "POST", base+"/v1/nves", mapsrv.NVERecord{NVE: ila.NVE{Name: "nve1", Locators: []ila.Locator{0xfd00000000000001}, Underlay: netip.MustParseAddr("fd99::1")}}, nil); code != 201 {
-		t.Fatalf("add nve: HTTP %d", code)
-	}
-	if code := call(t, "POST", base+"/v1/tasks", map[string]any{"nve": "nve1", "tenant": "blue", "name": "web", "sir": "2001:db8::1:7"}, nil); code != 200 {
-		t.Fatalf("register: HTTP %d", code)
+	c := newClient(t, api, "")
+	setup(t, c, ila.CsumNeutralMap)
+	if _, err := c.Register(t.Context(), mapsrv.RegisterBody{NVE: "nve1", Tenant: "blue", Name: "web", SIR: netip.MustParseAddr("2001:db8::1:7")}); err != nil {
+		t.Fatalf("register: %v", err)
 	}
 	q := new(dns.Msg).SetQuestion("web.blue.lab.test.", dns.TypeAAAA)
 	var got string

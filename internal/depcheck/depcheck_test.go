@@ -2,6 +2,7 @@ package depcheck
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -24,6 +25,18 @@ var rules = []rule{
 	{"locator", []string{mod + "mapsrv", mod + "dnsbridge", mod + "l2compat", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
 	{"dnsbridge", []string{mod + "mapsrv", mod + "locator", mod + "l2compat", mod + "ila/datapath", "go.etcd.io/"}, "dnsbridge consumes a Source interface"},
 	{"l2compat", []string{mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "ila/datapath", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
+}
+
+// stdlibOnly: these packages may import the standard library and, of
+// everything else, only the listed packages.
+var stdlibOnly = map[string][]string{
+	// The registration protocol is public: another NVE implementation
+	// imports it without pulling in the mapping service, etcd or anything
+	// but the address model.
+	"mapsrv/regproto": {mod + "ila"},
+	// The API client is linked into ilactl and third-party tools: HTTP
+	// and mapsrv's types, no etcd.
+	"mapsrv/apiclient": {mod + "ila", mod + "mapsrv"},
 }
 
 // owners: a third-party import path prefix may appear only in these
@@ -61,6 +74,9 @@ func TestDependencyDirection(t *testing.T) {
 					}
 				}
 			}
+			if allowed, ok := stdlibOnly[pkg]; ok && !stdlib(imp) && !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s: it may import only the standard library and %v", pkg, imp, allowed)
+			}
 			for lib, allowed := range owners {
 				if !strings.HasPrefix(imp, lib) {
 					continue
@@ -87,4 +103,11 @@ func match(pkg, pattern string) bool {
 		return pkg == p
 	}
 	return pkg == pattern || strings.HasPrefix(pkg, pattern+"/") || strings.HasPrefix(pkg, pattern)
+}
+
+// stdlib reports whether imp is a standard library package (no dot in its
+// first path element).
+func stdlib(imp string) bool {
+	first, _, _ := strings.Cut(imp, "/")
+	return !strings.Contains(first, ".")
 }

@@ -20,6 +20,12 @@ const (
 	MaxSecretLen = 64
 )
 
+// Keys looks up the secret of a key id and the name of the NVE (or
+// mapping service) that owns it.
+type Keys interface {
+	Secret(keyID uint32) (nve string, secret []byte, ok bool)
+}
+
 // KeyEntry is one key of a KeyFile.
 type KeyEntry struct {
 	// NVE is the name of the NVE that owns the key (or of the mapping

@@ -29,7 +29,7 @@ func leakedGoroutines(wait time.Duration) string {
 		n := runtime.Stack(buf, true)
 		var leaks []string
 		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			if strings.Contains(g, "internal/regproto.(*Server)") || strings.Contains(g, "internal/regproto.(*Client)") {
+			if strings.Contains(g, "mapsrv/regproto.(*Server)") || strings.Contains(g, "mapsrv/regproto.(*Client)") {
 				leaks = append(leaks, g)
 			}
 		}

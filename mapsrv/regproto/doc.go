@@ -20,6 +20,13 @@
 //
 // The byte layout, the code points and the processing rules are specified
 // in docs/registration.md; this package is the reference implementation.
+// It belongs to the mapping service, which defines the protocol, and
+// imports only the standard library and package ila, so that another NVE
+// implementation (a hypervisor's agent, a smart NIC's) can use it alone.
+// The examples show an NVE's side: build and sign a request
+// ([Message.Marshal], with the bytes of the document's section 10.1),
+// verify a reply ([Parse]), register with a [Client] and listen for move
+// notifications with a [Server].
 //
 // [Parse] and [ParseUnauthenticated] never panic; they return errors that
 // match (errors.Is) [ErrMalformed], [ErrTruncated], [ErrAuth] or

@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the generated examples in docs/
 
 const (
 	docPath    = "../../docs/registration.md"
-	beginMark  = "<!-- BEGIN GENERATED EXAMPLES: go test ./internal/regproto -run TestDocExamples -update -->\n"
+	beginMark  = "<!-- BEGIN GENERATED EXAMPLES: go test ./mapsrv/regproto -run TestDocExamples -update -->\n"
 	endMark    = "<!-- END GENERATED EXAMPLES -->\n"
 	docNVEKey  = 7
 	docSrvKey  = 99
@@ -180,7 +180,7 @@ func TestDocExamples(t *testing.T) {
 		return
 	}
 	if !*update {
-		t.Fatalf("examples in %s are out of date; run go test ./internal/regproto -run TestDocExamples -update\n%s", docPath, cmp.Diff(cur, gen))
+		t.Fatalf("examples in %s are out of date; run go test ./mapsrv/regproto -run TestDocExamples -update\n%s", docPath, cmp.Diff(cur, gen))
 	}
 	out := append(append(bytes.Clone(doc[:i]), gen...), doc[j+len(endMark):]...)
 	if err := os.WriteFile(docPath, out, 0o644); err != nil {

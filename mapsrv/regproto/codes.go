@@ -1,0 +1,206 @@
+package regproto
+
+import (
+	"crypto/sha256"
+	"fmt"
+)
+
+// Protocol constants. docs/registration.md is the normative description.
+const (
+	// Version is the protocol version carried in the first header byte.
+	Version = 1
+	// HeaderLen is the length of the fixed header.
+	HeaderLen = 28
+	// AuthLen is the length of the HMAC-SHA256 value in the Authentication
+	// option.
+	AuthLen = sha256.Size
+	// AuthOptionLen is the length of the whole Authentication option
+	// (type, length, value).
+	AuthOptionLen = 2 + AuthLen
+	// MinMessageLen is the smallest valid message: a header followed by the
+	// Authentication option (a real message also needs a Lifetime option).
+	MinMessageLen = HeaderLen + AuthOptionLen
+	// MaxMessageLen is the largest message either side sends or accepts.
+	MaxMessageLen = 1400
+	// MaxStringLen is the longest string option value (NVE name, VM-ID,
+	// tenant, domain), in bytes of UTF-8.
+	MaxStringLen = 255
+	// MaxAddrs is the most VM address options one message may carry.
+	MaxAddrs = 32
+)
+
+// Header flag bits (byte 2 of the header).
+const (
+	// FlagNotify marks a request sent by the mapping service to a previous
+	// NVE of a task: the task moved to the locator in the Locator option.
+	FlagNotify = 0x80
+)
+
+// OptionType is the type byte of a TLV option.
+type OptionType uint8
+
+// Option type codes. Types with the high bit (OptSkippable) set may be
+// skipped by a receiver that does not know them; unknown types without it
+// make the message malformed.
+const (
+	OptMAC      OptionType = 1   // 6 bytes: VM MAC address
+	OptVMID     OptionType = 2   // 1-255 bytes UTF-8: VM identifier / task name
+	OptIPv6     OptionType = 3   // 16 bytes: VM IPv6 address (SIR), repeatable
+	OptIPv4     OptionType = 4   // 4 bytes: VM IPv4 address, repeatable
+	OptLifetime OptionType = 5   // 2 bytes: lifetime in 4 s units
+	OptStatus   OptionType = 6   // 2 bytes: status, reason
+	OptTenant   OptionType = 7   // 1-255 bytes UTF-8
+	OptDomain   OptionType = 8   // 1-255 bytes UTF-8: ILA domain name
+	OptVNI      OptionType = 9   // 4 bytes
+	OptLocator  OptionType = 10  // 8 bytes: ILA locator
+	OptNVE      OptionType = 11  // 1-255 bytes UTF-8: sender NVE name
+	OptMoveMode OptionType = 12  // 1 byte: move mode
+	OptAuth     OptionType = 127 // 32 bytes: HMAC-SHA256, always last
+
+	// OptSkippable is the "may skip" bit of an option type.
+	OptSkippable OptionType = 0x80
+)
+
+var optionNames = map[OptionType]string{
+	OptMAC: "mac", OptVMID: "vm-id", OptIPv6: "ipv6-address", OptIPv4: "ipv4-address",
+	OptLifetime: "lifetime", OptStatus: "status", OptTenant: "tenant", OptDomain: "domain",
+	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth",
+}
+
+func (t OptionType) String() string {
+	if s, ok := optionNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("option-%d", uint8(t))
+}
+
+// MsgType is the message type (header byte 1).
+type MsgType uint8
+
+// Message types.
+const (
+	TypeRequest MsgType = 1 // Registration Request (NVE -> mapsrv, or mapsrv -> NVE with FlagNotify)
+	TypeReply   MsgType = 2 // Registration Reply
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case TypeRequest:
+		return "request"
+	case TypeReply:
+		return "reply"
+	}
+	return fmt.Sprintf("type-%d", uint8(t))
+}
+
+// Status is the status code of a reply. As in the draft, values below 128
+// accept the registration and values from 128 reject it.
+type Status uint8
+
+// Status codes.
+const (
+	StatusAccepted Status = 0
+	StatusRejected Status = 128
+)
+
+// Accepted reports whether s accepts the registration (s < 128).
+func (s Status) Accepted() bool { return s < 128 }
+
+func (s Status) String() string {
+	switch s {
+	case StatusAccepted:
+		return "accepted"
+	case StatusRejected:
+		return "rejected"
+	}
+	if s.Accepted() {
+		return fmt.Sprintf("accepted-%d", uint8(s))
+	}
+	return fmt.Sprintf("rejected-%d", uint8(s))
+}
+
+// Reason says why a reply has its status. Accepted replies carry
+// ReasonNone.
+type Reason uint8
+
+// Reason codes.
+const (
+	ReasonNone          Reason = 0
+	ReasonMalformed     Reason = 1  // the request could not be parsed
+	ReasonAuth          Reason = 2  // unknown key id or bad HMAC
+	ReasonReplay        Reason = 3  // sequence number seen or too old, or timestamp outside the window
+	ReasonNotAuthorized Reason = 4  // the NVE may not claim this task or locator
+	ReasonUnknownTask   Reason = 5  // no such task (move, deregistration)
+	ReasonDuplicate     Reason = 6  // flap damping: the identifier is marked duplicate
+	ReasonConflict      Reason = 7  // lost a concurrent move of the same task
+	ReasonSuspended     Reason = 8  // the task is suspended (cold move under way)
+	ReasonInternal      Reason = 9  // the mapping service failed (store unavailable, ...)
+	ReasonInvalid       Reason = 10 // well-formed but semantically invalid (address not in the domain, ...)
+	ReasonUnknownDomain Reason = 11 // no such ILA domain
+	ReasonUnknownNVE    Reason = 12 // the sending NVE is not registered
+	ReasonBusy          Reason = 13 // overloaded; retry later
+)
+
+var reasonNames = map[Reason]string{
+	ReasonNone: "none", ReasonMalformed: "malformed", ReasonAuth: "authentication failed",
+	ReasonReplay: "replay", ReasonNotAuthorized: "not authorized", ReasonUnknownTask: "unknown task",
+	ReasonDuplicate: "duplicate (flap damped)", ReasonConflict: "conflict (concurrent move)",
+	ReasonSuspended: "suspended", ReasonInternal: "internal error", ReasonInvalid: "invalid request",
+	ReasonUnknownDomain: "unknown domain", ReasonUnknownNVE: "unknown NVE", ReasonBusy: "busy",
+}
+
+func (r Reason) String() string {
+	if s, ok := reasonNames[r]; ok {
+		return s
+	}
+	return fmt.Sprintf("reason-%d", uint8(r))
+}
+
+// MoveMode is how a task moves (draft section 7).
+type MoveMode uint8
+
+// Move modes.
+const (
+	MoveNone MoveMode = 0
+	MoveHot  MoveMode = 1 // make before break; the previous NVE forwards in-flight packets
+	MoveWarm MoveMode = 2 // like cold, state mirrored beforehand
+	MoveCold MoveMode = 3 // suspended until the task registers at the new NVE
+)
+
+var moveNames = [...]string{"none", "hot", "warm", "cold"}
+
+func (m MoveMode) String() string {
+	if int(m) < len(moveNames) {
+		return moveNames[m]
+	}
+	return fmt.Sprintf("mode-%d", uint8(m))
+}
+
+// Valid reports whether m is one of the defined modes.
+func (m MoveMode) Valid() bool { return int(m) < len(moveNames) }
+
+// ParseMoveMode parses "hot", "warm", "cold" or "none" ("" is none).
+func ParseMoveMode(s string) (MoveMode, error) {
+	if s == "" {
+		return MoveNone, nil
+	}
+	for i, n := range moveNames {
+		if n == s {
+			return MoveMode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("move mode %q: want hot, warm or cold", s)
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m MoveMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MoveMode) UnmarshalText(b []byte) error {
+	v, err := ParseMoveMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
