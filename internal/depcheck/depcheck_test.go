@@ -44,7 +44,7 @@ var stdlibOnly = map[string][]string{
 var owners = map[string][]string{
 	"github.com/cilium/ebpf":         {"ila/datapath", "cmd/", "test", "internal/testutil"},
 	"go.etcd.io/etcd/server":         {"internal/etcdembed", "cmd/", "test"},
-	"github.com/miekg/dns":           {"dnsbridge", "cmd/", "test"},
+	"github.com/miekg/dns":           {"dnsbridge", "cmd/", "test", "bench/"},
 	"github.com/mdlayher/ndp":        {"locator/ndemu", "cmd/", "test"},
 	"github.com/mdlayher/arp":        {"l2compat", "cmd/", "test"},
 	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "cmd/", "test"},
