@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ilamesh/ilamesh/internal/lab"
+	"github.com/ilamesh/ilamesh/deploy/lab"
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/mapsrv"
 )

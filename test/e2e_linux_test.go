@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ilamesh/ilamesh/internal/lab"
+	"github.com/ilamesh/ilamesh/deploy/lab"
 	"github.com/ilamesh/ilamesh/internal/netns"
 )
 

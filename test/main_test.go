@@ -1,5 +1,5 @@
 // Package test is the end-to-end acceptance suite: the whole system in
-// network namespaces (internal/lab), driven through the scenarios of the lab
+// network namespaces (deploy/lab), driven through the scenarios of the lab
 // issue, each asserting packet counts. It needs root and skips under -short.
 //
 //	sudo go test ./test/ -v          # or ./test/run.sh for everything

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/ilamesh/ilamesh/internal/lab"
+	"github.com/ilamesh/ilamesh/deploy/lab"
 )
 
 // cmdDemo: up (3 NVEs), traffic, a hot move under traffic, DNS before and

@@ -8,7 +8,7 @@
 //	ilalab demo
 //	ilalab down
 //
-// It needs root. See internal/lab for the addressing plan.
+// It needs root. See deploy/lab for the addressing plan.
 package main
 
 import (

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/ilamesh/ilamesh/internal/lab"
+	"github.com/ilamesh/ilamesh/deploy/lab"
 )
 
 const usage = `usage: ilalab COMMAND [flags]

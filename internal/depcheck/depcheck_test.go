@@ -47,7 +47,7 @@ var owners = map[string][]string{
 	"github.com/miekg/dns":           {"dnsbridge", "cmd/", "test", "bench/"},
 	"github.com/mdlayher/ndp":        {"locator/ndemu", "cmd/", "test"},
 	"github.com/mdlayher/arp":        {"l2compat", "cmd/", "test"},
-	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "cmd/", "test"},
+	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "deploy/lab", "cmd/", "test"},
 }
 
 func TestDependencyDirection(t *testing.T) {
