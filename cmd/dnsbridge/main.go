@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ilamesh/ilamesh/cmd/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/dnsbridge"
-	"github.com/ilamesh/ilamesh/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"

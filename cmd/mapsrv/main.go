@@ -25,9 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ilamesh/ilamesh/cmd/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/dnsbridge"
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/internal/dnsmetrics"
 	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/mapsrv"

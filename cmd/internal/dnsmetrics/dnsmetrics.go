@@ -1,5 +1,8 @@
 // Package dnsmetrics exposes a dnsbridge.Server's counters to Prometheus
-// (the dnsbridge daemon and mapsrv's embedded bridge share it).
+// (the dnsbridge daemon and mapsrv's embedded bridge share it). It lives
+// under cmd/ because it wires a product package (dnsbridge, which returns
+// plain stats and imports no metrics library) to the daemons' registry:
+// that is a main's job, not the ground floor's (internal/).
 package dnsmetrics
 
 import (
