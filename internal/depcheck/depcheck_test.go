@@ -9,6 +9,16 @@ import (
 
 const mod = "github.com/ilamesh/ilamesh/"
 
+// product are the packages above the address model (and everything below
+// their paths): the ground floor, internal/, reaches none of them, not
+// even through another package. ila itself (stdlib only) is ground.
+var product = []string{mod + "ila/datapath", mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "l2compat"}
+
+// orchestrators may import product packages and are imported by no
+// product package: the mains, the lab (the whole system deployed into
+// namespaces) and the end-to-end tests.
+var orchestrators = []string{"cmd/", "deploy/lab", "test"}
+
 // rule: packages matching pkg (a prefix of the path inside the module, "="
 // for an exact match) must not import anything matching a deny prefix.
 type rule struct {
@@ -25,6 +35,12 @@ var rules = []rule{
 	{"locator", []string{mod + "mapsrv", mod + "dnsbridge", mod + "l2compat", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
 	{"dnsbridge", []string{mod + "mapsrv", mod + "locator", mod + "l2compat", mod + "ila/datapath", "go.etcd.io/"}, "dnsbridge consumes a Source interface"},
 	{"l2compat", []string{mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "ila/datapath", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
+	{"internal", append([]string{mod + "cmd/", mod + "deploy/", mod + "test"}, product...), "internal/ is the ground floor: it imports no product package"},
+	{"ila", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
+	{"mapsrv", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
+	{"locator", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
+	{"dnsbridge", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
+	{"l2compat", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
 }
 
 // stdlibOnly: these packages may import the standard library and, of
@@ -50,13 +66,20 @@ var owners = map[string][]string{
 	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "deploy/lab", "cmd/", "test"},
 }
 
-func TestDependencyDirection(t *testing.T) {
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...").CombinedOutput()
+// goList runs go list in the module; a failure fails the test (a check
+// that cannot run must not pass).
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).CombinedOutput()
 	if err != nil {
-		t.Skipf("go list: %v\n%s", err, out)
+		t.Fatalf("go list %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+func TestDependencyDirection(t *testing.T) {
 	n := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range goList(t, "-f", `{{.ImportPath}} {{join .Imports " "}}`, mod+"...") {
 		f := strings.Fields(line)
 		if len(f) == 0 || !strings.HasPrefix(f[0], mod) {
 			continue
@@ -95,6 +118,40 @@ func TestDependencyDirection(t *testing.T) {
 	}
 	if n < 3 {
 		t.Fatalf("go list saw only %d packages", n)
+	}
+}
+
+// TestGroundFloor: the dependencies of every package under internal/,
+// transitive and with its tests, contain no product package (the check
+// anyone can run: go list -deps -test ./internal/... | grep -E
+// 'ilamesh/(ila/datapath|mapsrv|locator|dnsbridge|l2compat)' prints
+// nothing).
+func TestGroundFloor(t *testing.T) {
+	n, seen := 0, map[string]bool{}
+	for _, line := range goList(t, "-test", "-f", `{{.ImportPath}}|{{join .Deps " "}}`, mod+"internal/...") {
+		pkg, deps, ok := strings.Cut(line, "|")
+		if !ok {
+			t.Fatalf("go list line %q: no separator", line)
+		}
+		pkg, _, _ = strings.Cut(pkg, " ") // "p [p.test]" -> "p"
+		if !strings.HasPrefix(pkg, mod+"internal/") {
+			continue
+		}
+		n++
+		for _, d := range strings.Fields(deps) {
+			if strings.HasPrefix(d, "[") {
+				continue // the "[p.test]" half of a test variant
+			}
+			for _, p := range product {
+				if (d == p || strings.HasPrefix(d, p+"/")) && !seen[pkg+" "+d] {
+					seen[pkg+" "+d] = true
+					t.Errorf("%s depends on %s: internal/ is the ground floor, below every product package", strings.TrimPrefix(pkg, mod), d)
+				}
+			}
+		}
+	}
+	if n < 5 {
+		t.Fatalf("go list saw only %d packages under internal/", n)
 	}
 }
 
