@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,51 +16,6 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 )
-
-// NodeUpdate is when a node applied a task's new mapping.
-type NodeUpdate struct {
-	Node        string    `json:"node"`
-	Applied     time.Time `json:"applied,omitzero"`
-	AfterCommit Duration  `json:"after_commit"`
-	AfterStart  Duration  `json:"after_move_start"`
-	Seen        bool      `json:"seen"`
-	Source      string    `json:"source"`
-	Note        string    `json:"note,omitempty"`
-}
-
-// Report is what `ilalab demo` writes to report.json.
-type Report struct {
-	Started     time.Time    `json:"started"`
-	Lab         string       `json:"lab"`
-	Mode        string       `json:"mode"`
-	Move        *MoveResult  `json:"move"`
-	Flows       []*FlowStats `json:"flows"`
-	Convergence []NodeUpdate `json:"convergence"`
-	// OldLocatorPackets counts packets seen arriving at the old NVE for the
-	// old ILA address during the run; InFlightAfterCommit how many sources
-	// still sent there after the commit.
-	OldLocatorPackets   int       `json:"old_locator_packets"`
-	InFlightAfterCommit int       `json:"sources_after_commit"`
-	DNSBefore           DNSAnswer `json:"dns_before"`
-	DNSAfter            DNSAnswer `json:"dns_after"`
-	DNSChanged          bool      `json:"dns_changed"`
-	Verdict             string    `json:"verdict"`
-	Problems            []string  `json:"problems,omitempty"`
-}
-
-// DemoConfig configures RunDemo.
-type DemoConfig struct {
-	// Before and After are how long traffic runs before and after the move
-	// [1.5s each].
-	Before, After time.Duration
-	// PingInterval [10ms], StreamInterval [2ms].
-	PingInterval, StreamInterval time.Duration
-	// Out is the directory for report.json and timeline.svg [state dir].
-	Out string
-	// Via is how the hot move carries the link: ViaAuto [default],
-	// ViaCarry or ViaDual.
-	Via string
-}
 
 // RunDemo runs the demo scenario on a lab that is up: a ping from the
 // first task to the last and a TCP stream from the second to the last,
@@ -217,33 +171,6 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 	return rep, nil
 }
 
-func (r *Report) judge() {
-	for _, f := range r.Flows {
-		if f.Lost > 0 {
-			r.Problems = append(r.Problems, fmt.Sprintf("%s lost %d of %d", f.Name, f.Lost, f.Sent))
-		}
-		if f.Error != "" {
-			r.Problems = append(r.Problems, fmt.Sprintf("%s broke: %s", f.Name, f.Error))
-		}
-		if f.Reordered > 0 {
-			r.Problems = append(r.Problems, fmt.Sprintf("%s: %d reordered", f.Name, f.Reordered))
-		}
-	}
-	if r.Mode == "ila" && !r.DNSChanged {
-		r.Problems = append(r.Problems, "DNS answer did not change")
-	}
-	for _, c := range r.Convergence {
-		if !c.Seen && !strings.HasPrefix(c.Note, "no traffic") {
-			r.Problems = append(r.Problems, fmt.Sprintf("no update seen from %s (%s)", c.Node, c.Note))
-		}
-	}
-	if len(r.Problems) == 0 {
-		r.Verdict = "PASS: the move lost nothing"
-	} else {
-		r.Verdict = "FAIL: " + strings.Join(r.Problems, "; ")
-	}
-}
-
 // convergence finds, for the router and every NVE, when it applied the
 // moved task's new mapping: from the router's events file and from the
 // JSON logs of each ilad (the first line after the move start that names
@@ -311,49 +238,4 @@ func firstLine(path string, since time.Time, want ...string) (time.Time, string)
 		return v.Time, ""
 	}
 	return time.Time{}, "no line naming " + strings.Join(want, " and ")
-}
-
-// Text writes the report in plain words.
-func (r *Report) Text(w io.Writer) {
-	fmt.Fprintf(w, "ILA lab demo (%s), %s\n\n", r.Mode, r.Started.UTC().Format(time.RFC3339))
-	if m := r.Move; m != nil {
-		fmt.Fprintf(w, "Move: %s from %s to %s (%s, link %s). After the start: mapping committed at %v, link carried over (or second link in use) at %v, task attached at the new NVE at %v.\n\n",
-			m.Task, m.From, m.To, m.Mode, m.Via, m.Committed.Sub(m.Start).Round(10*time.Microsecond), m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Attached.Sub(m.Start).Round(10*time.Microsecond))
-	}
-	for _, f := range r.Flows {
-		fmt.Fprintf(w, "%s (every %v):\n", f.Name, time.Duration(f.Interval))
-		fmt.Fprintf(w, "  sent %d, received %d, lost %d, duplicates %d, reordered %d\n", f.Sent, f.Received, f.Lost, f.Duplicates, f.Reordered)
-		fmt.Fprintf(w, "  longest gap between arrivals %v\n", time.Duration(f.LongestGap).Round(10*time.Microsecond))
-		if f.Error != "" {
-			fmt.Fprintf(w, "  connection error: %s\n", f.Error)
-		}
-		if len(f.LostSeqs) > 0 {
-			fmt.Fprintf(w, "  lost sequence numbers: %v\n", f.LostSeqs)
-		}
-	}
-	if len(r.Convergence) > 0 {
-		fmt.Fprintln(w, "\nConvergence (time the new mapping was applied, after the commit):")
-		for _, c := range r.Convergence {
-			if c.Seen {
-				fmt.Fprintf(w, "  %-8s %9v  (%s)\n", c.Node, time.Duration(c.AfterCommit).Round(10*time.Microsecond), c.Source)
-			} else {
-				fmt.Fprintf(w, "  %-8s not seen (%s)\n", c.Node, c.Note)
-			}
-		}
-	}
-	if r.DNSBefore.Name != "" {
-		fmt.Fprintf(w, "\nDNS %s AAAA (TXT):\n  before: %s (%s)\n  after:  %s (%s)\n", r.DNSBefore.Name,
-			strings.Join(r.DNSBefore.AAAA, ","), strings.Join(r.DNSBefore.TXT, " "),
-			strings.Join(r.DNSAfter.AAAA, ","), strings.Join(r.DNSAfter.TXT, " "))
-		if r.DNSChanged {
-			fmt.Fprintln(w, "  the answer followed the move")
-		} else {
-			fmt.Fprintln(w, "  the answer did NOT change")
-		}
-	}
-	fmt.Fprintf(w, "\n%s\n", r.Verdict)
-	if m := r.Move; m != nil && m.Via == ViaCarry && len(r.Problems) > 0 {
-		fmt.Fprintln(w, "(carrying the veth end drops the task's carrier while the kernel moves the device, and the new NVE\n"+
-			"must attach the port before anything reaches the task; `ilalab demo --via dual` moves make-before-break)")
-	}
 }

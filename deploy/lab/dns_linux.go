@@ -12,15 +12,6 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 )
 
-// DNSAnswer is what the lab's DNS bridge said about one name.
-type DNSAnswer struct {
-	Name  string    `json:"name"`
-	AAAA  []string  `json:"aaaa,omitempty"`
-	TXT   []string  `json:"txt,omitempty"`
-	Error string    `json:"error,omitempty"`
-	At    time.Time `json:"at"`
-}
-
 // resolver returns a resolver that asks the lab's DNS bridge over sockets
 // opened in the control namespace.
 func (l *Lab) resolver() (*net.Resolver, error) {

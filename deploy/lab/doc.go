@@ -37,4 +37,9 @@
 // (mapsrv, locator), which a package under internal/, the ground floor
 // every package may use, must not. cmd/ilalab is a thin main over it, and
 // the end-to-end tests in test/ build their data centers with it.
+//
+// The data of a lab builds on every OS (the plan, Config, Topology, the
+// demo's Report and its timeline: plan.go, config.go, report.go, svg.go),
+// so that a report.json can be read and drawn anywhere; everything that
+// touches namespaces, links, sockets or processes is in *_linux.go.
 package lab

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -21,81 +20,6 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/netns"
 )
-
-// ErrMissing says a component the lab needs is not available.
-var ErrMissing = errors.New("component not available")
-
-// Config describes a lab. Zero values have defaults (in brackets).
-type Config struct {
-	// Name prefixes every namespace the lab creates [ilalab]. At most 15
-	// characters, letters, digits and '-'.
-	Name string
-	// StateDir holds topology.json, pids, logs and etcd data [/run/ilalab].
-	StateDir string
-	// NVEs is the number of NVE namespaces [3].
-	NVEs int
-	// TasksPerNVE is the number of IPv6 tasks per NVE [1].
-	TasksPerNVE int
-	// IPv4Tenant adds one IPv4 tenant task per NVE (VXLAN/ARP path).
-	IPv4Tenant bool
-	// BinDir is where the component binaries are [beside the executable,
-	// then $PATH].
-	BinDir string
-	// HostLink joins the host to the control namespace with a veth named
-	// after the lab (fd00:ff:c1::1 on the host, a host route for
-	// fd00:ff:c0::/64), so that ilactl, dig and curl reach mapsrv and
-	// dnsbridge from the host. Off for labs that run side by side (tests):
-	// they would share the host route.
-	HostLink bool
-	// UnderlayOnly builds only the namespaces, links, addresses and routes
-	// (no daemons): for tests of single components.
-	UnderlayOnly bool
-	// Progress, if set, is told what the lab is doing.
-	Progress func(string)
-	// Logger [discard].
-	Logger *slog.Logger
-}
-
-func (c *Config) validate() error {
-	if c.Name == "" {
-		c.Name = DefaultName
-	}
-	if len(c.Name) > 15 {
-		return fmt.Errorf("lab name %q: longer than 15 characters", c.Name)
-	}
-	for _, r := range c.Name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return fmt.Errorf("lab name %q: only a-z, 0-9 and '-' allowed", c.Name)
-		}
-	}
-	if c.StateDir == "" {
-		c.StateDir = DefaultDir
-	}
-	abs, err := filepath.Abs(c.StateDir)
-	if err != nil {
-		return fmt.Errorf("state dir %q: %w", c.StateDir, err)
-	}
-	c.StateDir = abs
-	if c.NVEs == 0 {
-		c.NVEs = 3
-	}
-	if c.NVEs < 1 || c.NVEs > 200 {
-		return fmt.Errorf("nves %d: want 1..200", c.NVEs)
-	}
-	if c.TasksPerNVE == 0 {
-		c.TasksPerNVE = 1
-	}
-	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
-		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)
-	}
-	if c.Progress == nil {
-		c.Progress = func(string) {}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
-}
 
 // Lab is a running lab.
 type Lab struct {

@@ -12,46 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// How a hot move carries the task's link.
-const (
-	// ViaCarry carries the NVE end of the task's veth to the new NVE's
-	// namespace (the task's interface stays; its carrier drops while the
-	// kernel moves the device).
-	ViaCarry = "carry"
-	// ViaAuto (the default) is ViaDual where it applies (hot moves in an
-	// ILA lab) and ViaCarry otherwise. Carrying the veth end
-	// leaves the task without a link while the kernel moves the device
-	// (15-30 ms here) and until the new NVE has attached the port, so
-	// packets arriving in that window are lost (measured: median 8 of 300
-	// pings at 10 ms); the second link makes the move lossless.
-	ViaAuto = "auto"
-	// ViaDual is make-before-break at the link: the task gets a second
-	// veth to the new NVE, sends through it, the new NVE attaches and
-	// registers it, and only then the old link is removed.
-	ViaDual = "dual"
-)
-
-// Move modes.
-const (
-	MoveHot  = "hot"
-	MoveWarm = "warm"
-	MoveCold = "cold"
-)
-
-// MoveResult times the steps of a move (wall clock).
-type MoveResult struct {
-	Task      string    `json:"task"`
-	From      string    `json:"from"`
-	To        string    `json:"to"`
-	Mode      string    `json:"mode"`
-	Via       string    `json:"via,omitempty"`
-	Start     time.Time `json:"start"`
-	LinkMoved time.Time `json:"link_moved"`
-	Committed time.Time `json:"committed"` // mapsrv's commit time (task record "updated")
-	Attached  time.Time `json:"attached,omitzero"`
-	Done      time.Time `json:"done"`
-}
-
 // Move moves a task to another NVE.
 //
 // hot: the NVE end of the task's veth is carried to the new NVE's namespace

@@ -242,9 +242,4 @@ func mustMAC(s string) net.HardwareAddr {
 	return m
 }
 
-// taskMAC returns task n's MAC address (locally administered).
-func taskMAC(n int) net.HardwareAddr {
-	return net.HardwareAddr{0x02, 0x7a, 0, 0, byte(n >> 8), byte(n)}
-}
-
 func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/ilamesh/ilamesh/ila"
@@ -71,6 +72,11 @@ func SIRv4Of(n int) netip.Addr {
 	}
 	p, _ := ila.SIRPrefixFrom(SIRPrefix)
 	return p.Addr(id)
+}
+
+// taskMAC returns task n's MAC address (locally administered).
+func taskMAC(n int) net.HardwareAddr {
+	return net.HardwareAddr{0x02, 0x7a, 0, 0, byte(n >> 8), byte(n)}
 }
 
 // IPv4Of returns IPv4 tenant task n's address.

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sort"
 	"sync"
 	"time"
 
@@ -19,90 +18,6 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 )
-
-// Arrival is one packet (or chunk) that made it, by sequence number.
-type Arrival struct {
-	Seq  int       `json:"seq"`
-	Sent time.Time `json:"sent"`
-	Recv time.Time `json:"recv"`
-}
-
-// FlowStats summarises a flow.
-type FlowStats struct {
-	Name        string    `json:"name"`
-	Kind        string    `json:"kind"`
-	From        string    `json:"from"`
-	To          string    `json:"to"`
-	Sent        int       `json:"sent"`
-	Received    int       `json:"received"`
-	Lost        int       `json:"lost"`
-	Duplicates  int       `json:"duplicates"`
-	Reordered   int       `json:"reordered"`
-	LongestGap  Duration  `json:"longest_gap"`
-	GapAfter    time.Time `json:"longest_gap_after"`
-	Interval    Duration  `json:"interval"`
-	Bytes       int64     `json:"bytes,omitempty"`
-	Error       string    `json:"error,omitempty"`
-	Arrivals    []Arrival `json:"-"`
-	LostSeqs    []int     `json:"lost_seqs,omitempty"`
-	FirstSent   time.Time `json:"first_sent"`
-	LastArrival time.Time `json:"last_arrival"`
-}
-
-// Duration marshals as a string like "12.3ms".
-type Duration time.Duration
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	*d = Duration(v)
-	return err
-}
-
-// summarise fills the derived fields from the arrivals.
-func (s *FlowStats) summarise(lastSent time.Time) {
-	seen := map[int]bool{}
-	arr := s.Arrivals
-	sort.SliceStable(arr, func(i, j int) bool { return arr[i].Recv.Before(arr[j].Recv) })
-	maxSeq := -1
-	var uniq []Arrival
-	for _, a := range arr {
-		if seen[a.Seq] {
-			s.Duplicates++
-			continue
-		}
-		seen[a.Seq] = true
-		if a.Seq < maxSeq {
-			s.Reordered++
-		}
-		maxSeq = max(maxSeq, a.Seq)
-		uniq = append(uniq, a)
-	}
-	s.Received = len(uniq)
-	s.Lost = s.Sent - s.Received
-	s.LostSeqs = nil
-	for i := 0; i < s.Sent && len(s.LostSeqs) < 1000; i++ {
-		if !seen[i] {
-			s.LostSeqs = append(s.LostSeqs, i)
-		}
-	}
-	prev := s.FirstSent
-	for _, a := range uniq {
-		if g := a.Recv.Sub(prev); Duration(g) > s.LongestGap {
-			s.LongestGap, s.GapAfter = Duration(g), prev
-		}
-		prev = a.Recv
-	}
-	if len(uniq) > 0 {
-		s.LastArrival = uniq[len(uniq)-1].Recv
-	}
-	if g := lastSent.Sub(prev); Duration(g) > s.LongestGap && s.Lost > 0 {
-		s.LongestGap, s.GapAfter = Duration(g), prev
-	}
-}
 
 // Ping sends ICMPv6 echo requests from the task src to dst every interval
 // until ctx ends or count requests were sent, then waits linger for late
