@@ -39,6 +39,9 @@ func (a *Agent) Attach(ctx context.Context, t TaskSpec) error {
 // attach attaches t: static tasks come from the configuration, restored
 // ones from the state file of a previous run.
 func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait bool) error {
+	if a.cfg.Router {
+		return fmt.Errorf("task %s: %w", t.Name, ErrRouter)
+	}
 	if err := t.Validate(); err != nil {
 		return err
 	}

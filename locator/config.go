@@ -150,6 +150,12 @@ type Config struct {
 	// StateFile, if set, records tasks attached through the API so that a
 	// restart attaches them again.
 	StateFile string `json:"state_file,omitempty"`
+	// Router makes the agent an ILA router's (ILA-R) instead of an NVE's:
+	// it keeps the whole table of the store in the datapath (push) and has
+	// no locator, no tasks, no registrations and no state file of its own.
+	// A daemon sets it from its role; the settings an NVE needs are refused
+	// with it.
+	Router bool `json:"-"`
 
 	Datapath  Datapath      `json:"-"` // required
 	Source    MappingSource `json:"-"` // required
@@ -174,7 +180,11 @@ func (c *Config) CheckSettings() error {
 	if c.Node == "" {
 		return fmt.Errorf("node name: empty")
 	}
-	if len(c.Locators) == 0 {
+	if c.Router {
+		if err := c.checkRouter(); err != nil {
+			return err
+		}
+	} else if len(c.Locators) == 0 {
 		return fmt.Errorf("node %s: no locator", c.Node)
 	}
 	seen := map[string]bool{}
@@ -227,6 +237,21 @@ func (c *Config) CheckSettings() error {
 			return fmt.Errorf("task %s: name, interface or SIR address declared twice", t.Name)
 		}
 		names[t.Name], ifaces[t.Iface], sirs[t.SIR] = true, true, true
+	}
+	return nil
+}
+
+// checkRouter refuses what an ILA router does not have.
+func (c *Config) checkRouter() error {
+	switch {
+	case len(c.Locators) > 0:
+		return fmt.Errorf("router %s: a router has no locator of its own (locators are an NVE's)", c.Node)
+	case len(c.Tasks) > 0:
+		return fmt.Errorf("router %s: a router attaches no tasks", c.Node)
+	case c.StateFile != "":
+		return fmt.Errorf("router %s: a router attaches no tasks, so it keeps no state file", c.Node)
+	case c.Mode == ModePull:
+		return fmt.Errorf("router %s: mode pull: a router holds the whole table (push)", c.Node)
 	}
 	return nil
 }

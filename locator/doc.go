@@ -18,6 +18,12 @@
 // packets take the ILA router (or the miss policy) until the entry is
 // pulled again, rate limited like every miss.
 //
+// With [Config.Router] the same agent serves an ILA router (ILA-R, section
+// 3 of draft-herbert-intarea-ila-01): it has no locator and no tasks, and
+// keeps the datapath's table equal to the whole store, with the same
+// adoption of pinned entries, relist after a broken watch and convergence
+// by revision as an NVE in push mode.
+//
 // The agent talks to the rest of the system only through the small
 // interfaces in this package ([Datapath], [MappingSource], [Registrar],
 // [TaskLookup], [MissReader], [Ports], [PortHook]); cmd/ilad plugs in the

@@ -135,4 +135,6 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists: a task of that name or address is already attached.
 	ErrExists = errors.New("already attached")
+	// ErrRouter: an ILA router's agent (Config.Router) attaches no tasks.
+	ErrRouter = errors.New("an ILA router attaches no tasks")
 )
