@@ -17,10 +17,30 @@ import (
 	"github.com/ilamesh/ilamesh/locator"
 )
 
+// Roles of ilad.
+const (
+	// roleNVE: the node agent of a host (ILA-N), the default.
+	roleNVE = "nve"
+	// roleRouter: an ILA router (ILA-R) of the fabric or the border: the
+	// datapath in router mode on RouterPorts, holding the whole table.
+	roleRouter = "router"
+)
+
 // config is ilad's configuration: flags, or a JSON file (--config) parsed
 // into the same struct; flags given on the command line win over the file.
 type config struct {
 	locator.Config
+
+	// Role is nve (default) or router.
+	Role string `json:"role,omitempty"`
+	// RouterPorts ("ports", router role) are the interfaces the router
+	// programs are attached to: where traffic for the SIR prefixes arrives
+	// from NVEs and from outside.
+	RouterPorts []string `json:"ports,omitempty"`
+	// Events, if set, is a file every applied task mapping is appended to
+	// as a JSON line (time, task, SIR address, locator, version, store
+	// revision): when each node applied a move, for timelines.
+	Events string `json:"events,omitempty"`
 
 	// Uplink is the NVE's fabric-facing interface.
 	Uplink string `json:"uplink"`
@@ -84,7 +104,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("ilad", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: ilad [flags]\n\nilad is the ILA node agent of one NVE: it keeps the eBPF datapath equal to the\nmapping service, attaches and registers local tasks and emulates neighbour discovery.\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: ilad [flags]\n\nilad is the ILA node agent of one NVE (-role nve, the default): it keeps the eBPF\ndatapath equal to the mapping service, attaches and registers local tasks and\nemulates neighbour discovery. With -role router it is an ILA router: the datapath\nin router mode on -ports, holding the whole mapping table.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	var (
@@ -92,18 +112,22 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		node, uplink, underlay, mapsrv, keyFile, mapsrvName string
 		notify, prefix, bpffs, api, metrics, netns, mode    string
 		missPolicy, stateFile, logLevel, logFormat          string
+		role, events                                        string
 		etcdCert, etcdKey, etcdCA                           string
 		keyID                                               uint
 		inFlight, lifetime, pullTTL                         time.Duration
 		missRate                                            float64
 		pullMax                                             int
-		locators, etcd                                      stringList
+		locators, etcd, ports                               stringList
 		nd                                                  bool
 	)
 	fs.StringVar(&file, "config", "", "JSON configuration `file` (flags override it)")
-	fs.StringVar(&node, "node", "", "this NVE's `name` in the mapping store (required)")
+	fs.StringVar(&role, "role", roleNVE, "`role`: nve (node agent of a host) or router (ILA router: whole table on -ports)")
+	fs.StringVar(&node, "node", "", "this NVE's `name` in the mapping store, or the router's name (required)")
 	fs.Var(&locators, "locator", "this NVE's locator, `[DOMAIN=]LOC` (e.g. 2001:db8:0:1 or prod=2001:db8:0:1::/64); repeatable")
 	fs.StringVar(&uplink, "uplink", "", "fabric-facing `interface`")
+	fs.Var(&ports, "ports", "router role: `interfaces` to attach the router to, comma-separated; repeatable")
+	fs.StringVar(&events, "events", "", "append every applied task mapping to this `file` as a JSON line")
 	fs.StringVar(&underlay, "underlay", "", "fabric `address` of the NVE (VTEP of the IPv4 layer; empty: IPv4 layer off)")
 	fs.StringVar(&mapsrv, "mapsrv", "", "mapsrv registration `address` ([IP]:PORT, UDP)")
 	fs.StringVar(&keyFile, "key-file", "", "registration keys `file` (\"<keyid> <name> <hex-secret>\" lines)")
@@ -156,6 +180,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 			*dst = v
 		}
 	}
+	str("role", &cfg.Role, role)
+	str("events", &cfg.Events, events)
 	str("node", &cfg.Node, node)
 	str("uplink", &cfg.Uplink, uplink)
 	str("key-file", &cfg.KeyFile, keyFile)
@@ -199,6 +225,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if set["etcd"] || len(cfg.Etcd) == 0 {
 		cfg.Etcd = etcd
 	}
+	if set["ports"] || len(cfg.RouterPorts) == 0 {
+		cfg.RouterPorts = ports
+	}
 	if set["locator"] || len(cfg.Locators) == 0 {
 		cfg.Locators = nil
 		for _, s := range locators {
@@ -236,7 +265,21 @@ func (c *config) check() error {
 	if strings.ContainsAny(c.Node, "/ \t") {
 		return fmt.Errorf("node name %q: contains '/' or white space", c.Node)
 	}
-	if len(c.Locators) == 0 {
+	switch c.Role {
+	case "":
+		c.Role = roleNVE
+	case roleNVE, roleRouter:
+	default:
+		return fmt.Errorf("role %q: want nve or router", c.Role)
+	}
+	if c.Role == roleRouter {
+		if err := c.checkRouter(); err != nil {
+			return err
+		}
+	} else if len(c.RouterPorts) > 0 {
+		return errors.New("-ports is for -role router (an NVE attaches -uplink and its task ports)")
+	}
+	if c.Role == roleNVE && len(c.Locators) == 0 {
 		return errors.New("no locator (use -locator)")
 	}
 	if len(c.Etcd) == 0 {
@@ -264,10 +307,10 @@ func (c *config) check() error {
 	if c.BPFFS == "" {
 		c.BPFFS = filepath.Join("/sys/fs/bpf/ila", c.Node)
 	}
-	if c.API == "" {
+	if c.API == "" && c.Role == roleNVE {
 		c.API = filepath.Join("/run/ilad", c.Node+".sock")
 	}
-	if c.StateFile == "" {
+	if c.StateFile == "" && c.Role == roleNVE {
 		c.StateFile = filepath.Join("/run/ilad", c.Node+".tasks.json")
 	}
 	if c.StateFile == "none" {
@@ -279,5 +322,40 @@ func (c *config) check() error {
 	if !filepath.IsAbs(c.BPFFS) {
 		return fmt.Errorf("bpffs pin directory %q: want an absolute path", c.BPFFS)
 	}
+	c.Config.Router = c.Role == roleRouter
 	return c.Config.CheckSettings()
+}
+
+// checkRouter refuses the NVE settings a router has no use for: a router
+// has no locator, uplink, tasks or IPv4 layer, registers nothing with
+// mapsrv and serves no local API (its metrics say how it does).
+func (c *config) checkRouter() error {
+	if len(c.RouterPorts) == 0 {
+		return errors.New("role router: no port to attach the router to (use -ports)")
+	}
+	for _, p := range c.RouterPorts {
+		if len(p) > 15 || strings.ContainsAny(p, "/ \t") {
+			return fmt.Errorf("role router: port %q: want an interface name of 1 to 15 characters without '/' or space", p)
+		}
+	}
+	for _, x := range []struct {
+		given bool
+		what  string
+	}{
+		{len(c.Locators) > 0, "-locator"},
+		{c.Uplink != "", "-uplink"},
+		{c.Underlay.IsValid(), "-underlay"},
+		{c.Mapsrv.IsValid(), "-mapsrv"},
+		{c.KeyFile != "", "-key-file"},
+		{c.NotifyListen.IsValid(), "-notify-listen"},
+		{c.API != "", "-api"},
+		{c.StateFile != "" && c.StateFile != "none", "-state-file"},
+		{len(c.Tasks) > 0, "tasks"},
+		{c.Mode == locator.ModePull, "-mode pull"},
+	} {
+		if x.given {
+			return fmt.Errorf("role router: %s is an NVE's setting (a router holds the whole table on -ports and attaches no tasks)", x.what)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,13 @@
 // flight after a task moves away, answers cache misses, emulates neighbour
 // discovery on task ports and serves a local API for ilactl attach/detach.
 //
+// With -role router (or "role": "router" in its config) it is an ILA
+// router (ILA-R) instead: the datapath in router mode on -ports, holding
+// the whole table from the same watch, translating traffic sent to SIR
+// addresses by hosts without the mapping and answering unknown or
+// suspended identifiers with ICMPv6 destination unreachable; metrics on
+// -metrics, no tasks, no registration, no local API.
+//
 // It stays in the host mount namespace (so /sys/fs/bpf is visible) and
 // switches only the network namespace, on locked OS threads, when given
 // -netns.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +41,17 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown field in file", []string{"-config", bad}, "unknown field"},
 		{"missing file", []string{"-config", filepath.Join(dir, "nope.json")}, "config file"},
 		{"stray argument", []string{"-node", "a", "extra"}, "unexpected arguments"},
+		{"bad role", []string{"-role", "border", "-node", "r", "-etcd", "unix:///x"}, `role "border": want nve or router`},
+		{"ports on an nve", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-ports", "eth1"}, "-ports is for -role router"},
+		{"router without ports", []string{"-role", "router", "-node", "r", "-etcd", "unix:///x"}, "no port to attach the router to"},
+		{"router without etcd", []string{"-role", "router", "-node", "r", "-ports", "eth1"}, "no etcd endpoint"},
+		{"router without name", []string{"-role", "router", "-ports", "eth1", "-etcd", "unix:///x"}, "node name: empty"},
+		{"router bad port", []string{"-role", "router", "-node", "r", "-ports", "a/b", "-etcd", "unix:///x"}, `port "a/b"`},
+		{"router with locator", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-locator", "2001:0:0:1"}, "-locator is an NVE's setting"},
+		{"router with uplink", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-uplink", "eth0"}, "-uplink is an NVE's setting"},
+		{"router with mapsrv", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480", "-key-file", "/k"}, "-mapsrv is an NVE's setting"},
+		{"router with api", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-api", "/run/r.sock"}, "-api is an NVE's setting"},
+		{"router in pull mode", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mode", "pull"}, "-mode pull is an NVE's setting"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +112,42 @@ func TestConfigFileAndFlags(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
 		}
+	}
+}
+
+func TestRouterConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "router.json")
+	os.WriteFile(file, []byte(`{
+  "role": "router",
+  "node": "r1",
+  "ports": ["fab1", "fab2"],
+  "etcd": ["unix:///run/etcd.sock"],
+  "metrics": "[::1]:9464"
+}`), 0o600)
+	cfg, err := parseConfig([]string{"-config", file, "-events", "/tmp/ev.jsonl", "-netns", "fabric"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type summary struct {
+		Role, Node, BPFFS, API, StateFile, NetNS, Events, Metrics string
+		Ports                                                     []string
+		Router                                                    bool
+		Mode                                                      locator.Mode
+	}
+	want := summary{Role: "router", Node: "r1", BPFFS: "/sys/fs/bpf/ila/r1", NetNS: "/var/run/netns/fabric", Events: "/tmp/ev.jsonl",
+		Metrics: "[::1]:9464", Ports: []string{"fab1", "fab2"}, Router: true, Mode: locator.ModePush}
+	got := summary{cfg.Role, cfg.Node, cfg.BPFFS, cfg.API, cfg.StateFile, cfg.NetNS, cfg.Events, cfg.Metrics, cfg.RouterPorts, cfg.Config.Router, cfg.Mode}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("router config (-want +got):\n%s", diff)
+	}
+	// Flags win over the file; the default role is nve.
+	cfg, err = parseConfig([]string{"-config", file, "-ports", "fab3"}, new(bytes.Buffer))
+	if err != nil || !slices.Equal(cfg.RouterPorts, []string{"fab3"}) {
+		t.Errorf("-ports over the file: %v, %v", cfg.RouterPorts, err)
+	}
+	cfg, err = parseConfig([]string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x"}, new(bytes.Buffer))
+	if err != nil || cfg.Role != "nve" || cfg.Config.Router {
+		t.Errorf("default role: %q (router %v), %v; want nve", cfg.Role, cfg.Config.Router, err)
 	}
 }
 

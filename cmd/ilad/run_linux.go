@@ -57,6 +57,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		return ns.Do(fn)
 	}
+	if cfg.Role == roleRouter {
+		return runRouter(ctx, cfg, log, ns, inNS)
+	}
 
 	// Datapath: adopt pinned maps (never flushed at start).
 	if err := ensureBPFFS(cfg.BPFFS); err != nil {
@@ -87,26 +90,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	dpa := &dpAdapter{Datapath: dp, netns: cfg.NetNS}
 
 	// etcd, read-only.
-	etls, err := cfg.Files.Config()
+	cli, err := etcdClient(cfg, ns)
 	if err != nil {
 		return err
-	}
-	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
-	if ns != nil && !anyUnix(cfg.Etcd) {
-		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := ns.Do(func() error {
-				var d net.Dialer
-				var err error
-				c, err = d.DialContext(ctx, "tcp", addr)
-				return err
-			})
-			return c, err
-		})}
-	}
-	cli, err := clientv3.New(ecfg)
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
 	}
 	defer cli.Close()
 	store := etcdstore.New(cli)
@@ -209,7 +195,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	lc.Datapath, lc.Source, lc.Lookup, lc.Misses = dpa, watcher, store, missReader{dp}
 	lc.Registrar, lc.Ports, lc.Hooks = reg, ports, hooks
 	lc.Logger = log.With("component", "agent")
+	record, closeEvents, err := eventsFile(cfg.Events, cfg.Node, log)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
 	lc.OnEvent = func(ev ila.Event) {
+		record(ev)
 		if l2 != nil {
 			if err := l2.Apply(ev); err != nil {
 				log.Warn("ipv4 layer apply", "err", err)
@@ -289,6 +281,33 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	err = g.Wait()
 	log.Info("ilad stopped; datapath left pinned", "bpffs", cfg.BPFFS)
 	return err
+}
+
+// etcdClient is the read-only etcd client of either role; TCP endpoints
+// are dialled from inside the node's namespace.
+func etcdClient(cfg *config, ns *netns.NS) (*clientv3.Client, error) {
+	etls, err := cfg.Files.Config()
+	if err != nil {
+		return nil, err
+	}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if ns != nil && !anyUnix(cfg.Etcd) {
+		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var d net.Dialer
+				var err error
+				c, err = d.DialContext(ctx, "tcp", addr)
+				return err
+			})
+			return c, err
+		})}
+	}
+	cli, err := clientv3.New(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	return cli, nil
 }
 
 func anyUnix(eps []string) bool {

@@ -1,0 +1,95 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ilamesh/ilamesh/ila/datapath"
+	"github.com/ilamesh/ilamesh/internal/netns"
+	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+)
+
+// runRouter is ilad in the router role (ILA-R): the datapath in router
+// mode on cfg.RouterPorts translates traffic sent to SIR addresses by hosts
+// without the mapping (and from outside), and answers an unknown or
+// suspended identifier with ICMPv6 destination unreachable. Its table is
+// the whole store, kept by the same agent and watch as an NVE's (pinned
+// entries adopted at start, a relist after a broken watch, convergence by
+// revision); it has no tasks, registers nothing and serves no local API.
+// On return the datapath stays pinned, so forwarding goes on.
+func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS, inNS func(func() error) error) error {
+	if err := ensureBPFFS(cfg.BPFFS); err != nil {
+		return err
+	}
+	dp, err := datapath.Open(datapath.Config{Router: true, PinPath: cfg.BPFFS})
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	defer dp.Close() // keeps the pins: the programs keep forwarding
+	if dp.StatsReset {
+		log.Warn("pinned datapath counters had an older layout: new counters start from zero (tables adopted)", "bpffs", cfg.BPFFS)
+	}
+	if err := inNS(func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
+	}); err != nil {
+		return fmt.Errorf("enable IPv6 forwarding: %w", err)
+	}
+	for _, p := range cfg.RouterPorts {
+		a := datapath.Attachment{Ifname: p, NetNS: cfg.NetNS, Role: datapath.RoleRouter}
+		if err := dp.Attach(a); err != nil {
+			return fmt.Errorf("router port %s: %w", p, err)
+		}
+		log.Info("router attached", "iface", p)
+	}
+
+	cli, err := etcdClient(cfg, ns)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	record, closeEvents, err := eventsFile(cfg.Events, cfg.Node, log)
+	if err != nil {
+		return err
+	}
+	defer closeEvents()
+	lc := cfg.Config
+	lc.Datapath = &dpAdapter{Datapath: dp, netns: cfg.NetNS}
+	lc.Source = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+	lc.Logger = log.With("component", "agent")
+	lc.OnEvent = record
+	agent, err := locator.New(lc)
+	if err != nil {
+		return err
+	}
+
+	var metricsLn net.Listener
+	if cfg.Metrics != "" {
+		if metricsLn, err = listen(cfg.Metrics, inNS); err != nil {
+			return fmt.Errorf("metrics %s: %w", cfg.Metrics, err)
+		}
+	}
+	log.Info("ilad starting", "role", cfg.Role, "ports", strings.Join(cfg.RouterPorts, ","), "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "metrics", cfg.Metrics)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return agent.Run(gctx) })
+	if metricsLn != nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(&collector{agent: agent, dp: dp})
+		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serve(gctx, ms, metricsLn) })
+	}
+	err = g.Wait()
+	log.Info("ilad stopped; datapath left pinned", "role", cfg.Role, "bpffs", cfg.BPFFS)
+	return err
+}
