@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
 	"github.com/ilamesh/ilamesh/internal/netns"
@@ -86,6 +87,26 @@ func TestCLI(t *testing.T) {
 	for _, p := range []string{"mapsrv", "dnsbridge", "router", "ilad-nve1", "ilad-nve2"} {
 		if !strings.HasPrefix(st.Procs[p], "running") {
 			t.Errorf("status: %s is %q, want running", p, st.Procs[p])
+		}
+	}
+	// The ILA router is ilad in the router role; its metrics answer in
+	// the fabric namespace with the whole table (4 tasks).
+	if topo.Router.Metrics == "" {
+		t.Errorf("topology: no router metrics address: %+v", topo.Router)
+	} else {
+		var page []byte
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			page, err = exec.Command("ip", "netns", "exec", topo.FabricNetns, "curl", "-s", "http://"+topo.Router.Metrics+"/metrics").Output()
+			ok := err == nil && strings.Contains(string(page), "\nila_agent_watch_synced 1\n") && strings.Contains(string(page), "\nila_agent_mappings 4\n")
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("router metrics %s: %v, want synced with 4 mappings:\n%s", topo.Router.Metrics, err, page)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 

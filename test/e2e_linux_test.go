@@ -169,6 +169,16 @@ func TestHotMoveUnderTraffic(t *testing.T) {
 	if !rep.DNSChanged {
 		t.Errorf("DNS did not follow the move: before %v after %v", rep.DNSBefore, rep.DNSAfter)
 	}
+	// The fabric's ILA router (ilad -role router) applied the move too.
+	routerSeen := false
+	for _, c := range rep.Convergence {
+		if c.Node == "router" {
+			routerSeen = c.Seen
+		}
+	}
+	if !routerSeen {
+		t.Errorf("the ILA router did not apply the move: %+v", rep.Convergence)
+	}
 	m, err := l.Mapped(t.Context(), "t3")
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func TestRunErrors(t *testing.T) {
 		{"up extra argument", []string{"up", "extra"}, `unexpected argument "extra"`, false},
 		{"move without target", []string{"move", "t3"}, "usage: ilalab move TASK --to NVE", false},
 		{"status bad output", []string{"status", "-o", "yaml", "--state-dir", "/nonexistent/ilalab"}, "no lab in /nonexistent/ilalab", false},
-		{"router without ports", []string{"router"}, "--ifaces and --etcd are required", false},
+		{"router is ilad's role now", []string{"router"}, `unknown command "router"`, false},
 		{"up with missing components", []string{"up", "--bin-dir", "EMPTY", "--state-dir", "STATE", "--name", "ilatestx"}, "component not available", true},
 		{"demo with 2 nves", []string{"demo", "--nves", "2"}, "needs at least 3 NVEs", true},
 	}

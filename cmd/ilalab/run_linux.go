@@ -43,8 +43,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(args, stdout, stderr)
 	case "move":
 		return cmdMove(ctx, args, stdout, stderr)
-	case "router":
-		return cmdRouter(ctx, args, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":

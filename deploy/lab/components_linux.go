@@ -136,27 +136,19 @@ func (l *Lab) startControl(ctx context.Context) error {
 		"--ttl", "1s"); err != nil {
 		return err
 	}
-	l.progress("starting the ILA router in %s", t.FabricNetns)
-	self, err := findBin(l.cfg.BinDir, "ilalab")
-	if err != nil || l.cfg.BinDir == "" {
-		if self, err = os.Executable(); err != nil {
-			return fmt.Errorf("own executable: %w", err)
-		}
-	}
-	ports := []string{"ctl"}
-	for _, n := range t.NVEs {
-		ports = append(ports, n.Name)
-	}
-	t.Router.PinPath = filepath.Join(l.pinRoot(), "router")
+	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)
 	fab, err := l.node(t.FabricNetns)
 	if err != nil {
 		return err
 	}
-	if _, err := l.start(procRouter, fab.ns, self, "router", "--netns", fab.ns.Path(), "--ifaces", strings.Join(ports, ","),
-		"--pin", t.Router.PinPath, "--etcd", strings.Join(t.Etcd.Endpoints, ","), "--events", l.eventsPath("router")); err != nil {
+	t.Router.PinPath = filepath.Join(l.pinRoot(), "router")
+	t.Router.Metrics = routerMetrics
+	p, err := l.start(procRouter, fab.ns, l.bins[BinIlad], l.routerArgs()...)
+	if err != nil {
 		return err
 	}
-	t.Router.Mode = "ila-r full table (datapath router mode) on " + strings.Join(ports, ",")
+	t.Router.PID = p.PID
+	t.Router.Mode = "ila-r full table (ilad -role router) on " + strings.Join(l.routerPorts(), ",")
 	return l.save()
 }
 
@@ -208,6 +200,10 @@ func (l *Lab) inNS(ctx context.Context, nsName, bin string, args ...string) ([]b
 // notifyPort is where each NVE's ilad listens for mapsrv's move
 // notifications, on its underlay address.
 const notifyPort = 7481
+
+// routerMetrics is where the ILA router serves its metrics, inside the
+// fabric namespace.
+const routerMetrics = "[::1]:9464"
 
 // ilactl runs ilactl against the lab's mapsrv API (inside the control
 // namespace, where the API listens).
@@ -287,6 +283,33 @@ func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
 		}
 	}
 	return fmt.Errorf("mapsrv API %s: not answering after %v: %v (log %s)", l.topo.Mapsrv.API, timeout, last, l.procs[procMapsrv].Log)
+}
+
+// routerPorts are the fabric's ports the ILA router takes traffic on: the
+// links to the control namespace and to every NVE.
+func (l *Lab) routerPorts() []string {
+	ports := []string{"ctl"}
+	for _, n := range l.topo.NVEs {
+		ports = append(ports, n.Name)
+	}
+	return ports
+}
+
+// routerArgs are the flags of the fabric's ILA router: ilad in the router
+// role, as deploy/config/ila-router.json sets it up on a real router.
+func (l *Lab) routerArgs() []string {
+	t := l.topo
+	return []string{
+		"--role", "router",
+		"--node", "router",
+		"--ports", strings.Join(l.routerPorts(), ","),
+		"--netns", filepath.Join("/var/run/netns", t.FabricNetns),
+		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
+		"--bpffs", t.Router.PinPath,
+		"--metrics", routerMetrics,
+		"--events", l.eventsPath("router"),
+		"--log-format", "json",
+	}
 }
 
 // iladArgs are ilad's flags for NVE n.

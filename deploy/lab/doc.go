@@ -17,6 +17,7 @@
 //	mapsrv registration (UDP)                    [fd00:ff:c0::2]:4790
 //	dnsbridge                                    [fd00:ff:c0::2]:53, zone "ila.lab."
 //	etcd (embedded in mapsrv)                    unix://<state-dir>/etcd/etcd.sock
+//	ILA router metrics (ilad --role router)      [::1]:9464 inside the fabric namespace
 //	host <-> control link (--host-link)          fd00:ff:c1::/64 (host ::1, control ::2),
 //	                                             host route fd00:ff:c0::/64 via fd00:ff:c1::2
 //
@@ -30,8 +31,9 @@
 //
 // The lab is not a helper of the product: it is one more way to deploy
 // it, the whole system in network namespaces instead of on machines. It
-// starts the product's binaries (mapsrv, ilad, dnsbridge, ilactl; see
-// deploy/README.md) and drives them through their public interfaces
+// starts the product's binaries as a user would (mapsrv, ilad on every
+// NVE, ilad --role router as the fabric's ILA router, dnsbridge, ilactl;
+// see deploy/README.md) and drives them through their public interfaces
 // (mapsrv's API, ilad's local API, the mapping in etcd). As an
 // orchestrator it sits above every product package and may import them
 // (mapsrv, locator), which a package under internal/, the ground floor

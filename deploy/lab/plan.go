@@ -169,11 +169,13 @@ type HostLink struct {
 	Routes []string   `json:"routes"`
 }
 
-// Router is the fabric's ILA router (full table).
+// Router is the fabric's ILA router (full table): ilad -role router.
 type Router struct {
 	Netns   string `json:"netns"`
 	PinPath string `json:"pin_path,omitempty"`
 	Mode    string `json:"mode"`
+	// Metrics is the router's Prometheus listener, inside Netns.
+	Metrics string `json:"metrics,omitempty"`
 	PID     int    `json:"pid,omitempty"`
 }
 
