@@ -29,7 +29,7 @@ func (l *Lab) hostLink(ctl *node) error {
 	if err != nil {
 		return fmt.Errorf("host netlink: %w", err)
 	}
-	defer h.Delete()
+	defer h.Close()
 	ifn := hostIfname(l.cfg.Name)
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ifn}, PeerName: "host0", PeerNamespace: netlink.NsFd(ctl.ns.Fd())}
 	if err := h.LinkAdd(v); err != nil {

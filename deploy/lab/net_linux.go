@@ -5,7 +5,6 @@ package lab
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -241,5 +240,3 @@ func mustMAC(s string) net.HardwareAddr {
 	}
 	return m
 }
-
-func isExist(err error) bool { return errors.Is(err, unix.EEXIST) }

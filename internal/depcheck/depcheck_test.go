@@ -35,12 +35,7 @@ var rules = []rule{
 	{"locator", []string{mod + "mapsrv", mod + "dnsbridge", mod + "l2compat", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
 	{"dnsbridge", []string{mod + "mapsrv", mod + "locator", mod + "l2compat", mod + "ila/datapath", "go.etcd.io/"}, "dnsbridge consumes a Source interface"},
 	{"l2compat", []string{mod + "mapsrv", mod + "locator", mod + "dnsbridge", mod + "ila/datapath", "go.etcd.io/", "github.com/miekg/"}, "peers never import peers"},
-	{"internal", append([]string{mod + "cmd/", mod + "deploy/", mod + "test"}, product...), "internal/ is the ground floor: it imports no product package"},
-	{"ila", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
-	{"mapsrv", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
-	{"locator", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
-	{"dnsbridge", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
-	{"l2compat", []string{mod + "cmd/", mod + "deploy/", mod + "test"}, "only orchestrators import cmd/, deploy/lab and test"},
+	{"internal", product, "internal/ is the ground floor: it imports no product package"},
 }
 
 // stdlibOnly: these packages may import the standard library and, of
@@ -87,6 +82,9 @@ func TestDependencyDirection(t *testing.T) {
 		n++
 		pkg := strings.TrimPrefix(f[0], mod)
 		for _, imp := range f[1:] {
+			if in(strings.TrimPrefix(imp, mod), orchestrators) && strings.HasPrefix(imp, mod) && !in(pkg, orchestrators) {
+				t.Errorf("%s imports %s: only orchestrators (%v) import an orchestrator", pkg, imp, orchestrators)
+			}
 			for _, r := range rules {
 				if !match(pkg, r.pkg) {
 					continue
@@ -153,6 +151,17 @@ func TestGroundFloor(t *testing.T) {
 	if n < 5 {
 		t.Fatalf("go list saw only %d packages under internal/", n)
 	}
+}
+
+// in reports whether pkg (a path inside the module) is one of the path
+// prefixes.
+func in(pkg string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if pkg == p || strings.HasPrefix(pkg, strings.TrimSuffix(p, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func match(pkg, pattern string) bool {
