@@ -109,6 +109,9 @@ func (r *Report) Timeline(w io.Writer) error {
 		return fmt.Errorf("timeline: no move in the report")
 	}
 	m := r.Move
+	if m.Start.IsZero() || m.Done.Before(m.Start) {
+		return fmt.Errorf("timeline: move of %s has no start, or ends (%v) before it starts (%v)", m.Task, m.Done, m.Start)
+	}
 	over := window{from: m.Start.Add(-150 * time.Millisecond), to: m.Done.Add(200 * time.Millisecond)}
 	for _, c := range r.Convergence {
 		if c.Seen && c.Applied.Add(100*time.Millisecond).After(over.to) {

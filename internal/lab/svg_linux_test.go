@@ -149,6 +149,19 @@ func TestTimelineLegible(t *testing.T) {
 	}
 }
 
+func TestTimelineRefuses(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, r := range []*Report{
+		{},
+		{Move: &MoveResult{Task: "t3"}},
+		{Move: &MoveResult{Task: "t3", Start: t0, Done: t0.Add(-time.Second)}},
+	} {
+		if err := r.Timeline(io.Discard); err == nil {
+			t.Errorf("Timeline of %+v: no error", r.Move)
+		}
+	}
+}
+
 // renderPNG renders the SVG as the README suggests (1400 px wide) and
 // checks that the renderer took it.
 func renderPNG(t *testing.T, svg, out string) {
