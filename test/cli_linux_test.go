@@ -110,6 +110,10 @@ func TestCLI(t *testing.T) {
 		}
 	}
 
+	// A lab whose daemons run is not a leftover.
+	if out, err := ilalab("down", "--all"); err != nil || !strings.Contains(out, "kept lab "+name+" (state "+state+"): ") {
+		t.Errorf("down --all with the lab up: %v, want it kept:\n%s", err, out)
+	}
 	if _, err := ilalab(append([]string{"move", "t1", "--to", "nve2"}, common...)...); err != nil {
 		t.Fatalf("move: %v", err)
 	}

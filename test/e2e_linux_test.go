@@ -29,6 +29,16 @@ func upLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	// Clear what dead runs left (an interrupted test, a killed lab).
+	left, err := lab.DownAll("", nil)
+	for _, l := range left {
+		if l.Kept == "" {
+			t.Logf("removed %s %s, left by pid %d (gone): %s", l.Kind, l.Name, l.PID, strings.Join(l.Removed, ", "))
+		}
+	}
+	if err != nil {
+		t.Logf("clearing what dead runs left: %v", err)
+	}
 	cfg.Name = netns.Unique("e")
 	cfg.StateDir = filepath.Join(t.TempDir(), "s")
 	cfg.BinDir = binDir

@@ -6,7 +6,7 @@
 //	ilalab status [-o json]
 //	ilalab move TASK --to NVE [--mode hot|warm|cold]
 //	ilalab demo
-//	ilalab down
+//	ilalab down [--all]
 //
 // It needs root. See deploy/lab for the addressing plan.
 package main

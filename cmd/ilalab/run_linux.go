@@ -23,7 +23,7 @@ commands:
   status   show the lab (-o json for the topology)
   move     move a task to another NVE: ilalab move TASK --to NVE [--mode hot|warm|cold]
   demo     up, traffic, a hot move under traffic, report, down
-  down     remove everything the lab made (idempotent)
+  down     remove everything the lab made (idempotent); --all: what dead runs left
 
 Run "ilalab COMMAND -h" for the flags of a command. Needs root.
 `
@@ -155,12 +155,16 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func cmdDown(args []string, _, stderr io.Writer) error {
+func cmdDown(args []string, stdout, stderr io.Writer) error {
 	fs := flags("down", stderr)
 	var c common
 	c.register(fs)
+	all := fs.Bool("all", false, "instead of one lab, remove what dead runs left (see internal/owner): labs whose builder has exited and whose daemons are gone, namespaces and bpffs mounts of test processes that died; keeps what a live process made, and prints both")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *all {
+		return downAll(fs, stdout)
 	}
 	if err := needRoot(); err != nil {
 		return err

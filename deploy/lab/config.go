@@ -35,6 +35,9 @@ type Config struct {
 	// UnderlayOnly builds only the namespaces, links, addresses and routes
 	// (no daemons): for tests of single components.
 	UnderlayOnly bool
+	// OwnerDir is where the lab records the process that built it, for
+	// DownAll [owner.DefaultDir].
+	OwnerDir string
 	// Progress, if set, is told what the lab is doing.
 	Progress func(string)
 	// Logger [discard].

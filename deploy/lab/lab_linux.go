@@ -19,6 +19,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/netns"
+	"github.com/ilamesh/ilamesh/internal/owner"
 )
 
 // Lab is a running lab.
@@ -110,6 +111,10 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 				l.bins[b] = p
 			}
 		}
+	}
+	// Recorded before anything is built, so that DownAll finds all of it.
+	if err := (owner.Registry{Dir: cfg.OwnerDir}).Claim(owner.Lab, cfg.Name, cfg.StateDir); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(l.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
@@ -526,7 +531,7 @@ func Down(stateDir, name string, progress func(string)) error {
 			return fmt.Errorf("remove state dir: %w", err)
 		}
 	}
-	return nil
+	return releaseOwner(owner.Registry{}, name, stateDir)
 }
 
 // Down stops the lab's own processes (reaping them) and removes everything.
@@ -540,7 +545,10 @@ func (l *Lab) Down() error {
 		_ = l.stop(name, 5*time.Second)
 	}
 	l.Close()
-	return Down(l.dir, l.cfg.Name, l.cfg.Progress)
+	if err := Down(l.dir, l.cfg.Name, l.cfg.Progress); err != nil {
+		return err
+	}
+	return releaseOwner(owner.Registry{Dir: l.cfg.OwnerDir}, l.cfg.Name, l.dir)
 }
 
 // moveLink carries the NVE end of task's veth from one NVE to another and

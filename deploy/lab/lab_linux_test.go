@@ -24,6 +24,7 @@ func privileged(t *testing.T) {
 func upPlain(t *testing.T, nves int) *Lab {
 	t.Helper()
 	privileged(t)
+	clearStale(t)
 	name := netns.Unique("lb")
 	dir := t.TempDir() + "/state"
 	l, err := Up(t.Context(), Config{Name: name, StateDir: dir, NVEs: nves, UnderlayOnly: true})

@@ -161,8 +161,10 @@ func TestTimeline(t *testing.T) {
 		}
 		switch e := tok.(type) {
 		case xml.StartElement:
-			if e.Name.Local == "rect" {
-				rects++
+			for _, a := range e.Attr {
+				if e.Name.Local == "rect" && a.Name.Local == "class" && a.Value == "bar" {
+					rects++
+				}
 			}
 		case xml.CharData:
 			texts = append(texts, string(e))
@@ -174,9 +176,11 @@ func TestTimeline(t *testing.T) {
 			t.Errorf("timeline lacks %q", want)
 		}
 	}
-	// Window: start-150ms .. done+200ms covers arrivals of seq 5..44 but 25.
-	if want := 1 + 39; rects != want {
-		t.Errorf("%d rects, want %d (background + one per arrival in the window)", rects, want)
+	// Window: start-150ms .. done+200ms covers arrivals of seq 5..44 but 25;
+	// the zoomed one (the marks, widened to 100 ms: -29ms .. +71ms) those of
+	// seq 17..27 but 25.
+	if want := 39 + 10; rects != want {
+		t.Errorf("%d bars, want %d (one per arrival in either window)", rects, want)
 	}
 	if !strings.HasPrefix(r.Verdict, "FAIL") {
 		t.Errorf("verdict %q, want FAIL for a lost packet", r.Verdict)

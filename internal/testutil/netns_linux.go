@@ -12,6 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ilamesh/ilamesh/internal/owner"
 )
 
 // Suffix returns a short random hex string for names unique to a test run
@@ -34,9 +36,18 @@ type NetNS struct {
 // NewNetNS creates a named network namespace called name (make it unique,
 // e.g. with Suffix) with loopback up, and deletes it when the test ends.
 // The test goroutine's own namespace never changes.
+//
+// The namespace is recorded as this process's (internal/owner) before it
+// is made, so that if the test dies before its cleanup (a timeout, a
+// kill), the next test that makes one, or `ilalab down --all`, removes it;
+// and NewNetNS first removes what dead test processes left that way.
 func NewNetNS(t testing.TB, name string) *NetNS {
 	t.Helper()
+	SweepStale(t)
 	n := &NetNS{Name: name, Path: filepath.Join("/var/run/netns", name)}
+	if err := (owner.Registry{}).Claim(owner.Netns, name, ""); err != nil {
+		SkipIfPermission(t, "record netns "+name, err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -60,12 +71,17 @@ func NewNetNS(t testing.TB, name string) *NetNS {
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {
+		_ = (owner.Registry{}).Release(owner.Netns, name)
 		SkipIfPermission(t, "create netns "+name, err)
 	}
 	t.Cleanup(func() {
 		n.fd.Close()
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
+			return
+		}
+		if err := (owner.Registry{}).Release(owner.Netns, name); err != nil {
+			t.Error(err)
 		}
 	})
 	h := n.Handle(t)
