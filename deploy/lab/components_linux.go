@@ -7,9 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -25,6 +23,7 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
 )
 
 // Process names (pid files, logs).
@@ -217,10 +216,10 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 	return l.inNS(ctx, l.topo.Mapsrv.Netns, l.bins[BinIlactl], append(flags, args...)...)
 }
 
-// httpIn returns an HTTP client whose connections are opened inside the
-// named namespace; requests to mapsrv's API carry the lab's token.
-func (l *Lab) httpIn(nsName string) (*http.Client, error) {
-	n, err := l.node(nsName)
+// api returns a client of mapsrv's API whose connections are opened inside
+// the control namespace, with the lab's token.
+func (l *Lab) api() (*apiclient.Client, error) {
+	n, err := l.node(l.topo.Mapsrv.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -238,26 +237,12 @@ func (l *Lab) httpIn(nsName string) (*http.Client, error) {
 		})
 		return c, err
 	}}
-	return &http.Client{Transport: tokenTransport{next: tr, api: l.topo.Mapsrv.API, token: tok}, Timeout: 5 * time.Second}, nil
-}
-
-// tokenTransport adds the bearer token to requests for the API at api.
-type tokenTransport struct {
-	next       http.RoundTripper
-	api, token string
-}
-
-func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if t.token != "" && strings.HasPrefix(r.URL.String(), t.api+"/") {
-		r = r.Clone(r.Context())
-		r.Header.Set("Authorization", "Bearer "+t.token)
-	}
-	return t.next.RoundTrip(r)
+	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
 }
 
 // waitAPI waits until mapsrv answers on its API.
 func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
-	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	c, err := l.api()
 	if err != nil {
 		return err
 	}
@@ -267,13 +252,9 @@ func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
 		if p := l.procs[procMapsrv]; p != nil && p.exited() {
 			return fmt.Errorf("mapsrv exited during start; see %s", p.Log)
 		}
-		resp, err := hc.Get(l.topo.Mapsrv.API + "/v1/domains")
+		_, err := c.Domains(ctx)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 500 {
-				return nil
-			}
-			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+			return nil
 		}
 		last = err
 		select {
@@ -512,32 +493,16 @@ func maskOnes(n *net.IPNet) (int, int) {
 // /v1/tasks/{tenant}/{name}/move) and returns the commit time mapsrv
 // recorded.
 func (l *Lab) apiMove(ctx context.Context, task *Task, to *NVE, mode string) (time.Time, error) {
-	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	c, err := l.api()
 	if err != nil {
 		return time.Time{}, err
 	}
-	body, _ := json.Marshal(map[string]string{"to": to.Name, "mode": mode})
-	url := fmt.Sprintf("%s/v1/tasks/%s/%s/move", l.topo.Mapsrv.API, task.Tenant, task.Name)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	rec, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: mode})
 	if err != nil {
-		return time.Time{}, err
+		return time.Now(), fmt.Errorf("move %s to %s: %w", task.Name, to.Name, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("move %s to %s: %w", task.Name, to.Name, err)
+	if rec.Updated.IsZero() {
+		return time.Now(), nil
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	now := time.Now()
-	if resp.StatusCode != http.StatusOK {
-		return now, fmt.Errorf("move %s to %s: mapsrv: HTTP %d: %s", task.Name, to.Name, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	var rec struct {
-		Updated time.Time `json:"updated"`
-	}
-	if json.Unmarshal(b, &rec) == nil && !rec.Updated.IsZero() {
-		return rec.Updated, nil
-	}
-	return now, nil
+	return rec.Updated, nil
 }

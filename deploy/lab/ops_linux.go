@@ -4,10 +4,7 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"syscall"
 	"time"
 )
@@ -103,30 +100,18 @@ type MappedTask struct {
 
 // Mapped asks mapsrv's API where a task is.
 func (l *Lab) Mapped(ctx context.Context, taskName string) (MappedTask, error) {
-	var m MappedTask
 	task, err := l.topo.TaskByName(taskName)
 	if err != nil {
-		return m, err
+		return MappedTask{}, err
 	}
-	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	c, err := l.api()
 	if err != nil {
-		return m, err
+		return MappedTask{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/tasks/%s/%s", l.topo.Mapsrv.API, task.Tenant, task.Name), nil)
+	rec, err := c.Task(ctx, task.Tenant, task.Name)
 	if err != nil {
-		return m, err
+		return MappedTask{}, fmt.Errorf("get task %s: %w", taskName, err)
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return m, fmt.Errorf("get task %s: %w", taskName, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return m, fmt.Errorf("get task %s: HTTP %d: %s", taskName, resp.StatusCode, b)
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("get task %s: %w", taskName, err)
-	}
-	return m, nil
+	return MappedTask{Name: rec.Name, Tenant: rec.Tenant, NVE: rec.NVE, Locator: rec.Locator.String(),
+		State: string(rec.State), Version: int64(rec.Version), Updated: rec.Updated}, nil
 }
