@@ -438,10 +438,7 @@ type registrar struct{ c *regproto.Client }
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
 	m := &regproto.Message{
 		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
-		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime),
-	}
-	if reg.Claim {
-		m.Mode = regproto.MoveHot
+		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime), Mode: reg.Mode,
 	}
 	if reg.SIR.IsValid() {
 		m.Addrs = append(m.Addrs, reg.SIR)
