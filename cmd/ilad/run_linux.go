@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	// Port hooks: ND emulator, IPv4 layer.
-	ports, err := locator.NewNetlinkPorts(ns, datapath.GatewayMAC)
+	ports, err := locator.NewNetlinkPorts(ns, ila.GatewayMAC())
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
@@ -175,11 +175,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var emu *ndemu.Emulator
 	if *cfg.ND {
 		emu, err = ndemu.New(ndemu.Config{
-			GatewayMAC: net.HardwareAddr(datapath.GatewayMAC[:]),
-			NetNS:      cfg.NetNS,
-			Directory:  dir,
-			Events:     dir,
-			Logger:     log.With("component", "ndemu"),
+			NetNS:     cfg.NetNS,
+			Directory: dir,
+			Events:    dir,
+			Logger:    log.With("component", "ndemu"),
 		})
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -118,11 +119,11 @@ func TestParseFrameErrors(t *testing.T) {
 
 func TestBuildFrameErrors(t *testing.T) {
 	t.Parallel()
-	if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, out{msg: &ndp.RouterSolicitation{}, dst: allNodes}); err == nil {
+	if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), out{msg: &ndp.RouterSolicitation{}, dst: allNodes}); err == nil {
 		t.Error("missing destination MAC: no error")
 	}
 	bad := &ndp.NeighborAdvertisement{TargetAddress: netip.MustParseAddr("192.0.2.1")}
-	if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, out{msg: bad, dst: allNodes, dstMAC: allNodesMAC}); err == nil {
+	if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), out{msg: bad, dst: allNodes, dstMAC: allNodesMAC}); err == nil {
 		t.Error("IPv4 target: no error")
 	}
 }

@@ -19,7 +19,7 @@ func checkAction(t *testing.T, pol *policy, in input, a action) {
 		if !ok {
 			t.Fatalf("%v reply is %T, want NA", a.verdict, a.reply.msg)
 		}
-		if got := sourceLLA(na.Options, ndp.Target); got.String() != GatewayMAC.String() {
+		if got := sourceLLA(na.Options, ndp.Target); got.String() != gatewayHW().String() {
 			t.Fatalf("reply carries MAC %s, want the gateway MAC", got)
 		}
 		if a.verdict == verdictDefend && (a.reply.dst != allNodes || na.Solicited) {
