@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 
+	"github.com/ilamesh/ilamesh/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,7 +45,7 @@ func openPort(nsPath, ifname string) (*packetConn, int, error) {
 		c       *packetConn
 		ifindex int
 	)
-	err := inNetNS(nsPath, func() error {
+	err := netns.DoPath(nsPath, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("find interface: %w", err)
@@ -160,44 +160,4 @@ func mapClosed(err error) error {
 // overflowed.
 func isTransient(err error) bool {
 	return errors.Is(err, unix.ENETDOWN) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EINTR)
-}
-
-// inNetNS runs fn on a fresh locked OS thread switched into the network
-// namespace at path (or directly if path is empty). If the thread cannot be
-// switched back it stays locked, and the runtime discards it with the
-// goroutine.
-func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open netns %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, os.NewSyscallError("setns", err))
-			return // stays locked: conservative
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", path, os.NewSyscallError("setns", err)))
-			return // tainted thread: stays locked and dies
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }
