@@ -227,7 +227,9 @@ func TestErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	noWatch := newClient(t, apiclient.Config{URL: httptest.NewServer(mapsrv.NewAPI(srv.svc, mapsrv.APIOptions{})).URL})
+	plain := httptest.NewServer(mapsrv.NewAPI(srv.svc, mapsrv.APIOptions{}))
+	defer plain.Close()
+	noWatch := newClient(t, apiclient.Config{URL: plain.URL})
 	sick := httptest.NewServer(mapsrv.NewAPI(srv.svc, mapsrv.APIOptions{Health: func(context.Context) error { return errors.New("store down") }}))
 	defer sick.Close()
 
