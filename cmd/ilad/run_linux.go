@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	// Port hooks: ND emulator, IPv4 layer.
-	ports, err := locator.NewNetlinkPorts(ns, datapath.GatewayMAC)
+	ports, err := locator.NewNetlinkPorts(ns, ila.GatewayMAC())
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
@@ -161,11 +161,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var emu *ndemu.Emulator
 	if *cfg.ND {
 		emu, err = ndemu.New(ndemu.Config{
-			GatewayMAC: net.HardwareAddr(datapath.GatewayMAC[:]),
-			NetNS:      cfg.NetNS,
-			Directory:  dir,
-			Events:     dir,
-			Logger:     log.With("component", "ndemu"),
+			NetNS:     cfg.NetNS,
+			Directory: dir,
+			Events:    dir,
+			Logger:    log.With("component", "ndemu"),
 		})
 		if err != nil {
 			return err
@@ -457,10 +456,7 @@ type registrar struct{ c *regproto.Client }
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
 	m := &regproto.Message{
 		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
-		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime),
-	}
-	if reg.Claim {
-		m.Mode = regproto.MoveHot
+		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime), Mode: reg.Mode,
 	}
 	if reg.SIR.IsValid() {
 		m.Addrs = append(m.Addrs, reg.SIR)

@@ -493,11 +493,15 @@ func maskOnes(n *net.IPNet) (int, int) {
 // /v1/tasks/{tenant}/{name}/move) and returns the commit time mapsrv
 // recorded.
 func (l *Lab) apiMove(ctx context.Context, task *Task, to *NVE, mode string) (time.Time, error) {
+	m, err := ila.ParseMoveMode(mode)
+	if err != nil {
+		return time.Time{}, err
+	}
 	c, err := l.api()
 	if err != nil {
 		return time.Time{}, err
 	}
-	rec, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: mode})
+	rec, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: m})
 	if err != nil {
 		return time.Now(), fmt.Errorf("move %s to %s: %w", task.Name, to.Name, err)
 	}

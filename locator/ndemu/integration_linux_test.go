@@ -145,7 +145,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		ns := testutil.NewNetNS(t, fmt.Sprintf("ndt%d%s", i+1, sfx))
 		tk := &task{ns: ns, port: fmt.Sprintf("p%d", i+1), h: ns.Handle(t)}
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: tk.port, HardwareAddr: ndemu.GatewayMAC},
+			LinkAttrs:     netlink.LinkAttrs{Name: tk.port, HardwareAddr: gatewayHW()},
 			PeerName:      "eth0",
 			PeerNamespace: netlink.NsFd(ns.Fd()),
 		}
@@ -164,7 +164,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		// Port setup as the agent does it (see the package doc).
 		sysctl(t, nve, "net/ipv6/conf/"+tk.port+"/addr_gen_mode", "1")
 		sysctl(t, nve, "net/ipv6/conf/"+tk.port+"/accept_ra", "0")
-		if err := nh.AddrAdd(pl, &netlink.Addr{IPNet: ipnet(ndemu.DefaultGatewayLL, 64), Flags: unix.IFA_F_NODAD}); err != nil {
+		if err := nh.AddrAdd(pl, &netlink.Addr{IPNet: ipnet(ila.GatewayLinkLocal(), 64), Flags: unix.IFA_F_NODAD}); err != nil {
 			t.Fatal(err)
 		}
 		if err := nh.LinkSetUp(pl); err != nil {
@@ -635,3 +635,6 @@ func (c *capture) stop() counts {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// gatewayHW is ila.GatewayMAC as a net.HardwareAddr.
+func gatewayHW() net.HardwareAddr { m := ila.GatewayMAC(); return m[:] }
