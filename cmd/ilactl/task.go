@@ -25,7 +25,7 @@ func newTaskCmd(g *globals) *cobra.Command {
 
 func newTaskRegisterCmd(g *globals) *cobra.Command {
 	var (
-		b                           mapsrv.RegisterBody
+		b                                 mapsrv.RegisterBody
 		sir, ipv4, mac, loc, lifeTm, mode string
 	)
 	cmd := &cobra.Command{
