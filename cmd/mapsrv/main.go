@@ -331,7 +331,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("registration listener: %w", err)
 		}
 		defer conn.Close()
-		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration")}
+		// The sequence ceilings in etcd make a restarted mapsrv refuse the
+		// replay of a request its previous run accepted.
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration"),
+			SeqStore: etcdstore.SeqStore{KV: cli}}
 		m.regServer = regSrv
 		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
 	} else {
