@@ -110,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
-	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.MaxLifetime, "longest lifetime granted")
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
 	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
