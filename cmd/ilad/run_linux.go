@@ -515,7 +515,7 @@ func (d *directory) UnsolicitedNA(ctx context.Context, ifindex int, addr netip.A
 }
 
 func (d *directory) Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, reason string) {
-	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac, "reason", reason)
+	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac.String(), "reason", reason)
 }
 
 type ndHook struct{ e *ndemu.Emulator }
