@@ -230,6 +230,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
+		lock, err := lockDataDir(cfg.dataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		abs, err := filepath.Abs(cfg.dataDir)
 		if err != nil {
 			return fmt.Errorf("data dir: %w", err)
