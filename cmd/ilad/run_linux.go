@@ -230,6 +230,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer conn.Close()
 		notifSrv = &regproto.Server{Conn: conn, Keys: ownedBy{keys, cfg.MapsrvName}, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
 			Handler: notifyHandler(agent, cfg.MapsrvName, log)}
+		if cfg.StateFile != "" {
+			// Next to the state file: a notification captured before a
+			// restart is refused after it (docs/registration.md 7.1).
+			notifSrv.SeqStore = &regproto.FileSeqStore{Path: strings.TrimSuffix(cfg.StateFile, ".json") + ".notify-seq.json"}
+			if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o755); err != nil {
+				return fmt.Errorf("state dir: %w", err)
+			}
+		}
 	}
 
 	apiLn, err := listen(cfg.API, inNS)

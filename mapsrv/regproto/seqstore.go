@@ -2,7 +2,13 @@ package regproto
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -83,5 +89,89 @@ func (c *ceilings) cover(ctx context.Context, keyID uint32, seq uint64) error {
 		return fmt.Errorf("save sequence ceiling of key id %d: %w", keyID, err)
 	}
 	e.v = v
+	return nil
+}
+
+// FileSeqStore is a SeqStore in a file (JSON: key id -> ceiling as
+// decimal text), for a receiver without etcd: an NVE's receiver of
+// notifications. Each save rewrites the file atomically (write, sync,
+// rename). The file's directory must exist.
+type FileSeqStore struct {
+	Path string
+
+	mu sync.Mutex
+}
+
+// LoadSeqCeilings implements SeqStore. A missing file holds no ceiling; a
+// file that does not decode is an error.
+func (f *FileSeqStore) LoadSeqCeilings(context.Context) (map[uint32]uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load()
+}
+
+func (f *FileSeqStore) load() (map[uint32]uint64, error) {
+	b, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[uint32]uint64{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sequence ceilings: %w", err)
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("sequence ceilings %s: %w (delete or fix it)", f.Path, err)
+	}
+	out := make(map[uint32]uint64, len(m))
+	for k, v := range m {
+		id, err1 := strconv.ParseUint(k, 10, 32)
+		c, err2 := strconv.ParseUint(v, 10, 64)
+		if err1 != nil || err2 != nil || id == 0 {
+			return nil, fmt.Errorf("sequence ceilings %s: entry %q: %q: want a key id and a decimal ceiling (delete or fix the file)", f.Path, k, v)
+		}
+		out[uint32(id)] = c
+	}
+	return out, nil
+}
+
+// SaveSeqCeiling implements SeqStore (it never lowers a ceiling).
+func (f *FileSeqStore) SaveSeqCeiling(_ context.Context, keyID uint32, ceiling uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, err := f.load()
+	if err != nil {
+		m = map[uint32]uint64{} // a broken file is replaced
+	}
+	if m[keyID] >= ceiling {
+		return nil
+	}
+	m[keyID] = ceiling
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strconv.FormatUint(uint64(k), 10)] = strconv.FormatUint(v, 10)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(f.Path), filepath.Base(f.Path)+".*")
+	if err != nil {
+		return fmt.Errorf("sequence ceilings: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sequence ceilings: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sequence ceilings: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("sequence ceilings: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+		return fmt.Errorf("sequence ceilings: %w", err)
+	}
 	return nil
 }
