@@ -48,6 +48,8 @@ type localTask struct {
 	// confirmed: the store has shown the task at this NVE since it was
 	// attached, so a later record elsewhere is a move away.
 	confirmed bool
+	// suspended: the local entry is marked suspended (see suspend.go).
+	suspended bool
 	cancel    context.CancelFunc
 	done      chan struct{}
 	first     chan error // first registration outcome, buffered
@@ -104,7 +106,10 @@ type Stats struct {
 	RegAccepted, RegRejected, RegErrors          uint64
 	Deregistrations                              uint64
 	MovesAway, Notifications, InFlightExpired    uint64
-	DatapathErrors                               uint64
+	// Suspended counts local tasks whose delivery stopped for a cold or
+	// warm move.
+	Suspended      uint64
+	DatapathErrors uint64
 	// Pulled is the pull mode working set (entries installed on a miss);
 	// PullEvicted counts those removed after PullTTL or beyond PullMax.
 	Pulled      int

@@ -126,6 +126,9 @@ func (a *Agent) taskUpsert(t ila.Task) {
 	k := key{d.d.SIR, t.Identifier}
 	a.syncKey(k)
 	if lt := a.localByKey[k]; lt != nil {
+		if t.NVE == a.cfg.Node {
+			a.setSuspended(lt, t.State == ila.StateSuspended)
+		}
 		switch {
 		case t.NVE == a.cfg.Node:
 			lt.confirmed = true

@@ -416,7 +416,7 @@ type dpAdapter struct {
 var _ locator.Datapath = (*dpAdapter)(nil)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
-	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC})
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended})
 }
 
 func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {

@@ -36,6 +36,7 @@ struct ila_go_types {
 	enum ila_cfg_flag cfg_flag;
 	enum ila_map_flag map_flag;
 	enum ila_limit limit;
+	enum ila_local_flag local_flag;
 };
 const struct ila_go_types *unused_go_types __attribute__((unused));
 
@@ -98,7 +99,7 @@ int ila_task(struct __sk_buff *skb)
 		__u8 mode = m->csum;
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
-			if (lv) {
+			if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
 				COUNT(STAT_LOCAL_DELIVERED);
 				return deliver(skb, &p, lv, config());
 			}
@@ -113,10 +114,12 @@ int ila_task(struct __sk_buff *skb)
 		return forward(skb, &p, st);
 	}
 	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
-	if (lv) {
+	if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
 		COUNT(STAT_LOCAL_DELIVERED);
 		return deliver(skb, &p, lv, config());
 	}
+	/* A suspended local task is a miss like any unmapped address: the
+	 * packet takes the ILA router, which answers unreachable. */
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
 		COUNT(STAT_MISS);
@@ -186,6 +189,8 @@ int ila_uplink(struct __sk_buff *skb)
 	ila_to_sir(&sir, ue->ml_sir, ml_csum);
 
 	if (ue->flags & ILA_UP_LOCAL) {
+		if (ue->lv.flags & ILA_LOCAL_F_SUSPENDED)
+			return suspended(skb, &p, &sir, st);
 		if (is_icmp_error(&p) && fix_icmp_error(skb, &p, st) < 0)
 			goto err;
 		if (rewrite_dst(skb, &p, &sir, ml_csum) < 0)
@@ -274,7 +279,7 @@ int ila_router(struct __sk_buff *skb)
 		/* At most one ICMPv6 error per identifier per second (the miss
 		 * report's rate limit), never about an ICMPv6 error. */
 		if (report_miss(&p.dst, st) && !is_icmp_error(&p) && !is_multicast(&p.src)) {
-			int r = icmp_unreach(skb, &p, st);
+			int r = icmp_unreach(skb, &p, st, STAT_ROUTER_ICMP_SENT);
 			if (r >= 0)
 				return r;
 		}
