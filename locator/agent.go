@@ -80,6 +80,7 @@ type Agent struct {
 	bySIR      map[ila.SIRPrefix]string
 	tasks      map[tkey]storeTask
 	installed  map[key]ila.Mapping
+	left       map[key]time.Time // tasks that moved away, when (see remember)
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
@@ -128,6 +129,7 @@ func New(cfg Config) (*Agent, error) {
 		bySIR:      map[ila.SIRPrefix]string{},
 		tasks:      map[tkey]storeTask{},
 		installed:  map[key]ila.Mapping{},
+		left:       map[key]time.Time{},
 		wanted:     map[key]time.Time{},
 		locals:     map[string]*localTask{},
 		localByKey: map[key]*localTask{},

@@ -59,10 +59,17 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 	prev := prunePrevious(rec.Previous, now)
 	var notify []Notification
 	seen := map[string]bool{nve: true}
+	mode := ila.MoveHot
+	switch {
+	case !inFlight:
+		mode = ila.MoveCold
+	case rec.PendingMode == ila.MoveWarm:
+		mode = ila.MoveWarm
+	}
 	add := func(name string) {
 		if !seen[name] {
 			seen[name] = true
-			notify = append(notify, Notification{NVE: name})
+			notify = append(notify, Notification{NVE: name, Mode: mode})
 		}
 	}
 	add(rec.NVE)

@@ -141,28 +141,34 @@ func (rn *RegNotifier) Notify(ctx context.Context, n Notification) error {
 	rn.mu.Unlock()
 	t := n.Task
 	req := &regproto.Message{
-		Type:     regproto.TypeRequest,
-		Notify:   true,
-		Locator:  t.Locator,
-		MAC:      t.MAC,
-		VMID:     t.Name,
-		Tenant:   t.Tenant,
-		Domain:   t.Domain,
-		Addrs:    []netip.Addr{t.SIR},
-		Lifetime: 1,
-		Mode:     regproto.MoveHot,
+		Type:    regproto.TypeRequest,
+		Notify:  true,
+		Locator: t.Locator,
+		MAC:     t.MAC,
+		VMID:    t.Name,
+		Tenant:  t.Tenant,
+		Domain:  t.Domain,
+		Addrs:   []netip.Addr{t.SIR},
+		Mode:    regproto.MoveHot,
 	}
 	if t.IPv4.IsValid() {
 		req.Addrs = append(req.Addrs, t.IPv4)
 		req.VNI = t.VNI
 	}
-	if t.State == ila.StateSuspended {
+	switch {
+	case n.Mode == ila.MoveCold || t.State == ila.StateSuspended:
 		req.Mode = regproto.MoveCold
+	case n.Mode == ila.MoveWarm:
+		req.Mode = regproto.MoveWarm
 	}
-	for _, p := range t.Previous {
-		if p.NVE == n.NVE {
-			if u := regproto.LifetimeUnits(time.Until(p.Until)); u > 0 {
-				req.Lifetime = u
+	// Lifetime: the in-flight time left for that NVE, in whole units
+	// (rounded down: the store's deadline is the authority, the NVE
+	// follows it when its watch catches up); 0, drop now, when it has
+	// none (cold moves).
+	if req.Mode != regproto.MoveCold {
+		for _, p := range t.Previous {
+			if p.NVE == n.NVE {
+				req.Lifetime = regproto.LifetimeUnits(time.Until(p.Until))
 			}
 		}
 	}

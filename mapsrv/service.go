@@ -104,6 +104,10 @@ type Notification struct {
 	NVE  string         // previous NVE
 	To   netip.AddrPort // its registration listener
 	Task ila.Task       // the task as now stored (Locator = new locator)
+	// Mode is the move's mode: hot or warm (the previous NVE forwards
+	// packets in flight until its entry in Task.Previous ends) or cold
+	// (nothing in flight: the task was suspended).
+	Mode ila.MoveMode
 }
 
 // Notifier delivers move notifications.

@@ -193,7 +193,7 @@ var statNames = [...]string{
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
 	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
-	"drop_nd_sir", "drop_suspended", "suspended_icmp_sent",
+	"drop_nd_sir", "drop_suspended", "suspended_icmp_sent", "stale_redirected",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

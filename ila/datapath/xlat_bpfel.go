@@ -30,7 +30,7 @@ type xlatIlaConfig struct {
 
 type xlatIlaCounters struct {
 	_ structs.HostLayout
-	V [36]uint64
+	V [37]uint64
 }
 
 type xlatIlaCsum uint32
@@ -185,7 +185,8 @@ const (
 	xlatIlaStatSTAT_DROP_ND_SIR         xlatIlaStat = 33
 	xlatIlaStatSTAT_DROP_SUSPENDED      xlatIlaStat = 34
 	xlatIlaStatSTAT_SUSPENDED_ICMP_SENT xlatIlaStat = 35
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 36
+	xlatIlaStatSTAT_STALE_REDIRECTED    xlatIlaStat = 36
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 37
 )
 
 type xlatIlaUpEnt struct {

@@ -56,6 +56,7 @@ enum ila_stat {
 	STAT_DROP_ND_SIR,          /* task's unicast ND to a SIR address (answered by the ND emulator's tap; not routed on) */
 	STAT_DROP_SUSPENDED,       /* uplink packet for a local task suspended by a cold/warm move */
 	STAT_SUSPENDED_ICMP_SENT,  /* ICMPv6 address unreachable sent for a suspended task (rate limited) */
+	STAT_STALE_REDIRECTED,     /* uplink packet for a task no longer here, re-translated by the mapping table */
 	STAT__MAX,
 };
 
