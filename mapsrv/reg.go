@@ -31,15 +31,24 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 		MAC:     req.MAC,
 		VNI:     req.VNI,
 	}
+	// A task has one SIR address and (IPv4 tenants) one IPv4 address;
+	// a request naming more is refused as a whole rather than cut short
+	// (pmip-04 section 5 lets it repeat the options; see
+	// docs/registration.md section 7.4).
+	var n6, n4 int
 	for _, a := range req.Addrs {
 		switch {
 		case a.Is4() || a.Is4In6():
-			if !r.IPv4.IsValid() {
-				r.IPv4 = a.Unmap()
-			}
-		case a.Is6() && !r.SIR.IsValid():
+			n4++
+			r.IPv4 = a.Unmap()
+		case a.Is6():
+			n6++
 			r.SIR = a
 		}
+	}
+	if n6 > 1 || n4 > 1 {
+		s.c.regRejected.Add(1)
+		return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
 	}
 	if r.IPv4.IsValid() && req.VNI == 0 && r.SIR.IsValid() {
 		r.IPv4 = netip.Addr{} // an IPv6 task that also reports an IPv4 address outside any VNI
