@@ -31,14 +31,14 @@ func TestDocProvenance(t *testing.T) {
 	for _, want := range []string{
 		"RFC 6275", "RFC 5213", // where the status split and lifetime 0 come from
 		"source address is **ignored**", "owner of the Key ID", // the draft's care-of source address
-		"**N flag**",                          // notifications are marked
-		"in-flight time",                      // the notification's lifetime
-		"at most one IPv6 (SIR) address",      // repeated VM address options refused
-		"Move Mode option",                    // modes signalled
-		"no ToR registration, no BGP",         // sections 7.2 and 7.3 not implemented
-		"HMAC-SHA256 on every message",        // security
-		"refused (reason 7)",                  // crossing re-registrations
-		"`mapsrv --suspend-timeout`",          // suspensions end
+		"**N flag**",                     // notifications are marked
+		"in-flight time",                 // the notification's lifetime
+		"at most one IPv6 (SIR) address", // repeated VM address options refused
+		"Move Mode option",               // modes signalled
+		"no ToR registration, no BGP",    // sections 7.2 and 7.3 not implemented
+		"HMAC-SHA256 on every message",   // security
+		"refused (reason 7)",             // crossing re-registrations
+		"`mapsrv --suspend-timeout`",     // suspensions end
 	} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("section 0 of docs/registration.md does not say %q", want)
