@@ -424,7 +424,7 @@ type dpAdapter struct {
 var _ locator.Datapath = (*dpAdapter)(nil)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
-	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC})
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended})
 }
 
 func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {
@@ -492,16 +492,26 @@ func notifyHandler(a *locator.Agent, mapsrvName string, log *slog.Logger) regpro
 			log.Warn("move notification signed by a key that is not mapsrv's refused", "signer", req.NVE, "from", from)
 			return req.Reply(regproto.StatusRejected, regproto.ReasonNotAuthorized)
 		}
+		// The lifetime is the in-flight time (mapsrv owns it; 0: drop
+		// now); a cold move suspended the task first, so nothing is in
+		// flight.
+		inFlight := req.LifetimeDuration()
+		if req.Mode == regproto.MoveCold {
+			inFlight = 0
+		}
 		for _, addr := range req.Addrs {
 			if !addr.Is6() || addr.Is4In6() {
 				continue
 			}
-			local, err := a.Notify(addr, req.Locator, "")
+			local, err := a.Notify(addr, req.Locator, "", inFlight)
 			if err != nil {
-				log.Warn("move notification", "sir", addr, "locator", req.Locator, "err", err)
-				return req.Reply(regproto.StatusRejected, regproto.ReasonUnknownTask)
+				log.Warn("move notification refused", "sir", addr, "locator", req.Locator, "err", err)
+				if errors.Is(err, locator.ErrNotFound) {
+					return req.Reply(regproto.StatusRejected, regproto.ReasonUnknownTask)
+				}
+				return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
 			}
-			log.Debug("move notification", "sir", addr, "locator", req.Locator, "was_local", local)
+			log.Debug("move notification", "sir", addr, "locator", req.Locator, "mode", req.Mode, "in_flight", inFlight, "was_local", local)
 		}
 		return req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
 	})

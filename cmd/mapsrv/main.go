@@ -75,6 +75,7 @@ type config struct {
 	keys          string
 	keyName       string
 	inFlight      time.Duration
+	suspendTO     time.Duration
 	flapMoves     int
 	flapWindow    time.Duration
 	maxLifetime   time.Duration
@@ -108,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.keys, "keys", "", "registration keys file (<keyid> <nve> <hex-secret> per line)")
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
+	fs.DurationVar(&c.suspendTO, "suspend-timeout", 2*time.Minute, "how long a warm or cold move may keep a task suspended before it is rolled back to the NVE it was leaving")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
@@ -125,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.inFlight <= 0:
 		return nil, fmt.Errorf("--in-flight %s: must be positive", c.inFlight)
+	case c.suspendTO <= 0:
+		return nil, fmt.Errorf("--suspend-timeout %s: must be positive", c.suspendTO)
 	case c.flapMoves <= 0:
 		return nil, fmt.Errorf("--flap-moves %d: must be positive", c.flapMoves)
 	case c.flapWindow <= 0:
@@ -271,13 +275,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	store := etcdstore.New(cli)
 	scfg := mapsrv.Config{
-		Store:         store,
-		InFlight:      cfg.inFlight,
-		FlapMoves:     cfg.flapMoves,
-		FlapWindow:    cfg.flapWindow,
-		MaxLifetime:   cfg.maxLifetime,
-		SweepInterval: cfg.sweep,
-		Logger:        log.With("component", "service"),
+		Store:          store,
+		InFlight:       cfg.inFlight,
+		SuspendTimeout: cfg.suspendTO,
+		FlapMoves:      cfg.flapMoves,
+		FlapWindow:     cfg.flapWindow,
+		MaxLifetime:    cfg.maxLifetime,
+		SweepInterval:  cfg.sweep,
+		Logger:         log.With("component", "service"),
 	}
 	if notifier != nil {
 		scfg.Notifier = notifier
@@ -406,7 +411,7 @@ type metrics struct {
 	watchLag    prometheus.Histogram
 	watchErrors prometheus.Counter
 
-	registrations, moves, authFailures, replays, malformed, expiries, etcdErrors,
+	registrations, moves, authFailures, replays, malformed, expiries, suspendTimeouts, etcdErrors,
 	notifications, duplicates, badValues, apiRefused *prometheus.Desc
 }
 
@@ -418,25 +423,26 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 			Name: "ila_mapsrv_watch_lag_seconds", Help: "Time from a task record's update to its watch event at mapsrv.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
-		watchErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
-		registrations: prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
-		moves:         prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
-		authFailures:  prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
-		replays:       prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
-		malformed:     prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
-		expiries:      prometheus.NewDesc("ila_mapsrv_expiries_total", "Tasks removed by the lifetime sweeper.", nil, nil),
-		etcdErrors:    prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
-		notifications: prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
-		duplicates:    prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
-		badValues:     prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
-		apiRefused:    prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
+		watchErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
+		registrations:   prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
+		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
+		authFailures:    prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
+		replays:         prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
+		malformed:       prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
+		expiries:        prometheus.NewDesc("ila_mapsrv_expiries_total", "Tasks removed by the lifetime sweeper.", nil, nil),
+		suspendTimeouts: prometheus.NewDesc("ila_mapsrv_suspend_timeouts_total", "Warm or cold moves rolled back because the task never registered at its destination.", nil, nil),
+		etcdErrors:      prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
+		notifications:   prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
+		duplicates:      prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
+		badValues:       prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
+		apiRefused:      prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
 	}
 	m.reg.MustRegister(m, m.watchLag, m.watchErrors)
 	return m
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused} {
+	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.suspendTimeouts, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused} {
 		ch <- d
 	}
 }
@@ -455,6 +461,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.moves, st.MovesCold, "cold")
 	c(m.moves, st.MovesRefused, "refused")
 	c(m.expiries, st.Expiries)
+	c(m.suspendTimeouts, st.SuspendTimeouts)
 	c(m.etcdErrors, st.StoreErrors)
 	c(m.notifications, st.NotifySent, "sent")
 	c(m.notifications, st.NotifyFailed, "failed")
