@@ -246,9 +246,14 @@ func cmdAdd(args *skel.CmdArgs) (err error) {
 		if err != nil {
 			return err
 		}
-		// The address is unique by construction: no DAD, no wait.
-		_, err = sysctl.Sysctl("net/ipv6/conf/"+args.IfName+"/accept_dad", "0")
-		return err
+		// The address is unique by construction: no DAD, no wait; and
+		// the routes are ours, not learnt from the NVE's advertisements.
+		for _, k := range []string{"accept_dad", "accept_ra"} {
+			if _, err := sysctl.Sysctl("net/ipv6/conf/"+args.IfName+"/"+k, "0"); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return cniErr(types.ErrInternal, "veth %s (container) - %s (NVE): %v", args.IfName, att.HostIf, err)
