@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -44,6 +45,17 @@ var gateway = ila.GatewayLinkLocal()
 const opTimeout = 20 * time.Second
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "install" {
+		err := install(os.Args[2:], os.Stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ila-cni:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	skel.PluginMainFuncs(skel.CNIFuncs{Add: cmdAdd, Del: cmdDel, Check: cmdCheck, GC: cmdGC, Status: cmdStatus},
 		version.PluginSupports("0.4.0", "1.0.0", "1.1.0"),
 		"ila-cni: ILA tasks for containers (github.com/ilamesh/ilamesh)")

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestInstall(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "10-ila.conflist")
+	tok := filepath.Join(dir, "api.token")
+	bin, net, toks := filepath.Join(dir, "bin"), filepath.Join(dir, "net.d"), filepath.Join(dir, "cni")
+	args := []string{"-bin-dir", bin, "-conf", conf, "-conf-dir", net, "-token", tok, "-token-dir", toks}
+	if err := os.WriteFile(tok, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A config list without ila-cni, or with a bad entry: refused, nothing
+	// written.
+	for _, bad := range []string{
+		`{"cniVersion":"1.1.0","name":"x","plugins":[{"type":"bridge"}]}`,
+		`{"cniVersion":"1.1.0","name":"x","plugins":[{"type":"ila-cni","address":"dhcp"}]}`,
+		`{"plugins":`,
+	} {
+		if err := os.WriteFile(conf, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := install(args, io.Discard); err == nil {
+			t.Errorf("install of %s: no error", bad)
+		}
+		if _, err := os.Stat(filepath.Join(net, "10-ila.conflist")); err == nil {
+			t.Fatalf("install of %s wrote the config", bad)
+		}
+	}
+	good := `{"cniVersion":"1.1.0","name":"ila","plugins":[{"type":"ila-cni","mapsrv":{"url":"http://[fd00::1]:7480"}},{"type":"tuning"}]}`
+	if err := os.WriteFile(conf, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := install(args, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{filepath.Join(bin, "ila-cni"), 0o755}, {filepath.Join(net, "10-ila.conflist"), 0o644}, {filepath.Join(toks, "api.token"), 0o600}} {
+		st, err := os.Stat(f.path)
+		if err != nil {
+			t.Errorf("%s: %v", f.path, err)
+		} else if st.Mode().Perm() != f.mode {
+			t.Errorf("%s: mode %v, want %v", f.path, st.Mode().Perm(), f.mode)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(net, "10-ila.conflist")); string(b) != good {
+		t.Errorf("installed config differs")
+	}
+	if err := install([]string{"-conf", conf, "extra"}, io.Discard); err == nil {
+		t.Errorf("install with a stray argument: no error")
+	}
+}
