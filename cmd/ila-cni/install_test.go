@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -56,5 +57,30 @@ func TestInstall(t *testing.T) {
 	}
 	if err := install([]string{"-conf", conf, "extra"}, io.Discard); err == nil {
 		t.Errorf("install with a stray argument: no error")
+	}
+}
+
+// TestReadmeExample: the README's config example is the Kubernetes
+// network config, and ila-cni accepts it.
+func TestReadmeExample(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "## Containers (CNI)\n")
+	_, block, ok2 := strings.Cut(sec, "```json\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal(`README: no "Containers (CNI)" section with a json block`)
+	}
+	if n, err := parseConfList([]byte(block)); err != nil || n != 1 {
+		t.Errorf("README example: %v (%d ila-cni entries)", err, n)
+	}
+	k8s, err := os.ReadFile("../../deploy/kubernetes/10-ila.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if block != string(k8s) {
+		t.Errorf("README example differs from deploy/kubernetes/10-ila.conflist")
 	}
 }
