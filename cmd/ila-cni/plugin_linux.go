@@ -165,6 +165,27 @@ func mapsrvErr(what string, err error) *types.Error {
 	}
 }
 
+// The commands, each given its config, the NVE's namespace and the
+// clients, closed after it.
+var (
+	cmdAdd    = withEnv(add)
+	cmdDel    = withEnv(del)
+	cmdCheck  = withEnv(check)
+	cmdGC     = withEnv(gc)
+	cmdStatus = withEnv(status)
+)
+
+func withEnv(f func(*env, *skel.CmdArgs) error) func(*skel.CmdArgs) error {
+	return func(args *skel.CmdArgs) error {
+		e, err := open(args.StdinData)
+		if err != nil {
+			return err
+		}
+		defer e.close()
+		return f(e, args)
+	}
+}
+
 // undo is a stack of clean-ups run when an ADD fails.
 type undo []func()
 
@@ -175,12 +196,7 @@ func (u undo) run() {
 	}
 }
 
-func cmdAdd(args *skel.CmdArgs) (err error) {
-	e, err := open(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func add(e *env, args *skel.CmdArgs) (err error) {
 	c := e.conf
 	name, err := c.taskName(args.ContainerID, args.Args)
 	if err != nil {
@@ -325,12 +341,7 @@ func firstIPv6(r *current.Result) (netip.Addr, error) {
 	return netip.Addr{}, errors.New("no IPv6 address to use as the SIR address")
 }
 
-func cmdDel(args *skel.CmdArgs) error {
-	e, err := open(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func del(e *env, args *skel.CmdArgs) error {
 	c := e.conf
 	hostIf := hostIfname(c.Name, args.ContainerID, args.IfName)
 	att, err := readAttachment(c, hostIf)
@@ -388,12 +399,7 @@ func (e *env) remove(att attachment, stdin []byte) error {
 	return nil
 }
 
-func cmdCheck(args *skel.CmdArgs) error {
-	e, err := open(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func check(e *env, args *skel.CmdArgs) error {
 	c := e.conf
 	hostIf := hostIfname(c.Name, args.ContainerID, args.IfName)
 	att, err := readAttachment(c, hostIf)
@@ -438,14 +444,9 @@ func cmdCheck(args *skel.CmdArgs) error {
 	})
 }
 
-// cmdGC removes the attachments of this network that the runtime no
+// gc removes the attachments of this network that the runtime no
 // longer lists (cni.dev/valid-attachments).
-func cmdGC(args *skel.CmdArgs) error {
-	e, err := open(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func gc(e *env, args *skel.CmdArgs) error {
 	c := e.conf
 	valid := map[string]bool{}
 	for _, a := range c.ValidAttachments {
@@ -475,14 +476,9 @@ func cmdGC(args *skel.CmdArgs) error {
 	return nil
 }
 
-// cmdStatus: ilad answers and its mapping watch is synced; mapsrv answers
+// status: ilad answers and its mapping watch is synced; mapsrv answers
 // when it allocates the addresses.
-func cmdStatus(args *skel.CmdArgs) error {
-	e, err := open(args.StdinData)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+func status(e *env, _ *skel.CmdArgs) error {
 	st, err := e.ilad.Stats(e.ctx)
 	if err != nil {
 		return cniErr(types.ErrPluginNotAvailable, "ilad: %v", err)
