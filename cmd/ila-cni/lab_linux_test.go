@@ -428,6 +428,18 @@ func (c *cniLab) cnitool(t *testing.T, i int, cniArgs string, args ...string) ([
 	return out.Bytes(), nil
 }
 
+// delOnCleanup deletes a cnitool attachment when the test ends (cnitool
+// keeps a result cache in /var/lib/cni until DEL; DEL again is harmless).
+func (c *cniLab) delOnCleanup(t *testing.T, i int, cniArgs, network, path, netconfDir, cniPath string) {
+	t.Cleanup(func() {
+		cmd := exec.Command(filepath.Join(c.bin, "cnitool"), "del", network, path)
+		cmd.Env = append(os.Environ(), "NETCONFPATH="+netconfDir, "CNI_PATH="+cniPath, "CNI_ARGS="+cniArgs)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("cleanup: cnitool del %s %s: %v: %s", network, path, err, out)
+		}
+	})
+}
+
 func (c *cniLab) etcdctl(t *testing.T, prefix string) string {
 	t.Helper()
 	out, err := exec.Command("etcdctl", "--endpoints", c.topo.Etcd.Endpoints[0], "get", "--prefix", prefix).CombinedOutput()
@@ -452,6 +464,7 @@ func testCNITool(t *testing.T, c *cniLab) {
 	const pod = "K8S_POD_NAMESPACE=web;K8S_POD_NAME=front-0"
 	const task = "web_front-0"
 	a := container(t, netns.Unique("cnia"))
+	c.delOnCleanup(t, 0, pod, lab.CNINetwork, a, c.topo.NVEs[0].CNINetconfDir, c.topo.CNIBinDir)
 	out, err := c.cnitool(t, 0, pod, "add", lab.CNINetwork, a)
 	if err != nil {
 		t.Fatal(err)
@@ -494,6 +507,7 @@ func testCNITool(t *testing.T, c *cniLab) {
 	// The pod re-created on nve2 (its old sandbox not yet deleted): same
 	// address, the mapping moves.
 	b := container(t, netns.Unique("cnib"))
+	c.delOnCleanup(t, 1, pod, lab.CNINetwork, b, c.topo.NVEs[1].CNINetconfDir, c.topo.CNIBinDir)
 	out, err = c.cnitool(t, 1, pod, "add", lab.CNINetwork, b)
 	if err != nil {
 		t.Fatal(err)
@@ -546,6 +560,7 @@ func testHostLocal(t *testing.T, c *cniLab) {
 		t.Fatal(err)
 	}
 	a := container(t, netns.Unique("cnih"))
+	c.delOnCleanup(t, 0, "", "ila-hl", a, dir, c.bin+":"+filepath.Dir(hostLocal))
 	run := func(args ...string) []byte {
 		t.Helper()
 		cmd := exec.Command(filepath.Join(c.bin, "cnitool"), args...)
