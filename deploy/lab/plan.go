@@ -97,7 +97,10 @@ type Topology struct {
 	Router      Router    `json:"router"`
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
-	Missing     []string  `json:"missing,omitempty"`
+	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
+	CNINetwork string   `json:"cni_network,omitempty"`
+	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
+	Missing    []string `json:"missing,omitempty"`
 }
 
 // DomainT describes the lab's ILA domain.
@@ -115,6 +118,8 @@ type NVE struct {
 	Underlay netip.Addr  `json:"underlay"`
 	Index    int         `json:"index"`
 	PID      int         `json:"ilad_pid,omitempty"`
+	// CNINetconfDir holds the CNI network config of this NVE (cni_lab.go).
+	CNINetconfDir string `json:"cni_netconf_dir,omitempty"`
 }
 
 // Task is one task (container, VM) of the lab.
