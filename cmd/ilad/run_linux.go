@@ -177,7 +177,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		l2, err = l2compat.New(l2compat.Config{
 			NVE: cfg.Node, Underlay: cfg.Underlay, NetNS: cfg.NetNS, Logger: log.With("component", "l2compat"),
 			Attach: func(ctx context.Context, c l2compat.Claim) error {
-				dir.agent.Claim(c.Ifindex, c.IPv4)
+				if !dir.agent.Claim(c.Ifindex, c.IPv4) {
+					// Not the address of the task on that port: l2compat
+					// reverts the local delivery it installed.
+					return fmt.Errorf("claim %v: address not declared on the port", c)
+				}
 				return nil
 			},
 			Spoofed: func(c l2compat.Claim, reason string) {
