@@ -46,6 +46,11 @@ type Local struct {
 	// MAC is the task's own address, the destination of frames redirected
 	// to it; zero when unknown.
 	MAC ila.MAC
+	// Tenant is the task's tenant (ila.TenantOf): what its port may reach.
+	Tenant ila.TenantID
+	// IPv4 is the task's IPv4 address (IPv4 tenants): the only IPv4 source
+	// its port may send from. The zero Addr leaves IPv4 unchecked.
+	IPv4 netip.Addr
 }
 
 // MappingSource delivers the store's content: a full list as upserts, then

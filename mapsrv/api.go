@@ -83,6 +83,9 @@ type APIOptions struct {
 //	GET    /v1/mappings/{domain}/{identifier}          TaskRecord
 //	DELETE /v1/mappings/{domain}/{identifier}          204 (tasks without a name)
 //	GET    /v1/watch                                   JSON lines of ila.Event
+//	GET    /v1/policies                                [ila.Policy]
+//	POST   /v1/policies           PolicyBody           201 ila.Policy
+//	DELETE /v1/policies/{tenant}/{tenant}              204
 //
 // Errors are ErrorBody with 400 (invalid), 401 (unauthorized: a token is
 // required and none or a wrong one was given), 403 (forbidden), 404 (not
@@ -106,6 +109,9 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("GET /v1/mappings/{domain}/{identifier}", a.getMapping)
 	mux.HandleFunc("DELETE /v1/mappings/{domain}/{identifier}", a.deleteMapping)
 	mux.HandleFunc("GET /v1/watch", a.watch)
+	mux.HandleFunc("GET /v1/policies", a.listPolicies)
+	mux.HandleFunc("POST /v1/policies", a.addPolicy)
+	mux.HandleFunc("DELETE /v1/policies/{a}/{b}", a.deletePolicy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})

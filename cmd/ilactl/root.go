@@ -52,7 +52,7 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 	// One line per command group.
 	root.AddCommand(
 		newAddrCmd(g),
-		newDomainCmd(g), newNVECmd(g), newTaskCmd(g), newWatchCmd(g),
+		newDomainCmd(g), newNVECmd(g), newTaskCmd(g), newWatchCmd(g), newPolicyCmd(g),
 		newAttachCmd(g), newDetachCmd(g), newLocalTasksCmd(g),
 	)
 	return root

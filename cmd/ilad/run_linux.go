@@ -204,8 +204,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeEvents()
+	policies := newTenantPolicies(dp, log.With("component", "policy"))
 	lc.OnEvent = func(ev ila.Event) {
 		record(ev)
+		policies.apply(ev)
 		if l2 != nil {
 			if err := l2.Apply(ev); err != nil {
 				log.Warn("ipv4 layer apply", "err", err)
@@ -421,7 +423,7 @@ type dpAdapter struct {
 var _ locator.Datapath = (*dpAdapter)(nil)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
-	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC})
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Tenant: l.Tenant, IPv4: l.IPv4})
 }
 
 func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {

@@ -206,7 +206,7 @@ func (l *Lab) plan() *Topology {
 			task++
 			name := fmt.Sprintf("t%d", task)
 			t.Tasks = append(t.Tasks, Task{
-				Name: name, Tenant: IPv6Tenant, Netns: l.nsName(name), NVE: nve.Name,
+				Name: name, Tenant: TenantName(task, c.Tenants), Netns: l.nsName(name), NVE: nve.Name,
 				SIR: SIROf(task), Identifier: IdentifierOf(task), Ifname: name, MAC: taskMAC(task).String(), Index: task,
 			})
 		}

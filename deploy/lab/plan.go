@@ -198,3 +198,13 @@ func (t *Topology) NVEByName(name string) (*NVE, error) {
 	}
 	return nil, fmt.Errorf("nve %s: not in the lab", name)
 }
+
+// TenantName is the tenant of the lab's IPv6 task number task (from 1) when
+// the IPv6 tasks are spread over n tenants: IPv6Tenant for n <= 1, else
+// tenant1 .. tenant<n>, round robin (t1 in tenant1, t2 in tenant2, ...).
+func TenantName(task, n int) string {
+	if n <= 1 {
+		return IPv6Tenant
+	}
+	return fmt.Sprintf("tenant%d", (task-1)%n+1)
+}

@@ -100,6 +100,12 @@ type Local struct {
 	// MAC is the task's MAC if known; zero lets the kernel resolve it
 	// (bpf_redirect_neigh) on delivery.
 	MAC ila.MAC
+	// Tenant is the task's tenant: what it may reach (0: untagged, not
+	// checked).
+	Tenant ila.TenantID
+	// IPv4 is the only IPv4 source the port may send from (an IPv4 tenant
+	// task); the zero Addr leaves IPv4 unchecked.
+	IPv4 netip.Addr
 }
 
 // Addr is the task's SIR address.
@@ -111,6 +117,9 @@ func (l Local) validate() error {
 	}
 	if l.Ifindex <= 0 {
 		return fmt.Errorf("local %s: ifindex %d invalid", l.Addr(), l.Ifindex)
+	}
+	if l.IPv4.IsValid() && (!l.IPv4.Unmap().Is4() || l.IPv4.Unmap().IsUnspecified()) {
+		return fmt.Errorf("local %s: ipv4 address %v invalid", l.Addr(), l.IPv4)
 	}
 	return nil
 }
@@ -190,7 +199,7 @@ var statNames = [...]string{
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
 	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
-	"drop_nd_sir",
+	"drop_nd_sir", "drop_tenant", "drop_spoofed_ipv4",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

@@ -54,6 +54,8 @@ enum ila_stat {
 	STAT_ROUTER_ICMP_SENT,     /* ICMPv6 address unreachable sent for a miss */
 	STAT_DROP_ERROR,           /* a helper failed while rewriting */
 	STAT_DROP_ND_SIR,          /* task's unicast ND to a SIR address (answered by the ND emulator's tap; not routed on) */
+	STAT_DROP_TENANT,          /* destination in another tenant and no policy allows it */
+	STAT_DROP_SPOOFED_IPV4,    /* task sent IPv4 from an address not bound to its port */
 	STAT__MAX,
 };
 
@@ -75,7 +77,8 @@ struct ila_map_val {
 	__u64 loc;
 	__u8 csum;
 	__u8 flags;
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 tenant; /* tenant id of the task (0: untagged), lib/tenant.h */
 };
 
 /* ILA_MAX_PORT_IFINDEX bounds the ifindex-indexed port table (ila_ports):
@@ -101,6 +104,19 @@ struct ila_nh {
 	__u8 dmac[6];
 	__u8 smac[6];
 	__u8 pad[6];
+};
+
+/* Per task-facing port, by ifindex (lib/tenant.h): the tenant of its task
+ * and the IPv4 address it may send from (network order; 0 = none). */
+struct ila_port_ext {
+	__u32 tenant;
+	__be32 ipv4;
+};
+
+/* A pair of tenants allowed to talk (a < b). */
+struct ila_policy_key {
+	__u32 a;
+	__u32 b;
 };
 
 struct ila_local_val {
