@@ -63,6 +63,13 @@ type APIOptions struct {
 	// ("Authorization: Bearer TOKEN"; see ReadTokenFile): every endpoint
 	// but GET /v1/health and GET /v1/version answers 401 without one.
 	Tokens []string
+	// ReadOnlyTokens are accepted for GET requests only (RoleReadOnly):
+	// anything else answers 403.
+	ReadOnlyTokens []string
+	// Audit, if set, is called once for every request that may change
+	// something (any method but GET and HEAD), accepted or not, after it
+	// was answered: the audit log of the management API.
+	Audit func(AuditRecord)
 }
 
 // NewAPI returns the HTTP/JSON management API of svc:
@@ -115,10 +122,11 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	if len(opts.Tokens) == 0 {
-		return mux
+	var h http.Handler = mux
+	if len(opts.Tokens)+len(opts.ReadOnlyTokens) > 0 {
+		h = requireToken(mux, opts.Tokens, opts.ReadOnlyTokens)
 	}
-	return requireToken(mux, opts.Tokens)
+	return audit(h, opts.Audit)
 }
 
 type api struct {

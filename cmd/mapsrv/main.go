@@ -87,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default unix://<data-dir>/etcd.sock)")
 	fs.StringVar(&c.etcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default a unix socket in the data dir)")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
-	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters; needed unless --api-addr is a loopback address)")
+	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters, \"read-only TOKEN\" for one that can only read; needed unless --api-addr is a loopback address)")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
 	fs.StringVar(&c.dnsListen, "dns-listen", "", "also publish the mapping in DNS on this UDP and TCP HOST:PORT (the DNS bridge in process, for a single machine; empty: off)")
 	fs.StringVar(&c.dnsZone, "dns-zone", dnsbridge.DefaultZone, "zone apex of --dns-listen")
@@ -181,9 +181,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("--dns-listen: %w", err)
 		}
 	}
-	var tokens []string
+	var tokens mapsrv.TokenRoles
 	if cfg.apiTokenFile != "" {
-		if tokens, err = mapsrv.ReadTokenFile(cfg.apiTokenFile); err != nil {
+		if tokens, err = mapsrv.ReadTokenRoles(cfg.apiTokenFile); err != nil {
 			return err
 		}
 	}
@@ -285,7 +285,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", mapsrv.NewAPI(svc, mapsrv.APIOptions{
-		Tokens:  tokens,
+		Tokens: tokens.Admin, ReadOnlyTokens: tokens.ReadOnly,
+		Audit: func(r mapsrv.AuditRecord) {
+			log.Info("api audit", "remote", r.Remote, "method", r.Method, "path", r.Path, "status", r.Status,
+				"role", r.Role, "token", r.Token, "took", r.Took)
+		},
 		Watch:   apiWatcher.Watch,
 		Version: version(),
 		Health: func(ctx context.Context) error {
@@ -298,8 +302,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens))
-	if len(tokens) == 0 && cfg.apiInsecure {
+	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens.Admin), "read_only_tokens", len(tokens.ReadOnly))
+	if len(tokens.Admin)+len(tokens.ReadOnly) == 0 && cfg.apiInsecure {
 		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
 	}
 

@@ -62,12 +62,23 @@ func (l *Lab) writeKeys() error {
 		return fmt.Errorf("registration keys: %w", err)
 	}
 	// The management API listens on the control network: it wants a token.
-	var tok [24]byte
+	// mapsrv's file holds the admin token and a read-only one; the
+	// read-only one also gets a file of its own for operators who only look.
+	var tok, ro [24]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return fmt.Errorf("api token: %w", err)
 	}
-	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API token (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"), 0o600); err != nil {
+	if _, err := rand.Read(ro[:]); err != nil {
 		return fmt.Errorf("api token: %w", err)
+	}
+	roLine := mapsrv.RoleReadOnly + " " + hex.EncodeToString(ro[:]) + "\n"
+	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API tokens (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"+roLine), 0o600); err != nil {
+		return fmt.Errorf("api token: %w", err)
+	}
+	if l.topo.Mapsrv.ReadOnlyTokenFile != "" {
+		if err := os.WriteFile(l.topo.Mapsrv.ReadOnlyTokenFile, []byte("# read-only mapsrv API token (written by ilalab)\n"+roLine), 0o600); err != nil {
+			return fmt.Errorf("api token: %w", err)
+		}
 	}
 	return nil
 }

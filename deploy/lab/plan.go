@@ -144,9 +144,12 @@ type Mapsrv struct {
 	APISocket string `json:"api_socket,omitempty"`
 	// TokenFile holds the API's bearer token (ilactl --token-file, or
 	// ILACTL_TOKEN_FILE).
-	TokenFile    string `json:"token_file,omitempty"`
-	Registration string `json:"registration"`
-	PID          int    `json:"pid,omitempty"`
+	TokenFile string `json:"token_file,omitempty"`
+	// ReadOnlyTokenFile holds a read-only API token (ilactl --token-file
+	// for an operator who only looks: it cannot move anything).
+	ReadOnlyTokenFile string `json:"read_only_token_file,omitempty"`
+	Registration      string `json:"registration"`
+	PID               int    `json:"pid,omitempty"`
 }
 
 // Etcd is how to reach the embedded etcd.
