@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +59,8 @@ type config struct {
 	etcdPeerURL   string
 	apiAddr       string
 	apiTokenFile  string
+	apiCert       string
+	apiKey        string
 	dnsListen     string
 	dnsZone       string
 	dnsTTL        time.Duration
@@ -88,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default a unix socket in the data dir)")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
 	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters, \"read-only TOKEN\" for one that can only read; needed unless --api-addr is a loopback address)")
+	fs.StringVar(&c.apiCert, "api-cert", "", "serve the management API over TLS with this PEM certificate (clients verify it: ilactl --ca-file)")
+	fs.StringVar(&c.apiKey, "api-key", "", "private key (PEM) of --api-cert")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
 	fs.StringVar(&c.dnsListen, "dns-listen", "", "also publish the mapping in DNS on this UDP and TCP HOST:PORT (the DNS bridge in process, for a single machine; empty: off)")
 	fs.StringVar(&c.dnsZone, "dns-zone", dnsbridge.DefaultZone, "zone apex of --dns-listen")
@@ -127,6 +132,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	}
+	if (c.apiCert == "") != (c.apiKey == "") {
+		return nil, errors.New("--api-cert and --api-key go together")
 	}
 	host, _, err := net.SplitHostPort(c.apiAddr)
 	if err != nil {
@@ -302,6 +310,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
+	if apiLn, err = apiTLS(apiLn, cfg, log); err != nil {
+		return err
+	}
 	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens.Admin), "read_only_tokens", len(tokens.ReadOnly))
 	if len(tokens.Admin)+len(tokens.ReadOnly) == 0 && cfg.apiInsecure {
 		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
@@ -436,4 +447,23 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.authFailures, rs.AuthFailures)
 	c(m.replays, rs.Replays)
 	c(m.malformed, rs.Malformed)
+}
+
+// apiTLS wraps the management API listener in TLS when --api-cert is
+// given; without it, bearer tokens cross the network in clear, which is
+// worth a warning off loopback.
+func apiTLS(ln net.Listener, cfg *config, log *slog.Logger) (net.Listener, error) {
+	if cfg.apiCert == "" {
+		if host, _, _ := net.SplitHostPort(cfg.apiAddr); !isLoopback(host) {
+			log.Warn("management api serves plain HTTP off loopback: tokens cross the network in clear (give --api-cert and --api-key)")
+		}
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.apiCert, cfg.apiKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--api-cert/--api-key: %w", err)
+	}
+	log.Info("management api serves TLS", "cert", cfg.apiCert)
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/selfca"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
@@ -74,6 +75,17 @@ func (l *Lab) writeKeys() error {
 	roLine := mapsrv.RoleReadOnly + " " + hex.EncodeToString(ro[:]) + "\n"
 	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API tokens (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"+roLine), 0o600); err != nil {
 		return fmt.Errorf("api token: %w", err)
+	}
+	if ca := l.topo.Mapsrv.CAFile; ca != "" {
+		// TLS for the management API: a private CA whose key is not
+		// kept, and mapsrv's certificate for the control address.
+		dir := filepath.Dir(ca)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("api tls: %w", err)
+		}
+		if _, err := selfca.Write(dir, []netip.Addr{ControlAddr}, []string{"mapsrv"}, 365*24*time.Hour); err != nil {
+			return fmt.Errorf("api tls: %w", err)
+		}
 	}
 	if l.topo.Mapsrv.ReadOnlyTokenFile != "" {
 		if err := os.WriteFile(l.topo.Mapsrv.ReadOnlyTokenFile, []byte("# read-only mapsrv API token (written by ilalab)\n"+roLine), 0o600); err != nil {
@@ -176,6 +188,10 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	if t.Mapsrv.TokenFile != "" {
 		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
 	}
+	if ca := t.Mapsrv.CAFile; ca != "" {
+		dir := filepath.Dir(ca)
+		args = append(args, "--api-cert", filepath.Join(dir, "server.crt"), "--api-key", filepath.Join(dir, "server.key"))
+	}
 	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], args...)
 	if err != nil {
 		return err
@@ -221,6 +237,9 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	flags := []string{"--api", l.topo.Mapsrv.API}
+	if l.topo.Mapsrv.CAFile != "" {
+		flags = append(flags, "--ca-file", l.topo.Mapsrv.CAFile)
+	}
 	if l.topo.Mapsrv.TokenFile != "" {
 		flags = append(flags, "--token-file", l.topo.Mapsrv.TokenFile)
 	}
@@ -248,6 +267,11 @@ func (l *Lab) api() (*apiclient.Client, error) {
 		})
 		return c, err
 	}}
+	if ca := l.topo.Mapsrv.CAFile; ca != "" {
+		if tr.TLSClientConfig, err = apiclient.TLSConfig(ca); err != nil {
+			return nil, err
+		}
+	}
 	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
 }
 

@@ -190,7 +190,8 @@ func (l *Lab) plan() *Topology {
 		Domain:      DomainT{Name: Domain, SIR: SIRPrefix, Csum: "neutral-map"},
 		Mapsrv: Mapsrv{
 			Netns:             l.nsName("ctl"),
-			API:               "http://" + netip.AddrPortFrom(ControlAddr, APIPort).String(),
+			API:               "https://" + netip.AddrPortFrom(ControlAddr, APIPort).String(),
+			CAFile:            filepath.Join(l.dir, "api-tls", "ca.crt"),
 			TokenFile:         filepath.Join(l.dir, "api.token"),
 			ReadOnlyTokenFile: filepath.Join(l.dir, "api-read-only.token"),
 			Registration:      netip.AddrPortFrom(ControlAddr, RegPort).String(),

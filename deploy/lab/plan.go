@@ -148,8 +148,11 @@ type Mapsrv struct {
 	// ReadOnlyTokenFile holds a read-only API token (ilactl --token-file
 	// for an operator who only looks: it cannot move anything).
 	ReadOnlyTokenFile string `json:"read_only_token_file,omitempty"`
-	Registration      string `json:"registration"`
-	PID               int    `json:"pid,omitempty"`
+	// CAFile is the CA certificate that signed the API's TLS certificate
+	// (ilactl --ca-file, or ILACTL_CA_FILE); empty: plain HTTP.
+	CAFile       string `json:"ca_file,omitempty"`
+	Registration string `json:"registration"`
+	PID          int    `json:"pid,omitempty"`
 }
 
 // Etcd is how to reach the embedded etcd.
