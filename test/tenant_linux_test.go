@@ -3,6 +3,7 @@
 package test
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -63,4 +64,42 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	none("t1", t2.SIR)
 	pingAll(t, l, "t1", t3.SIR, 20)
+}
+
+// TestIPv4SourceValidation is the IPv4 half of finding 6: an IPv4 tenant
+// task's packets with a source that is not its address are not delivered;
+// with its own source they are.
+func TestIPv4SourceValidation(t *testing.T) {
+	l := upLab(t, lab.Config{NVEs: 2, IPv4Tenant: true})
+	src, dst := task(t, l, "t3"), task(t, l, "t4")
+	if !src.IPv4.IsValid() || !dst.IPv4.IsValid() {
+		t.Fatalf("t3 %+v, t4 %+v: want IPv4 tenant tasks", src, dst)
+	}
+	reach(t, l, "t3", dst.IPv4)
+	marker := []byte("issue-17-finding-6")
+	count := func(from netip.Addr) int {
+		t.Helper()
+		c, err := l.StartCapture("t4", func(f []byte) bool { return bytes.Contains(f, marker) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if err := l.SendIPv4UDP("t3", "t4", from, 9999, marker); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		n, _ := c.Stop()
+		return n
+	}
+	if n := count(src.IPv4); n != 5 {
+		t.Errorf("from its own address: %d of 5 delivered", n)
+	}
+	if n := count(dst.IPv4); n != 0 {
+		t.Errorf("from t4's address (spoofed): %d of 5 delivered, want none", n)
+	}
+	if n := count(netip.MustParseAddr("10.99.0.1")); n != 0 {
+		t.Errorf("from an unknown address (spoofed): %d of 5 delivered, want none", n)
+	}
 }
