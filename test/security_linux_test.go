@@ -8,15 +8,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // TestManagementAPITLSAndRoles is finding 9 of issue 17 in the lab: the
 // management API speaks TLS (ilactl verifies the certificate against the
 // lab's CA and refuses it without), a read-only token lists but cannot
-// move, an admin token moves, and every change leaves an audit line in
-// mapsrv's log.
+// move, an admin token changes things, every change leaves an audit line
+// in mapsrv's log, and each NVE holds only its own registration key and
+// mapsrv's public key.
 func TestManagementAPITLSAndRoles(t *testing.T) {
 	l := upLab(t, lab.Config{NVEs: 2})
 	m := l.Topology().Mapsrv
@@ -43,8 +46,51 @@ func TestManagementAPITLSAndRoles(t *testing.T) {
 	if m, err := l.Mapped(t.Context(), "t1"); err != nil || m.NVE != "nve1" {
 		t.Errorf("after the refused move t1 is on %+v (%v), want nve1", m, err)
 	}
+	// Each NVE's keys file holds its own secret and mapsrv's public key:
+	// nothing it could sign mapsrv's or another NVE's messages with.
+	for _, n := range l.Topology().NVEs {
+		keys, err := regproto.LoadKeys(filepath.Join(l.StateDir(), "keys-"+n.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, e := range keys {
+			switch {
+			case e.NVE == n.Name && len(e.Secret) > 0 && e.Private == nil:
+			case e.NVE == "mapsrv" && e.Public != nil && e.Private == nil && len(e.Secret) == 0:
+			default:
+				t.Errorf("%s's keys file: key %d of %s is more than it needs (secret %v, private key %v)", n.Name, id, e.NVE, len(e.Secret) > 0, e.Private != nil)
+			}
+		}
+		if len(keys) != 2 {
+			t.Errorf("%s's keys file holds %d keys, want its own and mapsrv's public key", n.Name, len(keys))
+		}
+	}
 	if out, err := ilactl(append(admin, "policy", "allow", "tenant1", "tenant2")...); err != nil {
 		t.Errorf("admin policy allow: %v\n%s", err, out)
+	}
+	// A move: mapsrv's notification to the old NVE is signed with its
+	// Ed25519 key, which nve1 verifies with the public key alone.
+	if out, err := ilactl(append(admin, "task", "move", "t1", "--tenant", lab.IPv6Tenant, "--to", "nve2")...); err != nil {
+		t.Errorf("admin move: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", "ilad-nve1.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "refused") {
+			t.Errorf("nve1 refused something:\n%s", b)
+			break
+		}
+		if strings.Contains(string(b), `"msg":"move notification"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("nve1 logged no accepted move notification")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	log, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", "mapsrv.log"))
 	if err != nil {
@@ -56,8 +102,9 @@ func TestManagementAPITLSAndRoles(t *testing.T) {
 			audit = append(audit, line)
 		}
 	}
-	if len(audit) != 2 || !strings.Contains(audit[0], "/v1/tasks/default/t1/move") || !strings.Contains(audit[0], "read-only") || !strings.Contains(audit[0], "403") ||
-		!strings.Contains(audit[1], "/v1/policies") || !strings.Contains(audit[1], "admin") || !strings.Contains(audit[1], "201") {
+	if len(audit) != 3 || !strings.Contains(audit[0], "/v1/tasks/default/t1/move") || !strings.Contains(audit[0], "read-only") || !strings.Contains(audit[0], "403") ||
+		!strings.Contains(audit[1], "/v1/policies") || !strings.Contains(audit[1], "admin") || !strings.Contains(audit[1], "201") ||
+		!strings.Contains(audit[2], "/v1/tasks/default/t1/move") || !strings.Contains(audit[2], "admin") || !strings.Contains(audit[2], "200") {
 		t.Errorf("audit lines:\n%s", strings.Join(audit, "\n"))
 	}
 }

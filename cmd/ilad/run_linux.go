@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -565,4 +566,18 @@ func (o ownedBy) Secret(id uint32) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return nve, secret, true
+}
+
+// PublicKey implements regproto.PublicKeys: mapsrv's Ed25519 public key,
+// which verifies its signatures but cannot make one.
+func (o ownedBy) PublicKey(id uint32) (string, ed25519.PublicKey, bool) {
+	pk, ok := o.keys.(regproto.PublicKeys)
+	if !ok {
+		return "", nil, false
+	}
+	owner, pub, ok := pk.PublicKey(id)
+	if !ok || owner != o.name {
+		return "", nil, false
+	}
+	return owner, pub, true
 }

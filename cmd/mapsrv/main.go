@@ -257,7 +257,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cli.Close()
 
 	if cfg.keys != "" {
-		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, Keys: keys}
+		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Keys: keys}
 		defer notifier.Close()
 	}
 	store := etcdstore.New(cli)
@@ -331,7 +331,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("registration listener: %w", err)
 		}
 		defer conn.Close()
-		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration")}
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Handler: svc, Logger: log.With("component", "registration")}
 		m.regServer = regSrv
 		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
 	} else {

@@ -25,6 +25,7 @@ import (
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // Process names (pid files, logs).
@@ -37,29 +38,40 @@ const (
 func procIlad(nve string) string { return "ilad-" + nve }
 
 func (l *Lab) keysPath() string { return filepath.Join(l.dir, "keys") }
-func (l *Lab) pinRoot() string  { return filepath.Join("/sys/fs/bpf", l.cfg.Name) }
+
+// nveKeysPath is the keys file of one NVE's ilad: its own key and mapsrv's
+// public key.
+func (l *Lab) nveKeysPath(nve string) string { return filepath.Join(l.dir, "keys-"+nve) }
+func (l *Lab) pinRoot() string               { return filepath.Join("/sys/fs/bpf", l.cfg.Name) }
 func (l *Lab) iladSock(nve string) string {
 	return filepath.Join(l.dir, "ilad-"+nve+".sock")
 }
 func (l *Lab) eventsPath(who string) string { return filepath.Join(l.dir, "events-"+who+".jsonl") }
 
-// writeKeys writes the registration keys: key 1 for mapsrv, key n+1 for
-// NVE n (regproto's "<keyid> <name> <hex-secret>" lines).
+// writeKeys writes the registration keys (regproto's keys file format):
+// key 1 is mapsrv's Ed25519 key, key n+1 the HMAC secret of NVE n. mapsrv's
+// file (keys) holds its private key and every NVE's secret; the file of
+// NVE n (keys-<nve>) holds only its own secret and mapsrv's public key, so
+// that no NVE can forge mapsrv's notifications or another NVE's requests.
 func (l *Lab) writeKeys() error {
-	var b strings.Builder
-	b.WriteString("# <keyid> <nve-name> <hex-secret>  (written by ilalab)\n")
-	names := []string{"mapsrv"}
-	for _, n := range l.topo.NVEs {
-		names = append(names, n.Name)
+	priv, pub, err := regproto.NewSigningKey("mapsrv")
+	if err != nil {
+		return fmt.Errorf("registration key: %w", err)
 	}
-	for i, name := range names {
-		var s [32]byte
-		if _, err := rand.Read(s[:]); err != nil {
+	all := regproto.KeyFile{1: priv}
+	for i, n := range l.topo.NVEs {
+		s, err := regproto.NewSecret()
+		if err != nil {
 			return fmt.Errorf("registration key: %w", err)
 		}
-		fmt.Fprintf(&b, "%d %s %s\n", i+1, name, hex.EncodeToString(s[:]))
+		id := uint32(i + 2)
+		all[id] = regproto.KeyEntry{NVE: n.Name, Secret: s}
+		own := regproto.KeyFile{1: pub, id: all[id]}
+		if err := os.WriteFile(l.nveKeysPath(n.Name), own.Format(), 0o600); err != nil {
+			return fmt.Errorf("registration keys: %w", err)
+		}
 	}
-	if err := os.WriteFile(l.keysPath(), []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(l.keysPath(), all.Format(), 0o600); err != nil {
 		return fmt.Errorf("registration keys: %w", err)
 	}
 	// The management API listens on the control network: it wants a token.
@@ -336,7 +348,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--locator", Domain + "=" + n.Locator.String(),
 		"--uplink", "up0",
 		"--mapsrv", t.Mapsrv.Registration,
-		"--key-file", l.keysPath(),
+		"--key-file", l.nveKeysPath(n.Name),
 		"--key-id", strconv.Itoa(n.Index + 1),
 		"--notify-listen", netip.AddrPortFrom(n.Underlay, notifyPort).String(),
 		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
