@@ -3,6 +3,7 @@
 package test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,14 +13,18 @@ import (
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // TestManagementAPITLSAndRoles is finding 9 of issue 17 in the lab: the
 // management API speaks TLS (ilactl verifies the certificate against the
 // lab's CA and refuses it without), a read-only token lists but cannot
 // move, an admin token changes things, every change leaves an audit line
-// in mapsrv's log, and each NVE holds only its own registration key and
-// mapsrv's public key.
+// in mapsrv's log, each NVE holds only its own registration key and
+// mapsrv's public key, and etcd answers only authenticated clients, the
+// topology's read-only user without write access.
 func TestManagementAPITLSAndRoles(t *testing.T) {
 	l := upLab(t, lab.Config{NVEs: 2})
 	m := l.Topology().Mapsrv
@@ -91,6 +96,32 @@ func TestManagementAPITLSAndRoles(t *testing.T) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// etcd has authentication on: topology.json's read-only credential
+	// reads the mapping and cannot change it; no credential gets nothing.
+	e := l.Topology().Etcd
+	pw, err := os.ReadFile(e.ReadOnlyPasswordFile)
+	if err != nil || e.ReadOnlyUser == "" {
+		t.Fatalf("topology etcd %+v: no read-only credential (%v)", e, err)
+	}
+	reader, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, Username: e.ReadOnlyUser, Password: strings.TrimSpace(string(pw)), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if resp, err := reader.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) == 0 {
+		t.Errorf("read-only etcd user lists /ila/: %v", err)
+	}
+	if _, err := reader.Put(t.Context(), "/ila/v1/domains/evil", "{}"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("read-only etcd user writes: %v, want permission denied", err)
+	}
+	anon, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err == nil {
+		t.Error("etcd answers a client without credentials")
 	}
 	log, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", "mapsrv.log"))
 	if err != nil {

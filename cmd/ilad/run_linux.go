@@ -297,7 +297,11 @@ func etcdClient(cfg *config, ns *netns.NS) (*clientv3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	user, password, err := cfg.Files.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, Username: user, Password: password, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if ns != nil && !anyUnix(cfg.Etcd) {
 		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var c net.Conn

@@ -72,6 +72,8 @@ type config struct {
 	etcdCA        string
 	etcdUser      string
 	etcdPassword  string
+	rbacUsers     string
+	rbacRootFile  string
 	keys          string
 	keyName       string
 	inFlight      time.Duration
@@ -104,6 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdCA, "etcd-ca", "", "CA bundle for the external etcd")
 	fs.StringVar(&c.etcdUser, "etcd-user", "", "user name for the external etcd")
 	fs.StringVar(&c.etcdPassword, "etcd-password", "", "password for the external etcd (default $ETCD_PASSWORD)")
+	fs.StringVar(&c.rbacUsers, "etcd-rbac-users", "", "embedded etcd: turn on authentication with the least-privilege roles and these users (the users file of 'mapsrv rbac-init'); mapsrv connects as --etcd-user (default mapsrv) with its password from the file")
+	fs.StringVar(&c.rbacRootFile, "etcd-root-password-file", "", "with --etcd-rbac-users: file holding the password of etcd's root user")
 	fs.StringVar(&c.keys, "keys", "", "registration keys file (<keyid> <nve> <hex-secret> per line)")
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
@@ -132,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	}
+	if c.rbacUsers != "" && (c.endpoints != "" || c.rbacRootFile == "") {
+		return nil, errors.New("--etcd-rbac-users is for the embedded etcd and needs --etcd-root-password-file (an external cluster: mapsrv rbac-init)")
 	}
 	if (c.apiCert == "") != (c.apiKey == "") {
 		return nil, errors.New("--api-cert and --api-key go together")
@@ -249,6 +256,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer srv.Close()
 		endpoints = srv.Endpoints()
 		log.Info("embedded etcd ready", "endpoints", endpoints, "data_dir", ecfg.Dir)
+	}
+	if err := embeddedRBAC(ctx, cfg, endpoints, &ccfg, log); err != nil {
+		return err
 	}
 	ccfg.Endpoints = endpoints
 	ccfg.DialTimeout = 5 * time.Second

@@ -8,12 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -115,4 +117,62 @@ func parseRBACUsers(path string, b []byte) ([]etcdstore.RBACUser, error) {
 		return nil, fmt.Errorf("rbac-init: users file %s: no user", path)
 	}
 	return users, nil
+}
+
+// embeddedRBAC turns on authentication in the embedded etcd with the
+// least-privilege roles (--etcd-rbac-users) and makes ccfg connect as
+// mapsrv's user. It runs at every start: as root once authentication is
+// on.
+func embeddedRBAC(ctx context.Context, cfg *config, endpoints []string, ccfg *clientv3.Config, log *slog.Logger) error {
+	if cfg.rbacUsers == "" {
+		return nil
+	}
+	rb, err := os.ReadFile(cfg.rbacRootFile)
+	if err != nil {
+		return fmt.Errorf("--etcd-root-password-file: %w", err)
+	}
+	root := strings.TrimSpace(string(rb))
+	if len(root) < 12 {
+		return fmt.Errorf("--etcd-root-password-file %s: %d characters, want at least 12", cfg.rbacRootFile, len(root))
+	}
+	ub, err := os.ReadFile(cfg.rbacUsers)
+	if err != nil {
+		return fmt.Errorf("--etcd-rbac-users: %w", err)
+	}
+	users, err := parseRBACUsers(cfg.rbacUsers, ub)
+	if err != nil {
+		return err
+	}
+	me := cfg.etcdUser
+	if me == "" {
+		me = "mapsrv"
+	}
+	var password string
+	for _, u := range users {
+		if u.Name == me && u.Role == etcdstore.RoleWriter {
+			password = u.Password
+		}
+	}
+	if password == "" {
+		return fmt.Errorf("--etcd-rbac-users %s: no %s user %q with a password for mapsrv itself", cfg.rbacUsers, etcdstore.RoleWriter, me)
+	}
+	base := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	asRoot := base
+	asRoot.Username, asRoot.Password = "root", root
+	cli, err := clientv3.New(asRoot)
+	if errors.Is(err, rpctypes.ErrAuthNotEnabled) {
+		cli, err = clientv3.New(base) // the first start: authentication is off
+	}
+	if err != nil {
+		return fmt.Errorf("etcd rbac: %w", err)
+	}
+	defer cli.Close()
+	ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := etcdstore.InitRBAC(ictx, cli, "", root, users); err != nil {
+		return err
+	}
+	log.Info("etcd authentication on", "user", me, "users", len(users))
+	ccfg.Username, ccfg.Password = me, password
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -51,5 +52,61 @@ func TestRunRBACInit(t *testing.T) {
 	}
 	if _, err := c.Put(t.Context(), "/ila/v1/domains/x", "{}"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Errorf("reader put: %v, want permission denied", err)
+	}
+}
+
+// TestRunEmbeddedRBAC starts mapsrv with --etcd-rbac-users twice (the
+// second start finds authentication on): mapsrv works as its own user, a
+// reader reads the mapping and cannot change it, an anonymous client gets
+// nothing.
+func TestRunEmbeddedRBAC(t *testing.T) {
+	dir, err := os.MkdirTemp("", "mapsrv") // short: the etcd socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	root := write("root", "root-password-1234\n")
+	users := write("users", "mapsrv ila-writer mapsrv-password\noperator ila-reader operator-password\n")
+	sock := filepath.Join(dir, "c.sock")
+	api := freePort(t, "tcp")
+	args := []string{"--api-addr", api, "--data-dir", filepath.Join(dir, "data"), "--etcd-client-url", "unix://" + sock,
+		"--etcd-rbac-users", users, "--etcd-root-password-file", root}
+	for i := range 2 {
+		stop := start(t, api, args...)
+		c := newClient(t, api, "")
+		setupDomain := i == 0
+		if setupDomain {
+			setup(t, c, ila.CsumNeutralMap)
+		}
+		if ds, err := c.Domains(t.Context()); err != nil || len(ds) != 1 {
+			t.Errorf("start %d: domains %v, %v", i+1, ds, err)
+		}
+		ro, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, Username: "operator", Password: "operator-password", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := ro.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) == 0 {
+			t.Errorf("start %d: reader get: %v", i+1, err)
+		}
+		if _, err := ro.Put(t.Context(), "/ila/v1/domains/evil", "{}"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+			t.Errorf("start %d: reader put: %v, want permission denied", i+1, err)
+		}
+		ro.Close()
+		anon, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := anon.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err == nil {
+			t.Errorf("start %d: anonymous get allowed", i+1)
+		}
+		anon.Close()
+		stop()
 	}
 }

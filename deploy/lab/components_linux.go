@@ -25,6 +25,7 @@ import (
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
@@ -47,6 +48,59 @@ func (l *Lab) iladSock(nve string) string {
 	return filepath.Join(l.dir, "ilad-"+nve+".sock")
 }
 func (l *Lab) eventsPath(who string) string { return filepath.Join(l.dir, "events-"+who+".jsonl") }
+
+// etcd users of the lab (least privilege: mapsrv writes /ila/, the others
+// only read it).
+const (
+	etcdMapsrv    = "mapsrv"
+	etcdIlad      = "ilad"
+	etcdDNSBridge = "dnsbridge"
+	etcdOperator  = "operator"
+)
+
+// etcdAuthDir holds the etcd users file, the root password and one
+// password file per user.
+func (l *Lab) etcdAuthDir() string { return filepath.Join(l.dir, "etcd-auth") }
+
+func (l *Lab) etcdPasswordFile(user string) string {
+	return filepath.Join(l.etcdAuthDir(), user+".password")
+}
+
+// writeEtcdUsers writes the files of the etcd's authentication: mapsrv
+// turns it on at start (--etcd-rbac-users).
+func (l *Lab) writeEtcdUsers() error {
+	if err := os.MkdirAll(l.etcdAuthDir(), 0o700); err != nil {
+		return fmt.Errorf("etcd users: %w", err)
+	}
+	pw := func() (string, error) {
+		var b [18]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("etcd users: %w", err)
+		}
+		return hex.EncodeToString(b[:]), nil
+	}
+	var users strings.Builder
+	users.WriteString("# <name> <role> <password>  (written by ilalab)\n")
+	for _, u := range []struct{ name, role string }{
+		{"root", ""}, {etcdMapsrv, etcdstore.RoleWriter}, {etcdIlad, etcdstore.RoleReader},
+		{etcdDNSBridge, etcdstore.RoleReader}, {etcdOperator, etcdstore.RoleReader},
+	} {
+		p, err := pw()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(l.etcdPasswordFile(u.name), []byte(p+"\n"), 0o600); err != nil {
+			return fmt.Errorf("etcd users: %w", err)
+		}
+		if u.role != "" {
+			fmt.Fprintf(&users, "%s %s %s\n", u.name, u.role, p)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(l.etcdAuthDir(), "users"), []byte(users.String()), 0o600); err != nil {
+		return fmt.Errorf("etcd users: %w", err)
+	}
+	return nil
+}
 
 // writeKeys writes the registration keys (regproto's keys file format):
 // key 1 is mapsrv's Ed25519 key, key n+1 the HMAC secret of NVE n. mapsrv's
@@ -143,6 +197,9 @@ func (l *Lab) startControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := l.writeEtcdUsers(); err != nil {
+		return err
+	}
 	if err := l.writeKeys(); err != nil {
 		return err
 	}
@@ -166,8 +223,9 @@ func (l *Lab) startControl(ctx context.Context) error {
 	}
 	l.progress("starting dnsbridge on %s", t.DNS.Addr)
 	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge],
-		"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--listen", t.DNS.Addr, "--zone", Zone,
-		"--ttl", "1s"); err != nil {
+		append(l.etcdAuth(etcdDNSBridge, "--etcd-user", "--etcd-password-file"),
+			"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--listen", t.DNS.Addr, "--zone", Zone,
+			"--ttl", "1s")...); err != nil {
 		return err
 	}
 	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)
@@ -197,6 +255,9 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
 	etcdDir := filepath.Join(l.dir, "etcd")
 	args := mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())
+	if t.Etcd.ReadOnlyUser != "" {
+		args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
+	}
 	if t.Mapsrv.TokenFile != "" {
 		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
 	}
@@ -327,7 +388,7 @@ func (l *Lab) routerPorts() []string {
 // role, as deploy/config/ila-router.json sets it up on a real router.
 func (l *Lab) routerArgs() []string {
 	t := l.topo
-	return []string{
+	return append(l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file"),
 		"--role", "router",
 		"--node", "router",
 		"--ports", strings.Join(l.routerPorts(), ","),
@@ -337,7 +398,16 @@ func (l *Lab) routerArgs() []string {
 		"--metrics", routerMetrics,
 		"--events", l.eventsPath("router"),
 		"--log-format", "json",
+	)
+}
+
+// etcdAuth returns the user and password file flags of user when the
+// lab's etcd has authentication on.
+func (l *Lab) etcdAuth(user, userFlag, fileFlag string) []string {
+	if l.topo.Etcd.ReadOnlyUser == "" {
+		return nil
 	}
+	return []string{userFlag, user, fileFlag, l.etcdPasswordFile(user)}
 }
 
 // iladArgs are ilad's flags for NVE n.
@@ -362,7 +432,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}
-	return args
+	return append(args, l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file")...)
 }
 
 // startNVEs starts ilad in every NVE namespace.

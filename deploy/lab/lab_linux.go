@@ -196,7 +196,8 @@ func (l *Lab) plan() *Topology {
 			ReadOnlyTokenFile: filepath.Join(l.dir, "api-read-only.token"),
 			Registration:      netip.AddrPortFrom(ControlAddr, RegPort).String(),
 		},
-		Etcd:   Etcd{Endpoints: []string{"unix://" + filepath.Join(l.dir, "etcd", "etcd.sock")}},
+		Etcd: Etcd{Endpoints: []string{"unix://" + filepath.Join(l.dir, "etcd", "etcd.sock")},
+			ReadOnlyUser: etcdOperator, ReadOnlyPasswordFile: filepath.Join(l.dir, "etcd-auth", etcdOperator+".password")},
 		DNS:    DNS{Netns: l.nsName("ctl"), Addr: netip.AddrPortFrom(ControlAddr, DNSPort).String(), Zone: Zone},
 		Router: Router{Netns: l.nsName("fabric"), Mode: "none"},
 	}

@@ -158,6 +158,11 @@ type Mapsrv struct {
 // Etcd is how to reach the embedded etcd.
 type Etcd struct {
 	Endpoints []string `json:"endpoints"`
+	// Authentication is on (least-privilege roles, mapsrv rbac-init):
+	// ReadOnlyUser and the password in ReadOnlyPasswordFile read /ila/
+	// and cannot write it (etcdctl --user NAME --password "$(cat FILE)").
+	ReadOnlyUser         string `json:"read_only_user,omitempty"`
+	ReadOnlyPasswordFile string `json:"read_only_password_file,omitempty"`
 }
 
 // DNS is where the DNS bridge answers.
