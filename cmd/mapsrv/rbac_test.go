@@ -20,13 +20,7 @@ import (
 func TestRunRBACInit(t *testing.T) {
 	_, eps := etcdtest.Start(t)
 	dir := t.TempDir()
-	write := func(name, s string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := writer(t, dir)
 	root := write("root", "root-password-1234\n")
 	users := write("users", "# name role password\nmapsrv ila-writer mapsrv-pw\nilad ila-reader ilad-pw\ndnsbridge ila-reader\n")
 	var out strings.Builder
@@ -65,13 +59,7 @@ func TestRunEmbeddedRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	write := func(name, s string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := writer(t, dir)
 	root := write("root", "root-password-1234\n")
 	users := write("users", "mapsrv ila-writer mapsrv-password\noperator ila-reader operator-password\n")
 	sock := filepath.Join(dir, "c.sock")
@@ -108,5 +96,17 @@ func TestRunEmbeddedRBAC(t *testing.T) {
 		}
 		anon.Close()
 		stop()
+	}
+}
+
+// writer returns a function that writes a file in dir and returns its path.
+func writer(t *testing.T, dir string) func(name, content string) string {
+	return func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
 }
