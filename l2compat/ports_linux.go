@@ -66,16 +66,14 @@ func (m *Manager) AddPort(ifname string, vni uint32) error {
 	if err := m.do(func() error {
 		ifi := &net.Interface{Index: a.Index, Name: a.Name, MTU: a.MTU, HardwareAddr: a.HardwareAddr}
 		// A bridge port's frames reach only ETH_P_ALL taps (protocol
-		// handlers run after the bridge consumed them); a socket filter
-		// keeps ARP and RARP from the task side.
-		c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+		// handlers run after the bridge consumed them); a socket filter,
+		// attached before the socket is bound, keeps ARP and RARP from
+		// the task side.
+		c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, &packet.Config{Filter: arpFromTasks})
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", ifname, err)
 		}
 		p.conns = append(p.conns, c)
-		if err := c.SetBPF(arpFromTasks); err != nil {
-			return fmt.Errorf("filter on %s: %w", ifname, err)
-		}
 		return nil
 	}); err != nil {
 		for _, c := range p.conns {
@@ -136,7 +134,10 @@ func (m *Manager) probe(e entry, ifname string) {
 }
 
 // arpFromTasks is a socket filter that keeps ARP and RARP frames a task
-// sends (not PACKET_OUTGOING: what the NVE sends out of the port).
+// sends (not PACKET_OUTGOING: what the NVE sends out of the port). Socket
+// filters in this module are written with x/net/bpf, attached before the
+// socket is bound, and drop the host's own frames themselves (as ndemu's
+// ndFilter).
 var arpFromTasks = func() []bpf.RawInstruction {
 	r, err := bpf.Assemble([]bpf.Instruction{
 		bpf.LoadAbsolute{Off: 12, Size: 2},

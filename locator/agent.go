@@ -76,6 +76,7 @@ type Agent struct {
 	rev        int64
 	domains    map[string]storeDomain
 	bySIR      map[ila.SIRPrefix]string
+	clashing   map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
 	tasks      map[tkey]storeTask
 	installed  map[key]ila.Mapping
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
@@ -109,6 +110,9 @@ type Stats struct {
 	// PullEvicted counts those removed after PullTTL or beyond PullMax.
 	Pulled      int
 	PullEvicted uint64
+	// DomainClashes counts domain records refused because their SIR
+	// prefix belongs to another domain.
+	DomainClashes uint64
 }
 
 // New checks the configuration and returns an agent.

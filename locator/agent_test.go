@@ -211,7 +211,7 @@ func TestAttachRegisterMoveAway(t *testing.T) {
 		if diff := cmp.Diff(table(mapping(id, locA)), dp.Table()); diff != "" {
 			t.Errorf("table after attach (-want +got):\n%s", diff)
 		}
-		want := locator.Registration{NVE: "nve-a", Locator: locA, Domain: "prod", Name: "web", Tenant: "t1", SIR: sirP.Addr(id), MAC: ila.MAC{2, 0, 0, 0, 0, 1}, Lifetime: 120 * time.Second, Claim: true}
+		want := locator.Registration{NVE: "nve-a", Locator: locA, Domain: "prod", Name: "web", Tenant: "t1", SIR: sirP.Addr(id), MAC: ila.MAC{2, 0, 0, 0, 0, 1}, Lifetime: 120 * time.Second, Mode: ila.MoveHot}
 		if diff := cmp.Diff([]locator.Registration{want}, reg.Registrations(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 			t.Errorf("registrations (-want +got):\n%s", diff)
 		}
@@ -221,7 +221,7 @@ func TestAttachRegisterMoveAway(t *testing.T) {
 		synctest.Wait()
 		if rs := reg.Registrations(); len(rs) != 2 {
 			t.Errorf("after 10s: %d registrations, want 2", len(rs))
-		} else if rs[1].Claim {
+		} else if rs[1].Mode != ila.MoveNone {
 			t.Error("the re-registration is sent as a claim")
 		}
 

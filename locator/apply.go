@@ -75,6 +75,9 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 		a.log.Error("ignoring invalid domain from the store", "domain", d.Name, "err", err)
 		return
 	}
+	if a.refuseClash(d) {
+		return
+	}
 	old, had := a.domains[d.Name]
 	a.domains[d.Name] = storeDomain{d, a.gen}
 	if had && old.d == d {
@@ -82,6 +85,7 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 	}
 	if had && old.d.SIR != d.SIR {
 		delete(a.bySIR, old.d.SIR)
+		defer a.promoteClashing(old.d.SIR)
 	}
 	a.bySIR[d.SIR] = d.Name
 	a.dpErr("add domain", a.cfg.Datapath.AddDomain(d), "domain", d.Name)
@@ -101,6 +105,7 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 }
 
 func (a *Agent) domainDelete(name string) {
+	delete(a.clashing, name)
 	d, ok := a.domains[name]
 	if !ok {
 		return
@@ -112,6 +117,7 @@ func (a *Agent) domainDelete(name string) {
 			a.syncKey(key{d.d.SIR, tk.id})
 		}
 	}
+	a.promoteClashing(d.d.SIR)
 }
 
 func (a *Agent) taskUpsert(t ila.Task) {

@@ -285,7 +285,9 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
-			reg.Claim = first && !lt.restored
+			if first && !lt.restored {
+				reg.Mode = ila.MoveHot
+			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)
 			if ctx.Err() != nil {
 				return

@@ -91,12 +91,12 @@ type Registration struct {
 	IPv4     netip.Addr
 	VNI      uint32
 	Lifetime time.Duration
-	// Claim marks the first registration after a task attached here: the
-	// registrar sends it with a move mode, so that mapsrv takes it as a
+	// Mode is the move mode of the first registration after a task
+	// attached here (ila.MoveHot: a claim), so that mapsrv takes it as a
 	// claim even from an NVE the task left moments ago. Refreshes leave it
-	// false, so that one crossing a move on the wire does not move the
-	// task back.
-	Claim bool
+	// ila.MoveNone, so that one crossing a move on the wire does not move
+	// the task back.
+	Mode ila.MoveMode
 }
 
 // Registrar sends registrations to the mapping service and returns the

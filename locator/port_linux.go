@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -14,10 +13,6 @@ import (
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/vishvananda/netlink"
 )
-
-// GatewayLinkLocal is the address every task-facing port carries, so that
-// tasks can use fe80::1 as their default router on every NVE.
-var GatewayLinkLocal = netip.MustParseAddr("fe80::1")
 
 // NetlinkPorts prepares task-facing ports with netlink in a network
 // namespace: the anycast gateway MAC, fe80::1/64 without DAD, IPv6
@@ -97,9 +92,9 @@ func (p *NetlinkPorts) Prepare(ifname string) (Port, error) {
 	if err != nil {
 		return Port{}, fmt.Errorf("port %s: %w", ifname, err)
 	}
-	ll := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(GatewayLinkLocal.AsSlice()), Mask: net.CIDRMask(64, 128)}, Flags: 0x02 /* IFA_F_NODAD */}
+	ll := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(ila.GatewayLinkLocal().AsSlice()), Mask: net.CIDRMask(64, 128)}, Flags: 0x02 /* IFA_F_NODAD */}
 	if err := p.Handle.AddrReplace(l, ll); err != nil {
-		return Port{}, fmt.Errorf("port %s: add %s: %w", ifname, GatewayLinkLocal, err)
+		return Port{}, fmt.Errorf("port %s: add %s: %w", ifname, ila.GatewayLinkLocal(), err)
 	}
 	if err := p.Handle.LinkSetUp(l); err != nil {
 		return Port{}, fmt.Errorf("port %s: set up: %w", ifname, err)
@@ -128,9 +123,9 @@ func (p *NetlinkPorts) Release(ifname string) error {
 		}
 		return fmt.Errorf("port %s: %w", ifname, err)
 	}
-	ll := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(GatewayLinkLocal.AsSlice()), Mask: net.CIDRMask(64, 128)}}
+	ll := &netlink.Addr{IPNet: &net.IPNet{IP: net.IP(ila.GatewayLinkLocal().AsSlice()), Mask: net.CIDRMask(64, 128)}}
 	if err := p.Handle.AddrDel(l, ll); err != nil {
-		return fmt.Errorf("port %s: remove %s: %w", ifname, GatewayLinkLocal, err)
+		return fmt.Errorf("port %s: remove %s: %w", ifname, ila.GatewayLinkLocal(), err)
 	}
 	return nil
 }

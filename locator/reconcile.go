@@ -66,6 +66,11 @@ func (a *Agent) sync() {
 			delete(a.tasks, tk)
 		}
 	}
+	for n, d := range a.clashing {
+		if d.gen < a.gen {
+			delete(a.clashing, n)
+		}
+	}
 	for n, d := range a.domains {
 		if d.gen < a.gen {
 			a.domainDelete(n)

@@ -28,14 +28,14 @@ type RegisterBody struct {
 	VNI      uint32       `json:"vni,omitempty"`
 	MAC      ila.MAC      `json:"mac,omitzero"`
 	Lifetime ila.Duration `json:"lifetime,omitzero"` // 0: does not expire
-	Mode     string       `json:"mode,omitempty"`
+	Mode     ila.MoveMode `json:"mode,omitempty"`
 }
 
 // MoveBody is the body of POST /v1/tasks/{tenant}/{name}/move.
 type MoveBody struct {
-	To      string      `json:"to"`
-	Mode    string      `json:"mode,omitempty"` // hot (default), warm, cold
-	Locator ila.Locator `json:"locator,omitzero"`
+	To      string       `json:"to"`
+	Mode    ila.MoveMode `json:"mode,omitempty"` // hot (default), warm, cold
+	Locator ila.Locator  `json:"locator,omitzero"`
 }
 
 // ErrorBody is the body of every error response.

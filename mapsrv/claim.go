@@ -56,14 +56,14 @@ type claimState struct {
 // claimDecision is decideClaim's answer.
 type claimDecision struct {
 	Kind claimKind
-	Mode string // claimMove: hot, warm or cold
-	Err  error  // claimRefuse: why
+	Mode ila.MoveMode // claimMove: hot, warm or cold
+	Err  error        // claimRefuse: why
 }
 
 // decideClaim decides what registration r, by NVE nve, of the task with
 // identifier id does, given what the store holds (st) at now. r carries
 // the name and MAC it claims (those of the stored task when it gave none)
-// and a valid move mode ("" = none given). Refusals wrap ErrConflict with
+// and a valid move mode (MoveNone = none given). Refusals wrap ErrConflict with
 // errTaken (name or MAC used by another task), ErrDuplicate (completion of
 // a move of a duplicate task), or are a finalError wrapping ErrConflict (a
 // re-registration from the NVE the task just left, which a retry cannot
@@ -86,7 +86,7 @@ func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, n
 			return claimDecision{Kind: claimRefuse, Err: fmt.Errorf("task %s/%s (%s): %w", rec.Tenant, rec.Name, id, ErrDuplicate)}
 		}
 		return claimDecision{Kind: claimComplete}
-	case r.Mode == "" && inFlightFrom(rec.Previous, nve, now):
+	case r.Mode == ila.MoveNone && inFlightFrom(rec.Previous, nve, now):
 		// The NVE the task just left, within the in-flight time, without
 		// a move mode: a periodic re-registration that crossed the move on
 		// the wire, not a claim. Taking it as one would move the task back
@@ -96,8 +96,8 @@ func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, n
 			rec.Tenant, rec.Name, id, nve, rec.NVE, ErrConflict)}}
 	}
 	mode := r.Mode
-	if mode == "" {
-		mode = ModeHot
+	if mode == ila.MoveNone {
+		mode = ila.MoveHot
 	}
 	return claimDecision{Kind: claimMove, Mode: mode}
 }

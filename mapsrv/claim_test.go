@@ -22,10 +22,10 @@ func TestDecideClaim(t *testing.T) {
 		return rec
 	}
 	active := task(nil)
-	suspendedAway := task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n2", ModeWarm })
+	suspendedAway := task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n2", ila.MoveWarm })
 	suspendedHere := task(func(r *TaskRecord) { r.State = ila.StateSuspended })
 	duplicate := task(func(r *TaskRecord) { r.State = ila.StateDuplicate })
-	duplicatePending := task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateDuplicate, "n2", ModeCold })
+	duplicatePending := task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateDuplicate, "n2", ila.MoveCold })
 	// Moved from n2 to n1 a second ago; n2 forwards in flight for 9 more.
 	movedHere := task(func(r *TaskRecord) {
 		r.Previous = []ila.Previous{{Locator: 0xfd00000000000002, NVE: "n2", Until: t0.Add(9 * time.Second)}}
@@ -38,12 +38,12 @@ func TestDecideClaim(t *testing.T) {
 
 	type want struct {
 		Kind claimKind
-		Mode string
+		Mode ila.MoveMode
 	}
 	tests := []struct {
 		name  string
 		nve   string
-		mode  string // requested move mode
+		mode  ila.MoveMode // requested move mode
 		st    claimState
 		want  want
 		errIs []error // claimRefuse: the error wraps each of these
@@ -51,29 +51,29 @@ func TestDecideClaim(t *testing.T) {
 		msg   string  // claimRefuse: part of the error text
 	}{
 		{name: "no task", nve: "n2", st: free, want: want{Kind: claimNew}},
-		{name: "no task, mode given", nve: "n2", mode: ModeCold, st: free, want: want{Kind: claimNew}},
+		{name: "no task, mode given", nve: "n2", mode: ila.MoveCold, st: free, want: want{Kind: claimNew}},
 		{name: "no task, name taken", nve: "n2", st: claimState{MACFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "name used"},
 		{name: "no task, mac taken", nve: "n2", st: claimState{NameFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "mac"},
 		{name: "name and mac taken: the name is named", nve: "n2", st: claimState{}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "name used"},
 		{name: "serving nve refreshes", nve: "n1", st: with(active), want: want{Kind: claimRefresh}},
-		{name: "serving nve refreshes, mode given", nve: "n1", mode: ModeWarm, st: with(active), want: want{Kind: claimRefresh}},
+		{name: "serving nve refreshes, mode given", nve: "n1", mode: ila.MoveWarm, st: with(active), want: want{Kind: claimRefresh}},
 		{name: "serving nve refreshes while a move away is pending", nve: "n1", st: with(suspendedAway), want: want{Kind: claimRefresh}},
 		{name: "serving nve refreshes a suspended task", nve: "n1", st: with(suspendedHere), want: want{Kind: claimRefresh}},
 		{name: "serving nve, mac taken", nve: "n1", st: claimState{Task: active, NameFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "mac"},
 		{name: "destination completes a pending move", nve: "n2", st: with(suspendedAway), want: want{Kind: claimComplete}},
-		{name: "destination completes, mode given", nve: "n2", mode: ModeHot, st: with(suspendedAway), want: want{Kind: claimComplete}},
+		{name: "destination completes, mode given", nve: "n2", mode: ila.MoveHot, st: with(suspendedAway), want: want{Kind: claimComplete}},
 		{name: "destination of a duplicate task", nve: "n2", st: with(duplicatePending), want: want{Kind: claimRefuse}, errIs: []error{ErrDuplicate}},
-		{name: "third nve claims a task pending elsewhere", nve: "n3", st: with(suspendedAway), want: want{Kind: claimMove, Mode: ModeHot}},
-		{name: "other nve claims: hot by default", nve: "n2", st: with(active), want: want{Kind: claimMove, Mode: ModeHot}},
-		{name: "other nve claims warm", nve: "n2", mode: ModeWarm, st: with(active), want: want{Kind: claimMove, Mode: ModeWarm}},
-		{name: "other nve claims cold", nve: "n2", mode: ModeCold, st: with(active), want: want{Kind: claimMove, Mode: ModeCold}},
-		{name: "other nve claims a suspended task", nve: "n2", st: with(suspendedHere), want: want{Kind: claimMove, Mode: ModeHot}},
-		{name: "other nve claims a duplicate task: the move rules refuse it", nve: "n2", st: with(duplicate), want: want{Kind: claimMove, Mode: ModeHot}},
+		{name: "third nve claims a task pending elsewhere", nve: "n3", st: with(suspendedAway), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "other nve claims: hot by default", nve: "n2", st: with(active), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "other nve claims warm", nve: "n2", mode: ila.MoveWarm, st: with(active), want: want{Kind: claimMove, Mode: ila.MoveWarm}},
+		{name: "other nve claims cold", nve: "n2", mode: ila.MoveCold, st: with(active), want: want{Kind: claimMove, Mode: ila.MoveCold}},
+		{name: "other nve claims a suspended task", nve: "n2", st: with(suspendedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "other nve claims a duplicate task: the move rules refuse it", nve: "n2", st: with(duplicate), want: want{Kind: claimMove, Mode: ila.MoveHot}},
 		{name: "previous nve in flight without a mode: crossed re-registration", nve: "n2", st: with(movedHere), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
-		{name: "previous nve in flight with a mode: a claim", nve: "n2", mode: ModeHot, st: with(movedHere), want: want{Kind: claimMove, Mode: ModeHot}},
-		{name: "previous nve in flight, cold claim", nve: "n2", mode: ModeCold, st: with(movedHere), want: want{Kind: claimMove, Mode: ModeCold}},
-		{name: "previous nve after the in-flight time", nve: "n2", st: with(movedLongAgo), want: want{Kind: claimMove, Mode: ModeHot}},
-		{name: "another nve while one is in flight", nve: "n3", st: with(movedHere), want: want{Kind: claimMove, Mode: ModeHot}},
+		{name: "previous nve in flight with a mode: a claim", nve: "n2", mode: ila.MoveHot, st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "previous nve in flight, cold claim", nve: "n2", mode: ila.MoveCold, st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveCold}},
+		{name: "previous nve after the in-flight time", nve: "n2", st: with(movedLongAgo), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "another nve while one is in flight", nve: "n3", st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
 		{name: "previous nve in flight, name taken", nve: "n2", st: claimState{Task: movedHere, MACFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "name used"},
 	}
 	for _, tc := range tests {

@@ -153,7 +153,7 @@ type TaskRecord struct {
 	// there.
 	PendingNVE string `json:"pending_nve,omitempty"`
 	// PendingMode is the mode of that move.
-	PendingMode string `json:"pending_mode,omitempty"`
+	PendingMode ila.MoveMode `json:"pending_mode,omitempty"`
 }
 
 // Index is the value of a name or MAC index entry.

@@ -3,6 +3,7 @@ package mapsrv_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/ilamesh/ilamesh/ila"
@@ -23,6 +24,8 @@ func TestDecodeTask(t *testing.T) {
 		{"bad locator", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"zz","nve":"a","state":"active"}`, true},
 		{"no nve", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","state":"active"}`, true},
 		{"bad state", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"asleep"}`, true},
+		{"warm move pending", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"suspended","pending_nve":"b","pending_mode":"warm"}`, false},
+		{"bad pending mode", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"suspended","pending_nve":"b","pending_mode":"tepid"}`, true},
 		{"bad lifetime", key, `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"active","lifetime":"forever"}`, true},
 	}
 	for _, tc := range tests {
@@ -78,6 +81,27 @@ func FuzzDecode(f *testing.F) {
 		_, _ = mapsrv.DecodeIndex(mapsrv.NameKey("t", "n"), []byte(v))
 		_ = ila.Identifier(0)
 	})
+}
+
+// TestPendingModeJSON: the move mode of a pending move is stored as the
+// strings it always was.
+func TestPendingModeJSON(t *testing.T) {
+	key := mapsrv.TaskKey("prod", 0x0001000000000001)
+	for _, m := range []ila.MoveMode{ila.MoveHot, ila.MoveWarm, ila.MoveCold} {
+		v := `{"domain":"prod","identifier":"1:0:0:1","locator":"fd00:0:0:1","nve":"a","state":"suspended","pending_nve":"b","pending_mode":"` + m.String() + `"}`
+		rec, err := mapsrv.DecodeTask(key, []byte(v))
+		if err != nil || rec.PendingMode != m {
+			t.Fatalf("DecodeTask(%s) = %v, %v; want pending mode %v", v, rec.PendingMode, err, m)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil || !strings.Contains(string(b), `"pending_mode":"`+m.String()+`"`) {
+			t.Errorf("Marshal = %s, %v; want pending_mode %q", b, err, m)
+		}
+	}
+	b, err := json.Marshal(mapsrv.TaskRecord{})
+	if err != nil || strings.Contains(string(b), "pending_mode") {
+		t.Errorf("Marshal without a pending move = %s, %v", b, err)
+	}
 }
 
 func TestTaskKeyHex(t *testing.T) {

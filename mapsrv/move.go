@@ -9,21 +9,22 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 )
 
-// Move modes.
-const (
-	ModeHot  = "hot"
-	ModeWarm = "warm"
-	ModeCold = "cold"
-)
-
-func checkMode(m string) (string, error) {
+// checkMode returns the mode a move with mode m makes (none: hot).
+func checkMode(m ila.MoveMode) (ila.MoveMode, error) {
 	switch m {
-	case "":
-		return ModeHot, nil
-	case ModeHot, ModeWarm, ModeCold:
+	case ila.MoveNone:
+		return ila.MoveHot, nil
+	case ila.MoveHot, ila.MoveWarm, ila.MoveCold:
 		return m, nil
 	}
-	return "", fmt.Errorf("move mode %q: want hot, warm or cold: %w", m, ErrInvalid)
+	return 0, fmt.Errorf("move mode %q: want hot, warm or cold: %w", m, ErrInvalid)
+}
+
+// moveOutcome is what a move did, for the counters: the zero value counts
+// nothing.
+type moveOutcome struct {
+	Mode      ila.MoveMode // the mode of a committed move
+	Duplicate bool         // refused by flap damping: the task is marked duplicate
 }
 
 // inFlightFrom reports whether nve is a previous NVE of the task whose
@@ -84,13 +85,13 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 // moveRecord applies a move to rec. On a refusal by flap damping it marks
 // rec duplicate and returns done=true with ErrDuplicate: the caller must
 // still write rec.
-func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode string, now time.Time) (notify []Notification, done bool, outcome string, err error) {
+func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode ila.MoveMode, now time.Time) (notify []Notification, done bool, outcome moveOutcome, err error) {
 	if rec.State == ila.StateDuplicate {
 		s.c.movesRefused.Add(1)
-		return nil, false, "", fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
+		return nil, false, moveOutcome{}, fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
 	}
 	if rec.NVE == to && rec.PendingNVE == "" {
-		return nil, false, "", fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
+		return nil, false, moveOutcome{}, fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
 	}
 	cut := now.Add(-s.cfg.FlapWindow)
 	rec.Moves = slices.DeleteFunc(rec.Moves, func(t time.Time) bool { return !t.After(cut) })
@@ -99,38 +100,40 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode s
 	rec.Updated = now
 	if len(rec.Moves) > s.cfg.FlapMoves {
 		rec.State = ila.StateDuplicate
-		rec.PendingNVE, rec.PendingMode = "", ""
-		return nil, true, "duplicate", fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
+		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
+		return nil, true, moveOutcome{Duplicate: true}, fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
 	}
 	switch mode {
-	case ModeHot:
+	case ila.MoveHot:
 		notify = s.switchLocator(rec, to, loc, now, true)
 		rec.State = ila.StateActive
-		rec.PendingNVE, rec.PendingMode = "", ""
+		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 	default:
 		rec.State = ila.StateSuspended
 		rec.PendingNVE, rec.PendingMode = to, mode
 		if rec.NVE == to {
 			// Back to where it was before the suspension.
 			rec.State = ila.StateActive
-			rec.PendingNVE, rec.PendingMode = "", ""
+			rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 		}
 	}
-	return notify, false, mode, nil
+	return notify, false, moveOutcome{Mode: mode}, nil
 }
 
 // countMove counts a committed move outcome of moveRecord.
-func (s *Service) countMove(outcome string) {
-	switch outcome {
-	case ModeHot:
-		s.c.movesHot.Add(1)
-	case ModeWarm:
-		s.c.movesWarm.Add(1)
-	case ModeCold:
-		s.c.movesCold.Add(1)
-	case "duplicate":
+func (s *Service) countMove(outcome moveOutcome) {
+	if outcome.Duplicate {
 		s.c.dups.Add(1)
 		s.c.movesRefused.Add(1)
+		return
+	}
+	switch outcome.Mode {
+	case ila.MoveHot:
+		s.c.movesHot.Add(1)
+	case ila.MoveWarm:
+		s.c.movesWarm.Add(1)
+	case ila.MoveCold:
+		s.c.movesCold.Add(1)
 	}
 }
 
@@ -141,8 +144,8 @@ type MoveRequest struct {
 	Domain       string
 	Identifier   ila.Identifier
 	To           string
-	Locator      ila.Locator // 0: the destination's locator for the domain
-	Mode         string      // hot (default), warm, cold
+	Locator      ila.Locator  // 0: the destination's locator for the domain
+	Mode         ila.MoveMode // hot (none: hot), warm, cold
 }
 
 // Move moves a task. Hot: make before break; the mapping switches to the

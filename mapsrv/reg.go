@@ -45,9 +45,7 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 	if r.IPv4.IsValid() && req.VNI == 0 && r.SIR.IsValid() {
 		r.IPv4 = netip.Addr{} // an IPv6 task that also reports an IPv4 address outside any VNI
 	}
-	if req.Mode != regproto.MoveNone {
-		r.Mode = req.Mode.String()
-	}
+	r.Mode = req.Mode
 	if req.Lifetime == 0 {
 		err := s.deregisterClaim(ctx, r)
 		if err != nil {

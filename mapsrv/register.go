@@ -34,8 +34,8 @@ type Registration struct {
 	// capped by Config.MaxLifetime.
 	Lifetime time.Duration
 	// Mode of the move when the claim moves the task from another NVE:
-	// hot (default), warm or cold.
-	Mode string
+	// hot (none: hot), warm or cold.
+	Mode ila.MoveMode
 }
 
 // identify resolves the domain, identifier and SIR address of r.
@@ -368,7 +368,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	}
 	rec := tr.rec
 	var notify []Notification
-	var outcome string
+	var outcome moveOutcome
 	switch claim.Kind {
 	case claimNew:
 		rec = TaskRecord{Task: ila.Task{Version: 1, State: ila.StateActive}}
@@ -384,10 +384,10 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			rec.Version++
 		}
 	case claimComplete:
-		notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ModeCold)
+		notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ila.MoveCold)
 		rec.Version++
 		rec.State = ila.StateActive
-		rec.PendingNVE, rec.PendingMode = "", ""
+		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 	case claimMove:
 		var done bool
 		if notify, done, outcome, err = s.moveRecord(&rec, nve.Name, loc, claim.Mode, now); err != nil {
@@ -405,9 +405,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			// the task has registered there, so the move is complete now
 			// (the task is where it registers; leaving it suspended would
 			// wait for the next re-registration).
-			notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ModeCold)
+			notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ila.MoveCold)
 			rec.State = ila.StateActive
-			rec.PendingNVE, rec.PendingMode = "", ""
+			rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 		}
 	}
 	// Index updates: drop old entries that no longer apply.

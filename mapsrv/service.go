@@ -17,6 +17,11 @@ import (
 // (a 16-bit count of 4-second units).
 const MaxLifetime = 65535 * 4 * time.Second
 
+// DefaultMaxLifetime is the default cap on granted lifetimes: a request
+// for the protocol's longest lifetime (about 72 hours) would otherwise
+// keep a task mapped for days after its NVE went away.
+const DefaultMaxLifetime = time.Hour
+
 // Config configures a Service. Store is required; every other field has a
 // documented zero-value default.
 type Config struct {
@@ -28,8 +33,9 @@ type Config struct {
 	// within FlapWindow is marked duplicate. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
-	// MaxLifetime caps granted lifetimes. Default (and upper bound)
-	// MaxLifetime.
+	// MaxLifetime caps granted lifetimes: a registration is granted the
+	// smaller of what it asks and MaxLifetime. Default DefaultMaxLifetime;
+	// upper bound MaxLifetime.
 	MaxLifetime time.Duration
 	// SweepInterval is the period of the lifetime sweeper. Default 1s.
 	SweepInterval time.Duration
@@ -68,7 +74,10 @@ func (c *Config) validate() error {
 	if c.FlapWindow == 0 {
 		c.FlapWindow = 180 * time.Second
 	}
-	if c.MaxLifetime == 0 || c.MaxLifetime > MaxLifetime {
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.MaxLifetime > MaxLifetime {
 		c.MaxLifetime = MaxLifetime
 	}
 	if c.SweepInterval == 0 {

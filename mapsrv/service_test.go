@@ -141,7 +141,7 @@ func TestRegisterRefusals(t *testing.T) {
 		{"name with slash", mapsrv.Registration{NVE: "a", Name: "x/y", SIR: netip.MustParseAddr("2001:db8::5")}, mapsrv.ErrInvalid},
 		{"name used by another task", mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "taken", SIR: netip.MustParseAddr("2001:db8::5")}, mapsrv.ErrConflict},
 		{"negative lifetime", mapsrv.Registration{NVE: "a", Name: "x", SIR: netip.MustParseAddr("2001:db8::5"), Lifetime: -1}, mapsrv.ErrInvalid},
-		{"bad mode", mapsrv.Registration{NVE: "a", Name: "x", SIR: netip.MustParseAddr("2001:db8::5"), Mode: "lukewarm"}, mapsrv.ErrInvalid},
+		{"bad mode", mapsrv.Registration{NVE: "a", Name: "x", SIR: netip.MustParseAddr("2001:db8::5"), Mode: ila.MoveMode(9)}, mapsrv.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -239,7 +239,7 @@ func TestNotifications(t *testing.T) {
 func TestColdMove(t *testing.T) {
 	f := newFixture(t, nil)
 	f.register(t, "a", "vm1", "2001:db8::1")
-	rec, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: "cold"})
+	rec, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: ila.MoveCold})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,10 +263,10 @@ func TestColdMove(t *testing.T) {
 func TestClaimWhileSuspended(t *testing.T) {
 	f := newFixture(t, nil)
 	f.register(t, "a", "vm1", "2001:db8::1")
-	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: "cold"}); err != nil {
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: ila.MoveCold}); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeCold})
+	rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil {
 		t.Fatalf("claim at c while suspended for b: %v", err)
 	}
@@ -274,7 +274,7 @@ func TestClaimWhileSuspended(t *testing.T) {
 		t.Errorf("after the claim at c: nve %s state %s pending %q, want c, active, none", rec.NVE, rec.State, rec.PendingNVE)
 	}
 	// A cold claim without an announced move completes at once as well.
-	rec, err = f.svc.Register(t.Context(), mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeCold})
+	rec, err = f.svc.Register(t.Context(), mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil || rec.NVE != "a" || rec.State != ila.StateActive || rec.Locator != locA {
 		t.Errorf("cold claim at a: %+v, %v; want active on a", rec, err)
 	}
@@ -549,8 +549,9 @@ func TestAddNVEKeepsPins(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()
 	f.register(t, "a", "vm1", "2001:db8::1") // pins locA to prod
-	// Replacing a's record (new underlay, one more locator) keeps the pin.
-	err := f.svc.AddNVE(ctx, mapsrv.NVERecord{NVE: ila.NVE{Name: "a", Locators: []ila.Locator{locA, 0xfd000000000000aa}, Underlay: netip.MustParseAddr("fd99::a")}})
+	// Replacing a's record (one more locator) keeps the pin. (A new
+	// underlay is refused while vm1 is registered: TestAddNVEReplaceLive.)
+	err := f.svc.AddNVE(ctx, mapsrv.NVERecord{NVE: ila.NVE{Name: "a", Locators: []ila.Locator{locA, 0xfd000000000000aa}, Underlay: netip.MustParseAddr("fd99::2")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +562,7 @@ func TestAddNVEKeepsPins(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{locA.String(): "prod"}, n.LocatorDomains); diff != "" {
 		t.Errorf("pins after replacing the record (-want +got):\n%s", diff)
 	}
-	if n.Underlay != netip.MustParseAddr("fd99::a") || len(n.Locators) != 2 {
+	if n.Underlay != netip.MustParseAddr("fd99::2") || len(n.Locators) != 2 {
 		t.Errorf("replaced record: %+v", n)
 	}
 }
@@ -578,7 +579,7 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 		// A claim from another NVE carries a move mode (a bare
 		// registration from a previous NVE is refused, see
 		// TestStaleRefreshDoesNotMoveBack).
-		rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: mapsrv.ModeHot})
+		rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveHot})
 		if err != nil {
 			t.Fatalf("step %d: register at %s: %v", i, nve, err)
 		}
@@ -620,7 +621,7 @@ func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 		t.Fatalf("after the stale refresh: at %s version %d, want b version 2", rec.NVE, rec.Version)
 	}
 	claim := reg
-	claim.Mode = mapsrv.ModeHot
+	claim.Mode = ila.MoveHot
 	rec, err := f.svc.Register(t.Context(), claim)
 	if err != nil || rec.NVE != "a" || rec.Locator != locA {
 		t.Fatalf("claim with a mode from a: %v, at %s %s", err, rec.NVE, rec.Locator)

@@ -25,8 +25,8 @@ func newTaskCmd(g *globals) *cobra.Command {
 
 func newTaskRegisterCmd(g *globals) *cobra.Command {
 	var (
-		b                           mapsrv.RegisterBody
-		sir, ipv4, mac, loc, lifeTm string
+		b                                 mapsrv.RegisterBody
+		sir, ipv4, mac, loc, lifeTm, mode string
 	)
 	cmd := &cobra.Command{
 		Use:   "register NAME --tenant T --nve NVE (--sir ADDR | --ipv4 A --vni N) [--mac MAC] [--lifetime DUR]",
@@ -67,6 +67,9 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 				}
 				b.Lifetime = ila.Duration(d)
 			}
+			if b.Mode, err = ila.ParseMoveMode(mode); err != nil {
+				return fmt.Errorf("--mode: %w", err)
+			}
 			c, err := g.mapsrvClient()
 			if err != nil {
 				return err
@@ -88,13 +91,13 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&lifeTm, "lifetime", "", "lifetime (default: does not expire)")
 	f.StringVar(&b.Domain, "domain", "", "ILA domain (default: the one whose prefix holds --sir)")
 	f.StringVar(&loc, "locator", "", "locator of the NVE to use (default: its locator for the domain)")
-	f.StringVar(&b.Mode, "mode", "", "move mode if the task is active on another NVE: hot, warm or cold")
+	f.StringVar(&mode, "mode", "", "move mode if the task is active on another NVE: hot, warm or cold")
 	_ = cmd.MarkFlagRequired("nve")
 	return cmd
 }
 
 func newTaskMoveCmd(g *globals) *cobra.Command {
-	var tenant string
+	var tenant, mode string
 	var b mapsrv.MoveBody
 	cmd := &cobra.Command{
 		Use:     "move NAME --tenant T --to NVE [--mode hot|warm|cold]",
@@ -102,6 +105,10 @@ func newTaskMoveCmd(g *globals) *cobra.Command {
 		Example: `  ilactl task move web1 --tenant blue --to nve2 --mode hot`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if b.Mode, err = ila.ParseMoveMode(mode); err != nil {
+				return fmt.Errorf("--mode: %w", err)
+			}
 			c, err := g.mapsrvClient()
 			if err != nil {
 				return err
@@ -115,7 +122,7 @@ func newTaskMoveCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "default", "tenant")
 	cmd.Flags().StringVar(&b.To, "to", "", "destination NVE (required)")
-	cmd.Flags().StringVar(&b.Mode, "mode", "hot", "move mode: hot, warm or cold")
+	cmd.Flags().StringVar(&mode, "mode", "hot", "move mode: hot, warm or cold")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.RegisterFlagCompletionFunc("mode", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"hot", "warm", "cold"}, cobra.ShellCompDirectiveNoFileComp

@@ -152,7 +152,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	// Port hooks: ND emulator, IPv4 layer.
-	ports, err := locator.NewNetlinkPorts(ns, datapath.GatewayMAC)
+	ports, err := locator.NewNetlinkPorts(ns, ila.GatewayMAC())
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
@@ -162,11 +162,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var emu *ndemu.Emulator
 	if *cfg.ND {
 		emu, err = ndemu.New(ndemu.Config{
-			GatewayMAC: net.HardwareAddr(datapath.GatewayMAC[:]),
-			NetNS:      cfg.NetNS,
-			Directory:  dir,
-			Events:     dir,
-			Logger:     log.With("component", "ndemu"),
+			NetNS:     cfg.NetNS,
+			Directory: dir,
+			Events:    dir,
+			Logger:    log.With("component", "ndemu"),
 		})
 		if err != nil {
 			return err
@@ -238,6 +237,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer conn.Close()
 		notifSrv = &regproto.Server{Conn: conn, Keys: ownedBy{keys, cfg.MapsrvName}, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
 			Handler: notifyHandler(agent, cfg.MapsrvName, log)}
+		if cfg.StateFile != "" {
+			// Next to the state file: a notification captured before a
+			// restart is refused after it (docs/registration.md 7.1).
+			notifSrv.SeqStore = &regproto.FileSeqStore{Path: strings.TrimSuffix(cfg.StateFile, ".json") + ".notify-seq.json"}
+			if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o755); err != nil {
+				return fmt.Errorf("state dir: %w", err)
+			}
+		}
 	}
 
 	apiLn, err := listen(cfg.API, inNS)
@@ -468,10 +475,7 @@ type registrar struct{ c *regproto.Client }
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
 	m := &regproto.Message{
 		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
-		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime),
-	}
-	if reg.Claim {
-		m.Mode = regproto.MoveHot
+		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime), Mode: reg.Mode,
 	}
 	if reg.SIR.IsValid() {
 		m.Addrs = append(m.Addrs, reg.SIR)
@@ -530,7 +534,7 @@ func (d *directory) UnsolicitedNA(ctx context.Context, ifindex int, addr netip.A
 }
 
 func (d *directory) Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, reason string) {
-	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac, "reason", reason)
+	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac.String(), "reason", reason)
 }
 
 type ndHook struct{ e *ndemu.Emulator }

@@ -31,13 +31,13 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
+	"github.com/ilamesh/ilamesh/internal/zapslog"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -65,6 +65,9 @@ type config struct {
 	dnsZone       string
 	dnsTTL        time.Duration
 	apiInsecure   bool
+	apiMaxConns   int
+	apiPerHost    int
+	apiIdle       time.Duration
 	regAddr       string
 	endpoints     string
 	etcdCert      string
@@ -96,6 +99,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.apiCert, "api-cert", "", "serve the management API over TLS with this PEM certificate (clients verify it: ilactl --ca-file)")
 	fs.StringVar(&c.apiKey, "api-key", "", "private key (PEM) of --api-cert")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
+	fs.IntVar(&c.apiMaxConns, "api-max-conns", 1024, "most management API connections held at once (capped at half the open file limit); more are closed at once")
+	fs.IntVar(&c.apiPerHost, "api-max-conns-per-host", 64, "most management API connections held at once from one remote address (capped at a quarter of --api-max-conns)")
+	fs.DurationVar(&c.apiIdle, "api-idle-timeout", time.Minute, "how long an idle keep-alive management API connection is kept")
 	fs.StringVar(&c.dnsListen, "dns-listen", "", "also publish the mapping in DNS on this UDP and TCP HOST:PORT (the DNS bridge in process, for a single machine; empty: off)")
 	fs.StringVar(&c.dnsZone, "dns-zone", dnsbridge.DefaultZone, "zone apex of --dns-listen")
 	fs.DurationVar(&c.dnsTTL, "dns-ttl", dnsbridge.DefaultTTL, "TTL of the records of --dns-listen")
@@ -113,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
-	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.MaxLifetime, "longest lifetime granted")
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
 	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -136,6 +142,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	case c.apiMaxConns <= 0:
+		return nil, fmt.Errorf("--api-max-conns %d: must be positive", c.apiMaxConns)
+	case c.apiPerHost <= 0:
+		return nil, fmt.Errorf("--api-max-conns-per-host %d: must be positive", c.apiPerHost)
+	case c.apiIdle <= 0:
+		return nil, fmt.Errorf("--api-idle-timeout %s: must be positive", c.apiIdle)
 	}
 	if c.rbacUsers != "" && (c.endpoints != "" || c.rbacRootFile == "") {
 		return nil, errors.New("--etcd-rbac-users is for the embedded etcd and needs --etcd-root-password-file (an external cluster: mapsrv rbac-init)")
@@ -236,11 +248,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
+		lock, err := lockDataDir(cfg.dataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		abs, err := filepath.Abs(cfg.dataDir)
 		if err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
-		ecfg := etcdembed.Config{Dir: filepath.Join(abs, "etcd"), Name: "mapsrv"}
+		ecfg := etcdembed.Config{Dir: filepath.Join(abs, "etcd"), Name: "mapsrv", Logger: zapslog.New(log, "etcd")}
 		if cfg.etcdClientURL != "" {
 			ecfg.ClientURLs = []string{cfg.etcdClientURL}
 		} else {
@@ -262,7 +279,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ccfg.Endpoints = endpoints
 	ccfg.DialTimeout = 5 * time.Second
-	ccfg.Logger = zap.NewNop()
+	ccfg.Logger = zapslog.New(log, "etcd-client")
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("etcd client of %v: %w", endpoints, err)
@@ -323,10 +340,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	if apiLn, err = apiTLS(apiLn, cfg, log); err != nil {
+	maxConns := fdBoundConns(cfg.apiMaxConns)
+	apiLim := newConnLimiter(apiLn, maxConns, min(cfg.apiPerHost, max(maxConns/4, 1)))
+	m.apiLimiter = apiLim
+	apiServe, err := apiTLS(apiLim, cfg, log)
+	if err != nil {
 		return err
 	}
-	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens.Admin), "read_only_tokens", len(tokens.ReadOnly))
+	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens.Admin), "read_only_tokens", len(tokens.ReadOnly), "max_conns", maxConns, "max_conns_per_host", apiLim.perHost)
 	if len(tokens.Admin)+len(tokens.ReadOnly) == 0 && cfg.apiInsecure {
 		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
 	}
@@ -344,7 +365,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("registration listener: %w", err)
 		}
 		defer conn.Close()
-		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Handler: svc, Logger: log.With("component", "registration")}
+		// The sequence ceilings in etcd make a restarted mapsrv refuse the
+		// replay of a request its previous run accepted.
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Handler: svc, Logger: log.With("component", "registration"),
+			SeqStore: etcdstore.SeqStore{KV: cli}}
 		m.regServer = regSrv
 		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
 	} else {
@@ -354,9 +378,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Request contexts derive from gctx, so that streaming watches end on
 	// shutdown instead of holding it up.
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return gctx }}
+	// Read and write deadlines bound every request but the watch stream,
+	// which clears them (streamDeadlines); idle keep-alive connections
+	// close after --api-idle-timeout.
+	hs := &http.Server{
+		Handler:           streamDeadlines(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       cfg.apiIdle,
+		BaseContext:       func(net.Listener) context.Context { return gctx },
+		ErrorLog:          slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug),
+	}
 	g.Go(func() error {
-		if err := hs.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(apiServe); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management api: %w", err)
 		}
 		return nil
@@ -394,13 +429,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // a private registry.
 type metrics struct {
 	reg         *prometheus.Registry
+	apiLimiter  *connLimiter
 	svc         *mapsrv.Service
 	regServer   *regproto.Server
 	watchLag    prometheus.Histogram
 	watchErrors prometheus.Counter
 
 	registrations, moves, authFailures, replays, malformed, expiries, etcdErrors,
-	notifications, duplicates, badValues *prometheus.Desc
+	notifications, duplicates, badValues, apiRefused *prometheus.Desc
 }
 
 func newMetrics(svc *mapsrv.Service) *metrics {
@@ -422,13 +458,14 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		notifications: prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
 		duplicates:    prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
 		badValues:     prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
+		apiRefused:    prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
 	}
 	m.reg.MustRegister(m, m.watchLag, m.watchErrors)
 	return m
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.etcdErrors, m.notifications, m.duplicates, m.badValues} {
+	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused} {
 		ch <- d
 	}
 }
@@ -453,6 +490,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.notifications, st.NotifyDropped, "dropped")
 	c(m.duplicates, st.DuplicatesMarked)
 	c(m.badValues, st.MalformedSkipped)
+	if m.apiLimiter != nil {
+		c(m.apiRefused, m.apiLimiter.refused.Load())
+	}
 	var rs regproto.ServerStats
 	if m.regServer != nil {
 		rs = m.regServer.Stats()

@@ -156,7 +156,7 @@ func embeddedRBAC(ctx context.Context, cfg *config, endpoints []string, ccfg *cl
 	if password == "" {
 		return fmt.Errorf("--etcd-rbac-users %s: no %s user %q with a password for mapsrv itself", cfg.rbacUsers, etcdstore.RoleWriter, me)
 	}
-	base := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	base := clientv3.Config{Endpoints: endpoints, DialTimeout: 30 * time.Second, Logger: zap.NewNop()}
 	asRoot := base
 	asRoot.Username, asRoot.Password = "root", root
 	cli, err := clientv3.New(asRoot)

@@ -36,7 +36,7 @@ func TestRunRBACInit(t *testing.T) {
 	if err := run(t.Context(), []string{"rbac-init", "--etcd-endpoints", eps[0], "--users", users, "--root-password-file", root}, &out); err != nil {
 		t.Fatalf("rbac-init: %v\n%s", err, out.String())
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: "ilad", Password: "ilad-pw", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: "ilad", Password: "ilad-pw", DialTimeout: 30 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestRunEmbeddedRBAC(t *testing.T) {
 		if ds, err := c.Domains(t.Context()); err != nil || len(ds) != 1 {
 			t.Errorf("start %d: domains %v, %v", i+1, ds, err)
 		}
-		ro, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, Username: "operator", Password: "operator-password", DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		ro, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, Username: "operator", Password: "operator-password", DialTimeout: 30 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestRunEmbeddedRBAC(t *testing.T) {
 			t.Errorf("start %d: reader put: %v, want permission denied", i+1, err)
 		}
 		ro.Close()
-		anon, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		anon, err := clientv3.New(clientv3.Config{Endpoints: []string{"unix://" + sock}, DialTimeout: 30 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}

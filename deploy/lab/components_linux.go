@@ -223,9 +223,7 @@ func (l *Lab) startControl(ctx context.Context) error {
 	}
 	l.progress("starting dnsbridge on %s", t.DNS.Addr)
 	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge],
-		append(l.etcdAuth(etcdDNSBridge, "--etcd-user", "--etcd-password-file"),
-			"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--listen", t.DNS.Addr, "--zone", Zone,
-			"--ttl", "1s")...); err != nil {
+		append(l.etcdAuth(etcdDNSBridge, "--etcd-user", "--etcd-password-file"), dnsbridgeArgs(t.Etcd.Endpoints, t.DNS.Addr)...)...); err != nil {
 		return err
 	}
 	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)
@@ -610,11 +608,15 @@ func maskOnes(n *net.IPNet) (int, int) {
 // /v1/tasks/{tenant}/{name}/move) and returns the commit time mapsrv
 // recorded.
 func (l *Lab) apiMove(ctx context.Context, task *Task, to *NVE, mode string) (time.Time, error) {
+	m, err := ila.ParseMoveMode(mode)
+	if err != nil {
+		return time.Time{}, err
+	}
 	c, err := l.api()
 	if err != nil {
 		return time.Time{}, err
 	}
-	rec, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: mode})
+	rec, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: m})
 	if err != nil {
 		return time.Now(), fmt.Errorf("move %s to %s: %w", task.Name, to.Name, err)
 	}

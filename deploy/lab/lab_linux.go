@@ -330,7 +330,7 @@ func (l *Lab) buildUnderlay() error {
 		}
 		nve, _ := t.NVEByName(task.NVE)
 		nn := l.nodes[nve.Netns]
-		if err := nn.veth(task.Ifname, mustMAC(GatewayMAC), tn, "eth0", mustMAC(task.MAC)); err != nil {
+		if err := nn.veth(task.Ifname, gatewayMAC(), tn, "eth0", mustMAC(task.MAC)); err != nil {
 			return err
 		}
 		bits := 64 // the SIR prefix is on-link: the ND emulator answers for it

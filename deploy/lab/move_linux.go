@@ -179,7 +179,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	if l.cfg.UnderlayOnly {
 		return fmt.Errorf("move via dual: only in an ILA lab (use --via carry)")
 	}
-	if err := bn.veth(task.Ifname, mustMAC(GatewayMAC), tn, newIf, mustMAC(task.MAC)); err != nil {
+	if err := bn.veth(task.Ifname, gatewayMAC(), tn, newIf, mustMAC(task.MAC)); err != nil {
 		return err
 	}
 	if task.IPv4.IsValid() {
@@ -198,7 +198,7 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	}
 	// The gateway MAC is the same anycast MAC on every NVE: no need to
 	// wait for neighbour discovery on the new link.
-	if err := tn.neighReachable(newIf, routerLL, mustMAC(GatewayMAC)); err != nil {
+	if err := tn.neighReachable(newIf, routerLL, gatewayMAC()); err != nil {
 		return err
 	}
 	if err := tn.addrFlags(newIf, netip.PrefixFrom(task.SIR, 64), unix.IFA_F_NODAD|unix.IFA_F_NOPREFIXROUTE); err != nil {

@@ -3,16 +3,22 @@
 package lab
 
 import (
+	"net"
 	"net/netip"
+
+	"github.com/ilamesh/ilamesh/ila"
 )
 
 // gatewayLL is the link-local address of the anycast gateway MAC (EUI-64):
 // the kernel's own address on every NVE port, used by the plain lab.
 var gatewayLL = netip.MustParseAddr("fe80::1a:ff:fe00:1")
 
-// routerLL is the gateway address ilad gives every task port
-// (locator.GatewayLinkLocal) and advertises in its router advertisements.
-var routerLL = netip.MustParseAddr("fe80::1")
+// routerLL is the gateway address ilad gives every task port and
+// advertises in its router advertisements.
+var routerLL = ila.GatewayLinkLocal()
+
+// gatewayMAC is the anycast gateway MAC of every task port.
+func gatewayMAC() net.HardwareAddr { m := ila.GatewayMAC(); return m[:] }
 
 // plainRoutes makes the underlay-only lab forward between tasks without ILA:
 // each task routes via its NVE's gateway address, each NVE delivers its

@@ -30,9 +30,6 @@ const (
 	DNSPort     = 53
 	DefaultDir  = "/run/ilalab"
 	DefaultName = "ilalab"
-	// GatewayMAC is the anycast gateway MAC every NVE uses on its
-	// task-facing ports, so that a moved task's neighbour entries stay valid.
-	GatewayMAC = "02:1a:00:00:00:01" // datapath.GatewayMAC
 )
 
 // LocatorOf returns NVE n's locator (n >= 1).

@@ -6,10 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/ilamesh/ilamesh/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,41 +26,6 @@ func (d *Datapath) programs(r Role) (ingress, egress *ebpf.Program) {
 	return nil, nil
 }
 
-// inNetNS runs fn on a locked OS thread in the network namespace at path
-// ("" runs fn in the caller's namespace).
-func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	target, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open netns: %w", err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", path, err)
-			return // the thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 type attachPoint struct {
 	name string // pin and map key
 	prog *ebpf.Program
@@ -71,7 +36,7 @@ type attachPoint struct {
 func (d *Datapath) points(a Attachment) (ifindex int, pts []attachPoint, err error) {
 	ifindex = a.Ifindex
 	var nsIno uint64
-	err = inNetNS(a.NetNS, func() error {
+	err = netns.DoPath(a.NetNS, func() error {
 		var st unix.Stat_t
 		if err := unix.Stat(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), &st); err != nil {
 			return fmt.Errorf("stat netns: %w", err)
@@ -142,7 +107,7 @@ func (d *Datapath) Attach(a Attachment) error {
 		var l link.Link
 		err := errors.ErrUnsupported
 		if !d.forceClsact {
-			err = inNetNS(a.NetNS, func() error {
+			err = netns.DoPath(a.NetNS, func() error {
 				var err error
 				l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: p.at})
 				return err

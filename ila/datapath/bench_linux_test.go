@@ -154,11 +154,11 @@ func BenchmarkProgramPaths(b *testing.B) {
 		// The source is the port's primary address (the ifindex-indexed
 		// fast path), as for a task with one SIR address.
 		primary := xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idLocal))}
-		cases = append(cases, benchCase{"task_translate/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, GatewayMAC), actRedirect, &primary})
+		cases = append(cases, benchCase{"task_translate/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, ila.GatewayMAC()), actRedirect, &primary})
 		if mode == ila.CsumNeutralMap {
 			// A secondary address: the source check falls back to the hash.
 			other := xlatIlaPort{Sir: ne(uint64(e.dom.SIR)), Id: ne(uint64(idMissing))}
-			cases = append(cases, benchCase{"task_translate_secondary_src/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, GatewayMAC), actRedirect, &other})
+			cases = append(cases, benchCase{"task_translate_secondary_src/" + mode.String(), d.objs.IlaTask, tb.task, pkt(idLocal, idRemote, 0, ila.GatewayMAC()), actRedirect, &other})
 		}
 		// router: the same on the ILA-R program.
 		cases = append(cases, benchCase{"router_translate/" + mode.String(), d.objs.IlaRouter, tb.uplink, pkt(idLocal, idRemote, 0, uplinkMAC), actRedirect, nil})
@@ -177,7 +177,7 @@ func BenchmarkProgramPaths(b *testing.B) {
 		}
 	}
 	e := envFor(ila.CsumNeutralMap)
-	local := testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idLocalMAC), Proto: ila.ProtoTCP, L4: l4(ila.ProtoTCP), HopLimit: 255}
+	local := testutil.Packet{EthDst: ila.GatewayMAC(), Src: e.sir(idLocal), Dst: e.sir(idLocalMAC), Proto: ila.ProtoTCP, L4: l4(ila.ProtoTCP), HopLimit: 255}
 	miss := local
 	miss.Dst = e.sir(idMissing)
 	cases = append(cases,

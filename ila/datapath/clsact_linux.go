@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +31,7 @@ func (c clsactFilter) parent() uint32 {
 }
 
 func (c clsactFilter) attach(prog *ebpf.Program, name string) error {
-	return inNetNS(c.netns, func() error {
+	return netns.DoPath(c.netns, func() error {
 		h, err := netlink.NewHandle()
 		if err != nil {
 			return fmt.Errorf("netlink: %w", err)
@@ -57,7 +58,7 @@ func (c clsactFilter) attach(prog *ebpf.Program, name string) error {
 }
 
 func (c clsactFilter) detach() error {
-	return inNetNS(c.netns, func() error {
+	return netns.DoPath(c.netns, func() error {
 		h, err := netlink.NewHandle()
 		if err != nil {
 			return fmt.Errorf("netlink: %w", err)

@@ -8,11 +8,6 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 )
 
-// GatewayMAC is the anycast gateway MAC every NVE gives the NVE ends of its
-// task-facing veths. Tasks resolve every SIR address to it, so a moved
-// task's neighbour entries stay valid. Do not modify.
-var GatewayMAC = ila.MAC{0x02, 0x1a, 0x00, 0x00, 0x00, 0x01}
-
 // Defaults for the zero values of Config.
 const (
 	DefaultMaxMappings = 1 << 20

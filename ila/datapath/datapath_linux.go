@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/ilamesh/ilamesh/ila"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,7 +111,8 @@ func Open(cfg Config) (*Datapath, error) {
 		return nil, fmt.Errorf("load ila programs: %w", err)
 	}
 	var c xlatIlaConfig
-	copy(c.GwMac[:], GatewayMAC[:])
+	gw := ila.GatewayMAC()
+	copy(c.GwMac[:], gw[:])
 	if cfg.MissPolicy == MissDrop {
 		c.Flags |= uint32(xlatIlaCfgFlagILA_F_MISS_DROP)
 	}

@@ -127,8 +127,8 @@ func newTestbed(t testing.TB, cfg Config) *testbed {
 			t.Fatal(err)
 		}
 	}
-	tb.task = mk("tsk0", GatewayMAC)
-	tb.task2 = mk("tsk1", GatewayMAC)
+	tb.task = mk("tsk0", ila.GatewayMAC())
+	tb.task2 = mk("tsk1", ila.GatewayMAC())
 	tb.uplink = mk("upl0", uplinkMAC)
 	upl, _ := h.LinkByIndex(tb.uplink)
 	addr, _ := netlink.ParseAddr("fd00::1/64")
@@ -219,7 +219,7 @@ func TestNextHopCache(t *testing.T) {
 	tb := newTestbed(t, Config{})
 	e := envFor(ila.CsumNeutralMap)
 	pkt := func(n int) []byte {
-		return testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP,
+		return testutil.Packet{EthDst: ila.GatewayMAC(), Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP,
 			L4: testutil.UDP(1, 2, make([]byte, n))}.Frame()
 	}
 	var got []string
@@ -307,7 +307,7 @@ func TestTaskIngressTranslate(t *testing.T) {
 			t.Run(mode.String()+"/"+protoName(proto), func(t *testing.T) {
 				src, sirDst := e.sir(idLocal), e.sir(idRemote)
 				ilaDst := e.ila(t, idRemote, e.remote)
-				in := testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: src, Dst: sirDst, Proto: proto, L4: l4(proto), HopLimit: 64}
+				in := testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: src, Dst: sirDst, Proto: proto, L4: l4(proto), HopLimit: 64}
 				// Expected: from scratch, not by undoing the program's work.
 				want := in
 				want.EthDst, want.EthSrc, want.Dst, want.HopLimit = nextHopMAC, uplinkMAC, ilaDst, 63
@@ -354,7 +354,7 @@ func TestTaskIngressExtensionHeaders(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			in := testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: src, Dst: sirDst, Proto: ila.ProtoUDP, L4: payload, Ext: tc.ext}
+			in := testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: src, Dst: sirDst, Proto: ila.ProtoUDP, L4: payload, Ext: tc.ext}
 			inFrame := in.Frame()
 			want := in
 			want.EthDst, want.EthSrc, want.Dst, want.HopLimit = nextHopMAC, uplinkMAC, ilaDst, 63
@@ -390,10 +390,10 @@ func TestTaskIngressPolicies(t *testing.T) {
 	e := envFor(ila.CsumNeutralMap)
 	src := e.sir(idLocal)
 	udp := func(s, d netip.Addr) testutil.Packet {
-		return testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: s, Dst: d, Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
+		return testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: s, Dst: d, Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
 	}
 	ll := netip.MustParseAddr("fe80::1")
-	ns := testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: ll, Dst: e.sir(idRemote), HopLimit: 255, Proto: ila.ProtoICMPv6,
+	ns := testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: ll, Dst: e.sir(idRemote), HopLimit: 255, Proto: ila.ProtoICMPv6,
 		L4: testutil.ICMPv6(135, 0, append(make([]byte, 4), e.sir(idRemote).AsSlice()...))}
 	// The same solicitation to the target's solicited-node address (address
 	// resolution), and one to a non-ILA global address.
@@ -402,7 +402,7 @@ func TestTaskIngressPolicies(t *testing.T) {
 	nsOther := ns
 	nsOther.Dst = netip.MustParseAddr("2001:db8:1::1")
 	localWant := udp(src, e.sir(idLocalMAC))
-	localWant.EthDst, localWant.EthSrc, localWant.HopLimit = taskMAC, GatewayMAC, 63
+	localWant.EthDst, localWant.EthSrc, localWant.HopLimit = taskMAC, ila.GatewayMAC(), 63
 
 	tests := []struct {
 		name     string
@@ -463,7 +463,7 @@ func TestTaskIngressPolicies(t *testing.T) {
 func TestMissDropAndUnknownPass(t *testing.T) {
 	tb := newTestbed(t, Config{MissPolicy: MissDrop, UnknownPolicy: UnknownPass})
 	e := envFor(ila.CsumNeutralMapAuto)
-	miss := testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idMissing), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
+	miss := testutil.Packet{EthDst: ila.GatewayMAC(), Src: e.sir(idLocal), Dst: e.sir(idMissing), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}
 	if act, _ := tb.run(t, tb.d.objs.IlaTask, tb.task, miss.Frame()); act != actShot {
 		t.Errorf("miss with MissDrop: action %d, want drop", act)
 	}
@@ -496,7 +496,7 @@ func TestUplinkDeliver(t *testing.T) {
 					want := in
 					want.Dst, want.HopLimit = sirDst, 59
 					if withMAC {
-						want.EthDst, want.EthSrc = taskMAC, GatewayMAC
+						want.EthDst, want.EthSrc = taskMAC, ila.GatewayMAC()
 					}
 					wantFrame := want.Frame() // checksum from scratch over SIR addresses
 
@@ -595,7 +595,7 @@ func TestICMPErrorQuoteMappedBack(t *testing.T) {
 			quoteForTask := asSent.Frame()[14:]
 
 			// 1. Error built by this NVE's stack, leaving on the task port.
-			in := testutil.Packet{EthDst: taskMAC, EthSrc: GatewayMAC, Src: router, Dst: taskAddr, Proto: ila.ProtoICMPv6,
+			in := testutil.Packet{EthDst: taskMAC, EthSrc: ila.GatewayMAC(), Src: router, Dst: taskAddr, Proto: ila.ProtoICMPv6,
 				L4: testutil.ICMPv6(1, 3, append(make([]byte, 4), quoteOnWire...))}
 			want := in
 			want.L4 = testutil.ICMPv6(1, 3, append(make([]byte, 4), quoteForTask...))
@@ -673,7 +673,7 @@ func TestMalformedAndNonIPv6(t *testing.T) {
 	binary.BigEndian.PutUint16(arp[12:], 0x0806)
 	e := envFor(ila.CsumAdjustTransport)
 	pkt := func(ext []testutil.Ext, seg []byte) []byte {
-		return testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP, L4: seg, Ext: ext}.Frame()
+		return testutil.Packet{EthDst: ila.GatewayMAC(), Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP, L4: seg, Ext: ext}.Frame()
 	}
 	// A UDP packet cut after the IPv6 header: no checksum field to patch.
 	cut := pkt(nil, l4(ila.ProtoUDP))[:54]
@@ -971,7 +971,7 @@ func TestCsumEnumSync(t *testing.T) {
 func TestLocalRebind(t *testing.T) {
 	tb := newTestbed(t, Config{})
 	e := envFor(ila.CsumNeutralMap)
-	f := testutil.Packet{EthDst: GatewayMAC, Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}.Frame()
+	f := testutil.Packet{EthDst: ila.GatewayMAC(), Src: e.sir(idLocal), Dst: e.sir(idRemote), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP)}.Frame()
 	steps := []struct {
 		name    string
 		do      func() error

@@ -46,7 +46,7 @@
 // fabric and one veth per task. The agent (or whoever builds the namespace)
 // configures:
 //
-//   - the NVE end of every task veth with MAC GatewayMAC (tasks resolve every
+//   - the NVE end of every task veth with MAC ila.GatewayMAC (tasks resolve every
 //     SIR address to it; the ND emulator answers them);
 //   - a default route (or locator-space routes) towards the fabric, and a
 //     route for the SIR prefixes towards the ILA router for MissPass;

@@ -44,7 +44,7 @@ func FuzzTranslateChecksum(f *testing.F) {
 		sirSrc, sirDst := e.sir(idLocal), e.sir(idRemote)
 
 		// Task ingress: SIR -> ILA.
-		in := testutil.Packet{EthDst: GatewayMAC, Src: sirSrc, Dst: sirDst, Proto: proto, L4: seg, Ext: ext}.Frame()
+		in := testutil.Packet{EthDst: ila.GatewayMAC(), Src: sirSrc, Dst: sirDst, Proto: proto, L4: seg, Ext: ext}.Frame()
 		act, out := tb.run(t, tb.d.objs.IlaTask, tb.task, in)
 		if act != actRedirect {
 			t.Fatalf("task: action %d, want redirect", act)

@@ -113,7 +113,7 @@ func newTopo(t testing.TB, cfgA, cfgB Config) *topo {
 		}
 		// NVE <-> task; the NVE end carries the anycast gateway MAC.
 		tl, el := testutil.Veth(t, n.ns, "t1", n.task, "eth0")
-		must(t, hn.LinkSetHardwareAddr(tl, net.HardwareAddr(GatewayMAC[:])))
+		must(t, hn.LinkSetHardwareAddr(tl, gatewayHW()))
 		must(t, ht.LinkSetHardwareAddr(el, net.HardwareAddr(n.taskMAC[:])))
 		n.taskIfidx = tl.Attrs().Index
 		for i := range itDomains {
@@ -150,7 +150,7 @@ func newTopo(t testing.TB, cfgA, cfgB Config) *topo {
 			el, err := ht.LinkByName("eth0")
 			must(t, err)
 			must(t, ht.NeighAdd(&netlink.Neigh{LinkIndex: el.Attrs().Index, Family: netlink.FAMILY_V6, State: netlink.NUD_PERMANENT,
-				IP: peer.sir(i).AsSlice(), HardwareAddr: net.HardwareAddr(GatewayMAC[:])}))
+				IP: peer.sir(i).AsSlice(), HardwareAddr: gatewayHW()}))
 		}
 		must(t, self.d.Attach(Attachment{Ifname: "t1", NetNS: self.ns.Path, Role: RoleTask}))
 		must(t, self.d.Attach(Attachment{Ifname: "up", NetNS: self.ns.Path, Role: RoleUplink}))
@@ -453,7 +453,7 @@ func TestIntegrationRouterMiss(t *testing.T) {
 	el, err := ht.LinkByName("eth0")
 	must(t, err)
 	must(t, ht.NeighAdd(&netlink.Neigh{LinkIndex: el.Attrs().Index, Family: netlink.FAMILY_V6, State: netlink.NUD_PERMANENT,
-		IP: gs.AsSlice(), HardwareAddr: net.HardwareAddr(GatewayMAC[:])}))
+		IP: gs.AsSlice(), HardwareAddr: gatewayHW()}))
 	_, err = snd.Write([]byte("nobody"))
 	must(t, err)
 	deadline := time.Now().Add(2 * time.Second)
@@ -629,3 +629,6 @@ func TestIntegrationClsactFallback(t *testing.T) {
 		t.Error("datagram delivered with the filters detached")
 	}
 }
+
+// gatewayHW is ila.GatewayMAC as a net.HardwareAddr.
+func gatewayHW() net.HardwareAddr { m := ila.GatewayMAC(); return m[:] }

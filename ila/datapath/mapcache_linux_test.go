@@ -80,7 +80,7 @@ func TestMappingCache(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			e := envFor(mode)
 			frame := func(dst ila.Identifier) []byte {
-				return testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: e.sir(idLocal), Dst: e.sir(dst),
+				return testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: e.sir(idLocal), Dst: e.sir(dst),
 					Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP), HopLimit: 64}.Frame()
 			}
 			type result struct {

@@ -30,7 +30,7 @@ func TestTenantIsolation(t *testing.T) {
 	mapping(idLocalMAC, e.own, blue)
 	mapping(idRemote, e.remote, blue)
 	udp := func(src, dst ila.Identifier) []byte {
-		return testutil.Packet{EthDst: GatewayMAC, EthSrc: taskMAC, Src: e.sir(src), Dst: e.sir(dst), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP), HopLimit: 64}.Frame()
+		return testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: e.sir(src), Dst: e.sir(dst), Proto: ila.ProtoUDP, L4: l4(ila.ProtoUDP), HopLimit: 64}.Frame()
 	}
 	type step struct {
 		name     string
@@ -119,7 +119,8 @@ func TestTenantIsolation(t *testing.T) {
 // ipv4Frame is an Ethernet frame with a minimal IPv4/UDP packet.
 func ipv4Frame(src, dst netip.Addr) []byte {
 	b := make([]byte, 14+20+8)
-	copy(b[0:6], GatewayMAC[:])
+	gw := ila.GatewayMAC()
+	copy(b[0:6], gw[:])
 	copy(b[6:12], taskMAC[:])
 	binary.BigEndian.PutUint16(b[12:], 0x0800)
 	ip := b[14:]

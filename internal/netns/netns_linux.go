@@ -98,7 +98,28 @@ func (ns *NS) Handle() (*netlink.Handle, error) {
 // that fn starts do not inherit the namespace. If the thread cannot be
 // switched back, it is left locked so the runtime discards it with the
 // goroutine, and Do reports the error.
-func (ns *NS) Do(fn func() error) error {
+func (ns *NS) Do(fn func() error) error { return do(ns.h, ns.name, fn) }
+
+// DoPath runs fn like NS.Do in the network namespace at path (a file such
+// as /var/run/netns/NAME or /proc/PID/ns/net); "" runs fn directly in the
+// caller's namespace.
+func DoPath(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	h, err := vnetns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", path, err)
+	}
+	defer h.Close()
+	return do(h, path, fn)
+}
+
+// do runs fn on a locked OS thread switched into h (called name in
+// errors). The thread returns to its namespace and is unlocked; if it
+// cannot return it stays locked, and the runtime discards it with the
+// goroutine. fn's error is kept in every case.
+func do(h vnetns.NsHandle, name string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -109,16 +130,16 @@ func (ns *NS) Do(fn func() error) error {
 			return
 		}
 		defer orig.Close()
-		if err := vnetns.Set(ns.h); err != nil {
+		if err := vnetns.Set(h); err != nil {
 			// Setns failed, so the thread is still where it was, but be
 			// conservative: leave it locked and let it die.
-			errc <- fmt.Errorf("enter netns %s: %w", ns.name, err)
+			errc <- fmt.Errorf("enter netns %s: %w", name, err)
 			return
 		}
 		fnErr := fn()
 		if err := vnetns.Set(orig); err != nil {
 			// Tainted thread: stay locked, the runtime kills it on exit.
-			errc <- errors.Join(fnErr, fmt.Errorf("restore netns after %s: %w", ns.name, err))
+			errc <- errors.Join(fnErr, fmt.Errorf("restore netns after %s: %w", name, err))
 			return
 		}
 		runtime.UnlockOSThread()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -255,5 +256,44 @@ func TestIntegrationVethPing(t *testing.T) {
 	}
 	if from.Addr().Unmap() != addrA.Addr() {
 		t.Errorf("from %v, want %v", from.Addr(), addrA.Addr())
+	}
+}
+
+func TestIntegrationDoPath(t *testing.T) {
+	ns := newNS(t, "tdp")
+	inode := func() (uint64, error) {
+		fi, err := os.Stat("/proc/thread-self/ns/net")
+		if err != nil {
+			return 0, err
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino, nil
+	}
+	want, err := os.Stat(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	errFn := errors.New("fn failed")
+	err = DoPath(ns.Path(), func() error {
+		var err error
+		got, err = inode()
+		return errors.Join(err, errFn)
+	})
+	if !errors.Is(err, errFn) {
+		t.Errorf("DoPath: %v, want fn's error", err)
+	}
+	if got != want.Sys().(*syscall.Stat_t).Ino {
+		t.Errorf("DoPath ran fn in netns inode %d, want %d", got, want.Sys().(*syscall.Stat_t).Ino)
+	}
+	// "" runs fn in the caller's namespace.
+	host, err := inode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := DoPath("", func() error { got, err = inode(); return err }); err != nil || got != host {
+		t.Errorf(`DoPath(""): inode %d, %v; want %d`, got, err, host)
+	}
+	if err := DoPath(filepath.Join(t.TempDir(), "none"), func() error { t.Error("fn ran"); return nil }); err == nil {
+		t.Error("DoPath(missing path) succeeded")
 	}
 }

@@ -26,6 +26,13 @@ func List() ([]string, error) { return nil, errors.ErrUnsupported }
 // Unique returns prefix unchanged outside Linux.
 func Unique(prefix string) string { return prefix }
 
+func DoPath(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	return errors.ErrUnsupported
+}
+
 func (*NS) Name() string                     { return "" }
 func (*NS) Path() string                     { return "" }
 func (*NS) Fd() int                          { return -1 }

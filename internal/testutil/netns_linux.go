@@ -3,16 +3,14 @@ package testutil
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/internal/owner"
 )
 
@@ -30,7 +28,7 @@ func Suffix() string {
 type NetNS struct {
 	Name string
 	Path string
-	fd   netns.NsHandle
+	ns   *netns.NS
 }
 
 // NewNetNS creates a named network namespace called name (make it unique,
@@ -44,39 +42,17 @@ type NetNS struct {
 func NewNetNS(t testing.TB, name string) *NetNS {
 	t.Helper()
 	SweepStale(t)
-	n := &NetNS{Name: name, Path: filepath.Join("/var/run/netns", name)}
 	if err := (owner.Registry{}).Claim(owner.Netns, name, ""); err != nil {
 		SkipIfPermission(t, "record netns "+name, err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return // thread stays locked and exits with the goroutine
-		}
-		defer orig.Close()
-		h, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		n.fd = h
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore netns: %w", err)
-			return // keep the thread locked: it is in the wrong namespace
-		}
-		runtime.UnlockOSThread()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	ns, err := netns.New(name)
+	if err != nil {
 		_ = (owner.Registry{}).Release(owner.Netns, name)
 		SkipIfPermission(t, "create netns "+name, err)
 	}
+	n := &NetNS{Name: name, Path: ns.Path(), ns: ns}
 	t.Cleanup(func() {
-		n.fd.Close()
-		if err := netns.DeleteNamed(name); err != nil {
+		if err := ns.Delete(); err != nil {
 			t.Errorf("delete netns %s: %v", name, err)
 			return
 		}
@@ -96,41 +72,18 @@ func NewNetNS(t testing.TB, name string) *NetNS {
 }
 
 // Fd is the namespace file descriptor (valid until the test ends).
-func (n *NetNS) Fd() int { return int(n.fd) }
+func (n *NetNS) Fd() int { return n.ns.Fd() }
 
 // Do runs fn on a locked OS thread switched into the namespace.
-func (n *NetNS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.fd); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("leave netns %s: %w", n.Name, err)
-			return // thread stays locked and dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func (n *NetNS) Do(fn func() error) error { return n.ns.Do(fn) }
 
 // Handle returns a netlink handle bound to the namespace, closed when the
 // test ends.
 func (n *NetNS) Handle(t testing.TB) *netlink.Handle {
 	t.Helper()
-	h, err := netlink.NewHandleAt(n.fd)
+	h, err := n.ns.Handle()
 	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", n.Name, err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(h.Close)
 	return h
@@ -152,7 +105,7 @@ func Veth(t testing.TB, na *NetNS, a string, nb *NetNS, b string) (la, lb netlin
 	v := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: a},
 		PeerName:      b,
-		PeerNamespace: netlink.NsFd(nb.fd),
+		PeerNamespace: netlink.NsFd(nb.Fd()),
 	}
 	if err := ha.LinkAdd(v); err != nil {
 		t.Fatalf("veth %s/%s: %v", a, b, err)

@@ -2,6 +2,8 @@ package ndemu
 
 import (
 	"testing"
+
+	"github.com/ilamesh/ilamesh/ila"
 )
 
 // BenchmarkFramePath is the emulator's per-solicitation work: validate and
@@ -20,7 +22,7 @@ func BenchmarkFramePath(b *testing.B) {
 		if a.verdict != verdictAnswer {
 			b.Fatalf("verdict %v", a.verdict)
 		}
-		if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, a.reply); err != nil {
+		if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), a.reply); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -30,10 +31,10 @@ type Config struct {
 	// Advertisements. Unsolicited NAs for unknown addresses are reported
 	// as attach signals only inside them. SetPrefixes replaces them.
 	Prefixes []netip.Prefix
-	// GatewayMAC is the anycast gateway MAC; default GatewayMAC.
+	// GatewayMAC is the anycast gateway MAC; default ila.GatewayMAC.
 	GatewayMAC net.HardwareAddr
 	// GatewayLL is the gateway's link-local address; default
-	// DefaultGatewayLL (fe80::1).
+	// ila.GatewayLinkLocal (fe80::1).
 	GatewayLL netip.Addr
 	// RAInterval is the period of unsolicited Router Advertisements;
 	// default DefaultRAInterval. Each period is jittered by up to -25%.
@@ -81,14 +82,15 @@ func (c *Config) validate() error {
 		return errors.New("ndemu config: directory is required")
 	}
 	if c.GatewayMAC == nil {
-		c.GatewayMAC = GatewayMAC
+		gw := ila.GatewayMAC()
+		c.GatewayMAC = gw[:]
 	}
 	if len(c.GatewayMAC) != 6 || c.GatewayMAC[0]&1 != 0 {
 		return fmt.Errorf("ndemu config: gateway MAC %s: want a 6-byte unicast address", c.GatewayMAC)
 	}
 	c.GatewayMAC = slices.Clone(c.GatewayMAC)
 	if !c.GatewayLL.IsValid() {
-		c.GatewayLL = DefaultGatewayLL
+		c.GatewayLL = ila.GatewayLinkLocal()
 	}
 	if !c.GatewayLL.Is6() || c.GatewayLL.Is4In6() || !c.GatewayLL.IsLinkLocalUnicast() || c.GatewayLL.Zone() != "" {
 		return fmt.Errorf("ndemu config: gateway address %s: want an IPv6 link-local unicast address without zone", c.GatewayLL)

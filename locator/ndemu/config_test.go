@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -25,7 +26,7 @@ func TestConfigValidate(t *testing.T) {
 		{"multicast gateway MAC", Config{Directory: testDir, GatewayMAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}, "gateway MAC"},
 		{"short gateway MAC", Config{Directory: testDir, GatewayMAC: net.HardwareAddr{2, 0, 0}}, "gateway MAC"},
 		{"global gateway address", Config{Directory: testDir, GatewayLL: addrA}, "link-local"},
-		{"gateway address with zone", Config{Directory: testDir, GatewayLL: DefaultGatewayLL.WithZone("p1")}, "link-local"},
+		{"gateway address with zone", Config{Directory: testDir, GatewayLL: ila.GatewayLinkLocal().WithZone("p1")}, "link-local"},
 		{"RA interval too short", Config{Directory: testDir, RAInterval: time.Millisecond}, "RA interval"},
 		{"router lifetime too long", Config{Directory: testDir, RouterLifetime: 3 * time.Hour}, "router lifetime"},
 		{"negative prefix lifetime", Config{Directory: testDir, PrefixLifetime: -time.Second}, "prefix lifetime"},
@@ -58,12 +59,9 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("prefixes masked and deduplicated (-want +got):\n%s", diff)
 	}
 	c := e.cfg
-	if c.GatewayMAC.String() != "02:1a:00:00:00:01" || c.GatewayLL != DefaultGatewayLL || c.RAInterval != DefaultRAInterval ||
+	if c.GatewayMAC.String() != "02:1a:00:00:00:01" || c.GatewayLL != ila.GatewayLinkLocal() || c.RAInterval != DefaultRAInterval ||
 		c.RouterLifetime != DefaultRouterLifetime || c.PrefixLifetime != ndp.Infinity || c.ClaimInterval != DefaultClaimInterval || c.Logger == nil {
 		t.Errorf("defaults not applied: %+v", c)
-	}
-	if GatewayMACValue.String() != GatewayMAC.String() {
-		t.Errorf("GatewayMACValue %s != GatewayMAC %s", GatewayMACValue, GatewayMAC)
 	}
 }
 
@@ -85,7 +83,7 @@ func TestRouterAdvertisement(t *testing.T) {
 		CurrentHopLimit: 64,
 		RouterLifetime:  DefaultRouterLifetime,
 		Options: []ndp.Option{
-			&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: GatewayMAC},
+			&ndp.LinkLayerAddress{Direction: ndp.Source, Addr: gatewayHW()},
 			ndp.NewMTU(1400),
 			pi(sir, time.Hour),
 			pi(other, time.Hour),
@@ -119,7 +117,7 @@ func TestRouterAdvertisement(t *testing.T) {
 	}
 	// Everything marshals.
 	for _, ra := range []*ndp.RouterAdvertisement{want, &withdrawn} {
-		if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, out{msg: ra, dst: allNodes, dstMAC: allNodesMAC}); err != nil {
+		if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), out{msg: ra, dst: allNodes, dstMAC: allNodesMAC}); err != nil {
 			t.Errorf("build RA frame: %v", err)
 		}
 	}

@@ -37,7 +37,7 @@ var (
 )
 
 func testPolicy(allowMove bool) *policy {
-	return &policy{gatewayMAC: GatewayMAC, gatewayLL: DefaultGatewayLL, prefixes: []netip.Prefix{sir}, allowMoveByNA: allowMove, dir: testDir}
+	return &policy{gatewayMAC: gatewayHW(), gatewayLL: ila.GatewayLinkLocal(), prefixes: []netip.Prefix{sir}, allowMoveByNA: allowMove, dir: testDir}
 }
 
 func snm(t *testing.T, a netip.Addr) netip.Addr {
@@ -71,13 +71,13 @@ func TestDecideSolicitation(t *testing.T) {
 	t.Parallel()
 	answer := func(target netip.Addr, router bool, dst netip.Addr, dstMAC net.HardwareAddr) action {
 		return action{verdict: verdictAnswer, target: target, reply: out{
-			msg: &ndp.NeighborAdvertisement{Router: router, Solicited: true, Override: true, TargetAddress: target, Options: tlla(GatewayMAC)},
+			msg: &ndp.NeighborAdvertisement{Router: router, Solicited: true, Override: true, TargetAddress: target, Options: tlla(gatewayHW())},
 			dst: dst, dstMAC: dstMAC,
 		}}
 	}
 	defend := func(target netip.Addr, router bool) action {
 		return action{verdict: verdictDefend, reason: "address owned elsewhere", target: target, reply: out{
-			msg: &ndp.NeighborAdvertisement{Router: router, Override: true, TargetAddress: target, Options: tlla(GatewayMAC)},
+			msg: &ndp.NeighborAdvertisement{Router: router, Override: true, TargetAddress: target, Options: tlla(gatewayHW())},
 			dst: allNodes, dstMAC: allNodesMAC,
 		}}
 	}
@@ -97,10 +97,10 @@ func TestDecideSolicitation(t *testing.T) {
 			answer(addrR, false, addrA, macA)},
 		{"from link-local source", in(llA, snm(t, addrR), &ndp.NeighborSolicitation{TargetAddress: addrR, Options: slla(macA)}),
 			answer(addrR, false, llA, macA)},
-		{"gateway link-local, router flag", in(llA, snm(t, DefaultGatewayLL), &ndp.NeighborSolicitation{TargetAddress: DefaultGatewayLL, Options: slla(macA)}),
-			answer(DefaultGatewayLL, true, llA, macA)},
-		{"gateway unicast NUD", in(llA, DefaultGatewayLL, &ndp.NeighborSolicitation{TargetAddress: DefaultGatewayLL}),
-			answer(DefaultGatewayLL, true, llA, macA)},
+		{"gateway link-local, router flag", in(llA, snm(t, ila.GatewayLinkLocal()), &ndp.NeighborSolicitation{TargetAddress: ila.GatewayLinkLocal(), Options: slla(macA)}),
+			answer(ila.GatewayLinkLocal(), true, llA, macA)},
+		{"gateway unicast NUD", in(llA, ila.GatewayLinkLocal(), &ndp.NeighborSolicitation{TargetAddress: ila.GatewayLinkLocal()}),
+			answer(ila.GatewayLinkLocal(), true, llA, macA)},
 		{"target with zone", in(addrA, snm(t, addrR), &ndp.NeighborSolicitation{TargetAddress: addrR.WithZone("eth0")}),
 			answer(addrR, false, addrA, macA)},
 		{"unknown target", in(addrA, snm(t, addrUnk), &ndp.NeighborSolicitation{TargetAddress: addrUnk, Options: slla(macA)}),
@@ -113,8 +113,8 @@ func TestDecideSolicitation(t *testing.T) {
 			defend(addrB, false)},
 		{"DAD for a remote task's address", in(netip.IPv6Unspecified(), snm(t, addrR), &ndp.NeighborSolicitation{TargetAddress: addrR}),
 			defend(addrR, false)},
-		{"DAD for the gateway address", in(netip.IPv6Unspecified(), snm(t, DefaultGatewayLL), &ndp.NeighborSolicitation{TargetAddress: DefaultGatewayLL}),
-			defend(DefaultGatewayLL, true)},
+		{"DAD for the gateway address", in(netip.IPv6Unspecified(), snm(t, ila.GatewayLinkLocal()), &ndp.NeighborSolicitation{TargetAddress: ila.GatewayLinkLocal()}),
+			defend(ila.GatewayLinkLocal(), true)},
 		{"DAD for own address stays silent", in(netip.IPv6Unspecified(), snm(t, addrA), &ndp.NeighborSolicitation{TargetAddress: addrA}),
 			action{verdict: verdictIgnore, reason: "own address"}},
 		{"DAD for local address on unknown port stays silent", in(netip.IPv6Unspecified(), snm(t, addrL0), &ndp.NeighborSolicitation{TargetAddress: addrL0}),
@@ -195,11 +195,11 @@ func TestDecideAdvertisement(t *testing.T) {
 			action{verdict: verdictClaim, reason: "move from NVE nve-b", target: addrRnoM, mac: macA}},
 		{"move allowed: other MAC refused", true, in(addrA, allNodes, una(addrR, tlla(macA))),
 			action{verdict: verdictSpoofed, reason: "owned by NVE nve-b with another MAC", target: addrR, mac: macA}},
-		{"gateway address", true, in(llA, allNodes, una(DefaultGatewayLL, tlla(macA))),
-			action{verdict: verdictSpoofed, reason: "gateway address", target: DefaultGatewayLL, mac: macA}},
-		{"gateway MAC", true, in(addrA, allNodes, una(addrA, tlla(GatewayMAC))),
-			action{verdict: verdictSpoofed, reason: "gateway MAC", target: addrA, mac: GatewayMAC}},
-		{"solicited answer is no claim", false, in(addrB, DefaultGatewayLL, &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: addrB}),
+		{"gateway address", true, in(llA, allNodes, una(ila.GatewayLinkLocal(), tlla(macA))),
+			action{verdict: verdictSpoofed, reason: "gateway address", target: ila.GatewayLinkLocal(), mac: macA}},
+		{"gateway MAC", true, in(addrA, allNodes, una(addrA, tlla(gatewayHW()))),
+			action{verdict: verdictSpoofed, reason: "gateway MAC", target: addrA, mac: gatewayHW()}},
+		{"solicited answer is no claim", false, in(addrB, ila.GatewayLinkLocal(), &ndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: addrB}),
 			action{verdict: verdictIgnore, reason: "solicited advertisement"}},
 		{"solicited to multicast", false, in(addrA, allNodes, &ndp.NeighborAdvertisement{Solicited: true, TargetAddress: addrA}),
 			action{verdict: verdictInvalid, reason: "solicited advertisement to a multicast group"}},
@@ -249,3 +249,6 @@ func TestDecideRouterSolicitation(t *testing.T) {
 		})
 	}
 }
+
+// gatewayHW is ila.GatewayMAC as a net.HardwareAddr.
+func gatewayHW() net.HardwareAddr { m := ila.GatewayMAC(); return m[:] }

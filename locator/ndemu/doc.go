@@ -5,7 +5,7 @@
 // emulated").
 //
 // On every port the NVE answers with one anycast gateway MAC, the same on
-// every NVE ([GatewayMAC]), so a task that moves keeps valid neighbour
+// every NVE ([ila.GatewayMAC]), so a task that moves keeps valid neighbour
 // entries. The emulator:
 //
 //   - answers a Neighbor Solicitation for an address the [Directory] knows
@@ -41,9 +41,9 @@
 //
 // # Port setup expected from the agent (before AddPort)
 //
-//   - the port's MAC address is [GatewayMAC] (frames addressed to the
+//   - the port's MAC address is [ila.GatewayMAC] (frames addressed to the
 //     gateway MAC must be PACKET_HOST on the NVE, or the kernel drops them);
-//   - the gateway link-local address ([DefaultGatewayLL], fe80::1/64) is on
+//   - the gateway link-local address ([ila.GatewayLinkLocal], fe80::1/64) is on
 //     the port (add it with nodad); net.ipv6.conf.PORT.addr_gen_mode=1 keeps
 //     the kernel from adding an EUI-64 link-local address too (optional);
 //   - net.ipv6.conf.PORT.forwarding=1 (the NVE routes task traffic) and

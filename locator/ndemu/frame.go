@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -51,7 +52,7 @@ func parseFrame(b []byte) (input, error) {
 	if icmp[1] != 0 {
 		return input{}, fmt.Errorf("ICMPv6 code %d: %w", icmp[1], errNotND)
 	}
-	if icmpChecksum(src, dst, icmp) != 0xffff {
+	if !ila.VerifyTransportChecksum(ila.ProtoICMPv6, src, dst, icmp) {
 		return input{}, errChecksum
 	}
 	m, err := ndp.ParseMessage(icmp)
@@ -92,32 +93,6 @@ func buildFrame(srcMAC net.HardwareAddr, src netip.Addr, o out) ([]byte, error) 
 	copy(ip[8:24], s[:])
 	copy(ip[24:40], d[:])
 	return append(b, icmp...), nil
-}
-
-// icmpChecksum returns the one's-complement sum (not negated) of the IPv6
-// pseudo-header and the ICMPv6 message; a valid message sums to 0xffff.
-func icmpChecksum(src, dst netip.Addr, icmp []byte) uint16 {
-	var sum uint32
-	add := func(b []byte) {
-		for len(b) >= 2 {
-			sum += uint32(b[0])<<8 | uint32(b[1])
-			b = b[2:]
-		}
-		if len(b) == 1 {
-			sum += uint32(b[0]) << 8
-		}
-	}
-	s, d := src.As16(), dst.As16()
-	add(s[:])
-	add(d[:])
-	sum += uint32(len(icmp)) >> 16
-	sum += uint32(len(icmp)) & 0xffff
-	sum += protoICMPv6
-	add(icmp)
-	for sum > 0xffff {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }
 
 // multicastMAC returns the Ethernet group address of an IPv6 multicast

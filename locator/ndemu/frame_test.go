@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -55,8 +56,9 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-// TestChecksumVector checks icmpChecksum against a checksum computed by
-// hand for a minimal message (RS with no options from fe80::1 to ff02::2).
+// TestChecksumVector checks the ila checksum helpers the emulator uses
+// against a checksum computed by hand for a minimal message (RS with no
+// options from fe80::1 to ff02::2).
 func TestChecksumVector(t *testing.T) {
 	t.Parallel()
 	src, dst := netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::2")
@@ -67,12 +69,15 @@ func TestChecksumVector(t *testing.T) {
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
 	}
-	if got := icmpChecksum(src, dst, msg); uint32(got) != sum {
-		t.Fatalf("icmpChecksum = %#04x, want %#04x", got, sum)
+	if got, err := ila.TransportChecksum(ila.ProtoICMPv6, src, dst, msg); err != nil || got != ^uint16(sum) {
+		t.Fatalf("TransportChecksum = %#04x, %v; want %#04x", got, err, ^uint16(sum))
+	}
+	if ila.VerifyTransportChecksum(ila.ProtoICMPv6, src, dst, msg) {
+		t.Fatal("message without checksum verifies")
 	}
 	binary.BigEndian.PutUint16(msg[2:4], ^uint16(sum))
-	if got := icmpChecksum(src, dst, msg); got != 0xffff {
-		t.Fatalf("checksummed message sums to %#04x, want 0xffff", got)
+	if !ila.VerifyTransportChecksum(ila.ProtoICMPv6, src, dst, msg) {
+		t.Fatal("checksummed message does not verify")
 	}
 	// And the same value as x/net/icmp computes through ndp.
 	b, err := ndp.MarshalMessageChecksum(&ndp.RouterSolicitation{}, src, dst)
@@ -118,11 +123,11 @@ func TestParseFrameErrors(t *testing.T) {
 
 func TestBuildFrameErrors(t *testing.T) {
 	t.Parallel()
-	if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, out{msg: &ndp.RouterSolicitation{}, dst: allNodes}); err == nil {
+	if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), out{msg: &ndp.RouterSolicitation{}, dst: allNodes}); err == nil {
 		t.Error("missing destination MAC: no error")
 	}
 	bad := &ndp.NeighborAdvertisement{TargetAddress: netip.MustParseAddr("192.0.2.1")}
-	if _, err := buildFrame(GatewayMAC, DefaultGatewayLL, out{msg: bad, dst: allNodes, dstMAC: allNodesMAC}); err == nil {
+	if _, err := buildFrame(gatewayHW(), ila.GatewayLinkLocal(), out{msg: bad, dst: allNodes, dstMAC: allNodesMAC}); err == nil {
 		t.Error("IPv4 target: no error")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/mdlayher/ndp"
 )
 
@@ -19,7 +20,7 @@ func checkAction(t *testing.T, pol *policy, in input, a action) {
 		if !ok {
 			t.Fatalf("%v reply is %T, want NA", a.verdict, a.reply.msg)
 		}
-		if got := sourceLLA(na.Options, ndp.Target); got.String() != GatewayMAC.String() {
+		if got := sourceLLA(na.Options, ndp.Target); got.String() != gatewayHW().String() {
 			t.Fatalf("reply carries MAC %s, want the gateway MAC", got)
 		}
 		if a.verdict == verdictDefend && (a.reply.dst != allNodes || na.Solicited) {
@@ -132,9 +133,7 @@ func fixChecksum(b []byte) {
 		return
 	}
 	icmp := ip[ipv6HeaderLen : ipv6HeaderLen+plen]
-	icmp[2], icmp[3] = 0, 0
 	src := netip.AddrFrom16([16]byte(ip[8:24]))
 	dst := netip.AddrFrom16([16]byte(ip[24:40]))
-	c := ^icmpChecksum(src, dst, icmp)
-	icmp[2], icmp[3] = byte(c>>8), byte(c)
+	_ = ila.SetTransportChecksum(ila.ProtoICMPv6, src, dst, icmp) // plen >= 4: cannot fail
 }

@@ -145,7 +145,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		ns := testutil.NewNetNS(t, fmt.Sprintf("ndt%d%s", i+1, sfx))
 		tk := &task{ns: ns, port: fmt.Sprintf("p%d", i+1), h: ns.Handle(t)}
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: tk.port, HardwareAddr: ndemu.GatewayMAC},
+			LinkAttrs:     netlink.LinkAttrs{Name: tk.port, HardwareAddr: gatewayHW()},
 			PeerName:      "eth0",
 			PeerNamespace: netlink.NsFd(ns.Fd()),
 		}
@@ -164,7 +164,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		// Port setup as the agent does it (see the package doc).
 		sysctl(t, nve, "net/ipv6/conf/"+tk.port+"/addr_gen_mode", "1")
 		sysctl(t, nve, "net/ipv6/conf/"+tk.port+"/accept_ra", "0")
-		if err := nh.AddrAdd(pl, &netlink.Addr{IPNet: ipnet(ndemu.DefaultGatewayLL, 64), Flags: unix.IFA_F_NODAD}); err != nil {
+		if err := nh.AddrAdd(pl, &netlink.Addr{IPNet: ipnet(ila.GatewayLinkLocal(), 64), Flags: unix.IFA_F_NODAD}); err != nil {
 			t.Fatal(err)
 		}
 		if err := nh.LinkSetUp(pl); err != nil {
@@ -203,7 +203,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		NetNS:          nve.Path,
 		Directory:      d,
 		Events:         ev,
-		Logger:         slog.New(slog.DiscardHandler),
+		Logger:         slog.New(slog.NewJSONHandler(testLog, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -437,6 +437,11 @@ func TestIntegrationND(t *testing.T) {
 				t.Errorf("unexpected event %+v", e)
 			}
 		}
+		// The refusal is logged with the MAC as text (JSON would show a
+		// net.HardwareAddr as base64).
+		if logs := testLog.String(); !strings.Contains(logs, `"mac":"`+mac+`"`) {
+			t.Errorf("log lacks the refused NA's MAC %s as text:\n%s", mac, logs)
+		}
 		after := em.Stats()
 		if after.SpoofedRefused-before.SpoofedRefused < 2 || after.Claims-before.Claims < 1 {
 			t.Errorf("stats before %+v after %+v: want 2 spoofed, 1 claim", before, after)
@@ -635,3 +640,6 @@ func (c *capture) stop() counts {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// gatewayHW is ila.GatewayMAC as a net.HardwareAddr.
+func gatewayHW() net.HardwareAddr { m := ila.GatewayMAC(); return m[:] }

@@ -15,18 +15,6 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 )
 
-// GatewayMAC is the anycast gateway MAC address every NVE uses on every
-// task-facing port (locally administered, unicast). The datapath and the
-// agent use the same value.
-var GatewayMAC = net.HardwareAddr{0x02, 0x1a, 0x00, 0x00, 0x00, 0x01}
-
-// GatewayMACValue is GatewayMAC as a comparable ila.MAC.
-var GatewayMACValue = ila.MAC{0x02, 0x1a, 0x00, 0x00, 0x00, 0x01}
-
-// DefaultGatewayLL is the gateway's link-local address on every port: the
-// tasks' default router.
-var DefaultGatewayLL = netip.MustParseAddr("fe80::1")
-
 // ErrClosed is returned by AddPort and Run once Run has returned.
 var ErrClosed = errors.New("ndemu: emulator closed")
 

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 
+	"github.com/ilamesh/ilamesh/internal/netns"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,20 +22,32 @@ type packetConn struct {
 	ifindex int
 }
 
-// ndFilter accepts Ethernet frames carrying IPv6 with ICMPv6 directly after
-// the fixed header and type 133 (RS), 135 (NS) or 136 (NA).
-var ndFilter = []unix.SockFilter{
-	{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},                    // 0: ethertype
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 6, K: 0x86dd}, // 1
-	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 14 + 6},                // 2: next header
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 4, K: 58},     // 3
-	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 14 + 40},               // 4: ICMPv6 type
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 3, Jf: 0, K: 133},    // 5 -> accept
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, Jf: 0, K: 135},    // 6 -> accept
-	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: 136},    // 7 -> accept
-	{Code: unix.BPF_RET | unix.BPF_K, K: 0},                                   // 8: drop
-	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffff},                              // 9: accept
-}
+// ndFilter is the socket filter: it keeps the ICMPv6 RS (133), NS (135)
+// and NA (136) frames a task sends (IPv6 with ICMPv6 directly after the
+// fixed header; not PACKET_OUTGOING: what this host sends out of the
+// port). Socket filters in this module are written with x/net/bpf,
+// attached before the socket is bound, and drop the host's own frames
+// themselves (as l2compat's arpFromTasks).
+var ndFilter = func() []bpf.RawInstruction {
+	r, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 2}, // ethertype
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.ETH_P_IPV6, SkipTrue: 8},
+		bpf.LoadAbsolute{Off: ethHeaderLen + 6, Size: 1}, // next header
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 6},
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 4},
+		bpf.LoadAbsolute{Off: ethHeaderLen + ipv6HeaderLen, Size: 1}, // ICMPv6 type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 133, SkipTrue: 3},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 135, SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 136, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.RetConstant{Val: 0xffff},
+	})
+	if err != nil {
+		panic(err) // static program
+	}
+	return r
+}()
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
@@ -45,7 +58,7 @@ func openPort(nsPath, ifname string) (*packetConn, int, error) {
 		c       *packetConn
 		ifindex int
 	)
-	err := inNetNS(nsPath, func() error {
+	err := netns.DoPath(nsPath, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return fmt.Errorf("find interface: %w", err)
@@ -71,12 +84,16 @@ func listenPacket(ifindex int) (*packetConn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("packet socket: %s: %w", what, err)
 	}
-	prog := unix.SockFprog{Len: uint16(len(ndFilter)), Filter: &ndFilter[0]}
+	filter := make([]unix.SockFilter, len(ndFilter))
+	for i, ins := range ndFilter {
+		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return fail("attach filter", os.NewSyscallError("setsockopt", err))
 	}
 	// Our own frames and the NVE kernel's are not input (kernel >= 4.20;
-	// older kernels are covered by the packet-type check in read).
+	// the filter drops them on older kernels).
 	_ = unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
 	// ETH_P_ALL makes the socket a tap that runs before tc ingress, so a
 	// datapath program on the port cannot hide ND frames from it (only
@@ -101,29 +118,24 @@ func listenPacket(ifindex int) (*packetConn, error) {
 	return &packetConn{f: f, rc: rc, ifindex: ifindex}, nil
 }
 
-// read returns the next frame received (never one sent from this host).
+// read returns the next frame received (never one sent from this host:
+// the filter drops those).
 func (c *packetConn) read(b []byte) (int, error) {
-	for {
-		var (
-			n    int
-			from unix.Sockaddr
-			rerr error
-		)
-		err := c.rc.Read(func(fd uintptr) bool {
-			n, from, rerr = unix.Recvfrom(int(fd), b, 0)
-			return rerr != unix.EAGAIN && rerr != unix.EINTR
-		})
-		if err != nil {
-			return 0, mapClosed(err)
-		}
-		if rerr != nil {
-			return 0, os.NewSyscallError("recvfrom", rerr)
-		}
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		return n, nil
+	var (
+		n    int
+		rerr error
+	)
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), b, 0)
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	})
+	if err != nil {
+		return 0, mapClosed(err)
 	}
+	if rerr != nil {
+		return 0, os.NewSyscallError("recvfrom", rerr)
+	}
+	return n, nil
 }
 
 // write sends one whole Ethernet frame on the port.
@@ -160,44 +172,4 @@ func mapClosed(err error) error {
 // overflowed.
 func isTransient(err error) bool {
 	return errors.Is(err, unix.ENETDOWN) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EINTR)
-}
-
-// inNetNS runs fn on a fresh locked OS thread switched into the network
-// namespace at path (or directly if path is empty). If the thread cannot be
-// switched back it stays locked, and the runtime discards it with the
-// goroutine.
-func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open netns %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", path, os.NewSyscallError("setns", err))
-			return // stays locked: conservative
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", path, os.NewSyscallError("setns", err)))
-			return // tainted thread: stays locked and dies
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
 }

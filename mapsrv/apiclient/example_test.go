@@ -49,7 +49,7 @@ func Example() {
 	}
 	fmt.Println(rec.Identifier, rec.NVE, rec.Locator, rec.Version)
 
-	rec, err = c.Move(ctx, "blue", "web", mapsrv.MoveBody{To: "nve2", Mode: "hot"})
+	rec, err = c.Move(ctx, "blue", "web", mapsrv.MoveBody{To: "nve2", Mode: ila.MoveHot})
 	if err != nil {
 		fmt.Println(err)
 		return

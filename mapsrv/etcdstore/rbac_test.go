@@ -32,7 +32,7 @@ func TestInitRBAC(t *testing.T) {
 	}
 	as := func(user, pw string) *clientv3.Client {
 		t.Helper()
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: user, Password: pw, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: user, Password: pw, DialTimeout: 30 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatalf("client as %q: %v", user, err)
 		}
@@ -68,7 +68,7 @@ func TestInitRBAC(t *testing.T) {
 	if _, err := r.Delete(cctx, "/ila/v1/domains/prod"); !denied(err) {
 		t.Errorf("reader deletes under /ila/: %v, want permission denied", err)
 	}
-	if c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: "ilad", Password: "wrong", DialTimeout: 5 * time.Second, Logger: zap.NewNop()}); err == nil {
+	if c, err := clientv3.New(clientv3.Config{Endpoints: eps, Username: "ilad", Password: "wrong", DialTimeout: 30 * time.Second, Logger: zap.NewNop()}); err == nil {
 		_, err = c.Get(cctx, "/ila/", clientv3.WithPrefix())
 		c.Close()
 		if !denied(err) {

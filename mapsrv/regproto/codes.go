@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
+
+	"github.com/ilamesh/ilamesh/ila"
 )
 
 // Protocol constants. docs/registration.md is the normative description.
@@ -167,51 +169,14 @@ func (r Reason) String() string {
 	return fmt.Sprintf("reason-%d", uint8(r))
 }
 
-// MoveMode is how a task moves (draft section 7).
-type MoveMode uint8
+// MoveMode is how a task moves (draft section 7): the ila type, whose
+// values are this protocol's wire codes.
+type MoveMode = ila.MoveMode
 
 // Move modes.
 const (
-	MoveNone MoveMode = 0
-	MoveHot  MoveMode = 1 // make before break; the previous NVE forwards in-flight packets
-	MoveWarm MoveMode = 2 // like cold, state mirrored beforehand
-	MoveCold MoveMode = 3 // suspended until the task registers at the new NVE
+	MoveNone = ila.MoveNone
+	MoveHot  = ila.MoveHot  // make before break; the previous NVE forwards in-flight packets
+	MoveWarm = ila.MoveWarm // like cold, state mirrored beforehand
+	MoveCold = ila.MoveCold // suspended until the task registers at the new NVE
 )
-
-var moveNames = [...]string{"none", "hot", "warm", "cold"}
-
-func (m MoveMode) String() string {
-	if int(m) < len(moveNames) {
-		return moveNames[m]
-	}
-	return fmt.Sprintf("mode-%d", uint8(m))
-}
-
-// Valid reports whether m is one of the defined modes.
-func (m MoveMode) Valid() bool { return int(m) < len(moveNames) }
-
-// ParseMoveMode parses "hot", "warm", "cold" or "none" ("" is none).
-func ParseMoveMode(s string) (MoveMode, error) {
-	if s == "" {
-		return MoveNone, nil
-	}
-	for i, n := range moveNames {
-		if n == s {
-			return MoveMode(i), nil
-		}
-	}
-	return 0, fmt.Errorf("move mode %q: want hot, warm or cold", s)
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (m MoveMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (m *MoveMode) UnmarshalText(b []byte) error {
-	v, err := ParseMoveMode(string(b))
-	if err != nil {
-		return err
-	}
-	*m = v
-	return nil
-}

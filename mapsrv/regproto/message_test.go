@@ -425,18 +425,6 @@ func TestStrings(t *testing.T) {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
 	}
-	for _, s := range []string{"", "none", "hot", "warm", "cold"} {
-		m, err := ParseMoveMode(s)
-		if err != nil {
-			t.Errorf("ParseMoveMode(%q): %v", s, err)
-		}
-		if s != "" && m.String() != s {
-			t.Errorf("ParseMoveMode(%q) = %v", s, m)
-		}
-	}
-	if _, err := ParseMoveMode("lukewarm"); err == nil {
-		t.Error("ParseMoveMode(lukewarm) succeeded")
-	}
 }
 
 func TestReplyErr(t *testing.T) {
