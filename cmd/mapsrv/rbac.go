@@ -78,7 +78,7 @@ func runRBACInit(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), TLS: tc, Username: *user, Password: *password,
-		DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		DialTimeout: 30 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return fmt.Errorf("rbac-init: etcd: %w", err)
 	}
