@@ -113,6 +113,8 @@ type Mapping struct {
 	Identifier Identifier `json:"identifier"`
 	Locator    Locator    `json:"locator"`
 	Csum       CsumMode   `json:"csum"`
+	// Tenant is the task's tenant (TenantOf); 0 is untagged.
+	Tenant TenantID `json:"tenant,omitzero"`
 }
 
 // SIRAddr returns the SIR address of the mapping.

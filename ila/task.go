@@ -108,7 +108,7 @@ type Task struct {
 
 // Mapping returns the data-plane entry of the task in domain d.
 func (t Task) Mapping(d Domain) Mapping {
-	return Mapping{SIR: d.SIR, Identifier: t.Identifier, Locator: t.Locator, Csum: d.Csum}
+	return Mapping{SIR: d.SIR, Identifier: t.Identifier, Locator: t.Locator, Csum: d.Csum, Tenant: TenantOf(t.Tenant)}
 }
 
 // NVE is a host (network virtualization edge) that tasks attach to.
@@ -137,13 +137,16 @@ const (
 	// EventSynced marks the end of a (re)list: the consumer has now seen
 	// the whole store as of Revision, deletions included.
 	EventSynced
+	// EventPolicyUpsert and EventPolicyDelete carry a tenant policy.
+	EventPolicyUpsert
+	EventPolicyDelete
 )
 
 var eventNames = map[EventType]string{
 	EventTaskUpsert: "task-upsert", EventTaskDelete: "task-delete",
 	EventNVEUpsert: "nve-upsert", EventNVEDelete: "nve-delete",
 	EventDomainUpsert: "domain-upsert", EventDomainDelete: "domain-delete",
-	EventSynced: "synced",
+	EventSynced: "synced", EventPolicyUpsert: "policy-upsert", EventPolicyDelete: "policy-delete",
 }
 
 func (t EventType) String() string {
@@ -165,11 +168,11 @@ func (t *EventType) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return &ParseError{What: "event type", Input: string(b), Msg: "want task-upsert, task-delete, nve-upsert, nve-delete, domain-upsert, domain-delete or synced"}
+	return &ParseError{What: "event type", Input: string(b), Msg: "want task-upsert, task-delete, nve-upsert, nve-delete, domain-upsert, domain-delete, policy-upsert, policy-delete or synced"}
 }
 
-// Event is one change seen by a mapping watch. Exactly one of Task, NVE and
-// Domain is set, except for EventSynced. For deletes the record is the last
+// Event is one change seen by a mapping watch. Exactly one of Task, NVE,
+// Domain and Policy is set, except for EventSynced. For deletes the record is the last
 // known value.
 type Event struct {
 	Type     EventType `json:"type"`
@@ -177,6 +180,7 @@ type Event struct {
 	Task     *Task     `json:"task,omitempty"`
 	NVE      *NVE      `json:"nve,omitempty"`
 	Domain   *Domain   `json:"domain,omitempty"`
+	Policy   *Policy   `json:"policy,omitempty"`
 }
 
 // Duration is a time.Duration whose text form is Go's ("2m0s"), for JSON a

@@ -26,7 +26,10 @@
 //     a gratuitous ARP for an address owned by another MAC (Config.Spoofed);
 //     a gratuitous ARP of a task registered elsewhere with the same MAC (it
 //     moved here) installs local delivery at once, before the mapping
-//     commits the move (make before break), and is undone if Attach fails;
+//     commits the move (make before break), and is undone if Attach fails
+//     or the mapping has not committed it within Config.ClaimTimeout; an ARP
+//     with the MAC of a task that lives behind another attached port of
+//     this NVE is refused (Config.Spoofed) and moves nothing;
 //   - a RARP server on the same ports answers a reverse request with the
 //     IPv4 address registered for the MAC in that tenant (section 4.1);
 //   - packets in flight (section 5): when a task moves away, the old NVE

@@ -81,7 +81,10 @@ type fakeMapsrv struct {
 	delay    map[string]time.Duration
 	applied  map[string]time.Time
 	claimAt  time.Time // last Attach call: the new NVE has installed local delivery
-	late     sync.WaitGroup
+	// ackOnly makes Attach accept a claim without committing it, as ilad's
+	// does (it only asks the agent to register; mapsrv may still refuse).
+	ackOnly bool
+	late    sync.WaitGroup
 }
 
 func (s *fakeMapsrv) apply(t testing.TB, ev ila.Event, first string) {
@@ -130,6 +133,9 @@ func (s *fakeMapsrv) attach(t testing.TB) func(ctx context.Context, c Claim) err
 		select {
 		case s.claims <- c:
 		default:
+		}
+		if s.ackOnly {
+			return nil
 		}
 		id, err := ila.NewVNIPv4(c.VNI, c.IPv4)
 		if err != nil {
@@ -1164,4 +1170,115 @@ func (n *labNVE) checkState(t *testing.T) {
 	if diff := cmp.Diff(neigh, kneigh, opt); diff != "" {
 		t.Errorf("%s: kernel neighbours differ from the programmed ones (-programmed +kernel):\n%s", n.name, diff)
 	}
+}
+
+// TestIntegrationSpoofedClaimReverted is finding 5 of issue 17: a task that
+// sends a gratuitous ARP with another task's MAC and address must not keep
+// that task's traffic on its own port. A claim for a task registered on
+// another NVE gets local delivery at once (make before break) but loses it
+// when the mapping does not commit the move; a claim for a task that lives
+// behind another port of the same NVE is refused outright.
+func TestIntegrationSpoofedClaimReverted(t *testing.T) {
+	l := newLab(t)
+	l.srv.mu.Lock()
+	l.srv.ackOnly = true
+	l.srv.mu.Unlock()
+	a1 := l.addTask("a1", "nve1", 100, "10.0.0.1", "02:00:00:00:01:01") // the attacker
+	v1 := l.addTask("v1", "nve1", 100, "10.0.0.5", "02:00:00:00:01:05") // a neighbour on the same NVE
+	a2 := l.addTask("a2", "nve2", 100, "10.0.0.2", "02:00:00:00:01:02") // a task on another NVE
+	n1 := l.nves["nve1"]
+	for _, tk := range []*labTask{a1, v1} {
+		waitFDB(t, n1, tk.vni, tk.mac, tk.port)
+	}
+	spoof := func(as *labTask) {
+		t.Helper()
+		c := a1.sock(t, etherTypeARP)
+		g := arpFrame(arp.OperationRequest, etherTypeARP, as.mac, as.ip, broadcast, as.ip, broadcast)
+		if _, err := c.WriteTo(g, &packet.Addr{HardwareAddr: broadcast[:]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("claim of a remote task lapses", func(t *testing.T) {
+		spoof(a2)
+		select {
+		case <-l.srv.claims:
+		case <-time.After(2 * time.Second):
+			t.Fatal("the claim never reached Attach")
+		}
+		start := time.Now()
+		// The claim installed local delivery on the attacker's port; with no
+		// commit from the mapping it goes back to the VXLAN port.
+		deadline := start.Add(DefaultClaimTimeout + 5*time.Second)
+		for fdbPort(t, n1, a2.vni, a2.mac) == a1.port && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if got := fdbPort(t, n1, a2.vni, a2.mac); got == a1.port {
+			l.dump(t)
+			t.Fatalf("%v after the claim: a2's MAC still on the attacker's port %s", time.Since(start).Round(time.Millisecond), got)
+		}
+		t.Logf("claim reverted after %v", time.Since(start).Round(time.Millisecond))
+		out, err := l.run(v1.ns, "ping", "-c", "2", "-i", "0.2", "-W", "1", a2.ip.String())
+		if _, recv, perr := pingCounts(out); err != nil || perr != nil || recv != 2 {
+			l.dump(t)
+			t.Errorf("ping v1 -> a2 after the claim lapsed: %v %v\n%s", err, perr, out)
+		}
+		n1.checkState(t)
+	})
+
+	t.Run("same-NVE neighbour's MAC refused", func(t *testing.T) {
+		before := n1.m.Stats().Spoofed
+		spoof(v1)
+		select {
+		case sp := <-n1.spoofed:
+			if sp.MAC != v1.mac {
+				t.Errorf("spoofed claim %v", sp)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("no spoofed callback")
+		}
+		if got := n1.m.Stats().Spoofed - before; got != 1 {
+			t.Errorf("Spoofed grew by %d, want 1", got)
+		}
+		if got := fdbPort(t, n1, v1.vni, v1.mac); got != v1.port {
+			l.dump(t)
+			t.Errorf("v1's MAC on port %q after a1 claimed it, want %s", got, v1.port)
+		}
+		n1.checkState(t)
+	})
+}
+
+// waitFDB waits until the bridge of tenant vni on n holds mac on port.
+func waitFDB(t *testing.T, n *labNVE, vni uint32, mac ila.MAC, port string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); fdbPort(t, n, vni, mac) != port; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v never reached port %s (on %q)", n.name, mac, port, fdbPort(t, n, vni, mac))
+		}
+	}
+}
+
+// fdbPort returns the port that the kernel's bridge of tenant vni on n sends
+// frames for mac to ("" if it has no entry).
+func fdbPort(t *testing.T, n *labNVE, vni uint32, mac ila.MAC) string {
+	t.Helper()
+	br, err := n.h.LinkByName(bridgeName(vni))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := n.h.NeighList(0, unix.AF_BRIDGE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all {
+		if e.MasterIndex != br.Attrs().Index || len(e.HardwareAddr) != 6 || ila.MAC(e.HardwareAddr) != mac {
+			continue
+		}
+		link, err := n.h.LinkByIndex(e.LinkIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return link.Attrs().Name
+	}
+	return ""
 }

@@ -6,10 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 )
 
 // DefaultPort is the IANA VXLAN UDP port.
 const DefaultPort = 4789
+
+// DefaultClaimTimeout is how long local delivery installed for a claim (a
+// gratuitous ARP of a task registered on another NVE) waits for the mapping
+// to commit the move before it is reverted.
+const DefaultClaimTimeout = 5 * time.Second
 
 // Config configures a Manager.
 type Config struct {
@@ -32,7 +38,14 @@ type Config struct {
 	// Attach is called (from Run, one claim at a time) for a gratuitous ARP
 	// that may move or add an address: the agent registers the claim with
 	// mapsrv, which checks it. nil ignores claims.
+	// An error reverts the local delivery installed for the claim at once;
+	// nil leaves it until the mapping commits the move or ClaimTimeout
+	// passes, whichever comes first.
 	Attach func(ctx context.Context, c Claim) error
+	// ClaimTimeout bounds how long a claim the mapping has not committed
+	// keeps local delivery (a refused or lost claim must not leave the MAC
+	// on the claimant's port); 0 means DefaultClaimTimeout.
+	ClaimTimeout time.Duration
 	// Spoofed is called for a gratuitous ARP for an address registered to
 	// another MAC in the same tenant; the address is not moved. It must not
 	// block. nil only counts them.
@@ -45,6 +58,9 @@ func (c *Config) validate() error {
 	}
 	if !c.Underlay.IsValid() || c.Underlay.IsUnspecified() || c.Underlay.IsMulticast() {
 		return fmt.Errorf("l2compat config: underlay address %v: want a unicast address", c.Underlay)
+	}
+	if c.ClaimTimeout < 0 {
+		return fmt.Errorf("l2compat config: claim timeout %v is negative", c.ClaimTimeout)
 	}
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535-70) {
 		return fmt.Errorf("l2compat config: mtu %d out of range", c.MTU)

@@ -52,7 +52,9 @@ type Manager struct {
 	dir   *directory
 	seen  map[fdbKey]string // local MAC -> task-facing port it was seen on
 
-	claimed map[fdbKey]bool // moves announced here and not yet committed (mu)
+	// claimed holds moves announced here and not yet committed, with the
+	// time each claim lapses if the mapping has not settled it (mu).
+	claimed map[fdbKey]time.Time
 
 	wake    chan struct{}
 	claims  chan Claim
@@ -80,6 +82,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
+	if cfg.ClaimTimeout == 0 {
+		cfg.ClaimTimeout = DefaultClaimTimeout
+	}
 	cfg.Underlay = cfg.Underlay.Unmap()
 	m := &Manager{
 		cfg:     cfg,
@@ -90,7 +95,7 @@ func New(cfg Config) (*Manager, error) {
 		neigh:   make(map[neighKey]ila.MAC),
 		dir:     newDirectory(),
 		seen:    make(map[fdbKey]string),
-		claimed: make(map[fdbKey]bool),
+		claimed: make(map[fdbKey]time.Time),
 		wake:    make(chan struct{}, 1),
 		claims:  make(chan Claim, 256),
 	}

@@ -150,6 +150,13 @@ func (m *Manager) syncAll(now time.Time) []error {
 		}
 	}
 	m.next = time.Time{}
+	for k, until := range m.claimed {
+		if !until.After(now) {
+			errs = append(errs, m.lapseClaim(k, now)...)
+		} else {
+			m.setNext(until)
+		}
+	}
 	for _, e := range m.dir.tasks {
 		if until, ok := e.inFlight(m.cfg.NVE, now); ok {
 			m.setNext(until)
@@ -165,7 +172,7 @@ func (m *Manager) wantFDB(k fdbKey, now time.Time) (fdbEntry, bool) {
 	if !ok {
 		return fdbEntry{}, false
 	}
-	return decideFDB(m.cfg.NVE, e, m.dir.nves[e.NVE], m.active(k.VNI), m.seen[k], m.claimed[k], now)
+	return decideFDB(m.cfg.NVE, e, m.dir.nves[e.NVE], m.active(k.VNI), m.seen[k], m.claimed[k].After(now), now)
 }
 
 func (m *Manager) syncFDB(k fdbKey, now time.Time) error {

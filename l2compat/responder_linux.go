@@ -4,6 +4,7 @@ package l2compat
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"time"
@@ -39,10 +40,23 @@ func (m *Manager) handle(p *port, c *packet.Conn, frame []byte) {
 	m.dirMu.RLock()
 	v := handleFrame(m.dir, m.cfg.NVE, p.info, frame)
 	var moved bool
+	var was string
 	if !v.Sender.IsZero() {
-		moved = m.seen[fdbKey{p.info.VNI, v.Sender}] != p.info.Name
+		was = m.seen[fdbKey{p.info.VNI, v.Sender}]
+		moved = was != p.info.Name
 	}
 	m.dirMu.RUnlock()
+	if moved && was != "" && m.attached(was) {
+		// The MAC lives behind another task-facing port that is still
+		// attached: a task sending with its neighbour's MAC must not take
+		// the neighbour's traffic. The port it was seen on keeps it until
+		// that port is removed.
+		moved = false
+		if v.Act == actGratuitous || v.Act == actRefresh {
+			v.Act, v.Moved = actSpoofed, false
+			v.Reason = fmt.Sprintf("mac %v lives behind port %s", v.Sender, was)
+		}
+	}
 	switch v.Act {
 	case actMalformed:
 		m.st.malformed.Add(1)
@@ -98,7 +112,9 @@ func (m *Manager) noteSeen(p *port, mac ila.MAC, claimed bool) {
 	}
 	k := fdbKey{p.info.VNI, mac}
 	if claimed {
-		m.claimed[k] = true
+		until := time.Now().Add(m.cfg.ClaimTimeout)
+		m.claimed[k] = until
+		m.setNext(until)
 	}
 	m.dirMu.Lock()
 	m.seen[k] = p.info.Name
@@ -108,17 +124,40 @@ func (m *Manager) noteSeen(p *port, mac ila.MAC, claimed bool) {
 	}
 }
 
+// attached reports whether ifname is a task-facing port of this Manager.
+func (m *Manager) attached(ifname string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ports[ifname] != nil
+}
+
 // settleClaim forgets a refused or dropped claim: the mapping decides again
 // where the MAC goes.
 func (m *Manager) settleClaim(c Claim) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := fdbKey{c.VNI, c.MAC}
-	if !m.claimed[k] {
+	if _, ok := m.claimed[k]; !ok {
 		return
 	}
-	delete(m.claimed, k)
-	if err := m.syncFDB(k, time.Now()); err != nil {
+	if err := errors.Join(m.lapseClaim(k, time.Now())...); err != nil {
 		m.log.Warn("l2compat: revert claimed fdb", "mac", c.MAC, "err", err)
 	}
+}
+
+// lapseClaim drops the pending claim for k and the port its MAC was seen on
+// unless the mapping places the MAC here, then re-programs k: local delivery
+// installed for the claim goes back to what the mapping says. Callers hold
+// mu.
+func (m *Manager) lapseClaim(k fdbKey, now time.Time) []error {
+	delete(m.claimed, k)
+	if e, ok := m.dir.lookupMAC(k.VNI, k.MAC); !ok || e.NVE != m.cfg.NVE {
+		m.dirMu.Lock()
+		delete(m.seen, k)
+		m.dirMu.Unlock()
+	}
+	if err := m.syncFDB(k, now); err != nil {
+		return []error{err}
+	}
+	return nil
 }

@@ -225,11 +225,11 @@ type desired struct {
 
 // want computes the desired state of NVE self from the directory, the
 // tenants it has ports in and the ports local MACs were seen on.
-func (d *directory) want(self string, active map[uint32]bool, seen map[fdbKey]string, claimed map[fdbKey]bool, now time.Time) desired {
+func (d *directory) want(self string, active map[uint32]bool, seen map[fdbKey]string, claimed map[fdbKey]time.Time, now time.Time) desired {
 	w := desired{FDB: make(map[fdbKey]fdbEntry), Neigh: make(map[neighKey]ila.MAC)}
 	for _, e := range d.tasks {
 		if ids := d.byMAC[fdbKey{e.VNI, e.MAC}]; len(ids) > 0 && ids[0] == e.ID {
-			if f, ok := decideFDB(self, e, d.nves[e.NVE], active[e.VNI], seen[fdbKey{e.VNI, e.MAC}], claimed[fdbKey{e.VNI, e.MAC}], now); ok {
+			if f, ok := decideFDB(self, e, d.nves[e.NVE], active[e.VNI], seen[fdbKey{e.VNI, e.MAC}], claimed[fdbKey{e.VNI, e.MAC}].After(now), now); ok {
 				w.FDB[fdbKey{e.VNI, e.MAC}] = f
 			}
 		}

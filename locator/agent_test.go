@@ -35,7 +35,7 @@ func task(id ila.Identifier, nve string, loc ila.Locator) ila.Task {
 }
 
 func mapping(id ila.Identifier, loc ila.Locator) ila.Mapping {
-	return ila.Mapping{SIR: sirP, Identifier: id, Locator: loc, Csum: ila.CsumNeutralMap}
+	return ila.Mapping{SIR: sirP, Identifier: id, Locator: loc, Csum: ila.CsumNeutralMap, Tenant: ila.TenantOf(ila.DefaultTenant)}
 }
 
 func table(ms ...ila.Mapping) map[locatortest.Key]ila.Mapping {
@@ -279,7 +279,9 @@ func TestNotifyBeforeWatch(t *testing.T) {
 		if _, ok := dp.LocalEntries()[k]; ok {
 			t.Error("local entry kept after the notification")
 		}
-		if got := dp.InFlightEntries()[k].Mapping; got != mapping(id, locB) {
+		want := mapping(id, locB)
+		want.Tenant = 0 // in-flight entries re-translate: no tenant check there
+		if got := dp.InFlightEntries()[k].Mapping; got != want {
 			t.Errorf("in-flight %+v", got)
 		}
 		if got := dp.Table()[k]; got != mapping(id, locB) {

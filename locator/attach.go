@@ -95,7 +95,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	a.mu.Lock()
 	k := keyOf(t.SIR)
 	lt := &localTask{spec: t, key: k, port: port, static: static, restored: restored, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1)}
-	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC}); err != nil {
+	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC, Tenant: ila.TenantOf(t.Tenant), IPv4: t.IPv4}); err != nil {
 		a.mu.Unlock()
 		a.releasePort(lt)
 		return fmt.Errorf("task %s: install local entry: %w", t.Name, err)

@@ -50,7 +50,7 @@ func TestDomainClash(t *testing.T) {
 	// The other way: the clashing domain is installed when prod goes.
 	step("clash again", table(mapping(0x1001, locB), mapping(0x1003, locB), mapping(0x1004, locB)),
 		ila.Event{Type: ila.EventDomainUpsert, Domain: &evil}, ev(ila.EventTaskUpsert, evilTask(0x1002)))
-	evilMapping := ila.Mapping{SIR: sirP, Identifier: 0x1002, Locator: locC, Csum: ila.CsumNoAction}
+	evilMapping := ila.Mapping{SIR: sirP, Identifier: 0x1002, Locator: locC, Csum: ila.CsumNoAction, Tenant: ila.TenantOf(ila.DefaultTenant)}
 	step("prod deleted: evil takes the prefix", table(evilMapping),
 		ila.Event{Type: ila.EventDomainDelete, Domain: &dom})
 
@@ -59,7 +59,7 @@ func TestDomainClash(t *testing.T) {
 	other := ila.Domain{Name: "other", SIR: mustSIR("3333:0:0:2::/64"), Csum: ila.CsumNeutralMap}
 	otherTask := task(0x2001, "nve-b", locB)
 	otherTask.Domain, otherTask.SIR = "other", other.SIR.Addr(0x2001)
-	otherMapping := ila.Mapping{SIR: other.SIR, Identifier: 0x2001, Locator: locB, Csum: ila.CsumNeutralMap}
+	otherMapping := ila.Mapping{SIR: other.SIR, Identifier: 0x2001, Locator: locB, Csum: ila.CsumNeutralMap, Tenant: ila.TenantOf(ila.DefaultTenant)}
 	moved := other
 	moved.SIR = sirP
 	step("other keeps its prefix", table(evilMapping, otherMapping),

@@ -49,6 +49,11 @@ type Local struct {
 	// Suspended stops delivery to the port while a cold or warm move of
 	// the task is under way (the datapath answers unreachable).
 	Suspended bool
+	// Tenant is the task's tenant (ila.TenantOf): what its port may reach.
+	Tenant ila.TenantID
+	// IPv4 is the task's IPv4 address (IPv4 tenants): the only IPv4 source
+	// its port may send from. The zero Addr leaves IPv4 unchecked.
+	IPv4 netip.Addr
 }
 
 // MappingSource delivers the store's content: a full list as upserts, then

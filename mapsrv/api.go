@@ -63,6 +63,13 @@ type APIOptions struct {
 	// ("Authorization: Bearer TOKEN"; see ReadTokenFile): every endpoint
 	// but GET /v1/health and GET /v1/version answers 401 without one.
 	Tokens []string
+	// ReadOnlyTokens are accepted for GET requests only (RoleReadOnly):
+	// anything else answers 403.
+	ReadOnlyTokens []string
+	// Audit, if set, is called once for every request that may change
+	// something (any method but GET and HEAD), accepted or not, after it
+	// was answered: the audit log of the management API.
+	Audit func(AuditRecord)
 }
 
 // NewAPI returns the HTTP/JSON management API of svc:
@@ -86,6 +93,9 @@ type APIOptions struct {
 //	POST   /v1/allocations        AllocRequest         201 (new) or 200 AllocBody
 //	GET    /v1/allocations/{tenant}/{name}             Allocation
 //	DELETE /v1/allocations/{tenant}/{name}             204
+//	GET    /v1/policies                                [ila.Policy]
+//	POST   /v1/policies           PolicyBody           201 ila.Policy
+//	DELETE /v1/policies/{tenant}/{tenant}              204
 //
 // Errors are ErrorBody with 400 (invalid), 401 (unauthorized: a token is
 // required and none or a wrong one was given), 403 (forbidden), 404 (not
@@ -110,13 +120,17 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("DELETE /v1/mappings/{domain}/{identifier}", a.deleteMapping)
 	mux.HandleFunc("GET /v1/watch", a.watch)
 	a.allocRoutes(mux) // alloc_api.go
+	mux.HandleFunc("GET /v1/policies", a.listPolicies)
+	mux.HandleFunc("POST /v1/policies", a.addPolicy)
+	mux.HandleFunc("DELETE /v1/policies/{a}/{b}", a.deletePolicy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	if len(opts.Tokens) == 0 {
-		return mux
+	var h http.Handler = mux
+	if len(opts.Tokens)+len(opts.ReadOnlyTokens) > 0 {
+		h = requireToken(mux, opts.Tokens, opts.ReadOnlyTokens)
 	}
-	return requireToken(mux, opts.Tokens)
+	return audit(h, opts.Audit)
 }
 
 type api struct {

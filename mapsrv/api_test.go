@@ -63,6 +63,15 @@ func TestAPI(t *testing.T) {
 		{"deregister", "DELETE", "/v1/tasks/t/vm1", "", 204, ""},
 		{"deregister again", "DELETE", "/v1/tasks/t/vm1", "", 404, `"not_found"`},
 		{"unknown", "GET", "/v2/x", "", 404, "no endpoint"},
+		{"policies empty", "GET", "/v1/policies", "", 200, "[]"},
+		{"policy add", "POST", "/v1/policies", `{"tenants":["red","blue"]}`, 201, `"blue",`},
+		{"policy add again", "POST", "/v1/policies", `{"tenants":["blue","red"]}`, 201, `"red"`},
+		{"policy with itself", "POST", "/v1/policies", `{"tenants":["red","red"]}`, 400, "reaches itself"},
+		{"policy bad tenant", "POST", "/v1/policies", `{"tenants":["red","a b"]}`, 400, `"invalid"`},
+		{"policy one tenant", "POST", "/v1/policies", `{"tenants":["red"]}`, 400, `"invalid"`},
+		{"policies", "GET", "/v1/policies", "", 200, `"red"`},
+		{"policy delete", "DELETE", "/v1/policies/red/blue", "", 204, ""},
+		{"policy delete again", "DELETE", "/v1/policies/blue/red", "", 404, `"not_found"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package mapsrv
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -125,6 +126,9 @@ type RegNotifier struct {
 	KeyID  uint32        // key that signs the notifications
 	Secret []byte        // its secret
 	Keys   regproto.Keys // verifies the NVEs' replies
+	// PrivateKey, if set, signs the notifications with Ed25519 instead of
+	// Secret (regproto section 5.1).
+	PrivateKey ed25519.PrivateKey
 	// Timeout per try and Retries, as in regproto.Client (0: its defaults).
 	Timeout time.Duration
 	Retries int
@@ -144,7 +148,7 @@ func (rn *RegNotifier) Notify(ctx context.Context, n Notification) error {
 	}
 	c, ok := rn.clients[n.To]
 	if !ok {
-		c = &regproto.Client{Server: n.To, KeyID: rn.KeyID, Secret: rn.Secret, Keys: rn.Keys, Timeout: rn.Timeout, Retries: rn.Retries}
+		c = &regproto.Client{Server: n.To, KeyID: rn.KeyID, Secret: rn.Secret, PrivateKey: rn.PrivateKey, Keys: rn.Keys, Timeout: rn.Timeout, Retries: rn.Retries}
 		rn.clients[n.To] = c
 	}
 	rn.mu.Unlock()

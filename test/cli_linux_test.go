@@ -67,8 +67,14 @@ func TestCLI(t *testing.T) {
 	if topo.Mapsrv.API == "" || topo.Mapsrv.Registration == "" || len(topo.Etcd.Endpoints) == 0 || topo.DNS.Addr == "" || topo.DNS.Zone != lab.Zone {
 		t.Errorf("topology lacks control endpoints: %+v %+v %+v", topo.Mapsrv, topo.Etcd, topo.DNS)
 	}
-	if toks, err := mapsrv.ReadTokenFile(topo.Mapsrv.TokenFile); err != nil || len(toks) != 1 {
-		t.Errorf("mapsrv API token file %q: %v", topo.Mapsrv.TokenFile, err)
+	if roles, err := mapsrv.ReadTokenRoles(topo.Mapsrv.TokenFile); err != nil || len(roles.Admin) != 1 || len(roles.ReadOnly) != 1 {
+		t.Errorf("mapsrv API token file %q: %+v, %v; want one admin and one read-only token", topo.Mapsrv.TokenFile, roles, err)
+	}
+	if roles, err := mapsrv.ReadTokenRoles(topo.Mapsrv.ReadOnlyTokenFile); err != nil || len(roles.Admin) != 0 || len(roles.ReadOnly) != 1 {
+		t.Errorf("read-only API token file %q: %+v, %v", topo.Mapsrv.ReadOnlyTokenFile, roles, err)
+	}
+	if !strings.HasPrefix(topo.Mapsrv.API, "https://") || topo.Mapsrv.CAFile == "" {
+		t.Errorf("mapsrv API %q with CA %q, want https and a CA file", topo.Mapsrv.API, topo.Mapsrv.CAFile)
 	}
 	for _, tk := range topo.Tasks {
 		if !tk.SIR.IsValid() || tk.Netns == "" || tk.NVE == "" || tk.Tenant == "" {

@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		etcdCert  = fs.String("etcd-cert", "", "client certificate for etcd (PEM; with --etcd-key)")
 		etcdKey   = fs.String("etcd-key", "", "private key of --etcd-cert")
 		etcdCA    = fs.String("etcd-ca", "", "CA bundle for etcd's server certificates")
+		etcdUser  = fs.String("etcd-user", "", "etcd user (an etcd with authentication on: a reader, see mapsrv rbac-init)")
+		etcdPWF   = fs.String("etcd-password-file", "", "file holding the password of --etcd-user")
 		listen    = fs.String("listen", dnsbridge.DefaultListen, "UDP and TCP address to serve DNS on")
 		zone      = fs.String("zone", dnsbridge.DefaultZone, "zone apex")
 		ttl       = fs.Duration("ttl", dnsbridge.DefaultTTL, "TTL of the records")
@@ -123,13 +125,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 
-	etls, err := etcdtls.Files{Cert: *etcdCert, Key: *etcdKey, CA: *etcdCA}.Config()
+	ef := etcdtls.Files{Cert: *etcdCert, Key: *etcdKey, CA: *etcdCA, User: *etcdUser, PasswordFile: *etcdPWF}
+	etls, err := ef.Config()
+	if err != nil {
+		return err
+	}
+	user, password, err := ef.Credentials()
 	if err != nil {
 		return err
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   eps,
 		TLS:         etls,
+		Username:    user,
+		Password:    password,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,7 @@ type globals struct {
 	stdout, stderr io.Writer
 	api            string // mapsrv management API base URL
 	tokenFile      string // mapsrv management API token file
+	caFile         string // CA that signed mapsrv's API certificate
 	output         string // table | json
 }
 
@@ -41,6 +43,7 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", api, "mapsrv management API URL (default $ILACTL_API)")
 	root.PersistentFlags().StringVar(&g.tokenFile, "token-file", os.Getenv("ILACTL_TOKEN_FILE"), "file holding the mapsrv API bearer token (its first token; default $ILACTL_TOKEN_FILE, or the token itself in $ILACTL_TOKEN)")
+	root.PersistentFlags().StringVar(&g.caFile, "ca-file", os.Getenv("ILACTL_CA_FILE"), "verify mapsrv's https API against the CA certificates in this PEM file (default $ILACTL_CA_FILE; without it, the system's roots)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.output != "table" && g.output != "json" {
@@ -52,7 +55,7 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 	// One line per command group.
 	root.AddCommand(
 		newAddrCmd(g),
-		newDomainCmd(g), newNVECmd(g), newTaskCmd(g), newWatchCmd(g),
+		newDomainCmd(g), newNVECmd(g), newTaskCmd(g), newWatchCmd(g), newPolicyCmd(g),
 		newAttachCmd(g), newDetachCmd(g), newLocalTasksCmd(g),
 	)
 	return root
@@ -72,7 +75,18 @@ func (g *globals) mapsrvClient() (*apiclient.Client, error) {
 		}
 		tok = toks[0]
 	}
-	c, err := apiclient.New(apiclient.Config{URL: g.api, Token: tok})
+	var hc *http.Client
+	if g.caFile != "" {
+		if !strings.HasPrefix(g.api, "https://") {
+			return nil, fmt.Errorf("--ca-file is for an https API; --api is %q", g.api)
+		}
+		tc, err := apiclient.TLSConfig(g.caFile)
+		if err != nil {
+			return nil, err
+		}
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	c, err := apiclient.New(apiclient.Config{URL: g.api, Token: tok, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("--api %q: want a URL like http://127.0.0.1:7480", g.api)
 	}

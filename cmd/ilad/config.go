@@ -114,6 +114,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		missPolicy, stateFile, logLevel, logFormat          string
 		role, events                                        string
 		etcdCert, etcdKey, etcdCA                           string
+		etcdUser, etcdPasswordFile                          string
 		keyID                                               uint
 		inFlight, lifetime, pullTTL                         time.Duration
 		missRate                                            float64
@@ -139,6 +140,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&etcdCert, "etcd-cert", "", "client certificate `file` for etcd (PEM; with -etcd-key)")
 	fs.StringVar(&etcdKey, "etcd-key", "", "private key `file` of -etcd-cert")
 	fs.StringVar(&etcdCA, "etcd-ca", "", "CA bundle `file` for etcd's server certificates")
+	fs.StringVar(&etcdUser, "etcd-user", "", "etcd `user` (an etcd with authentication on: a reader, see mapsrv rbac-init)")
+	fs.StringVar(&etcdPasswordFile, "etcd-password-file", "", "`file` holding the password of -etcd-user")
 	fs.StringVar(&bpffs, "bpffs", "", "bpffs pin `directory` (default /sys/fs/bpf/ila/<node>)")
 	fs.StringVar(&api, "api", "", "local API `address`: socket path or HOST:PORT (default /run/ilad/<node>.sock)")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus listen `address` HOST:PORT (in the NVE namespace; empty: off)")
@@ -190,6 +193,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	str("etcd-cert", &cfg.Files.Cert, etcdCert)
 	str("etcd-key", &cfg.Files.Key, etcdKey)
 	str("etcd-ca", &cfg.Files.CA, etcdCA)
+	str("etcd-user", &cfg.Files.User, etcdUser)
+	str("etcd-password-file", &cfg.Files.PasswordFile, etcdPasswordFile)
 	str("bpffs", &cfg.BPFFS, bpffs)
 	str("api", &cfg.API, api)
 	str("metrics", &cfg.Metrics, metrics)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/ila/datapath"
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/locator"
@@ -68,7 +69,11 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	lc.Datapath = &dpAdapter{Datapath: dp, netns: cfg.NetNS}
 	lc.Source = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
 	lc.Logger = log.With("component", "agent")
-	lc.OnEvent = record
+	policies := newTenantPolicies(dp, log.With("component", "policy"))
+	lc.OnEvent = func(ev ila.Event) {
+		record(ev)
+		policies.apply(ev)
+	}
 	agent, err := locator.New(lc)
 	if err != nil {
 		return err

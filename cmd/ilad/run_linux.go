@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -176,7 +177,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		l2, err = l2compat.New(l2compat.Config{
 			NVE: cfg.Node, Underlay: cfg.Underlay, NetNS: cfg.NetNS, Logger: log.With("component", "l2compat"),
 			Attach: func(ctx context.Context, c l2compat.Claim) error {
-				dir.agent.Claim(c.Ifindex, c.IPv4)
+				if !dir.agent.Claim(c.Ifindex, c.IPv4) {
+					// Not the address of the task on that port: l2compat
+					// reverts the local delivery it installed.
+					return fmt.Errorf("claim %v: address not declared on the port", c)
+				}
 				return nil
 			},
 			Spoofed: func(c l2compat.Claim, reason string) {
@@ -199,8 +204,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeEvents()
+	policies := newTenantPolicies(dp, log.With("component", "policy"))
 	lc.OnEvent = func(ev ila.Event) {
 		record(ev)
+		policies.apply(ev)
 		if l2 != nil {
 			if err := l2.Apply(ev); err != nil {
 				log.Warn("ipv4 layer apply", "err", err)
@@ -297,7 +304,11 @@ func etcdClient(cfg *config, ns *netns.NS) (*clientv3.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	user, password, err := cfg.Files.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd, TLS: etls, Username: user, Password: password, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
 	if ns != nil && !anyUnix(cfg.Etcd) {
 		ecfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			var c net.Conn
@@ -424,7 +435,7 @@ type dpAdapter struct {
 var _ locator.Datapath = (*dpAdapter)(nil)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
-	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended})
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended, Tenant: l.Tenant, IPv4: l.IPv4})
 }
 
 func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {
@@ -573,4 +584,18 @@ func (o ownedBy) Secret(id uint32) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return nve, secret, true
+}
+
+// PublicKey implements regproto.PublicKeys: mapsrv's Ed25519 public key,
+// which verifies its signatures but cannot make one.
+func (o ownedBy) PublicKey(id uint32) (string, ed25519.PublicKey, bool) {
+	pk, ok := o.keys.(regproto.PublicKeys)
+	if !ok {
+		return "", nil, false
+	}
+	owner, pub, ok := pk.PublicKey(id)
+	if !ok || owner != o.name {
+		return "", nil, false
+	}
+	return owner, pub, true
 }

@@ -112,6 +112,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	c.register(fs)
 	fs.IntVar(&cfg.NVEs, "nves", 3, "number of NVEs")
 	fs.IntVar(&cfg.TasksPerNVE, "tasks-per-nve", 1, "IPv6 tasks per NVE")
+	fs.IntVar(&cfg.Tenants, "tenants", 1, "spread the IPv6 tasks over this many tenants (tenant1..N, round robin); tenants are isolated unless 'ilactl policy allow' lets two talk")
 	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")

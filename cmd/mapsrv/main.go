@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,6 +59,8 @@ type config struct {
 	etcdPeerURL   string
 	apiAddr       string
 	apiTokenFile  string
+	apiCert       string
+	apiKey        string
 	dnsListen     string
 	dnsZone       string
 	dnsTTL        time.Duration
@@ -72,6 +75,8 @@ type config struct {
 	etcdCA        string
 	etcdUser      string
 	etcdPassword  string
+	rbacUsers     string
+	rbacRootFile  string
 	keys          string
 	keyName       string
 	inFlight      time.Duration
@@ -91,7 +96,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdClientURL, "etcd-client-url", "", "client URL of the embedded etcd (default unix://<data-dir>/etcd.sock)")
 	fs.StringVar(&c.etcdPeerURL, "etcd-peer-url", "", "peer URL of the embedded etcd (default a unix socket in the data dir)")
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
-	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters; needed unless --api-addr is a loopback address)")
+	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters, \"read-only TOKEN\" for one that can only read; needed unless --api-addr is a loopback address)")
+	fs.StringVar(&c.apiCert, "api-cert", "", "serve the management API over TLS with this PEM certificate (clients verify it: ilactl --ca-file)")
+	fs.StringVar(&c.apiKey, "api-key", "", "private key (PEM) of --api-cert")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
 	fs.IntVar(&c.apiMaxConns, "api-max-conns", 1024, "most management API connections held at once (capped at half the open file limit); more are closed at once")
 	fs.IntVar(&c.apiPerHost, "api-max-conns-per-host", 64, "most management API connections held at once from one remote address (capped at a quarter of --api-max-conns)")
@@ -106,6 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.etcdCA, "etcd-ca", "", "CA bundle for the external etcd")
 	fs.StringVar(&c.etcdUser, "etcd-user", "", "user name for the external etcd")
 	fs.StringVar(&c.etcdPassword, "etcd-password", "", "password for the external etcd (default $ETCD_PASSWORD)")
+	fs.StringVar(&c.rbacUsers, "etcd-rbac-users", "", "embedded etcd: turn on authentication with the least-privilege roles and these users (the users file of 'mapsrv rbac-init'); mapsrv connects as --etcd-user (default mapsrv) with its password from the file")
+	fs.StringVar(&c.rbacRootFile, "etcd-root-password-file", "", "with --etcd-rbac-users: file holding the password of etcd's root user")
 	fs.StringVar(&c.keys, "keys", "", "registration keys file (<keyid> <nve> <hex-secret> per line)")
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
@@ -144,6 +153,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.apiIdle <= 0:
 		return nil, fmt.Errorf("--api-idle-timeout %s: must be positive", c.apiIdle)
 	}
+	if c.rbacUsers != "" && (c.endpoints != "" || c.rbacRootFile == "") {
+		return nil, errors.New("--etcd-rbac-users is for the embedded etcd and needs --etcd-root-password-file (an external cluster: mapsrv rbac-init)")
+	}
+	if (c.apiCert == "") != (c.apiKey == "") {
+		return nil, errors.New("--api-cert and --api-key go together")
+	}
 	host, _, err := net.SplitHostPort(c.apiAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--api-addr %q: want HOST:PORT: %w", c.apiAddr, err)
@@ -179,6 +194,9 @@ func version() string {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "rbac-init" {
+		return runRBACInit(ctx, args[1:], stderr)
+	}
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -197,9 +215,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("--dns-listen: %w", err)
 		}
 	}
-	var tokens []string
+	var tokens mapsrv.TokenRoles
 	if cfg.apiTokenFile != "" {
-		if tokens, err = mapsrv.ReadTokenFile(cfg.apiTokenFile); err != nil {
+		if tokens, err = mapsrv.ReadTokenRoles(cfg.apiTokenFile); err != nil {
 			return err
 		}
 	}
@@ -260,6 +278,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		endpoints = srv.Endpoints()
 		log.Info("embedded etcd ready", "endpoints", endpoints, "data_dir", ecfg.Dir)
 	}
+	if err := embeddedRBAC(ctx, cfg, endpoints, &ccfg, log); err != nil {
+		return err
+	}
 	ccfg.Endpoints = endpoints
 	ccfg.DialTimeout = 5 * time.Second
 	ccfg.Logger = zapslog.New(log, "etcd-client")
@@ -270,7 +291,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer cli.Close()
 
 	if cfg.keys != "" {
-		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, Keys: keys}
+		notifier = &mapsrv.RegNotifier{KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Keys: keys}
 		defer notifier.Close()
 	}
 	store := etcdstore.New(cli)
@@ -307,7 +328,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", mapsrv.NewAPI(svc, mapsrv.APIOptions{
-		Tokens:  tokens,
+		Tokens: tokens.Admin, ReadOnlyTokens: tokens.ReadOnly,
+		Audit: func(r mapsrv.AuditRecord) {
+			log.Info("api audit", "remote", r.Remote, "method", r.Method, "path", r.Path, "status", r.Status,
+				"role", r.Role, "token", r.Token, "took", r.Took)
+		},
 		Watch:   apiWatcher.Watch,
 		Version: version(),
 		Health: func(ctx context.Context) error {
@@ -323,8 +348,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	maxConns := fdBoundConns(cfg.apiMaxConns)
 	apiLim := newConnLimiter(apiLn, maxConns, min(cfg.apiPerHost, max(maxConns/4, 1)))
 	m.apiLimiter = apiLim
-	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens), "max_conns", maxConns, "max_conns_per_host", apiLim.perHost)
-	if len(tokens) == 0 && cfg.apiInsecure {
+	apiServe, err := apiTLS(apiLim, cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens.Admin), "read_only_tokens", len(tokens.ReadOnly), "max_conns", maxConns, "max_conns_per_host", apiLim.perHost)
+	if len(tokens.Admin)+len(tokens.ReadOnly) == 0 && cfg.apiInsecure {
 		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
 	}
 
@@ -343,7 +372,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer conn.Close()
 		// The sequence ceilings in etcd make a restarted mapsrv refuse the
 		// replay of a request its previous run accepted.
-		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration"),
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, PrivateKey: myKey.Private, Handler: svc, Logger: log.With("component", "registration"),
 			SeqStore: etcdstore.SeqStore{KV: cli}}
 		m.regServer = regSrv
 		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
@@ -367,7 +396,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug),
 	}
 	g.Go(func() error {
-		if err := hs.Serve(apiLim); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(apiServe); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management api: %w", err)
 		}
 		return nil
@@ -478,4 +507,23 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.authFailures, rs.AuthFailures)
 	c(m.replays, rs.Replays)
 	c(m.malformed, rs.Malformed)
+}
+
+// apiTLS wraps the management API listener in TLS when --api-cert is
+// given; without it, bearer tokens cross the network in clear, which is
+// worth a warning off loopback.
+func apiTLS(ln net.Listener, cfg *config, log *slog.Logger) (net.Listener, error) {
+	if cfg.apiCert == "" {
+		if host, _, _ := net.SplitHostPort(cfg.apiAddr); !isLoopback(host) {
+			log.Warn("management api serves plain HTTP off loopback: tokens cross the network in clear (give --api-cert and --api-key)")
+		}
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.apiCert, cfg.apiKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--api-cert/--api-key: %w", err)
+	}
+	log.Info("management api serves TLS", "cert", cfg.apiCert)
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
 }

@@ -57,11 +57,16 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // start runs mapsrv with args until the test ends or stop is called.
 func start(t *testing.T, api string, args ...string) (stop func()) {
 	t.Helper()
+	return startWith(t, newClient(t, api, ""), args...)
+}
+
+// startWith is start, checking health through c.
+func startWith(t *testing.T, c *apiclient.Client, args ...string) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, logs) }()
-	c := newClient(t, api, "")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)

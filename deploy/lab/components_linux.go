@@ -21,9 +21,12 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/internal/selfca"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // Process names (pid files, logs).
@@ -36,38 +39,124 @@ const (
 func procIlad(nve string) string { return "ilad-" + nve }
 
 func (l *Lab) keysPath() string { return filepath.Join(l.dir, "keys") }
-func (l *Lab) pinRoot() string  { return filepath.Join("/sys/fs/bpf", l.cfg.Name) }
+
+// nveKeysPath is the keys file of one NVE's ilad: its own key and mapsrv's
+// public key.
+func (l *Lab) nveKeysPath(nve string) string { return filepath.Join(l.dir, "keys-"+nve) }
+func (l *Lab) pinRoot() string               { return filepath.Join("/sys/fs/bpf", l.cfg.Name) }
 func (l *Lab) iladSock(nve string) string {
 	return filepath.Join(l.dir, "ilad-"+nve+".sock")
 }
 func (l *Lab) eventsPath(who string) string { return filepath.Join(l.dir, "events-"+who+".jsonl") }
 
-// writeKeys writes the registration keys: key 1 for mapsrv, key n+1 for
-// NVE n (regproto's "<keyid> <name> <hex-secret>" lines).
-func (l *Lab) writeKeys() error {
-	var b strings.Builder
-	b.WriteString("# <keyid> <nve-name> <hex-secret>  (written by ilalab)\n")
-	names := []string{"mapsrv"}
-	for _, n := range l.topo.NVEs {
-		names = append(names, n.Name)
+// etcd users of the lab (least privilege: mapsrv writes /ila/, the others
+// only read it).
+const (
+	etcdMapsrv    = "mapsrv"
+	etcdIlad      = "ilad"
+	etcdDNSBridge = "dnsbridge"
+	etcdOperator  = "operator"
+)
+
+// etcdAuthDir holds the etcd users file, the root password and one
+// password file per user.
+func (l *Lab) etcdAuthDir() string { return filepath.Join(l.dir, "etcd-auth") }
+
+func (l *Lab) etcdPasswordFile(user string) string {
+	return filepath.Join(l.etcdAuthDir(), user+".password")
+}
+
+// writeEtcdUsers writes the files of the etcd's authentication: mapsrv
+// turns it on at start (--etcd-rbac-users).
+func (l *Lab) writeEtcdUsers() error {
+	if err := os.MkdirAll(l.etcdAuthDir(), 0o700); err != nil {
+		return fmt.Errorf("etcd users: %w", err)
 	}
-	for i, name := range names {
-		var s [32]byte
-		if _, err := rand.Read(s[:]); err != nil {
+	pw := func() (string, error) {
+		var b [18]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("etcd users: %w", err)
+		}
+		return hex.EncodeToString(b[:]), nil
+	}
+	var users strings.Builder
+	users.WriteString("# <name> <role> <password>  (written by ilalab)\n")
+	for _, u := range []struct{ name, role string }{
+		{"root", ""}, {etcdMapsrv, etcdstore.RoleWriter}, {etcdIlad, etcdstore.RoleReader},
+		{etcdDNSBridge, etcdstore.RoleReader}, {etcdOperator, etcdstore.RoleReader},
+	} {
+		p, err := pw()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(l.etcdPasswordFile(u.name), []byte(p+"\n"), 0o600); err != nil {
+			return fmt.Errorf("etcd users: %w", err)
+		}
+		if u.role != "" {
+			fmt.Fprintf(&users, "%s %s %s\n", u.name, u.role, p)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(l.etcdAuthDir(), "users"), []byte(users.String()), 0o600); err != nil {
+		return fmt.Errorf("etcd users: %w", err)
+	}
+	return nil
+}
+
+// writeKeys writes the registration keys (regproto's keys file format):
+// key 1 is mapsrv's Ed25519 key, key n+1 the HMAC secret of NVE n. mapsrv's
+// file (keys) holds its private key and every NVE's secret; the file of
+// NVE n (keys-<nve>) holds only its own secret and mapsrv's public key, so
+// that no NVE can forge mapsrv's notifications or another NVE's requests.
+func (l *Lab) writeKeys() error {
+	priv, pub, err := regproto.NewSigningKey("mapsrv")
+	if err != nil {
+		return fmt.Errorf("registration key: %w", err)
+	}
+	all := regproto.KeyFile{1: priv}
+	for i, n := range l.topo.NVEs {
+		s, err := regproto.NewSecret()
+		if err != nil {
 			return fmt.Errorf("registration key: %w", err)
 		}
-		fmt.Fprintf(&b, "%d %s %s\n", i+1, name, hex.EncodeToString(s[:]))
+		id := uint32(i + 2)
+		all[id] = regproto.KeyEntry{NVE: n.Name, Secret: s}
+		own := regproto.KeyFile{1: pub, id: all[id]}
+		if err := os.WriteFile(l.nveKeysPath(n.Name), own.Format(), 0o600); err != nil {
+			return fmt.Errorf("registration keys: %w", err)
+		}
 	}
-	if err := os.WriteFile(l.keysPath(), []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(l.keysPath(), all.Format(), 0o600); err != nil {
 		return fmt.Errorf("registration keys: %w", err)
 	}
 	// The management API listens on the control network: it wants a token.
-	var tok [24]byte
+	// mapsrv's file holds the admin token and a read-only one; the
+	// read-only one also gets a file of its own for operators who only look.
+	var tok, ro [24]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return fmt.Errorf("api token: %w", err)
 	}
-	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API token (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"), 0o600); err != nil {
+	if _, err := rand.Read(ro[:]); err != nil {
 		return fmt.Errorf("api token: %w", err)
+	}
+	roLine := mapsrv.RoleReadOnly + " " + hex.EncodeToString(ro[:]) + "\n"
+	if err := os.WriteFile(l.topo.Mapsrv.TokenFile, []byte("# mapsrv management API tokens (written by ilalab)\n"+hex.EncodeToString(tok[:])+"\n"+roLine), 0o600); err != nil {
+		return fmt.Errorf("api token: %w", err)
+	}
+	if ca := l.topo.Mapsrv.CAFile; ca != "" {
+		// TLS for the management API: a private CA whose key is not
+		// kept, and mapsrv's certificate for the control address.
+		dir := filepath.Dir(ca)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("api tls: %w", err)
+		}
+		if _, err := selfca.Write(dir, []netip.Addr{ControlAddr}, []string{"mapsrv"}, 365*24*time.Hour); err != nil {
+			return fmt.Errorf("api tls: %w", err)
+		}
+	}
+	if l.topo.Mapsrv.ReadOnlyTokenFile != "" {
+		if err := os.WriteFile(l.topo.Mapsrv.ReadOnlyTokenFile, []byte("# read-only mapsrv API token (written by ilalab)\n"+roLine), 0o600); err != nil {
+			return fmt.Errorf("api token: %w", err)
+		}
 	}
 	return nil
 }
@@ -108,6 +197,9 @@ func (l *Lab) startControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := l.writeEtcdUsers(); err != nil {
+		return err
+	}
 	if err := l.writeKeys(); err != nil {
 		return err
 	}
@@ -130,7 +222,8 @@ func (l *Lab) startControl(ctx context.Context) error {
 		}
 	}
 	l.progress("starting dnsbridge on %s", t.DNS.Addr)
-	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge], dnsbridgeArgs(t.Etcd.Endpoints, t.DNS.Addr)...); err != nil {
+	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge],
+		append(l.etcdAuth(etcdDNSBridge, "--etcd-user", "--etcd-password-file"), dnsbridgeArgs(t.Etcd.Endpoints, t.DNS.Addr)...)...); err != nil {
 		return err
 	}
 	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)
@@ -160,8 +253,15 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
 	etcdDir := filepath.Join(l.dir, "etcd")
 	args := mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())
+	if t.Etcd.ReadOnlyUser != "" {
+		args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
+	}
 	if t.Mapsrv.TokenFile != "" {
 		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
+	}
+	if ca := t.Mapsrv.CAFile; ca != "" {
+		dir := filepath.Dir(ca)
+		args = append(args, "--api-cert", filepath.Join(dir, "server.crt"), "--api-key", filepath.Join(dir, "server.key"))
 	}
 	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], args...)
 	if err != nil {
@@ -208,6 +308,9 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	flags := []string{"--api", l.topo.Mapsrv.API}
+	if l.topo.Mapsrv.CAFile != "" {
+		flags = append(flags, "--ca-file", l.topo.Mapsrv.CAFile)
+	}
 	if l.topo.Mapsrv.TokenFile != "" {
 		flags = append(flags, "--token-file", l.topo.Mapsrv.TokenFile)
 	}
@@ -235,6 +338,11 @@ func (l *Lab) api() (*apiclient.Client, error) {
 		})
 		return c, err
 	}}
+	if ca := l.topo.Mapsrv.CAFile; ca != "" {
+		if tr.TLSClientConfig, err = apiclient.TLSConfig(ca); err != nil {
+			return nil, err
+		}
+	}
 	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
 }
 
@@ -278,7 +386,7 @@ func (l *Lab) routerPorts() []string {
 // role, as deploy/config/ila-router.json sets it up on a real router.
 func (l *Lab) routerArgs() []string {
 	t := l.topo
-	return []string{
+	return append(l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file"),
 		"--role", "router",
 		"--node", "router",
 		"--ports", strings.Join(l.routerPorts(), ","),
@@ -288,7 +396,16 @@ func (l *Lab) routerArgs() []string {
 		"--metrics", routerMetrics,
 		"--events", l.eventsPath("router"),
 		"--log-format", "json",
+	)
+}
+
+// etcdAuth returns the user and password file flags of user when the
+// lab's etcd has authentication on.
+func (l *Lab) etcdAuth(user, userFlag, fileFlag string) []string {
+	if l.topo.Etcd.ReadOnlyUser == "" {
+		return nil
 	}
+	return []string{userFlag, user, fileFlag, l.etcdPasswordFile(user)}
 }
 
 // iladArgs are ilad's flags for NVE n.
@@ -299,7 +416,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--locator", Domain + "=" + n.Locator.String(),
 		"--uplink", "up0",
 		"--mapsrv", t.Mapsrv.Registration,
-		"--key-file", l.keysPath(),
+		"--key-file", l.nveKeysPath(n.Name),
 		"--key-id", strconv.Itoa(n.Index + 1),
 		"--notify-listen", netip.AddrPortFrom(n.Underlay, notifyPort).String(),
 		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
@@ -313,7 +430,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}
-	return args
+	return append(args, l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file")...)
 }
 
 // startNVEs starts ilad in every NVE namespace.

@@ -21,6 +21,10 @@ type Config struct {
 	NVEs int
 	// TasksPerNVE is the number of IPv6 tasks per NVE [1].
 	TasksPerNVE int
+	// Tenants spreads the IPv6 tasks over this many tenants, round robin
+	// (TenantName); tenants are isolated unless a policy lets them talk
+	// (docs/TENANTS.md) [1: every IPv6 task in IPv6Tenant].
+	Tenants int
 	// IPv4Tenant adds one IPv4 tenant task per NVE (VXLAN/ARP path).
 	IPv4Tenant bool
 	// BinDir is where the component binaries are [beside the executable,
@@ -72,6 +76,12 @@ func (c *Config) validate() error {
 	}
 	if c.TasksPerNVE == 0 {
 		c.TasksPerNVE = 1
+	}
+	if c.Tenants == 0 {
+		c.Tenants = 1
+	}
+	if c.Tenants < 0 || c.Tenants > 250 {
+		return fmt.Errorf("tenants %d: want 1..250", c.Tenants)
 	}
 	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
 		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)

@@ -192,12 +192,15 @@ func (l *Lab) plan() *Topology {
 		FabricNetns: l.nsName("fabric"),
 		Domain:      DomainT{Name: Domain, SIR: SIRPrefix, Csum: "neutral-map"},
 		Mapsrv: Mapsrv{
-			Netns:        l.nsName("ctl"),
-			API:          "http://" + netip.AddrPortFrom(ControlAddr, APIPort).String(),
-			TokenFile:    filepath.Join(l.dir, "api.token"),
-			Registration: netip.AddrPortFrom(ControlAddr, RegPort).String(),
+			Netns:             l.nsName("ctl"),
+			API:               "https://" + netip.AddrPortFrom(ControlAddr, APIPort).String(),
+			CAFile:            filepath.Join(l.dir, "api-tls", "ca.crt"),
+			TokenFile:         filepath.Join(l.dir, "api.token"),
+			ReadOnlyTokenFile: filepath.Join(l.dir, "api-read-only.token"),
+			Registration:      netip.AddrPortFrom(ControlAddr, RegPort).String(),
 		},
-		Etcd:   Etcd{Endpoints: []string{"unix://" + filepath.Join(l.dir, "etcd", "etcd.sock")}},
+		Etcd: Etcd{Endpoints: []string{"unix://" + filepath.Join(l.dir, "etcd", "etcd.sock")},
+			ReadOnlyUser: etcdOperator, ReadOnlyPasswordFile: filepath.Join(l.dir, "etcd-auth", etcdOperator+".password")},
 		DNS:    DNS{Netns: l.nsName("ctl"), Addr: netip.AddrPortFrom(ControlAddr, DNSPort).String(), Zone: Zone},
 		Router: Router{Netns: l.nsName("fabric"), Mode: "none"},
 	}
@@ -209,7 +212,7 @@ func (l *Lab) plan() *Topology {
 			task++
 			name := fmt.Sprintf("t%d", task)
 			t.Tasks = append(t.Tasks, Task{
-				Name: name, Tenant: IPv6Tenant, Netns: l.nsName(name), NVE: nve.Name,
+				Name: name, Tenant: TenantName(task, c.Tenants), Netns: l.nsName(name), NVE: nve.Name,
 				SIR: SIROf(task), Identifier: IdentifierOf(task), Ifname: name, MAC: taskMAC(task).String(), Index: task,
 			})
 		}

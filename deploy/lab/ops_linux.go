@@ -115,3 +115,28 @@ func (l *Lab) Mapped(ctx context.Context, taskName string) (MappedTask, error) {
 	return MappedTask{Name: rec.Name, Tenant: rec.Tenant, NVE: rec.NVE, Locator: rec.Locator.String(),
 		State: string(rec.State), Version: int64(rec.Version), Updated: rec.Updated}, nil
 }
+
+// AllowTenants stores a policy (mapsrv's API) that lets the tasks of
+// tenants a and b reach each other.
+func (l *Lab) AllowTenants(ctx context.Context, a, b string) error {
+	c, err := l.api()
+	if err != nil {
+		return err
+	}
+	if _, err := c.AllowTenants(ctx, a, b); err != nil {
+		return fmt.Errorf("allow %s<->%s: %w", a, b, err)
+	}
+	return nil
+}
+
+// DisallowTenants removes the policy between tenants a and b.
+func (l *Lab) DisallowTenants(ctx context.Context, a, b string) error {
+	c, err := l.api()
+	if err != nil {
+		return err
+	}
+	if err := c.DisallowTenants(ctx, a, b); err != nil {
+		return fmt.Errorf("disallow %s<->%s: %w", a, b, err)
+	}
+	return nil
+}

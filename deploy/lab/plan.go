@@ -146,7 +146,13 @@ type Mapsrv struct {
 	APISocket string `json:"api_socket,omitempty"`
 	// TokenFile holds the API's bearer token (ilactl --token-file, or
 	// ILACTL_TOKEN_FILE).
-	TokenFile    string `json:"token_file,omitempty"`
+	TokenFile string `json:"token_file,omitempty"`
+	// ReadOnlyTokenFile holds a read-only API token (ilactl --token-file
+	// for an operator who only looks: it cannot move anything).
+	ReadOnlyTokenFile string `json:"read_only_token_file,omitempty"`
+	// CAFile is the CA certificate that signed the API's TLS certificate
+	// (ilactl --ca-file, or ILACTL_CA_FILE); empty: plain HTTP.
+	CAFile       string `json:"ca_file,omitempty"`
 	Registration string `json:"registration"`
 	PID          int    `json:"pid,omitempty"`
 }
@@ -154,6 +160,11 @@ type Mapsrv struct {
 // Etcd is how to reach the embedded etcd.
 type Etcd struct {
 	Endpoints []string `json:"endpoints"`
+	// Authentication is on (least-privilege roles, mapsrv rbac-init):
+	// ReadOnlyUser and the password in ReadOnlyPasswordFile read /ila/
+	// and cannot write it (etcdctl --user NAME --password "$(cat FILE)").
+	ReadOnlyUser         string `json:"read_only_user,omitempty"`
+	ReadOnlyPasswordFile string `json:"read_only_password_file,omitempty"`
 }
 
 // DNS is where the DNS bridge answers.
@@ -199,4 +210,14 @@ func (t *Topology) NVEByName(name string) (*NVE, error) {
 		}
 	}
 	return nil, fmt.Errorf("nve %s: not in the lab", name)
+}
+
+// TenantName is the tenant of the lab's IPv6 task number task (from 1) when
+// the IPv6 tasks are spread over n tenants: IPv6Tenant for n <= 1, else
+// tenant1 .. tenant<n>, round robin (t1 in tenant1, t2 in tenant2, ...).
+func TenantName(task, n int) string {
+	if n <= 1 {
+		return IPv6Tenant
+	}
+	return fmt.Sprintf("tenant%d", (task-1)%n+1)
 }

@@ -103,6 +103,12 @@ type Local struct {
 	// as misses (they take the ILA router, which answers unreachable). The
 	// task may still send, and the port stays bound.
 	Suspended bool
+	// Tenant is the task's tenant: what it may reach (0: untagged, not
+	// checked).
+	Tenant ila.TenantID
+	// IPv4 is the only IPv4 source the port may send from (an IPv4 tenant
+	// task); the zero Addr leaves IPv4 unchecked.
+	IPv4 netip.Addr
 }
 
 // Addr is the task's SIR address.
@@ -114,6 +120,9 @@ func (l Local) validate() error {
 	}
 	if l.Ifindex <= 0 {
 		return fmt.Errorf("local %s: ifindex %d invalid", l.Addr(), l.Ifindex)
+	}
+	if l.IPv4.IsValid() && (!l.IPv4.Unmap().Is4() || l.IPv4.Unmap().IsUnspecified()) {
+		return fmt.Errorf("local %s: ipv4 address %v invalid", l.Addr(), l.IPv4)
 	}
 	return nil
 }
@@ -193,7 +202,7 @@ var statNames = [...]string{
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
 	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
-	"drop_nd_sir", "drop_suspended", "suspended_icmp_sent", "stale_redirected",
+	"drop_nd_sir", "drop_suspended", "suspended_icmp_sent", "stale_redirected", "drop_tenant", "drop_spoofed_ipv4",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

@@ -248,7 +248,8 @@ func (d *Datapath) Unpin() error {
 		}
 	}
 	for _, m := range []*ebpf.Map{d.objs.IlaMappings, d.objs.IlaLocals, d.objs.IlaInflight, d.objs.IlaMylocs,
-		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaGen} {
+		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaGen,
+		d.objs.IlaPortExts, d.objs.IlaPolicy} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

@@ -44,3 +44,6 @@ func (d *Datapath) Stats() (Stats, error)                      { return Stats{},
 func (d *Datapath) Mappings(fn func(ila.Mapping) bool) error   { return ErrNotSupported }
 func (d *Datapath) Close() error                               { return nil }
 func (d *Datapath) Unpin() error                               { return ErrNotSupported }
+func (d *Datapath) AllowTenants(a, b ila.TenantID) error       { return ErrNotSupported }
+func (d *Datapath) DisallowTenants(a, b ila.TenantID) error    { return ErrNotSupported }
+func (d *Datapath) TenantPolicies() ([][2]ila.TenantID, error) { return nil, ErrNotSupported }

@@ -1,8 +1,12 @@
 package datapath
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"golang.org/x/sys/unix"
 
@@ -53,7 +57,7 @@ func (d *Datapath) upsertMapping(m ila.Mapping) error {
 	var old xlatIlaMapVal
 	had := d.objs.IlaMappings.Lookup(&k, &old) == nil
 	oldLoc := ila.Locator(he(old.Loc))
-	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum)}
+	v := xlatIlaMapVal{Loc: ne(uint64(m.Locator)), Csum: uint8(m.Csum), Tenant: uint32(m.Tenant)}
 	if _, ok := d.mylocs[ne(uint64(m.Locator))]; ok {
 		v.Flags |= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
 	}
@@ -133,8 +137,61 @@ func (d *Datapath) UpsertLocal(l Local) error {
 				return fmt.Errorf("write port %d: %w", l.Ifindex, err)
 			}
 		}
+		if p.Sir == k.Sir && p.Id == k.Id {
+			// The port's first address names its tenant and IPv4 source.
+			e := xlatIlaPortExt{Tenant: uint32(l.Tenant)}
+			if l.IPv4.IsValid() {
+				e.Ipv4 = binary.NativeEndian.Uint32(l.IPv4.Unmap().AsSlice())
+			}
+			if err := d.objs.IlaPortExts.Put(uint32(l.Ifindex), &e); err != nil {
+				return fmt.Errorf("write port %d tenant: %w", l.Ifindex, err)
+			}
+		}
 	}
 	return nil
+}
+
+// AllowTenants lets tenants a and b reach each other (a policy); tasks of
+// one tenant always do.
+func (d *Datapath) AllowTenants(a, b ila.TenantID) error {
+	if a == 0 || b == 0 || a == b {
+		return fmt.Errorf("policy %d<->%d: want two different tenants", a, b)
+	}
+	k := xlatIlaPolicyKey{A: uint32(min(a, b)), B: uint32(max(a, b))}
+	if err := d.objs.IlaPolicy.Put(&k, uint8(1)); err != nil {
+		if errors.Is(err, unix.E2BIG) {
+			return fmt.Errorf("policy %d<->%d: %w", a, b, ErrFull)
+		}
+		return fmt.Errorf("write policy %d<->%d: %w", a, b, err)
+	}
+	return nil
+}
+
+// DisallowTenants removes the policy between a and b; an absent one is not
+// an error.
+func (d *Datapath) DisallowTenants(a, b ila.TenantID) error {
+	k := xlatIlaPolicyKey{A: uint32(min(a, b)), B: uint32(max(a, b))}
+	if err := d.objs.IlaPolicy.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete policy %d<->%d: %w", a, b, err)
+	}
+	return nil
+}
+
+// TenantPolicies returns the pairs of tenants allowed to reach each other.
+func (d *Datapath) TenantPolicies() ([][2]ila.TenantID, error) {
+	var (
+		k   xlatIlaPolicyKey
+		v   uint8
+		out [][2]ila.TenantID
+	)
+	it := d.objs.IlaPolicy.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, [2]ila.TenantID{ila.TenantID(k.A), ila.TenantID(k.B)})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("iterate policies: %w", err)
+	}
+	return out, nil
 }
 
 // unbindPort clears the port table slot of ifindex if it holds k.
@@ -151,6 +208,9 @@ func (d *Datapath) unbindPort(ifindex int, k xlatIlaKey) error {
 	}
 	if err := d.objs.IlaPorts.Put(uint32(ifindex), &xlatIlaPort{}); err != nil {
 		return fmt.Errorf("clear port %d: %w", ifindex, err)
+	}
+	if err := d.objs.IlaPortExts.Put(uint32(ifindex), &xlatIlaPortExt{}); err != nil {
+		return fmt.Errorf("clear port %d tenant: %w", ifindex, err)
 	}
 	return nil
 }
@@ -265,7 +325,7 @@ func (d *Datapath) Mappings(fn func(ila.Mapping) bool) error {
 	)
 	it := d.objs.IlaMappings.Iterate()
 	for it.Next(&k, &v) {
-		m := ila.Mapping{SIR: ila.SIRPrefix(he(k.Sir)), Identifier: ila.Identifier(he(k.Id)), Locator: ila.Locator(he(v.Loc)), Csum: ila.CsumMode(v.Csum)}
+		m := ila.Mapping{SIR: ila.SIRPrefix(he(k.Sir)), Identifier: ila.Identifier(he(k.Id)), Locator: ila.Locator(he(v.Loc)), Csum: ila.CsumMode(v.Csum), Tenant: ila.TenantID(v.Tenant)}
 		if !fn(m) {
 			return nil
 		}

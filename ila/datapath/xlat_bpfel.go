@@ -30,7 +30,7 @@ type xlatIlaConfig struct {
 
 type xlatIlaCounters struct {
 	_ structs.HostLayout
-	V [37]uint64
+	V [39]uint64
 }
 
 type xlatIlaCsum uint32
@@ -91,15 +91,15 @@ type xlatIlaLocspaceVal struct {
 }
 
 type xlatIlaMapEnt struct {
-	_     structs.HostLayout
-	Sir   uint64
-	Id    uint64
-	Gen   uint64
-	Loc   uint64
-	Adj   uint16
-	Csum  uint8
-	Flags uint8
-	Pad   [4]uint8
+	_      structs.HostLayout
+	Sir    uint64
+	Id     uint64
+	Gen    uint64
+	Loc    uint64
+	Adj    uint16
+	Csum   uint8
+	Flags  uint8
+	Tenant uint32
 }
 
 type xlatIlaMapFlag uint32
@@ -109,11 +109,12 @@ const (
 )
 
 type xlatIlaMapVal struct {
-	_     structs.HostLayout
-	Loc   uint64
-	Csum  uint8
-	Flags uint8
-	Pad   [6]uint8
+	_      structs.HostLayout
+	Loc    uint64
+	Csum   uint8
+	Flags  uint8
+	Pad    [2]uint8
+	Tenant uint32
 }
 
 type xlatIlaMissEvent struct {
@@ -140,10 +141,22 @@ type xlatIlaNh struct {
 	Pad     [6]uint8
 }
 
+type xlatIlaPolicyKey struct {
+	_ structs.HostLayout
+	A uint32
+	B uint32
+}
+
 type xlatIlaPort struct {
 	_   structs.HostLayout
 	Sir uint64
 	Id  uint64
+}
+
+type xlatIlaPortExt struct {
+	_      structs.HostLayout
+	Tenant uint32
+	Ipv4   uint32
 }
 
 type xlatIlaStat uint32
@@ -186,7 +199,9 @@ const (
 	xlatIlaStatSTAT_DROP_SUSPENDED      xlatIlaStat = 34
 	xlatIlaStatSTAT_SUSPENDED_ICMP_SENT xlatIlaStat = 35
 	xlatIlaStatSTAT_STALE_REDIRECTED    xlatIlaStat = 36
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 37
+	xlatIlaStatSTAT_DROP_TENANT         xlatIlaStat = 37
+	xlatIlaStatSTAT_DROP_SPOOFED_IPV4   xlatIlaStat = 38
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 39
 )
 
 type xlatIlaUpEnt struct {
@@ -224,6 +239,8 @@ const (
 	xlatMapIlaMisses      = "ila_misses"
 	xlatMapIlaMylocs      = "ila_mylocs"
 	xlatMapIlaNhCache     = "ila_nh_cache"
+	xlatMapIlaPolicy      = "ila_policy"
+	xlatMapIlaPortExts    = "ila_port_exts"
 	xlatMapIlaPorts       = "ila_ports"
 	xlatMapIlaScratch     = "ila_scratch"
 	xlatMapIlaStats       = "ila_stats"
@@ -302,6 +319,8 @@ type xlatMapSpecs struct {
 	IlaMisses   *ebpf.MapSpec `ebpf:"ila_misses"`
 	IlaMylocs   *ebpf.MapSpec `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.MapSpec `ebpf:"ila_nh_cache"`
+	IlaPolicy   *ebpf.MapSpec `ebpf:"ila_policy"`
+	IlaPortExts *ebpf.MapSpec `ebpf:"ila_port_exts"`
 	IlaPorts    *ebpf.MapSpec `ebpf:"ila_ports"`
 	IlaScratch  *ebpf.MapSpec `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.MapSpec `ebpf:"ila_stats"`
@@ -348,6 +367,8 @@ type xlatMaps struct {
 	IlaMisses   *ebpf.Map `ebpf:"ila_misses"`
 	IlaMylocs   *ebpf.Map `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.Map `ebpf:"ila_nh_cache"`
+	IlaPolicy   *ebpf.Map `ebpf:"ila_policy"`
+	IlaPortExts *ebpf.Map `ebpf:"ila_port_exts"`
 	IlaPorts    *ebpf.Map `ebpf:"ila_ports"`
 	IlaScratch  *ebpf.Map `ebpf:"ila_scratch"`
 	IlaStats    *ebpf.Map `ebpf:"ila_stats"`
@@ -369,6 +390,8 @@ func (m *xlatMaps) Close() error {
 		m.IlaMisses,
 		m.IlaMylocs,
 		m.IlaNhCache,
+		m.IlaPolicy,
+		m.IlaPortExts,
 		m.IlaPorts,
 		m.IlaScratch,
 		m.IlaStats,

@@ -7,6 +7,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 )
@@ -18,16 +20,45 @@ type Files struct {
 	Cert string `json:"etcd_cert,omitempty"` // client certificate
 	Key  string `json:"etcd_key,omitempty"`  // its private key
 	CA   string `json:"etcd_ca,omitempty"`   // CA bundle for the servers
+	// User and PasswordFile authenticate to an etcd with authentication
+	// on (its least-privilege roles, mapsrv rbac-init): the user name and
+	// a file holding its password (first line).
+	User         string `json:"etcd_user,omitempty"`
+	PasswordFile string `json:"etcd_password_file,omitempty"`
+}
+
+// Credentials returns the user name and the password read from
+// PasswordFile; both empty when User is not set.
+func (f Files) Credentials() (user, password string, err error) {
+	if f.User == "" {
+		if f.PasswordFile != "" {
+			return "", "", errors.New("etcd credentials: a password file without a user (etcd user)")
+		}
+		return "", "", nil
+	}
+	if f.PasswordFile == "" {
+		return "", "", fmt.Errorf("etcd credentials: user %s without a password file", f.User)
+	}
+	b, err := os.ReadFile(f.PasswordFile)
+	if err != nil {
+		return "", "", fmt.Errorf("etcd credentials: %w", err)
+	}
+	password, _, _ = strings.Cut(string(b), "\n")
+	password = strings.TrimSpace(password)
+	if password == "" {
+		return "", "", fmt.Errorf("etcd credentials: %s holds no password", f.PasswordFile)
+	}
+	return f.User, password, nil
 }
 
 // IsZero reports whether no file is set.
 func (f Files) IsZero() bool { return f == Files{} }
 
-// Config returns the client TLS configuration for f, nil for the zero
-// value. A certificate needs its key and a key its certificate; every file
+// Config returns the client TLS configuration for f, nil when no TLS file
+// is set. A certificate needs its key and a key its certificate; every file
 // is read now, so a typo fails at start, not at the first dial.
 func (f Files) Config() (*tls.Config, error) {
-	if f.IsZero() {
+	if f.Cert == "" && f.Key == "" && f.CA == "" {
 		return nil, nil
 	}
 	if (f.Cert == "") != (f.Key == "") {

@@ -2,6 +2,7 @@ package etcdtls_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,5 +66,32 @@ func TestClientCertAuth(t *testing.T) {
 	}
 	if err := put(etcdtls.Files{Cert: c.ClientCert, Key: c.ClientKey, CA: c.OtherCA}); err == nil {
 		t.Error("server certificate accepted under an unrelated CA")
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("  s3cret \nignored\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if u, p, err := (etcdtls.Files{User: "ilad", PasswordFile: pw}).Credentials(); u != "ilad" || p != "s3cret" || err != nil {
+		t.Errorf("Credentials = %q, %q, %v", u, p, err)
+	}
+	if u, p, err := (etcdtls.Files{}).Credentials(); u != "" || p != "" || err != nil {
+		t.Errorf("no user: %q, %q, %v", u, p, err)
+	}
+	for _, f := range []etcdtls.Files{{User: "ilad"}, {PasswordFile: pw}, {User: "ilad", PasswordFile: empty}, {User: "ilad", PasswordFile: filepath.Join(dir, "none")}} {
+		if _, _, err := f.Credentials(); err == nil {
+			t.Errorf("%+v: no error", f)
+		}
+	}
+	// Credentials alone are no TLS settings.
+	if c, err := (etcdtls.Files{User: "ilad", PasswordFile: pw}).Config(); c != nil || err != nil {
+		t.Errorf("Config with only credentials: %v, %v", c, err)
 	}
 }

@@ -190,6 +190,11 @@ func (s *watchSession) decode(key string, value []byte, rev int64) (ila.Event, b
 			n := rec.NVE
 			ev = ila.Event{Type: ila.EventNVEUpsert, Revision: rev, NVE: &n}
 		}
+	case strings.HasPrefix(rel, "policies/"):
+		var p ila.Policy
+		if p, err = mapsrv.DecodePolicy(canon, value); err == nil {
+			ev = ila.Event{Type: ila.EventPolicyUpsert, Revision: rev, Policy: &p}
+		}
 	case strings.HasPrefix(rel, "domains/"):
 		var d ila.Domain
 		if d, err = mapsrv.DecodeDomain(canon, value); err == nil {
@@ -225,6 +230,8 @@ func (s *watchSession) del(key string, k known, rev int64) {
 		ev.Type = ila.EventNVEDelete
 	case ila.EventDomainUpsert:
 		ev.Type = ila.EventDomainDelete
+	case ila.EventPolicyUpsert:
+		ev.Type = ila.EventPolicyDelete
 	}
 	s.fn(ev)
 }

@@ -2,6 +2,7 @@ package regproto
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -41,6 +42,9 @@ type Client struct {
 	Server netip.AddrPort
 	KeyID  uint32 // key that signs requests
 	Secret []byte // its secret
+	// PrivateKey, if set, signs requests with Ed25519 instead of Secret
+	// (the mapping service's move notifications).
+	PrivateKey ed25519.PrivateKey
 	// Keys verifies the replies' HMACs.
 	Keys Keys
 	// ServerKeyID, if not zero, is the only key id accepted on replies.
@@ -87,7 +91,7 @@ func (c *Client) init() error {
 		case !c.Server.IsValid():
 			c.initErr = errors.New("registration client: no server address")
 			return
-		case c.KeyID == 0 || len(c.Secret) == 0:
+		case c.KeyID == 0 || (len(c.Secret) == 0 && c.PrivateKey == nil):
 			c.initErr = errors.New("registration client: no signing key")
 			return
 		case c.Keys == nil:
@@ -97,7 +101,7 @@ func (c *Client) init() error {
 		c.Server = netip.AddrPortFrom(c.Server.Addr().Unmap(), c.Server.Port())
 		c.turn = make(chan struct{}, 1)
 		c.rbuf = make([]byte, MaxMessageLen+1)
-		c.sign = &signer{secret: c.Secret}
+		c.sign = &signer{secret: c.Secret, priv: c.PrivateKey}
 		c.pending = map[uint64]chan *Message{}
 		if c.Conn == nil {
 			network := "udp6"

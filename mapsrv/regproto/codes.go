@@ -1,6 +1,7 @@
 package regproto
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 
@@ -19,6 +20,11 @@ const (
 	// AuthOptionLen is the length of the whole Authentication option
 	// (type, length, value).
 	AuthOptionLen = 2 + AuthLen
+	// SigLen is the length of the Ed25519 signature in the Signature
+	// option.
+	SigLen = ed25519.SignatureSize
+	// SigOptionLen is the length of the whole Signature option.
+	SigOptionLen = 2 + SigLen
 	// MinMessageLen is the smallest valid message: a header followed by the
 	// Authentication option (a real message also needs a Lifetime option).
 	MinMessageLen = HeaderLen + AuthOptionLen
@@ -58,6 +64,11 @@ const (
 	OptNVE      OptionType = 11  // 1-255 bytes UTF-8: sender NVE name
 	OptMoveMode OptionType = 12  // 1 byte: move mode
 	OptAuth     OptionType = 127 // 32 bytes: HMAC-SHA256, always last
+	// OptSig replaces OptAuth for a key that is an Ed25519 key pair (the
+	// mapping service's): 64 bytes, an Ed25519 signature, always last.
+	// Receivers verify it with the public key only, so holding it does not
+	// let them sign.
+	OptSig OptionType = 126
 
 	// OptSkippable is the "may skip" bit of an option type.
 	OptSkippable OptionType = 0x80
@@ -66,7 +77,7 @@ const (
 var optionNames = map[OptionType]string{
 	OptMAC: "mac", OptVMID: "vm-id", OptIPv6: "ipv6-address", OptIPv4: "ipv4-address",
 	OptLifetime: "lifetime", OptStatus: "status", OptTenant: "tenant", OptDomain: "domain",
-	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth",
+	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth", OptSig: "signature",
 }
 
 func (t OptionType) String() string {

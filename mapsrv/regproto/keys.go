@@ -3,6 +3,7 @@ package regproto
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -26,12 +27,31 @@ type Keys interface {
 	Secret(keyID uint32) (nve string, secret []byte, ok bool)
 }
 
-// KeyEntry is one key of a KeyFile.
+// PublicKeys looks up the Ed25519 public key of a key id (messages ending
+// with a Signature option) and the name that owns it. A Keys used to parse
+// signed messages implements it.
+type PublicKeys interface {
+	PublicKey(keyID uint32) (owner string, pub ed25519.PublicKey, ok bool)
+}
+
+// KeyEntry is one key of a KeyFile: an HMAC secret (an NVE's key, shared
+// with the mapping service), or an Ed25519 key (the mapping service's:
+// Private in its own file, only Public in the NVEs' files).
 type KeyEntry struct {
 	// NVE is the name of the NVE that owns the key (or of the mapping
 	// service, for the key that signs replies and notifications).
-	NVE    string
-	Secret []byte
+	NVE     string
+	Secret  []byte
+	Private ed25519.PrivateKey
+	Public  ed25519.PublicKey
+}
+
+// public returns the entry's Ed25519 public key, nil for an HMAC key.
+func (e KeyEntry) public() ed25519.PublicKey {
+	if e.Private != nil {
+		return e.Private.Public().(ed25519.PublicKey)
+	}
+	return e.Public
 }
 
 // KeyFile is a set of keys by key id. It implements Keys.
@@ -39,14 +59,25 @@ type KeyFile map[uint32]KeyEntry
 
 var _ Keys = KeyFile(nil)
 
-// Secret implements Keys.
+// Secret implements Keys. An Ed25519 key has no secret: ok is false.
 func (k KeyFile) Secret(keyID uint32) (string, []byte, bool) {
 	e, ok := k[keyID]
-	if !ok {
+	if !ok || len(e.Secret) == 0 {
 		return "", nil, false
 	}
 	return e.NVE, e.Secret, true
 }
+
+// PublicKey implements PublicKeys. An HMAC key has none: ok is false.
+func (k KeyFile) PublicKey(keyID uint32) (string, ed25519.PublicKey, bool) {
+	e, ok := k[keyID]
+	if !ok || e.public() == nil {
+		return "", nil, false
+	}
+	return e.NVE, e.public(), true
+}
+
+var _ PublicKeys = KeyFile(nil)
 
 // Lookup returns the key of the named NVE with the highest key id (the
 // newest when ids grow with rotation).
@@ -71,11 +102,35 @@ func (k KeyFile) Format() []byte {
 	}
 	slices.Sort(ids)
 	var b bytes.Buffer
-	b.WriteString("# <keyid> <nve-name> <hex-secret>\n")
+	b.WriteString("# <keyid> <nve-name> <hex-secret | ed25519:<hex-seed> | ed25519-public:<hex-key>>\n")
 	for _, id := range ids {
-		fmt.Fprintf(&b, "%d %s %s\n", id, k[id].NVE, hex.EncodeToString(k[id].Secret))
+		e := k[id]
+		v := hex.EncodeToString(e.Secret)
+		switch {
+		case e.Private != nil:
+			v = Ed25519Prefix + hex.EncodeToString(e.Private.Seed())
+		case e.Public != nil:
+			v = Ed25519PublicPrefix + hex.EncodeToString(e.Public)
+		}
+		fmt.Fprintf(&b, "%d %s %s\n", id, e.NVE, v)
 	}
 	return b.Bytes()
+}
+
+// Prefixes of Ed25519 keys in a keys file (instead of a hex secret).
+const (
+	Ed25519Prefix       = "ed25519:"        // the private key's 32-byte seed: the mapping service's own file
+	Ed25519PublicPrefix = "ed25519-public:" // the 32-byte public key: the NVEs' files
+)
+
+// NewSigningKey returns a random Ed25519 key entry owned by name, for the
+// mapping service, and the public-only entry to give the NVEs.
+func NewSigningKey(name string) (private, public KeyEntry, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return KeyEntry{}, KeyEntry{}, fmt.Errorf("generate ed25519 key: %w", err)
+	}
+	return KeyEntry{NVE: name, Private: priv}, KeyEntry{NVE: name, Public: pub}, nil
 }
 
 // NewSecret returns a random 32-byte secret.
@@ -90,6 +145,8 @@ func NewSecret() ([]byte, error) {
 // LoadKeys reads a keys file: one key per line,
 //
 //	<keyid> <nve-name> <hex-secret>
+//	<keyid> <name> ed25519:<hex-seed>             (the mapping service's own file)
+//	<keyid> <name> ed25519-public:<hex-key>       (the NVEs' files)
 //
 // separated by spaces or tabs. keyid is a decimal integer from 1 to
 // 4294967295, unique in the file; nve-name is the owner's name (1 to 255
@@ -137,15 +194,32 @@ func ParseKeys(r io.Reader) (KeyFile, error) {
 		if err := checkString(f[1]); err != nil {
 			return nil, fmt.Errorf("line %d: nve name %q: %v", n, f[1], err)
 		}
-		secret, err := hex.DecodeString(f[2])
-		if err != nil {
-			return nil, fmt.Errorf("line %d: secret of key %d: not hexadecimal", n, id)
-		}
-		if len(secret) < MinSecretLen || len(secret) > MaxSecretLen {
-			return nil, fmt.Errorf("line %d: secret of key %d: %d bytes, want %d to %d", n, id, len(secret), MinSecretLen, MaxSecretLen)
+		e := KeyEntry{NVE: f[1]}
+		switch v := f[2]; {
+		case strings.HasPrefix(v, Ed25519Prefix):
+			seed, err := hex.DecodeString(v[len(Ed25519Prefix):])
+			if err != nil || len(seed) != ed25519.SeedSize {
+				return nil, fmt.Errorf("line %d: ed25519 key %d: want %d bytes in hexadecimal (the private key's seed)", n, id, ed25519.SeedSize)
+			}
+			e.Private = ed25519.NewKeyFromSeed(seed)
+		case strings.HasPrefix(v, Ed25519PublicPrefix):
+			pub, err := hex.DecodeString(v[len(Ed25519PublicPrefix):])
+			if err != nil || len(pub) != ed25519.PublicKeySize {
+				return nil, fmt.Errorf("line %d: ed25519 public key %d: want %d bytes in hexadecimal", n, id, ed25519.PublicKeySize)
+			}
+			e.Public = ed25519.PublicKey(pub)
+		default:
+			secret, err := hex.DecodeString(v)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: secret of key %d: not hexadecimal", n, id)
+			}
+			if len(secret) < MinSecretLen || len(secret) > MaxSecretLen {
+				return nil, fmt.Errorf("line %d: secret of key %d: %d bytes, want %d to %d", n, id, len(secret), MinSecretLen, MaxSecretLen)
+			}
+			e.Secret = secret
 		}
 		first[uint32(id)] = n
-		k[uint32(id)] = KeyEntry{NVE: f[1], Secret: secret}
+		k[uint32(id)] = e
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {

@@ -1,6 +1,7 @@
 package regproto
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -22,9 +23,11 @@ func (m *Message) AppendMarshal(dst, secret []byte) ([]byte, error) {
 }
 
 // signer signs with one secret, reusing HMAC states (keying an HMAC
-// costs two SHA-256 blocks and a few allocations). Safe for concurrent use.
+// costs two SHA-256 blocks and a few allocations), or with an Ed25519
+// private key when priv is set. Safe for concurrent use.
 type signer struct {
 	secret []byte
+	priv   ed25519.PrivateKey
 	pool   sync.Pool // of hash.Hash keyed with secret
 }
 
@@ -36,25 +39,60 @@ func (s *signer) get() hash.Hash {
 	return hmac.New(sha256.New, s.secret)
 }
 
-// marshal is Marshal with the signer's secret.
+// marshal is Marshal with the signer's secret (or MarshalSigned with its
+// private key).
 func (s *signer) marshal(m *Message) ([]byte, error) {
+	if s.priv != nil {
+		return m.MarshalSigned(s.priv)
+	}
 	h := s.get()
 	b, err := m.appendMarshal(make([]byte, 0, 256), s.secret, h)
 	s.pool.Put(h)
 	return b, err
 }
 
+// MarshalSigned encodes m and appends the Signature option: an Ed25519
+// signature with priv over every byte before the signature (the mapping
+// service's replies and notifications, docs/registration.md). KeyID must
+// be set.
+func (m *Message) MarshalSigned(priv ed25519.PrivateKey) ([]byte, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, errors.New("marshal registration message: not an Ed25519 private key")
+	}
+	dst, err := m.appendBody(make([]byte, 0, 256), OptSig, SigLen)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, ed25519.Sign(priv, dst)...), nil
+}
+
 // appendMarshal is AppendMarshal with mac, an HMAC keyed with secret and
 // reset (nil: a new one).
 func (m *Message) appendMarshal(dst, secret []byte, mac hash.Hash) ([]byte, error) {
+	if len(secret) == 0 {
+		return nil, errors.New("marshal registration message: empty secret")
+	}
+	start := len(dst)
+	dst, err := m.appendBody(dst, OptAuth, AuthLen)
+	if err != nil {
+		return nil, err
+	}
+	if mac == nil {
+		mac = hmac.New(sha256.New, secret)
+	}
+	mac.Write(dst[start:])
+	return mac.Sum(dst), nil
+}
+
+// appendBody appends the header, the options and the type and length of
+// the final authentication option (auth, of authLen bytes), with the
+// length field counting the value still to come.
+func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, error) {
 	if m.Type != TypeRequest && m.Type != TypeReply {
 		return nil, fmt.Errorf("marshal registration message: type %d: %w", m.Type, ErrMalformed)
 	}
 	if m.KeyID == 0 {
 		return nil, errors.New("marshal registration message: key id not set")
-	}
-	if len(secret) == 0 {
-		return nil, errors.New("marshal registration message: empty secret")
 	}
 	var ts uint64
 	if !m.Timestamp.IsZero() {
@@ -128,15 +166,11 @@ func (m *Message) appendMarshal(dst, secret []byte, mac hash.Hash) ([]byte, erro
 	if m.Mode != MoveNone {
 		dst = append(dst, byte(OptMoveMode), 1, byte(m.Mode))
 	}
-	dst = append(dst, byte(OptAuth), AuthLen)
-	n := len(dst) - start + AuthLen
+	dst = append(dst, byte(auth), byte(authLen))
+	n := len(dst) - start + authLen
 	if n > MaxMessageLen {
 		return nil, fmt.Errorf("marshal registration message: %d bytes, at most %d", n, MaxMessageLen)
 	}
 	binary.BigEndian.PutUint16(dst[start+4:], uint16(n))
-	if mac == nil {
-		mac = hmac.New(sha256.New, secret)
-	}
-	mac.Write(dst[start:])
-	return mac.Sum(dst), nil
+	return dst, nil
 }

@@ -1,6 +1,7 @@
 package regproto
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,28 +14,44 @@ import (
 )
 
 // Parse decodes and authenticates a message: it checks the header and the
-// length, looks the key id up in keys, verifies the HMAC, then decodes the
+// length, looks the key id up in keys, verifies the HMAC (or, for a
+// message ending with a Signature option, the Ed25519 signature with the
+// key's public key: keys must then implement PublicKeys), then decodes the
 // options. It does not check the replay window (see ReplayWindow). The
 // message does not alias b.
 func Parse(b []byte, keys Keys) (*Message, error) {
-	m, err := parseHeader(b)
+	m, authLen, err := parseHeader(b)
 	if err != nil {
 		return nil, err
 	}
-	var (
-		secret []byte
-		ok     bool
-	)
-	if keys != nil {
-		_, secret, ok = keys.Secret(m.KeyID)
+	if authLen == SigOptionLen {
+		var pub ed25519.PublicKey
+		ok := false
+		if pk, isPK := keys.(PublicKeys); isPK {
+			_, pub, ok = pk.PublicKey(m.KeyID)
+		}
+		if !ok {
+			return nil, fmt.Errorf("key id %d (signature): %w", m.KeyID, ErrUnknownKey)
+		}
+		if !ed25519.Verify(pub, b[:len(b)-SigLen], b[len(b)-SigLen:]) {
+			return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrAuth)
+		}
+	} else {
+		var (
+			secret []byte
+			ok     bool
+		)
+		if keys != nil {
+			_, secret, ok = keys.Secret(m.KeyID)
+		}
+		if !ok || len(secret) == 0 {
+			return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrUnknownKey)
+		}
+		if !Verify(b, secret) {
+			return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrAuth)
+		}
 	}
-	if !ok || len(secret) == 0 {
-		return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrUnknownKey)
-	}
-	if !Verify(b, secret) {
-		return nil, fmt.Errorf("key id %d: %w", m.KeyID, ErrAuth)
-	}
-	if err := m.parseOptions(b[HeaderLen : len(b)-AuthOptionLen]); err != nil {
+	if err := m.parseOptions(b[HeaderLen : len(b)-authLen]); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -58,20 +75,45 @@ func Verify(b []byte, secret []byte) bool {
 // when the fixed header could be read (Type, Seq, Timestamp and KeyID are
 // then set), so that a rejection can echo the sequence number.
 func ParseUnauthenticated(b []byte) (*Message, error) {
-	m, err := parseHeader(b)
+	m, authLen, err := parseHeader(b)
 	if err != nil {
 		return m, err
 	}
-	if err := m.parseOptions(b[HeaderLen : len(b)-AuthOptionLen]); err != nil {
+	if err := m.parseOptions(b[HeaderLen : len(b)-authLen]); err != nil {
 		return &Message{Type: m.Type, Seq: m.Seq, Timestamp: m.Timestamp, KeyID: m.KeyID, Notify: m.Notify}, err
 	}
 	return m, nil
 }
 
 // parseHeader checks the fixed header, the Length field and the position
-// of the Authentication option. When the header itself could be read the
+// of the final authentication option (Authentication or Signature), whose
+// whole length it returns. When the header itself could be read the
 // message is returned even with an error.
-func parseHeader(b []byte) (*Message, error) {
+func parseHeader(b []byte) (*Message, int, error) {
+	m, err := parseFixed(b)
+	if err != nil {
+		return m, 0, err
+	}
+	// Walk the options to the last one: it must be the authentication.
+	for at := HeaderLen; at+2 <= len(b); {
+		t, l := OptionType(b[at]), int(b[at+1])
+		if at+2+l < len(b) {
+			at += 2 + l
+			continue
+		}
+		switch {
+		case at+2+l == len(b) && t == OptAuth && l == AuthLen:
+			return m, AuthOptionLen, nil
+		case at+2+l == len(b) && t == OptSig && l == SigLen:
+			return m, SigOptionLen, nil
+		}
+		break
+	}
+	return m, 0, fmt.Errorf("message does not end with a %d-byte authentication or %d-byte signature option: %w", AuthLen, SigLen, ErrMalformed)
+}
+
+// parseFixed checks the fixed header and the Length field.
+func parseFixed(b []byte) (*Message, error) {
 	if len(b) < HeaderLen {
 		return nil, fmt.Errorf("%d bytes, header needs %d: %w", len(b), HeaderLen, ErrTruncated)
 	}
@@ -110,9 +152,6 @@ func parseHeader(b []byte) (*Message, error) {
 	}
 	if m.KeyID == 0 {
 		return m, fmt.Errorf("key id 0: %w", ErrMalformed)
-	}
-	if OptionType(b[n-AuthOptionLen]) != OptAuth || b[n-AuthOptionLen+1] != AuthLen {
-		return m, fmt.Errorf("message does not end with a %d-byte authentication option: %w", AuthLen, ErrMalformed)
 	}
 	return m, nil
 }
@@ -159,7 +198,7 @@ func (m *Message) parseOptions(b []byte) error {
 		case OptMoveMode:
 			want = 1
 		case OptVMID, OptTenant, OptDomain, OptNVE:
-		case OptAuth:
+		case OptAuth, OptSig:
 			return fmt.Errorf("authentication option at offset %d is not last: %w", at, ErrMalformed)
 		default:
 			if t&OptSkippable != 0 {

@@ -2,6 +2,7 @@ package regproto
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,13 +51,17 @@ const DefaultMaxInFlight = 64
 // previous run may have accepted: before a request reaches the Handler,
 // the stored ceiling of its key id covers its sequence number.
 type Server struct {
-	Conn    *net.UDPConn
-	Keys    Keys   // verifies requests
-	KeyID   uint32 // key that signs replies
-	Secret  []byte // secret of KeyID
-	Handler Handler
-	Logger  *slog.Logger  // nil: discard
-	Window  *ReplayWindow // nil: a window with the default skew, private to Run
+	Conn   *net.UDPConn
+	Keys   Keys   // verifies requests
+	KeyID  uint32 // key that signs replies
+	Secret []byte // secret of KeyID
+	// PrivateKey, if set, signs replies with Ed25519 (the Signature
+	// option) instead of Secret: the mapping service's key, which its
+	// peers verify with the public key only.
+	PrivateKey ed25519.PrivateKey
+	Handler    Handler
+	Logger     *slog.Logger  // nil: discard
+	Window     *ReplayWindow // nil: a window with the default skew, private to Run
 	// MaxInFlight bounds concurrent Handler calls; 0 means
 	// DefaultMaxInFlight.
 	MaxInFlight int
@@ -115,7 +120,7 @@ func (s *Server) validate() error {
 		return errors.New("registration server: no socket")
 	case s.Keys == nil:
 		return errors.New("registration server: no keys")
-	case s.KeyID == 0 || len(s.Secret) == 0:
+	case s.KeyID == 0 || (len(s.Secret) == 0 && s.PrivateKey == nil):
 		return errors.New("registration server: no signing key")
 	case s.Handler == nil:
 		return errors.New("registration server: no handler")
@@ -227,7 +232,10 @@ func (s *Server) admit(b []byte, from netip.AddrPort, window *ReplayWindow, log 
 		s.send(from, req.Reply(StatusRejected, ReasonReplay), log)
 		return nil, false
 	}
-	owner, _, _ := s.Keys.Secret(req.KeyID)
+	owner, _, ok := s.Keys.Secret(req.KeyID)
+	if pk, isPK := s.Keys.(PublicKeys); !ok && isPK {
+		owner, _, _ = pk.PublicKey(req.KeyID) // an Ed25519-signed request
+	}
 	if req.NVE == "" {
 		req.NVE = owner
 	} else if req.NVE != owner {
@@ -243,7 +251,7 @@ func (s *Server) send(to netip.AddrPort, rep *Message, log *slog.Logger) {
 	rep.Type = TypeReply
 	rep.KeyID = s.KeyID
 	rep.Timestamp = time.Now()
-	s.signOnce.Do(func() { s.sign = &signer{secret: s.Secret} })
+	s.signOnce.Do(func() { s.sign = &signer{secret: s.Secret, priv: s.PrivateKey} })
 	b, err := s.sign.marshal(rep)
 	if err != nil {
 		log.Error("registration reply not sent", "to", to, "err", err)

@@ -57,6 +57,8 @@ enum ila_stat {
 	STAT_DROP_SUSPENDED,       /* uplink packet for a local task suspended by a cold/warm move */
 	STAT_SUSPENDED_ICMP_SENT,  /* ICMPv6 address unreachable sent for a suspended task (rate limited) */
 	STAT_STALE_REDIRECTED,     /* uplink packet for a task no longer here, re-translated by the mapping table */
+	STAT_DROP_TENANT,          /* destination in another tenant and no policy allows it */
+	STAT_DROP_SPOOFED_IPV4,    /* task sent IPv4 from an address not bound to its port */
 	STAT__MAX,
 };
 
@@ -78,7 +80,8 @@ struct ila_map_val {
 	__u64 loc;
 	__u8 csum;
 	__u8 flags;
-	__u8 pad[6];
+	__u8 pad[2];
+	__u32 tenant; /* tenant id of the task (0: untagged), lib/tenant.h */
 };
 
 /* ILA_MAX_PORT_IFINDEX bounds the ifindex-indexed port table (ila_ports):
@@ -113,6 +116,19 @@ enum ila_local_flag {
 	 * uplink answers ICMPv6 address unreachable (rate limited) and drops,
 	 * the task ports treat it as a miss (the ILA router answers). */
 	ILA_LOCAL_F_SUSPENDED = 1,
+};
+
+/* Per task-facing port, by ifindex (lib/tenant.h): the tenant of its task
+ * and the IPv4 address it may send from (network order; 0 = none). */
+struct ila_port_ext {
+	__u32 tenant;
+	__be32 ipv4;
+};
+
+/* A pair of tenants allowed to talk (a < b). */
+struct ila_policy_key {
+	__u32 a;
+	__u32 b;
 };
 
 struct ila_local_val {

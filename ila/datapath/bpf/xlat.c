@@ -14,7 +14,8 @@
  * The parts they share live in lib/ (as cilium's bpf/lib): maps.h the maps,
  * csum.h checksum math, addr.h SIR<->ILA rewriting, cache.h the per-CPU
  * lookup caches, parse.h the parser, fwd.h rewriting and forwarding,
- * miss.h miss reports, icmp6.h ICMPv6 errors. Types shared with Go are in
+ * miss.h miss reports, icmp6.h ICMPv6 errors, tenant.h tenant isolation
+ * and IPv4 source validation. Types shared with Go are in
  * ila.h.
  */
 #include "lib/common.h"
@@ -25,6 +26,7 @@
 #include "lib/fwd.h"
 #include "lib/miss.h"
 #include "lib/icmp6.h"
+#include "lib/tenant.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -48,6 +50,10 @@ int ila_task(struct __sk_buff *skb)
 	COUNT(STAT_RX_TASK);
 	int r = parse(skb, &p);
 	if (r == 0) {
+		if (!ipv4_source_ok(skb, skb->ingress_ifindex)) {
+			COUNT(STAT_DROP_SPOOFED_IPV4);
+			return TC_ACT_SHOT;
+		}
 		COUNT(STAT_PASS_NON_IPV6);
 		return TC_ACT_OK;
 	}
@@ -93,10 +99,15 @@ int ila_task(struct __sk_buff *skb)
 		}
 	}
 
+	__u32 tenant = port_tenant(in);
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
 	struct ila_map_ent *m = lookup_mapping(&dk);
 	if (m) {
 		__u8 mode = m->csum;
+		if (!tenant_allowed(tenant, m->tenant)) {
+			COUNT(STAT_DROP_TENANT);
+			return TC_ACT_SHOT;
+		}
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
 			if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
@@ -115,6 +126,10 @@ int ila_task(struct __sk_buff *skb)
 	}
 	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
 	if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
+		if (!tenant_allowed(tenant, port_tenant(lv->ifindex))) {
+			COUNT(STAT_DROP_TENANT);
+			return TC_ACT_SHOT;
+		}
 		COUNT(STAT_LOCAL_DELIVERED);
 		return deliver(skb, &p, lv, config());
 	}
@@ -286,9 +301,22 @@ int ila_router(struct __sk_buff *skb)
 	struct ila_key dk = {.sir = p.dst.q[0], .id = p.dst.q[1]};
 	struct ila_map_ent *m = lookup_mapping(&dk);
 	if (m) {
+		/* A task's packet that missed at its NVE: the source's mapping
+		 * names its tenant (sources that are not mapped tasks are not
+		 * checked: hosts outside ILA). m is copied first: the source's
+		 * lookup may reuse its cache slot. */
+		struct ila_map_ent dm = *m;
+		if (dm.tenant) {
+			struct ila_key sk = {.sir = p.src.q[0], .id = p.src.q[1]};
+			struct ila_map_ent *sm = lookup_mapping(&sk);
+			if (sm && !tenant_allowed(sm->tenant, dm.tenant)) {
+				COUNT(STAT_DROP_TENANT);
+				return TC_ACT_SHOT;
+			}
+		}
 		union addr n = p.dst;
-		__u8 mode = m->csum;
-		sir_to_ila_ent(&n, m);
+		__u8 mode = dm.csum;
+		sir_to_ila_ent(&n, &dm);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			COUNT(STAT_DROP_ERROR);
 			return TC_ACT_SHOT;

@@ -37,6 +37,7 @@ static __always_inline struct ila_map_ent *lookup_mapping(struct ila_key *k)
 	e->loc = loc;
 	e->csum = mode;
 	e->flags = m->flags;
+	e->tenant = m->tenant;
 	e->adj = 0;
 	if (mode == ILA_CSUM_NEUTRAL_MAP || mode == ILA_CSUM_NEUTRAL_MAP_AUTO)
 		e->adj = neutral_adjust(k->sir, loc, mode);

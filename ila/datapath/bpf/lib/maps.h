@@ -100,7 +100,7 @@ struct ila_map_ent {
 	__u16 adj; /* neutral modes: neutral_adjust(sir, loc, csum) */
 	__u8 csum;
 	__u8 flags;
-	__u8 pad[4];
+	__u32 tenant;
 };
 
 struct {

@@ -1,0 +1,141 @@
+//go:build linux
+
+package test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilamesh/ilamesh/deploy/lab"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// TestManagementAPITLSAndRoles is finding 9 of issue 17 in the lab: the
+// management API speaks TLS (ilactl verifies the certificate against the
+// lab's CA and refuses it without), a read-only token lists but cannot
+// move, an admin token changes things, every change leaves an audit line
+// in mapsrv's log, each NVE holds only its own registration key and
+// mapsrv's public key, and etcd answers only authenticated clients, the
+// topology's read-only user without write access.
+func TestManagementAPITLSAndRoles(t *testing.T) {
+	l := upLab(t, lab.Config{NVEs: 2})
+	m := l.Topology().Mapsrv
+	if !strings.HasPrefix(m.API, "https://") || m.CAFile == "" || m.ReadOnlyTokenFile == "" {
+		t.Fatalf("topology mapsrv %+v: want an https API, a CA file and a read-only token file", m)
+	}
+	ilactl := func(args ...string) (string, error) {
+		t.Helper()
+		cmd := exec.Command("ip", append([]string{"netns", "exec", m.Netns, filepath.Join(binDir, "ilactl"), "--api", m.API}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	ro := []string{"--ca-file", m.CAFile, "--token-file", m.ReadOnlyTokenFile}
+	admin := []string{"--ca-file", m.CAFile, "--token-file", m.TokenFile}
+	if out, err := ilactl(append(ro, "task", "list")...); err != nil || !strings.Contains(out, "t1") {
+		t.Errorf("read-only task list: %v\n%s", err, out)
+	}
+	if out, err := ilactl("--token-file", m.TokenFile, "task", "list"); err == nil || !strings.Contains(out, "certificate") {
+		t.Errorf("without the lab's CA: %v, want a certificate error\n%s", err, out)
+	}
+	if out, err := ilactl(append(ro, "task", "move", "t1", "--tenant", lab.IPv6Tenant, "--to", "nve2")...); err == nil || !strings.Contains(out, "read-only") {
+		t.Errorf("move with the read-only token: %v, want it refused\n%s", err, out)
+	}
+	if m, err := l.Mapped(t.Context(), "t1"); err != nil || m.NVE != "nve1" {
+		t.Errorf("after the refused move t1 is on %+v (%v), want nve1", m, err)
+	}
+	// Each NVE's keys file holds its own secret and mapsrv's public key:
+	// nothing it could sign mapsrv's or another NVE's messages with.
+	for _, n := range l.Topology().NVEs {
+		keys, err := regproto.LoadKeys(filepath.Join(l.StateDir(), "keys-"+n.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, e := range keys {
+			switch {
+			case e.NVE == n.Name && len(e.Secret) > 0 && e.Private == nil:
+			case e.NVE == "mapsrv" && e.Public != nil && e.Private == nil && len(e.Secret) == 0:
+			default:
+				t.Errorf("%s's keys file: key %d of %s is more than it needs (secret %v, private key %v)", n.Name, id, e.NVE, len(e.Secret) > 0, e.Private != nil)
+			}
+		}
+		if len(keys) != 2 {
+			t.Errorf("%s's keys file holds %d keys, want its own and mapsrv's public key", n.Name, len(keys))
+		}
+	}
+	if out, err := ilactl(append(admin, "policy", "allow", "tenant1", "tenant2")...); err != nil {
+		t.Errorf("admin policy allow: %v\n%s", err, out)
+	}
+	// A move: mapsrv's notification to the old NVE is signed with its
+	// Ed25519 key, which nve1 verifies with the public key alone.
+	if out, err := ilactl(append(admin, "task", "move", "t1", "--tenant", lab.IPv6Tenant, "--to", "nve2")...); err != nil {
+		t.Errorf("admin move: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", "ilad-nve1.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "refused") {
+			t.Errorf("nve1 refused something:\n%s", b)
+			break
+		}
+		if strings.Contains(string(b), `"msg":"move notification"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("nve1 logged no accepted move notification")
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// etcd has authentication on: topology.json's read-only credential
+	// reads the mapping and cannot change it; no credential gets nothing.
+	e := l.Topology().Etcd
+	pw, err := os.ReadFile(e.ReadOnlyPasswordFile)
+	if err != nil || e.ReadOnlyUser == "" {
+		t.Fatalf("topology etcd %+v: no read-only credential (%v)", e, err)
+	}
+	reader, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, Username: e.ReadOnlyUser, Password: strings.TrimSpace(string(pw)), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if resp, err := reader.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err != nil || len(resp.Kvs) == 0 {
+		t.Errorf("read-only etcd user lists /ila/: %v", err)
+	}
+	if _, err := reader.Put(t.Context(), "/ila/v1/domains/evil", "{}"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("read-only etcd user writes: %v, want permission denied", err)
+	}
+	anon, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Get(t.Context(), "/ila/", clientv3.WithPrefix()); err == nil {
+		t.Error("etcd answers a client without credentials")
+	}
+	log, err := os.ReadFile(filepath.Join(l.StateDir(), "logs", "mapsrv.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audit []string
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "api audit") && !strings.Contains(line, "/v1/domains") && !strings.Contains(line, "/v1/nves") && !strings.Contains(line, `"/v1/tasks"`) {
+			audit = append(audit, line)
+		}
+	}
+	if len(audit) != 3 || !strings.Contains(audit[0], "/v1/tasks/default/t1/move") || !strings.Contains(audit[0], "read-only") || !strings.Contains(audit[0], "403") ||
+		!strings.Contains(audit[1], "/v1/policies") || !strings.Contains(audit[1], "admin") || !strings.Contains(audit[1], "201") ||
+		!strings.Contains(audit[2], "/v1/tasks/default/t1/move") || !strings.Contains(audit[2], "admin") || !strings.Contains(audit[2], "200") {
+		t.Errorf("audit lines:\n%s", strings.Join(audit, "\n"))
+	}
+}
