@@ -99,8 +99,8 @@ func (b *bgpSide) setDrained(d bool) {
 
 // bgpStatus is GET /v1/bgp: what ilactl nve bgp shows.
 type bgpStatus struct {
-	Mode     string `json:"mode"`
-	Refused  int    `json:"refused_locators"`
+	Mode     string       `json:"mode"`
+	Refused  int          `json:"refused_locators"`
 	Speaker  *bgp.State   `json:"speaker,omitempty"`
 	Kernel   *kernelState `json:"kernel,omitempty"`
 	Protocol int          `json:"protocol,omitempty"`
