@@ -45,8 +45,9 @@ type bgpSettings struct {
 // bgpFlags are the command-line flags of the bgp section.
 type bgpFlags struct {
 	mode, routerID, nextHop string
+	localAddr               string
 	asn, protocol           uint
-	hold                    time.Duration
+	hold, restart           time.Duration
 	peers, prefixes         stringList
 }
 
@@ -57,7 +58,9 @@ func addBGPFlags(fs *flag.FlagSet) *bgpFlags {
 	fs.StringVar(&f.routerID, "bgp-router-id", "", "BGP router `id` (an IPv4 address unique in the AS)")
 	fs.Var(&f.peers, "bgp-peer", "BGP neighbour `ASN@ADDR` (e.g. 65000@fd00:0:ff::1); repeatable")
 	fs.DurationVar(&f.hold, "bgp-hold-time", 0, "BGP hold `time` (default 9s): a dead host's routes go after this long")
+	fs.DurationVar(&f.restart, "bgp-restart-time", 0, "graceful restart `time` (default 120s): how long peers keep the routes of a restarting (or hung) ilad")
 	fs.StringVar(&f.nextHop, "bgp-next-hop", "", "next hop `address` of the announced prefixes (default -underlay)")
+	fs.StringVar(&f.localAddr, "bgp-local-address", "", "source `address` of the BGP sessions (default: the kernel's choice)")
 	fs.UintVar(&f.protocol, "bgp-protocol", 0, "kernel mode: route protocol `number` (default 250)")
 	fs.Var(&f.prefixes, "bgp-prefix", "router role: SIR `prefix` to announce (default: every domain's); repeatable")
 	return f
@@ -96,8 +99,16 @@ func (f *bgpFlags) apply(cfg *config, set map[string]bool) error {
 			return fmt.Errorf("flag -bgp-next-hop: %w", err)
 		}
 	}
+	if set["bgp-local-address"] {
+		if b.LocalAddress, err = netip.ParseAddr(f.localAddr); err != nil {
+			return fmt.Errorf("flag -bgp-local-address: %w", err)
+		}
+	}
 	if set["bgp-hold-time"] {
 		b.HoldTime = ila.Duration(f.hold)
+	}
+	if set["bgp-restart-time"] {
+		b.RestartTime = ila.Duration(f.restart)
 	}
 	if set["bgp-protocol"] {
 		b.Protocol = int(f.protocol)

@@ -280,7 +280,7 @@ func (l *Lab) routerPorts() []string {
 // role, as deploy/config/ila-router.json sets it up on a real router.
 func (l *Lab) routerArgs() []string {
 	t := l.topo
-	return []string{
+	return append([]string{
 		"--role", "router",
 		"--node", "router",
 		"--ports", strings.Join(l.routerPorts(), ","),
@@ -290,7 +290,7 @@ func (l *Lab) routerArgs() []string {
 		"--metrics", routerMetrics,
 		"--events", l.eventsPath("router"),
 		"--log-format", "json",
-	}
+	}, l.routerBGPArgs(1)...)
 }
 
 // iladArgs are ilad's flags for NVE n.
@@ -315,7 +315,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}
-	return args
+	return append(args, l.bgpArgs(n)...)
 }
 
 // startNVEs starts ilad in every NVE namespace.

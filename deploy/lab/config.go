@@ -35,6 +35,10 @@ type Config struct {
 	// UnderlayOnly builds only the namespaces, links, addresses and routes
 	// (no daemons): for tests of single components.
 	UnderlayOnly bool
+	// Fabric is how the fabric routes the locators: frr (FRR learns them
+	// from the NVEs' BGP speakers) or static (routes the lab writes)
+	// [frr where FRR is installed, else static; static with UnderlayOnly].
+	Fabric string
 	// OwnerDir is where the lab records the process that built it, for
 	// DownAll [owner.DefaultDir].
 	OwnerDir string
@@ -75,6 +79,11 @@ func (c *Config) validate() error {
 	}
 	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
 		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)
+	}
+	switch c.Fabric {
+	case "", "frr", "static":
+	default:
+		return fmt.Errorf("fabric %q: want frr or static", c.Fabric)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}

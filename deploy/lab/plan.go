@@ -98,6 +98,9 @@ type Topology struct {
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
 	Missing     []string  `json:"missing,omitempty"`
+	// Fabric says how the fabric routes the locators (frr or static)
+	// and lists the data centres.
+	Fabric FabricT `json:"fabric"`
 }
 
 // DomainT describes the lab's ILA domain.
@@ -115,6 +118,8 @@ type NVE struct {
 	Underlay netip.Addr  `json:"underlay"`
 	Index    int         `json:"index"`
 	PID      int         `json:"ilad_pid,omitempty"`
+	// DC is the data centre the NVE is in (Topology.Fabric.DCs).
+	DC string `json:"dc,omitempty"`
 }
 
 // Task is one task (container, VM) of the lab.

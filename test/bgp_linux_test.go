@@ -1,0 +1,120 @@
+//go:build linux
+
+package test
+
+import (
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ilamesh/ilamesh/deploy/lab"
+)
+
+// waitRoute waits up to d until the fabric's kernel has (want) or has not
+// the BGP route to prefix, and returns how long that took.
+func waitRoute(t *testing.T, l *lab.Lab, prefix netip.Prefix, want bool, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		rs, err := l.FabricRoutes("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := rs[prefix]; ok == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("route %s in the fabric: want present=%v after %v; routes %v", prefix, want, d, rs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFabricFRR: FRR in the fabric learns every NVE's locator from the
+// NVEs' ilad (next hop: the NVE's underlay address); a host whose link
+// dies is withdrawn at once, a hung ilad after the hold time plus the
+// graceful restart time, and both come back.
+func TestFabricFRR(t *testing.T) {
+	if !lab.FRRInstalled() {
+		t.Skip("e2e: FRR is not installed (apt install frr)")
+	}
+	l := upLab(t, lab.Config{Fabric: lab.FabricFRR})
+	topo := l.Topology()
+	if topo.Fabric.Kind != lab.FabricFRR || len(topo.Fabric.DCs) != 1 {
+		t.Fatalf("topology fabric %+v: want frr, one DC", topo.Fabric)
+	}
+	rs, err := l.FabricRoutes("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.Vtysh(t.Context(), "", "show bgp ipv6 unicast")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range topo.NVEs {
+		if gw, ok := rs[n.Locator.Prefix()]; !ok || gw != n.Underlay {
+			t.Errorf("fabric kernel route for %s (%s): via %v (present %v); want via %s, proto bgp", n.Name, n.Locator.Prefix(), gw, ok, n.Underlay)
+		}
+		if !strings.Contains(out, n.Locator.Prefix().String()) {
+			t.Errorf("vtysh show bgp ipv6 unicast lacks %s:\n%s", n.Locator.Prefix(), out)
+		}
+	}
+	if len(rs) != len(topo.NVEs) {
+		t.Errorf("fabric BGP routes %v: want exactly one per NVE", rs)
+	}
+	t1, t3 := task(t, l, "t1"), task(t, l, "t3")
+	reach(t, l, "t1", t3.SIR)
+
+	// A dead link: the fabric's port goes down, FRR drops the route.
+	nve3 := topo.NVEs[2]
+	if err := l.SetUplink(nve3.Name, false); err != nil {
+		t.Fatal(err)
+	}
+	took := waitRoute(t, l, nve3.Locator.Prefix(), false, 10*time.Second)
+	t.Logf("link down: %s withdrawn from the fabric in %v", nve3.Locator.Prefix(), took)
+	if err := l.SetUplink(nve3.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	took = waitRoute(t, l, nve3.Locator.Prefix(), true, 20*time.Second)
+	t.Logf("link up: %s routed again in %v", nve3.Locator.Prefix(), took)
+	reach(t, l, "t1", t3.SIR)
+
+	// A hung ilad (stopped; its datapath keeps forwarding): the session
+	// dies at the hold time (3s) and FRR keeps the route as stale for the
+	// graceful restart time (10s), then withdraws it.
+	nve2 := topo.NVEs[1]
+	pid := nve2.PID
+	if pid == 0 {
+		t.Fatalf("no ilad pid for %s", nve2.Name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	cont := func() { _ = syscall.Kill(pid, syscall.SIGCONT) }
+	t.Cleanup(cont)
+	time.Sleep(time.Second)
+	if _, ok := mustRoutes(t, l)[nve2.Locator.Prefix()]; !ok {
+		t.Fatalf("%s withdrawn 1s after ilad stopped: want it kept until hold + restart time", nve2.Locator.Prefix())
+	}
+	took = time.Second + waitRoute(t, l, nve2.Locator.Prefix(), false, 25*time.Second)
+	t.Logf("hung ilad: %s withdrawn after %v (hold 3s + graceful restart 10s)", nve2.Locator.Prefix(), took)
+	if took < 10*time.Second {
+		t.Errorf("hung ilad's locator withdrawn after %v: want the graceful restart time (10s) to pass first", took)
+	}
+	cont()
+	took = waitRoute(t, l, nve2.Locator.Prefix(), true, 20*time.Second)
+	t.Logf("ilad continued: %s routed again in %v", nve2.Locator.Prefix(), took)
+	reach(t, l, "t1", task(t, l, "t2").SIR)
+	_ = t1
+}
+
+func mustRoutes(t *testing.T, l *lab.Lab) map[netip.Prefix]netip.Addr {
+	t.Helper()
+	rs, err := l.FabricRoutes("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
