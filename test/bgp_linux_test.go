@@ -118,3 +118,71 @@ func mustRoutes(t *testing.T, l *lab.Lab) map[netip.Prefix]netip.Addr {
 	}
 	return rs
 }
+
+// TestInterDCMove: two data centres, each a fabric with FRR, its NVEs and
+// its ILA router, the fabrics joined by an interconnect with eBGP. Every
+// fabric routes every locator (its own over iBGP from the hosts, the
+// other DC's over eBGP); t3 moves hot from nve3 (dc1) to nve2 (dc2) under
+// a 10 ms ping from t1 (dc1) and a TCP stream from t2 (dc2): nothing lost,
+// and t1's packets then go straight to t3's new locator in dc2.
+func TestInterDCMove(t *testing.T) {
+	if !lab.FRRInstalled() {
+		t.Skip("e2e: FRR is not installed (apt install frr)")
+	}
+	l := upLab(t, lab.Config{Fabric: lab.FabricFRR, DCs: 2})
+	topo := l.Topology()
+	if len(topo.Fabric.DCs) != 2 {
+		t.Fatalf("fabric %+v: want 2 DCs", topo.Fabric)
+	}
+	dcOf := map[string]string{}
+	for _, n := range topo.NVEs {
+		dcOf[n.Name] = n.DC
+	}
+	if dcOf["nve1"] != "dc1" || dcOf["nve2"] != "dc2" || dcOf["nve3"] != "dc1" {
+		t.Fatalf("nves[].dc = %v: want nve1, nve3 in dc1 and nve2 in dc2", dcOf)
+	}
+	for _, dc := range topo.Fabric.DCs {
+		rs, err := l.FabricRoutes(dc.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range topo.NVEs {
+			gw, ok := rs[n.Locator.Prefix()]
+			switch {
+			case !ok:
+				t.Errorf("%s: no route for %s's locator %s", dc.Name, n.Name, n.Locator.Prefix())
+			case n.DC == dc.Name && gw != n.Underlay:
+				t.Errorf("%s: %s via %s, want via the host %s (iBGP)", dc.Name, n.Locator.Prefix(), gw, n.Underlay)
+			case n.DC != dc.Name && !gw.IsLinkLocalUnicast() && !strings.HasPrefix(gw.String(), "fd00:ff:d0:"):
+				// FRR's datacenter defaults use the other fabric's
+				// link-local address on the interconnect as next hop.
+				t.Errorf("%s: %s via %s, want via the DC interconnect (eBGP)", dc.Name, n.Locator.Prefix(), gw)
+			}
+		}
+	}
+	rep, err := l.RunDemo(t.Context(), lab.DemoConfig{Before: time.Second, After: time.Second, Out: t.TempDir()})
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	var sb strings.Builder
+	rep.Text(&sb)
+	t.Log("\n" + sb.String())
+	if len(rep.Flows) != 2 {
+		t.Fatalf("flows = %d, want 2", len(rep.Flows))
+	}
+	for _, f := range rep.Flows {
+		if f.Sent < 100 || f.Lost != 0 || f.Reordered != 0 || f.Duplicates != 0 || f.Error != "" {
+			t.Errorf("%s: sent %d lost %d reordered %d dup %d err %q: want nothing lost", f.Name, f.Sent, f.Lost, f.Reordered, f.Duplicates, f.Error)
+		}
+	}
+	t3 := task(t, l, "t3")
+	if t3.NVE != "nve2" {
+		t.Fatalf("t3 on %s after the move, want nve2 (dc2)", t3.NVE)
+	}
+	for _, c := range rep.Convergence {
+		if (c.Node == "nve1" || c.Node == "router") && !c.Seen {
+			t.Errorf("%s (dc1) did not apply the move: %+v", c.Node, rep.Convergence)
+		}
+	}
+	pingAll(t, l, "t1", t3.SIR, 30)
+}

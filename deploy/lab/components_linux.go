@@ -271,6 +271,9 @@ func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
 func (l *Lab) routerPorts() []string {
 	ports := []string{"ctl"}
 	for _, n := range l.topo.NVEs {
+		if l.dcIndex(n.DC) != 1 {
+			continue // another DC's router takes those (dcRouters)
+		}
 		ports = append(ports, n.Name)
 	}
 	return ports

@@ -29,4 +29,7 @@ type DC struct {
 	FRRDir string `json:"frr_dir,omitempty"`
 	// Vtysh is the command line that opens a vtysh on this fabric.
 	Vtysh string `json:"vtysh,omitempty"`
+	// RouterPID is the pid of the DC's ILA router (DC 1's is the
+	// topology's router).
+	RouterPID int `json:"router_pid,omitempty"`
 }

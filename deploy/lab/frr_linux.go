@@ -139,6 +139,9 @@ func (l *Lab) startFRR(ctx context.Context) error {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
+	if err := l.buildDCI(); err != nil {
+		return err
+	}
 	for i := range l.topo.Fabric.DCs {
 		dc := &l.topo.Fabric.DCs[i]
 		d := i + 1
@@ -274,19 +277,25 @@ func (l *Lab) dcLinks(name string) []dcLink {
 		return nil
 	}
 	var out []dcLink
-	for i, dc := range dcs {
+	for _, dc := range dcs {
 		if dc.Name == name {
 			continue
 		}
-		_ = i
-		out = append(out, dcLink{peer: dciAddr(l.dcIndex(dc.Name)), peerASN: dc.ASN, peerDC: dc.Name})
+		// A hub: DC 1 peers with every DC, the others with DC 1.
+		me, other := l.dcIndex(name), l.dcIndex(dc.Name)
+		if me != 1 && other != 1 {
+			continue
+		}
+		link := max(me, other)
+		out = append(out, dcLink{peer: dciAddr(other, link), peerASN: dc.ASN, peerDC: dc.Name})
 	}
 	return out
 }
 
-// dciAddr is DC d's address on the DC interconnect link.
-func dciAddr(d int) netip.Addr {
-	return netip.AddrFrom16([16]byte{0xfd, 0, 0, 0xff, 0, 0xd0, 14: 0, 15: byte(d)})
+// dciAddr is DC d's address on the interconnect link between DC 1 and DC
+// link (a /126: fd00:ff:d0:<link>::<d>).
+func dciAddr(d, link int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0, 0, 0xff, 0, 0xd0, 0, byte(link), 15: byte(d)})
 }
 
 // planFabric fills the topology's fabric: its kind (frr by default where
@@ -304,16 +313,137 @@ func (l *Lab) planFabric() {
 	}
 	t := l.topo
 	t.Fabric = FabricT{Kind: kind}
-	dc := DC{Name: "dc1", FabricNetns: t.FabricNetns}
-	if kind == FabricFRR {
-		dc.ASN = fabricASNBase + 1
-		dc.FRRDir = filepath.Join(frrRunDir, dc.FabricNetns)
-		dc.Vtysh = "vtysh -N " + dc.FabricNetns
+	for d := 1; d <= l.cfg.DCs; d++ {
+		dc := DC{Name: fmt.Sprintf("dc%d", d), FabricNetns: t.FabricNetns}
+		if d > 1 {
+			dc.FabricNetns = l.nsName(fmt.Sprintf("fabric%d", d))
+		}
+		if kind == FabricFRR {
+			dc.ASN = uint32(fabricASNBase + d)
+			dc.FRRDir = filepath.Join(frrRunDir, dc.FabricNetns)
+			dc.Vtysh = "vtysh -N " + dc.FabricNetns
+		}
+		t.Fabric.DCs = append(t.Fabric.DCs, dc)
 	}
-	t.Fabric.DCs = append(t.Fabric.DCs, dc)
+	// NVEs round robin: with 3 NVEs and 2 DCs nve1 and nve3 in dc1, nve2
+	// in dc2, so that the demo (t3 from nve3 to nve2) crosses from dc1
+	// to dc2.
 	for i := range t.NVEs {
-		t.NVEs[i].DC = dc.Name
+		t.NVEs[i].DC = t.Fabric.DCs[i%l.cfg.DCs].Name
 	}
+}
+
+// fabricOf returns the fabric node of nve's DC, creating the namespace of
+// a DC after the first (the first is fab).
+func (l *Lab) fabricOf(nve NVE, fab *node, mk func(string) (*node, error)) (*node, error) {
+	d := l.dcIndex(nve.DC)
+	if d == 1 {
+		return fab, nil
+	}
+	name := l.topo.Fabric.DCs[d-1].FabricNetns
+	if n, ok := l.nodes[name]; ok {
+		return n, nil
+	}
+	n, err := mk(name)
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range [][2]string{
+		{"net.ipv6.conf.all.forwarding", "1"},
+		{"net.ipv6.conf.all.accept_dad", "0"},
+		{"net.ipv6.conf.default.accept_dad", "0"},
+	} {
+		if err := n.sysctl(kv[0], kv[1]); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// buildDCI joins the fabrics of DC 2.. to DC 1's with an interconnect
+// link each (dci<d> in DC 1, dci1 in DC d). BGP carries the locators over
+// it; static routes carry the infrastructure: the control network (in DC
+// 1) and the NVE links of the other DCs, so that registrations and move
+// notifications cross it.
+func (l *Lab) buildDCI() error {
+	dcs := l.topo.Fabric.DCs
+	if len(dcs) < 2 {
+		return nil
+	}
+	f1, err := l.node(dcs[0].FabricNetns)
+	if err != nil {
+		return err
+	}
+	for d := 2; d <= len(dcs); d++ {
+		fd, err := l.node(dcs[d-1].FabricNetns)
+		if err != nil {
+			return err
+		}
+		if1, ifd := fmt.Sprintf("dci%d", d), "dci1"
+		l.progress("joining %s to %s (DC interconnect)", dcs[d-1].FabricNetns, dcs[0].FabricNetns)
+		if err := f1.veth(if1, nil, fd, ifd, nil); err != nil {
+			return err
+		}
+		if err := f1.addr(if1, netip.PrefixFrom(dciAddr(1, d), 126)); err != nil {
+			return err
+		}
+		if err := fd.addr(ifd, netip.PrefixFrom(dciAddr(d, d), 126)); err != nil {
+			return err
+		}
+		if err := fd.route(ctlNet, dciAddr(1, d), ifd); err != nil {
+			return err
+		}
+		for _, n := range l.topo.NVEs {
+			if l.dcIndex(n.DC) == d {
+				if err := f1.route(underlayNet(n.Index), dciAddr(d, d), if1); err != nil {
+					return err
+				}
+			} else if l.dcIndex(n.DC) == 1 {
+				if err := fd.route(underlayNet(n.Index), dciAddr(1, d), ifd); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// startDCRouters starts the ILA router of every DC after the first (the
+// first is started with the control plane): ilad -role router in the DC's
+// fabric, on its NVEs' ports.
+func (l *Lab) startDCRouters(ctx context.Context) error {
+	for d := 2; d <= len(l.topo.Fabric.DCs); d++ {
+		dc := &l.topo.Fabric.DCs[d-1]
+		fab, err := l.node(dc.FabricNetns)
+		if err != nil {
+			return err
+		}
+		var ports []string
+		for _, n := range l.topo.NVEs {
+			if n.DC == dc.Name {
+				ports = append(ports, n.Name)
+			}
+		}
+		who := "router-" + dc.Name
+		l.progress("starting the ILA router of %s in %s", dc.Name, dc.FabricNetns)
+		args := append([]string{
+			"--role", "router",
+			"--node", who,
+			"--ports", strings.Join(ports, ","),
+			"--netns", filepath.Join("/var/run/netns", dc.FabricNetns),
+			"--etcd", strings.Join(l.topo.Etcd.Endpoints, ","),
+			"--bpffs", filepath.Join(l.pinRoot(), who),
+			"--metrics", routerMetrics,
+			"--events", l.eventsPath(who),
+			"--log-format", "json",
+		}, l.routerBGPArgs(d)...)
+		p, err := l.start(who, fab.ns, l.bins[BinIlad], args...)
+		if err != nil {
+			return err
+		}
+		dc.RouterPID = p.PID
+	}
+	return l.save()
 }
 
 // rtprotBGP is the kernel route protocol zebra installs BGP routes with.

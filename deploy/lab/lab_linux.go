@@ -145,6 +145,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := l.startControl(ctx); err != nil {
 		return l, err
 	}
+	if err := l.startDCRouters(ctx); err != nil {
+		return l, err
+	}
 	if err := l.startNVEs(ctx); err != nil {
 		return l, err
 	}
@@ -299,6 +302,10 @@ func (l *Lab) buildUnderlay() error {
 			}
 		}
 		fabIf := nve.Name
+		fab, err := l.fabricOf(nve, fab, mk) // the NVE's DC's fabric
+		if err != nil {
+			return err
+		}
 		if err := fab.veth(fabIf, nil, nn, "up0", nil); err != nil {
 			return err
 		}
