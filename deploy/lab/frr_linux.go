@@ -81,10 +81,13 @@ func (l *Lab) frrConfig(dc *DC, d int) string {
 	var b strings.Builder
 	asn := dc.ASN
 	fmt.Fprintf(&b, "frr defaults datacenter\nhostname %s\nlog stdout informational\n!\n", dc.FabricNetns)
-	// The ILA router is in the fabric namespace itself: its SIR prefix
-	// is announced (other fabrics see where the SIR domain is served)
-	// but not installed here, where the router's programs take the
-	// traffic on the fabric's ports before the kernel routes it.
+	// The ILA router is in the fabric namespace itself, so FRR refuses
+	// the SIR prefix it announces ("martian or self next-hop": the next
+	// hop is an address of this namespace); the session still shows the
+	// router's state. The other DCs' routers' SIR prefix arrives over
+	// eBGP and is kept out of the kernel: here the local router's
+	// programs take SIR traffic on the fabric's ports before the kernel
+	// routes it.
 	fmt.Fprintf(&b, "ipv6 prefix-list ila-sir seq 5 permit %s\n!\n", SIRPrefix)
 	b.WriteString("route-map fabric-rib deny 10\n match ipv6 address prefix-list ila-sir\nexit\n!\nroute-map fabric-rib permit 20\nexit\n!\n")
 	hold := int(bgpHold / time.Second)
