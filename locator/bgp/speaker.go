@@ -466,7 +466,8 @@ func sessionState(s api.PeerState_SessionState) string {
 
 // logAdapter hands GoBGP's log lines to slog: errors and warnings (a
 // malformed message, a bad peer AS, a hold timer expiry) as they are,
-// the chatter at debug.
+// its information (state changes, updates received) at debug; its own
+// debug lines (every message sent, a keepalive a second) are dropped.
 type logAdapter struct {
 	l *slog.Logger
 }
@@ -499,14 +500,6 @@ func (a *logAdapter) Info(msg string, f gobgplog.Fields) {
 	m, args := a.attrs(msg, f)
 	a.l.Debug(m, args...)
 }
-func (a *logAdapter) Debug(msg string, f gobgplog.Fields) {
-	m, args := a.attrs(msg, f)
-	a.l.Debug(m, args...)
-}
-func (a *logAdapter) SetLevel(gobgplog.LogLevel) {}
-func (a *logAdapter) GetLevel() gobgplog.LogLevel {
-	if a.l.Enabled(context.Background(), slog.LevelDebug) {
-		return gobgplog.DebugLevel
-	}
-	return gobgplog.InfoLevel
-}
+func (a *logAdapter) Debug(string, gobgplog.Fields) {}
+func (a *logAdapter) SetLevel(gobgplog.LogLevel)    {}
+func (a *logAdapter) GetLevel() gobgplog.LogLevel   { return gobgplog.InfoLevel }
