@@ -101,10 +101,8 @@ func TestAnnouncerOwnership(t *testing.T) {
 	nve := func(name string, ls ...ila.Locator) {
 		a.event(ila.Event{Type: ila.EventNVEUpsert, NVE: &ila.NVE{Name: name, Locators: ls}})
 	}
-	// l2 is configured on nve1 but the store gives it to nve2: a second
-	// NVE claiming a locator must not announce it.
+	// l2 is configured on nve1 but the store does not give it to nve1.
 	nve("nve1", l1)
-	nve("nve2", l2)
 	if s.ready || s.prefixes != nil {
 		t.Fatalf("before the store is listed: ready %v, prefixes %v; want nothing", s.ready, s.prefixes)
 	}
@@ -115,6 +113,12 @@ func TestAnnouncerOwnership(t *testing.T) {
 	}
 	if a.refusedCount() != 1 || len(warned) != 1 {
 		t.Errorf("refused %d, warnings %q; want the refused locator counted and logged once", a.refusedCount(), warned)
+	}
+	// The store gives l2 to nve2: a second NVE configured with it must
+	// not announce it.
+	nve("nve2", l2)
+	if !cmp.Equal(s.prefixes, []netip.Prefix{l1.Prefix()}, eq) || a.refusedCount() != 1 {
+		t.Errorf("l2 in nve2's record: announcing %v, refused %d; want %v only", s.prefixes, a.refusedCount(), l1.Prefix())
 	}
 	// A hand-written record gives l1 to nve3 too: ambiguous, withdrawn.
 	nve("nve3", l1)
