@@ -4,6 +4,8 @@ package test
 
 import (
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,6 +68,28 @@ func TestFabricFRR(t *testing.T) {
 	}
 	t1, t3 := task(t, l, "t1"), task(t, l, "t3")
 	reach(t, l, "t1", t3.SIR)
+
+	// ilactl nve drain withdraws the locator, undrain announces it again.
+	nve1 := topo.NVEs[0]
+	sock := filepath.Join(l.StateDir(), "ilad-"+nve1.Name+".sock")
+	for _, verb := range []string{"drain", "bgp", "undrain"} {
+		out, err := exec.CommandContext(t.Context(), filepath.Join(binDir, "ilactl"), "nve", verb, "--ilad", sock).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ilactl nve %s: %v\n%s", verb, err, out)
+		}
+		t.Logf("ilactl nve %s:\n%s", verb, out)
+		switch verb {
+		case "drain":
+			took := waitRoute(t, l, nve1.Locator.Prefix(), false, 10*time.Second)
+			t.Logf("drain: %s withdrawn from the fabric in %v", nve1.Locator.Prefix(), took)
+		case "bgp":
+			if !strings.Contains(string(out), "drained true") || !strings.Contains(string(out), "established") {
+				t.Errorf("ilactl nve bgp on a drained NVE: want drained true and the session established:\n%s", out)
+			}
+		case "undrain":
+			waitRoute(t, l, nve1.Locator.Prefix(), true, 10*time.Second)
+		}
+	}
 
 	// A dead link: the fabric's port goes down, FRR drops the route.
 	nve3 := topo.NVEs[2]
