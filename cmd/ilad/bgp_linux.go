@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -26,6 +27,9 @@ import (
 // speaker or the kernel routes it drives.
 type bgpSide struct {
 	cfg *bgpSettings
+	// drainFile, when set, records a drain across restarts: it exists
+	// while the NVE is drained.
+	drainFile string
 	ann *announcer
 	sp  *bgp.Speaker  // speaker mode
 	kr  *kernelRoutes // kernel mode
@@ -39,6 +43,9 @@ func newBGPSide(cfg *config, log *slog.Logger, ns *netns.NS, restarting bool) (*
 		return nil, nil
 	}
 	b := &bgpSide{cfg: cfg.BGP}
+	if cfg.StateFile != "" {
+		b.drainFile = cfg.StateFile + ".drained"
+	}
 	var sink prefixSink
 	blog := log.With("component", "bgp")
 	switch cfg.BGP.Mode {
@@ -65,6 +72,12 @@ func newBGPSide(cfg *config, log *slog.Logger, ns *netns.NS, restarting bool) (*
 		own = append(own, l.Locator)
 	}
 	b.ann = newAnnouncer(cfg.Node, cfg.Role == roleRouter, own, cfg.BGP.Prefixes, sink, blog.Warn)
+	if b.drainFile != "" {
+		if _, err := os.Stat(b.drainFile); err == nil {
+			blog.Warn("drained before this start: nothing announced until ilactl nve undrain", "drain_file", b.drainFile)
+			b.apply(true)
+		}
+	}
 	return b, nil
 }
 
@@ -88,8 +101,24 @@ func (b *bgpSide) run(ctx context.Context) error {
 	return nil
 }
 
-// setDrained drains or undrains.
-func (b *bgpSide) setDrained(d bool) {
+// setDrained drains or undrains, and records it for the next start.
+func (b *bgpSide) setDrained(d bool) error {
+	if b.drainFile != "" {
+		var err error
+		if d {
+			err = os.WriteFile(b.drainFile, []byte("drained by ilactl nve drain\n"), 0o644)
+		} else if err = os.Remove(b.drainFile); errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("drain file: %w", err)
+		}
+	}
+	b.apply(d)
+	return nil
+}
+
+func (b *bgpSide) apply(d bool) {
 	if b.sp != nil {
 		b.sp.SetDrained(d)
 	} else {
@@ -128,14 +157,19 @@ func (b *bgpSide) handler(next http.Handler) http.Handler {
 		_ = json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /v1/bgp", func(w http.ResponseWriter, r *http.Request) { write(w, b.status(r.Context())) })
-	mux.HandleFunc("POST /v1/bgp/drain", func(w http.ResponseWriter, r *http.Request) {
-		b.setDrained(true)
-		write(w, b.status(r.Context()))
-	})
-	mux.HandleFunc("POST /v1/bgp/undrain", func(w http.ResponseWriter, r *http.Request) {
-		b.setDrained(false)
-		write(w, b.status(r.Context()))
-	})
+	drain := func(d bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if err := b.setDrained(d); err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusInternalServerError)
+				_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+				return
+			}
+			write(w, b.status(r.Context()))
+		}
+	}
+	mux.HandleFunc("POST /v1/bgp/drain", drain(true))
+	mux.HandleFunc("POST /v1/bgp/undrain", drain(false))
 	return mux
 }
 

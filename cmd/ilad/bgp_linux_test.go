@@ -4,10 +4,12 @@ package main
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -91,4 +93,43 @@ func TestKernelRoutes(t *testing.T) {
 
 func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}
+}
+
+// TestDrainSurvivesRestart: a drain is recorded next to the state file,
+// so the restarted ilad announces nothing until undrained.
+func TestDrainSurvivesRestart(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "nve1.tasks.json")
+	cfg, err := parseConfig([]string{"-node", "nve1", "-locator", "2001:db8:0:1", "-etcd", "unix:///x", "-state-file", state,
+		"-underlay", "fd00::2", "-bgp-asn", "65000", "-bgp-router-id", "10.0.0.2", "-bgp-peer", "65000@fd00::1"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	drained := func() bool {
+		t.Helper()
+		b, err := newBGPSide(cfg, log, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.status(t.Context()).Speaker.Drained
+	}
+	b, err := newBGPSide(cfg, log, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drained() {
+		t.Fatal("drained before any drain")
+	}
+	if err := b.setDrained(true); err != nil {
+		t.Fatal(err)
+	}
+	if !drained() {
+		t.Error("a restart after a drain announces again: want it still drained")
+	}
+	if err := b.setDrained(false); err != nil {
+		t.Fatal(err)
+	}
+	if drained() {
+		t.Error("still drained after undrain and a restart")
+	}
 }
