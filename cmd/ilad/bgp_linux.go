@@ -30,9 +30,9 @@ type bgpSide struct {
 	// drainFile, when set, records a drain across restarts: it exists
 	// while the NVE is drained.
 	drainFile string
-	ann *announcer
-	sp  *bgp.Speaker  // speaker mode
-	kr  *kernelRoutes // kernel mode
+	ann       *announcer
+	sp        *bgp.Speaker  // speaker mode
+	kr        *kernelRoutes // kernel mode
 }
 
 // newBGPSide builds the routing side (nil without a bgp section).
