@@ -2,7 +2,7 @@
 GO ?= go
 BPF2GO_CFLAGS ?= -O2 -g -Wall -Werror
 
-.PHONY: all build generate lint test test-short fuzz-smoke bench
+.PHONY: all build generate lint test test-short fuzz-smoke vulncheck bench
 
 all: build
 
@@ -30,6 +30,11 @@ test-short:
 FUZZTIME ?= 10s
 fuzz-smoke:
 	./test/fuzz-smoke.sh $(FUZZTIME)
+
+# govulncheck against the Go vulnerability database (VULNDB=file:///path
+# for a local copy; VULNCHECK_REQUIRED=1 fails when it cannot be reached).
+vulncheck:
+	./test/vulncheck.sh
 
 bench:
 	./bench/run

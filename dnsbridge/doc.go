@@ -8,7 +8,9 @@
 //	<name>.<tenant>.<zone>    AAAA the task's SIR address, A its IPv4 address
 //	<identifier>.id.<zone>    AAAA the current ILA address (locator, identifier,
 //	                          the domain's checksum mode applied); TXT locator,
-//	                          NVE, version, state, domain
+//	                          NVE, version, state, domain; while the task
+//	                          is suspended by a cold or warm move: no AAAA,
+//	                          and the TXT has no locator or NVE
 //	<nve>.nve.<zone>          AAAA (or A) the NVE's underlay address; TXT its
 //	                          locators
 //

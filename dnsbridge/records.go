@@ -119,18 +119,24 @@ func (b builder) task(t *ila.Task, d *ila.Domain) (c contrib, ok bool) {
 			c.zones = append(c.zones, reverseZone(netip.PrefixFrom(v4, 24)))
 		}
 	}
-	if d != nil {
+	// A task suspended by a cold or warm move has no usable locator
+	// (draft-ietf-nvo3-vmm-03 section 4.2.1): no ILA address and no
+	// locator in its TXT record until it registers at its destination.
+	suspended := t.State == ila.StateSuspended
+	if d != nil && !suspended {
 		if a, err := t.Mapping(*d).ILAAddr(); err == nil {
 			c.rrs = append(c.rrs, b.addr(idn, a))
 		}
 	}
-	c.rrs = append(c.rrs, b.txt(idn, []string{
-		"locator=" + t.Locator.String(),
-		"nve=" + t.NVE,
-		"version=" + strconv.FormatInt(t.Version, 10),
-		"state=" + string(t.State),
-		"domain=" + t.Domain,
-	}))
+	var txt []string
+	if !suspended {
+		txt = append(txt, "locator="+t.Locator.String(), "nve="+t.NVE)
+	}
+	c.rrs = append(c.rrs, b.txt(idn, append(txt,
+		"version="+strconv.FormatInt(t.Version, 10),
+		"state="+string(t.State),
+		"domain="+t.Domain,
+	)))
 	return c, ok
 }
 

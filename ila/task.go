@@ -65,8 +65,10 @@ type State string
 const (
 	// StateActive: the mapping is in force; packets go to Locator.
 	StateActive State = "active"
-	// StateSuspended: a cold (or warm) move is under way; the old NVE drops
-	// or answers ICMPv6 unreachable until the task registers at the new one.
+	// StateSuspended: a cold (or warm) move is under way; the address is
+	// used nowhere (no mapping installed, the old NVE answers ICMPv6
+	// address unreachable, no locator in DNS) until the task registers at
+	// the new NVE or the suspension times out (docs/etcd-layout.md).
 	StateSuspended State = "suspended"
 	// StateDuplicate: flap damping marked the identifier duplicate; further
 	// moves are refused until an operator clears it.

@@ -135,9 +135,10 @@ func handleFrame(dir lookup, self string, p portInfo, frame []byte) verdict {
 
 func handleRequest(dir lookup, p portInfo, src ila.MAC, spa, tpa netip.Addr) verdict {
 	t, ok := dir.lookupIP(p.VNI, tpa)
-	if !ok || t.MAC.IsZero() || t.MAC == src {
-		// Unknown, another tenant's (different VNI, so not found), or the
-		// asker's own address (duplicate address probe): no answer.
+	if !ok || t.MAC.IsZero() || t.MAC == src || t.Suspended {
+		// Unknown, another tenant's (different VNI, so not found), the
+		// asker's own address (duplicate address probe), or suspended by a
+		// cold move (its address is not used until it arrives): no answer.
 		return verdict{Act: actARPIgnore, Sender: src}
 	}
 	reply := &arp.Packet{

@@ -20,6 +20,11 @@ type entry struct {
 	MAC      ila.MAC
 	NVE      string
 	Previous []ila.Previous
+	// Suspended: a cold or warm move of the task is under way; its address
+	// is not used (no FDB or proxy entry points at it, ARP requests for it
+	// get no answer) until it registers at its destination or the move is
+	// rolled back.
+	Suspended bool
 }
 
 // taskEntry extracts the IPv4 tenant view of t: from its vn-ipv4 identifier
@@ -29,7 +34,7 @@ func taskEntry(t *ila.Task) (entry, bool) {
 	if t == nil {
 		return entry{}, false
 	}
-	e := entry{ID: t.Identifier, MAC: t.MAC, NVE: t.NVE, Previous: t.Previous}
+	e := entry{ID: t.Identifier, MAC: t.MAC, NVE: t.NVE, Previous: t.Previous, Suspended: t.State == ila.StateSuspended}
 	if vni, ok := t.Identifier.VNID(); ok && t.Identifier.Type() == ila.TypeVNIPv4 {
 		e.VNI, e.IP = vni, t.Identifier.IPv4()
 	} else if t.VNI != 0 && t.IPv4.Unmap().Is4() {
@@ -96,7 +101,15 @@ func decideFDB(self string, e entry, vtep netip.Addr, active bool, port string, 
 	if e.MAC.IsZero() {
 		return fdbEntry{}, false
 	}
-	if e.NVE == self || (claimed && port != "") {
+	if claimed && port != "" {
+		// The destination of a move (also of a suspended task: the claim
+		// is its arrival) delivers locally before the commit.
+		return fdbEntry{Port: port}, true
+	}
+	if e.Suspended {
+		return fdbEntry{}, false
+	}
+	if e.NVE == self {
 		if port == "" {
 			return fdbEntry{}, false
 		}
@@ -115,7 +128,7 @@ func decideFDB(self string, e entry, vtep netip.Addr, active bool, port string, 
 // decideNeigh is the ARP proxy entry (IPv4 -> MAC on the VXLAN device) this
 // NVE wants for e: remote tasks of tenants it has ports in.
 func decideNeigh(self string, e entry, active bool) (ila.MAC, bool) {
-	if e.MAC.IsZero() || e.NVE == self || !active {
+	if e.MAC.IsZero() || e.NVE == self || !active || e.Suspended {
 		return ila.MAC{}, false
 	}
 	return e.MAC, true

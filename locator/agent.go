@@ -48,6 +48,8 @@ type localTask struct {
 	// confirmed: the store has shown the task at this NVE since it was
 	// attached, so a later record elsewhere is a move away.
 	confirmed bool
+	// suspended: the local entry is marked suspended (see suspend.go).
+	suspended bool
 	cancel    context.CancelFunc
 	done      chan struct{}
 	first     chan error // first registration outcome, buffered
@@ -76,8 +78,10 @@ type Agent struct {
 	rev        int64
 	domains    map[string]storeDomain
 	bySIR      map[ila.SIRPrefix]string
+	clashing   map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
 	tasks      map[tkey]storeTask
 	installed  map[key]ila.Mapping
+	left       map[key]time.Time // tasks that moved away, when (see remember)
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
@@ -104,11 +108,17 @@ type Stats struct {
 	RegAccepted, RegRejected, RegErrors          uint64
 	Deregistrations                              uint64
 	MovesAway, Notifications, InFlightExpired    uint64
-	DatapathErrors                               uint64
+	// Suspended counts local tasks whose delivery stopped for a cold or
+	// warm move.
+	Suspended      uint64
+	DatapathErrors uint64
 	// Pulled is the pull mode working set (entries installed on a miss);
 	// PullEvicted counts those removed after PullTTL or beyond PullMax.
 	Pulled      int
 	PullEvicted uint64
+	// DomainClashes counts domain records refused because their SIR
+	// prefix belongs to another domain.
+	DomainClashes uint64
 }
 
 // New checks the configuration and returns an agent.
@@ -123,6 +133,7 @@ func New(cfg Config) (*Agent, error) {
 		bySIR:      map[ila.SIRPrefix]string{},
 		tasks:      map[tkey]storeTask{},
 		installed:  map[key]ila.Mapping{},
+		left:       map[key]time.Time{},
 		wanted:     map[key]time.Time{},
 		locals:     map[string]*localTask{},
 		localByKey: map[key]*localTask{},

@@ -271,7 +271,7 @@ func TestNotifyBeforeWatch(t *testing.T) {
 		if err := a.Attach(t.Context(), spec("web", "veth-web", id)); err != nil {
 			t.Fatal(err)
 		}
-		local, err := a.Notify(sirP.Addr(id), locB, "nve-b")
+		local, err := a.Notify(sirP.Addr(id), locB, "nve-b", 2*time.Second)
 		if err != nil || !local {
 			t.Fatalf("Notify = %v, %v; want true, nil", local, err)
 		}
@@ -290,7 +290,7 @@ func TestNotifyBeforeWatch(t *testing.T) {
 		if n := len(dp.InFlightEntries()); n != 0 {
 			t.Errorf("%d in-flight entries after the timer", n)
 		}
-		if _, err := a.Notify(netip.MustParseAddr("4444::1"), locB, "nve-b"); err == nil {
+		if _, err := a.Notify(netip.MustParseAddr("4444::1"), locB, "nve-b", 2*time.Second); err == nil {
 			t.Error("notification for an unknown domain accepted")
 		}
 	})

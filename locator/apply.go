@@ -75,6 +75,9 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 		a.log.Error("ignoring invalid domain from the store", "domain", d.Name, "err", err)
 		return
 	}
+	if a.refuseClash(d) {
+		return
+	}
 	old, had := a.domains[d.Name]
 	a.domains[d.Name] = storeDomain{d, a.gen}
 	if had && old.d == d {
@@ -82,6 +85,7 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 	}
 	if had && old.d.SIR != d.SIR {
 		delete(a.bySIR, old.d.SIR)
+		defer a.promoteClashing(old.d.SIR)
 	}
 	a.bySIR[d.SIR] = d.Name
 	a.dpErr("add domain", a.cfg.Datapath.AddDomain(d), "domain", d.Name)
@@ -101,6 +105,7 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 }
 
 func (a *Agent) domainDelete(name string) {
+	delete(a.clashing, name)
 	d, ok := a.domains[name]
 	if !ok {
 		return
@@ -112,6 +117,7 @@ func (a *Agent) domainDelete(name string) {
 			a.syncKey(key{d.d.SIR, tk.id})
 		}
 	}
+	a.promoteClashing(d.d.SIR)
 }
 
 func (a *Agent) taskUpsert(t ila.Task) {
@@ -126,16 +132,25 @@ func (a *Agent) taskUpsert(t ila.Task) {
 	k := key{d.d.SIR, t.Identifier}
 	a.syncKey(k)
 	if lt := a.localByKey[k]; lt != nil {
+		if t.NVE == a.cfg.Node {
+			a.setSuspended(lt, t.State == ila.StateSuspended)
+		}
 		switch {
 		case t.NVE == a.cfg.Node:
 			lt.confirmed = true
 		case lt.confirmed && t.State != ila.StateSuspended && t.Locator != 0:
 			a.moveAway(lt, t.Mapping(d.d), a.inFlightUntil(t))
 		}
-	} else if f := a.inflight[k]; f != nil && t.NVE != a.cfg.Node && t.Locator != 0 && t.Locator != f.m.Locator {
-		// Moved again while in flight: follow it.
-		f.m = t.Mapping(d.d)
-		a.dpErr("update in-flight", a.cfg.Datapath.UpsertInFlight(f.m, f.until), "sir", f.m.SIRAddr(), "locator", f.m.Locator)
+	} else if f := a.inflight[k]; f != nil && t.NVE != a.cfg.Node && t.Locator != 0 {
+		if until := a.inFlightUntil(t); t.Locator != f.m.Locator || (until.After(a.cfg.Now()) && !until.Equal(f.until)) {
+			// Moved again while in flight: follow it. The store's
+			// deadline is the mapping service's own; a notification's
+			// (whole 4-second units) only came first.
+			if !until.After(a.cfg.Now()) {
+				until = f.until
+			}
+			a.setInFlight(k, t.Mapping(d.d), until)
+		}
 	}
 }
 

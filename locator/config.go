@@ -128,8 +128,12 @@ type Config struct {
 	Locators []LocatorSpec `json:"locators"`
 	// Mode: push (default) or pull.
 	Mode Mode `json:"mode,omitempty"`
-	// InFlight is how long a moved-away task's entry redirects packets when
-	// the store does not say (default 10s).
+	// InFlight is ignored and kept for old configuration files: the
+	// in-flight time has one owner, the mapping service (mapsrv
+	// --in-flight), which records it in the store (the task's previous
+	// entry for this NVE) and sends it in its move notification.
+	//
+	// Deprecated: set mapsrv's --in-flight instead.
 	InFlight ila.Duration `json:"in_flight,omitempty"`
 	// Lifetime requested at registration (default 120s); re-registration
 	// happens at half the granted lifetime.

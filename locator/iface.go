@@ -46,6 +46,9 @@ type Local struct {
 	// MAC is the task's own address, the destination of frames redirected
 	// to it; zero when unknown.
 	MAC ila.MAC
+	// Suspended stops delivery to the port while a cold or warm move of
+	// the task is under way (the datapath answers unreachable).
+	Suspended bool
 }
 
 // MappingSource delivers the store's content: a full list as upserts, then

@@ -9,12 +9,20 @@ import (
 )
 
 // moveAway turns a local task that now lives elsewhere into an in-flight
-// redirect to m.Locator until the deadline (make before break).
+// redirect to m.Locator until the deadline (make before break). A deadline
+// not after now (a cold move, or a notification saying "drop now") installs
+// no redirect: packets still arriving take the datapath's lookup of the
+// identifier (redirected by the mapping table, or reported as a miss).
 func (a *Agent) moveAway(lt *localTask, m ila.Mapping, until time.Time) {
 	k := lt.key
 	a.st.MovesAway++
-	a.log.Info("task moved away: redirecting packets in flight", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", m.Locator, "until", until)
-	a.setInFlight(k, m, until)
+	if until.After(a.cfg.Now()) {
+		a.log.Info("task moved away: redirecting packets in flight", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", m.Locator, "until", until)
+		a.setInFlight(k, m, until)
+	} else {
+		a.log.Info("task moved away: no in-flight time, stale senders are looked up", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", m.Locator)
+	}
+	a.remember(k)
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(k.sir, k.id), "sir", lt.spec.SIR)
 	done := lt.done
 	a.forgetLocal(lt)
@@ -55,8 +63,12 @@ func (a *Agent) expire(k key, f *inflight) {
 // Notify handles the mapping service's authenticated notice that the task
 // with SIR address sir now lives at locator loc on NVE nve: if it was local
 // here, its entry becomes an in-flight redirect at once, without waiting
-// for the watch. It reports whether the task was local.
-func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string) (bool, error) {
+// for the watch, for inFlight (the notification's lifetime: the mapping
+// service owns the in-flight time; 0 means drop now, i.e. no redirect). It
+// reports whether the task was local. A task this NVE neither holds, nor
+// redirects, nor left recently is an error matching ErrNotFound (the
+// registration protocol's "unknown task").
+func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string, inFlight time.Duration) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.st.Notifications++
@@ -74,7 +86,11 @@ func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string) (bool, error
 	}
 	lt := a.localByKey[k]
 	if lt == nil {
-		if f := a.inflight[k]; f != nil && f.m.Locator != loc {
+		f := a.inflight[k]
+		if f == nil && !a.leftRecently(k) {
+			return false, fmt.Errorf("move notification for %s: not attached here, not in flight: %w", sir, ErrNotFound)
+		}
+		if f != nil && f.m.Locator != loc {
 			f.m = m
 			a.dpErr("update in-flight", a.cfg.Datapath.UpsertInFlight(m, f.until), "sir", sir, "locator", loc)
 		}
@@ -89,6 +105,30 @@ func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string) (bool, error
 	}
 	st.t.Locator, st.t.NVE = loc, nve
 	a.tasks[tk] = st
-	a.moveAway(lt, m, a.cfg.Now().Add(time.Duration(a.cfg.InFlight)))
+	a.moveAway(lt, m, a.cfg.Now().Add(max(inFlight, 0)))
 	return true, nil
+}
+
+// leftWindow is how long a task that moved away stays known for
+// notifications that arrive after the watch told the move.
+const leftWindow = time.Minute
+
+// remember records that the task at k moved away now. a.mu is held.
+func (a *Agent) remember(k key) {
+	now := a.cfg.Now()
+	if len(a.left) >= 4096 {
+		for lk, at := range a.left {
+			if now.Sub(at) >= leftWindow {
+				delete(a.left, lk)
+			}
+		}
+	}
+	a.left[k] = now
+}
+
+// leftRecently reports whether the task at k moved away from here within
+// leftWindow. a.mu is held.
+func (a *Agent) leftRecently(k key) bool {
+	at, ok := a.left[k]
+	return ok && a.cfg.Now().Sub(at) < leftWindow
 }

@@ -6,7 +6,9 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 )
 
-// inFlightUntil is when the previous NVE (this one) stops redirecting.
+// inFlightUntil is when the previous NVE (this one) stops redirecting: the
+// deadline the mapping service recorded for it. No entry (a cold move, or
+// the time is over) means no redirect.
 func (a *Agent) inFlightUntil(t ila.Task) time.Time {
 	now := a.cfg.Now()
 	for _, p := range t.Previous {
@@ -14,7 +16,7 @@ func (a *Agent) inFlightUntil(t ila.Task) time.Time {
 			return p.Until
 		}
 	}
-	return now.Add(time.Duration(a.cfg.InFlight))
+	return now
 }
 
 // desired is the mapping the datapath should hold at k.
@@ -64,6 +66,11 @@ func (a *Agent) sync() {
 	for tk, st := range a.tasks {
 		if st.gen < a.gen {
 			delete(a.tasks, tk)
+		}
+	}
+	for n, d := range a.clashing {
+		if d.gen < a.gen {
+			delete(a.clashing, n)
 		}
 	}
 	for n, d := range a.domains {

@@ -9,7 +9,9 @@ import (
 
 // AddDomain stores a domain. Re-adding an identical domain is a no-op;
 // changing an existing one is refused with ErrConflict (its prefix and
-// checksum mode are baked into every node's datapath).
+// checksum mode are baked into every node's datapath), and so is a SIR
+// prefix that another domain owns (checked in the store: SIRIndexKey) or
+// that is also an NVE's locator.
 func (s *Service) AddDomain(ctx context.Context, d ila.Domain) error {
 	if err := CheckName("domain", d.Name); err != nil {
 		return err
@@ -40,11 +42,18 @@ func (s *Service) AddDomain(ctx context.Context, d ila.Domain) error {
 			return fmt.Errorf("domain %s: SIR prefix %s already belongs to domain %s: %w", d.Name, d.SIR, o.Name, ErrConflict)
 		}
 	}
+	if err := s.checkDomainOverlap(ctx, d); err != nil {
+		return err
+	}
+	icond, iops, err := s.sirIndexCond(ctx, d, doms)
+	if err != nil {
+		return err
+	}
 	v, err := encode(d)
 	if err != nil {
 		return err
 	}
-	_, err = s.store.Txn(ctx, []Cond{{Key: kvs[0].Key, Revision: kvs[0].Revision}}, []Op{{Key: kvs[0].Key, Value: v}})
+	_, err = s.store.Txn(ctx, []Cond{{Key: kvs[0].Key, Revision: kvs[0].Revision}, icond}, append([]Op{{Key: kvs[0].Key, Value: v}}, iops...))
 	if err != nil {
 		return s.storeErr(fmt.Errorf("put domain %s: %w", d.Name, err))
 	}
@@ -71,9 +80,11 @@ func (s *Service) Domains(ctx context.Context) ([]ila.Domain, error) {
 }
 
 // AddNVE stores an NVE or replaces its record (locators, underlay,
-// registration address). A locator of another NVE, or a locator pinned to
-// two domains with different SIR prefixes, is refused with ErrConflict
-// (wrapping ila.ErrLocatorConflict for the latter).
+// registration address). A locator of another NVE, a locator pinned to
+// two domains with different SIR prefixes (wrapping
+// ila.ErrLocatorConflict), a locator that is also a domain's SIR prefix,
+// and a new underlay or a removed locator while tasks are registered on
+// it are refused with ErrConflict.
 func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 	if err := CheckName("nve", n.Name); err != nil {
 		return err
@@ -97,6 +108,9 @@ func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 	}
 	doms, err := s.Domains(ctx)
 	if err != nil {
+		return err
+	}
+	if err := checkNVEOverlap(n, doms); err != nil {
 		return err
 	}
 	byName := map[string]ila.Domain{}
@@ -144,6 +158,9 @@ func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 	cur = kvs[0]
 	if cur.Revision != 0 {
 		if old, err := DecodeNVE(cur.Key, cur.Value); err == nil {
+			if err := s.checkNVEReplace(ctx, old, n); err != nil {
+				return err
+			}
 			if n.Status == "" {
 				n.Status = old.Status
 			}

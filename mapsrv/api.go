@@ -83,6 +83,9 @@ type APIOptions struct {
 //	GET    /v1/mappings/{domain}/{identifier}          TaskRecord
 //	DELETE /v1/mappings/{domain}/{identifier}          204 (tasks without a name)
 //	GET    /v1/watch                                   JSON lines of ila.Event
+//	POST   /v1/allocations        AllocRequest         201 (new) or 200 AllocBody
+//	GET    /v1/allocations/{tenant}/{name}             Allocation
+//	DELETE /v1/allocations/{tenant}/{name}             204
 //
 // Errors are ErrorBody with 400 (invalid), 401 (unauthorized: a token is
 // required and none or a wrong one was given), 403 (forbidden), 404 (not
@@ -106,6 +109,7 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("GET /v1/mappings/{domain}/{identifier}", a.getMapping)
 	mux.HandleFunc("DELETE /v1/mappings/{domain}/{identifier}", a.deleteMapping)
 	mux.HandleFunc("GET /v1/watch", a.watch)
+	a.allocRoutes(mux) // alloc_api.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "not_found", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})

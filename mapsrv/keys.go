@@ -154,6 +154,9 @@ type TaskRecord struct {
 	PendingNVE string `json:"pending_nve,omitempty"`
 	// PendingMode is the mode of that move.
 	PendingMode ila.MoveMode `json:"pending_mode,omitempty"`
+	// PendingUntil is when that move times out and is rolled back
+	// (Config.SuspendTimeout after it started).
+	PendingUntil time.Time `json:"pending_until,omitzero"`
 }
 
 // Index is the value of a name or MAC index entry.

@@ -59,10 +59,17 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 	prev := prunePrevious(rec.Previous, now)
 	var notify []Notification
 	seen := map[string]bool{nve: true}
+	mode := ila.MoveHot
+	switch {
+	case !inFlight:
+		mode = ila.MoveCold
+	case rec.PendingMode == ila.MoveWarm:
+		mode = ila.MoveWarm
+	}
 	add := func(name string) {
 		if !seen[name] {
 			seen[name] = true
-			notify = append(notify, Notification{NVE: name})
+			notify = append(notify, Notification{NVE: name, Mode: mode})
 		}
 	}
 	add(rec.NVE)
@@ -101,6 +108,7 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode i
 	if len(rec.Moves) > s.cfg.FlapMoves {
 		rec.State = ila.StateDuplicate
 		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
+		clearPending(rec)
 		return nil, true, moveOutcome{Duplicate: true}, fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
 	}
 	switch mode {
@@ -111,12 +119,14 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode i
 	default:
 		rec.State = ila.StateSuspended
 		rec.PendingNVE, rec.PendingMode = to, mode
+		rec.PendingUntil = now.Add(s.cfg.SuspendTimeout)
 		if rec.NVE == to {
 			// Back to where it was before the suspension.
 			rec.State = ila.StateActive
 			rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 		}
 	}
+	clearPending(rec)
 	return notify, false, moveOutcome{Mode: mode}, nil
 }
 

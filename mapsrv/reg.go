@@ -31,15 +31,24 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 		MAC:     req.MAC,
 		VNI:     req.VNI,
 	}
+	// A task has one SIR address and (IPv4 tenants) one IPv4 address;
+	// a request naming more is refused as a whole rather than cut short
+	// (pmip-04 section 5 lets it repeat the options; see
+	// docs/registration.md section 7.4).
+	var n6, n4 int
 	for _, a := range req.Addrs {
 		switch {
 		case a.Is4() || a.Is4In6():
-			if !r.IPv4.IsValid() {
-				r.IPv4 = a.Unmap()
-			}
-		case a.Is6() && !r.SIR.IsValid():
+			n4++
+			r.IPv4 = a.Unmap()
+		case a.Is6():
+			n6++
 			r.SIR = a
 		}
+	}
+	if n6 > 1 || n4 > 1 {
+		s.c.regRejected.Add(1)
+		return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
 	}
 	if r.IPv4.IsValid() && req.VNI == 0 && r.SIR.IsValid() {
 		r.IPv4 = netip.Addr{} // an IPv6 task that also reports an IPv4 address outside any VNI
@@ -141,28 +150,34 @@ func (rn *RegNotifier) Notify(ctx context.Context, n Notification) error {
 	rn.mu.Unlock()
 	t := n.Task
 	req := &regproto.Message{
-		Type:     regproto.TypeRequest,
-		Notify:   true,
-		Locator:  t.Locator,
-		MAC:      t.MAC,
-		VMID:     t.Name,
-		Tenant:   t.Tenant,
-		Domain:   t.Domain,
-		Addrs:    []netip.Addr{t.SIR},
-		Lifetime: 1,
-		Mode:     regproto.MoveHot,
+		Type:    regproto.TypeRequest,
+		Notify:  true,
+		Locator: t.Locator,
+		MAC:     t.MAC,
+		VMID:    t.Name,
+		Tenant:  t.Tenant,
+		Domain:  t.Domain,
+		Addrs:   []netip.Addr{t.SIR},
+		Mode:    regproto.MoveHot,
 	}
 	if t.IPv4.IsValid() {
 		req.Addrs = append(req.Addrs, t.IPv4)
 		req.VNI = t.VNI
 	}
-	if t.State == ila.StateSuspended {
+	switch {
+	case n.Mode == ila.MoveCold || t.State == ila.StateSuspended:
 		req.Mode = regproto.MoveCold
+	case n.Mode == ila.MoveWarm:
+		req.Mode = regproto.MoveWarm
 	}
-	for _, p := range t.Previous {
-		if p.NVE == n.NVE {
-			if u := regproto.LifetimeUnits(time.Until(p.Until)); u > 0 {
-				req.Lifetime = u
+	// Lifetime: the in-flight time left for that NVE, in whole units
+	// (rounded down: the store's deadline is the authority, the NVE
+	// follows it when its watch catches up); 0, drop now, when it has
+	// none (cold moves).
+	if req.Mode != regproto.MoveCold {
+		for _, p := range t.Previous {
+			if p.NVE == n.NVE {
+				req.Lifetime = regproto.LifetimeUnits(time.Until(p.Until))
 			}
 		}
 	}

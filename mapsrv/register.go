@@ -437,6 +437,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	}
 	rec.Previous = prunePrevious(rec.Previous, now)
 	rec.Updated = now
+	clearPending(&rec)
 	b.put(tr.task.Key, rec)
 	// Index entries are written when they do not already point here
 	// (a refresh then writes the task record alone).

@@ -56,7 +56,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var due *dueSet
 	var feedDown atomic.Bool
 	if s.cfg.Events != nil {
-		due = &dueSet{}
+		due = &dueSet{suspend: s.cfg.SuspendTimeout}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

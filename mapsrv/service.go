@@ -17,6 +17,11 @@ import (
 // (a 16-bit count of 4-second units).
 const MaxLifetime = 65535 * 4 * time.Second
 
+// DefaultMaxLifetime is the default cap on granted lifetimes: a request
+// for the protocol's longest lifetime (about 72 hours) would otherwise
+// keep a task mapped for days after its NVE went away.
+const DefaultMaxLifetime = time.Hour
+
 // Config configures a Service. Store is required; every other field has a
 // documented zero-value default.
 type Config struct {
@@ -24,12 +29,19 @@ type Config struct {
 	// InFlight is how long a previous NVE keeps forwarding packets in
 	// flight after a hot move. Default 10s.
 	InFlight time.Duration
+	// SuspendTimeout bounds a warm or cold move: a task suspended that
+	// long without registering at its destination is rolled back (active
+	// again at the NVE it was leaving; if that NVE no longer refreshes it,
+	// its lifetime expires as usual). Re-registrations from the old NVE do
+	// not extend it. Default 2m.
+	SuspendTimeout time.Duration
 	// FlapMoves and FlapWindow: a task moved more than FlapMoves times
 	// within FlapWindow is marked duplicate. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
-	// MaxLifetime caps granted lifetimes. Default (and upper bound)
-	// MaxLifetime.
+	// MaxLifetime caps granted lifetimes: a registration is granted the
+	// smaller of what it asks and MaxLifetime. Default DefaultMaxLifetime;
+	// upper bound MaxLifetime.
 	MaxLifetime time.Duration
 	// SweepInterval is the period of the lifetime sweeper. Default 1s.
 	SweepInterval time.Duration
@@ -56,11 +68,14 @@ func (c *Config) validate() error {
 	if c.Store == nil {
 		return fmt.Errorf("mapsrv config: store is required")
 	}
-	if c.InFlight < 0 || c.FlapMoves < 0 || c.FlapWindow < 0 || c.MaxLifetime < 0 || c.SweepInterval < 0 {
+	if c.InFlight < 0 || c.SuspendTimeout < 0 || c.FlapMoves < 0 || c.FlapWindow < 0 || c.MaxLifetime < 0 || c.SweepInterval < 0 {
 		return fmt.Errorf("mapsrv config: negative duration or count")
 	}
 	if c.InFlight == 0 {
 		c.InFlight = 10 * time.Second
+	}
+	if c.SuspendTimeout == 0 {
+		c.SuspendTimeout = 2 * time.Minute
 	}
 	if c.FlapMoves == 0 {
 		c.FlapMoves = 5
@@ -68,7 +83,10 @@ func (c *Config) validate() error {
 	if c.FlapWindow == 0 {
 		c.FlapWindow = 180 * time.Second
 	}
-	if c.MaxLifetime == 0 || c.MaxLifetime > MaxLifetime {
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.MaxLifetime > MaxLifetime {
 		c.MaxLifetime = MaxLifetime
 	}
 	if c.SweepInterval == 0 {
@@ -95,6 +113,10 @@ type Notification struct {
 	NVE  string         // previous NVE
 	To   netip.AddrPort // its registration listener
 	Task ila.Task       // the task as now stored (Locator = new locator)
+	// Mode is the move's mode: hot or warm (the previous NVE forwards
+	// packets in flight until its entry in Task.Previous ends) or cold
+	// (nothing in flight: the task was suspended).
+	Mode ila.MoveMode
 }
 
 // Notifier delivers move notifications.
@@ -110,6 +132,7 @@ type Stats struct {
 	MovesRefused                                    uint64
 	DuplicatesMarked                                uint64
 	Expiries                                        uint64
+	SuspendTimeouts                                 uint64 // suspensions rolled back
 	StoreErrors                                     uint64
 	MalformedSkipped                                uint64
 	NotifySent, NotifyFailed, NotifyDropped         uint64
@@ -121,6 +144,7 @@ type counters struct {
 	movesHot, movesWarm, movesCold, movesRefused    atomic.Uint64
 	dups, expiries, storeErrors, malformed          atomic.Uint64
 	notifySent, notifyFailed, notifyDropped         atomic.Uint64
+	suspendTimeouts                                 atomic.Uint64
 }
 
 // Service is the mapping authority. Its methods are safe for concurrent use.
@@ -161,7 +185,7 @@ func (s *Service) Stats() Stats {
 		Deregistrations: c.deregs.Load(),
 		MovesHot:        c.movesHot.Load(), MovesWarm: c.movesWarm.Load(), MovesCold: c.movesCold.Load(),
 		MovesRefused: c.movesRefused.Load(), DuplicatesMarked: c.dups.Load(),
-		Expiries: c.expiries.Load(), StoreErrors: c.storeErrors.Load(), MalformedSkipped: c.malformed.Load(),
+		Expiries: c.expiries.Load(), SuspendTimeouts: c.suspendTimeouts.Load(), StoreErrors: c.storeErrors.Load(), MalformedSkipped: c.malformed.Load(),
 		NotifySent: c.notifySent.Load(), NotifyFailed: c.notifyFailed.Load(), NotifyDropped: c.notifyDropped.Load(),
 	}
 }

@@ -549,8 +549,9 @@ func TestAddNVEKeepsPins(t *testing.T) {
 	f := newFixture(t, nil)
 	ctx := t.Context()
 	f.register(t, "a", "vm1", "2001:db8::1") // pins locA to prod
-	// Replacing a's record (new underlay, one more locator) keeps the pin.
-	err := f.svc.AddNVE(ctx, mapsrv.NVERecord{NVE: ila.NVE{Name: "a", Locators: []ila.Locator{locA, 0xfd000000000000aa}, Underlay: netip.MustParseAddr("fd99::a")}})
+	// Replacing a's record (one more locator) keeps the pin. (A new
+	// underlay is refused while vm1 is registered: TestAddNVEReplaceLive.)
+	err := f.svc.AddNVE(ctx, mapsrv.NVERecord{NVE: ila.NVE{Name: "a", Locators: []ila.Locator{locA, 0xfd000000000000aa}, Underlay: netip.MustParseAddr("fd99::2")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +562,7 @@ func TestAddNVEKeepsPins(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{locA.String(): "prod"}, n.LocatorDomains); diff != "" {
 		t.Errorf("pins after replacing the record (-want +got):\n%s", diff)
 	}
-	if n.Underlay != netip.MustParseAddr("fd99::a") || len(n.Locators) != 2 {
+	if n.Underlay != netip.MustParseAddr("fd99::2") || len(n.Locators) != 2 {
 		t.Errorf("replaced record: %+v", n)
 	}
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // Sweep runs one pass of the lifetime sweeper: it deletes tasks whose
-// lifetime is over (with their index entries) and prunes previous locators
-// whose in-flight time is over. It returns the number of expired tasks.
+// lifetime is over (with their index entries), rolls back suspensions
+// whose move timed out, and prunes previous locators whose in-flight time
+// is over. It returns the number of expired tasks.
 // A task changed concurrently is left for the next pass.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	recs, kvs, err := s.tasks(ctx)
@@ -52,6 +53,8 @@ func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.
 		s.c.expiries.Add(1)
 		s.log.Info("task expired", "domain", rec.Domain, "identifier", rec.Identifier, "tenant", rec.Tenant, "name", rec.Name, "nve", rec.NVE)
 		return true, nil
+	case s.suspendDue(rec, now):
+		return false, s.rollBack(ctx, rec, kv, now)
 	case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous):
 		rec.Previous = prunePrevious(rec.Previous, now)
 		var b txnBuilder
@@ -80,9 +83,15 @@ func nextDue(t ila.Task) (time.Time, bool) {
 }
 
 // dueSet tracks, from the store's events, when each task is next due.
+// Events carry ila.Task, without the move deadline (PendingUntil): a
+// suspension is taken as due suspend after the first event that showed
+// it (an approximation on the late side after a restart; the full sweep
+// catches it, and sweepOne decides on the stored record).
 type dueSet struct {
-	mu sync.Mutex
-	m  map[string]time.Time
+	mu        sync.Mutex
+	m         map[string]time.Time
+	suspend   time.Duration
+	suspSince map[string]time.Time
 }
 
 func (d *dueSet) event(ev ila.Event) {
@@ -94,8 +103,21 @@ func (d *dueSet) event(ev ila.Event) {
 	defer d.mu.Unlock()
 	if d.m == nil {
 		d.m = make(map[string]time.Time)
+		d.suspSince = make(map[string]time.Time)
 	}
 	due, ok := nextDue(*ev.Task)
+	if ev.Type != ila.EventTaskDelete && ev.Task.State == ila.StateSuspended && d.suspend > 0 {
+		since, seen := d.suspSince[key]
+		if !seen {
+			since = ev.Task.Updated
+			d.suspSince[key] = since
+		}
+		if sd := since.Add(d.suspend); !ok || sd.Before(due) {
+			due, ok = sd, true
+		}
+	} else {
+		delete(d.suspSince, key)
+	}
 	if ev.Type == ila.EventTaskDelete || !ok {
 		delete(d.m, key)
 		return

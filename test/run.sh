@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin"
 
 need=()
-for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig tcpdump:tcpdump etcd-client:etcdctl etcd-server:etcd librsvg2-bin:rsvg-convert iperf3:iperf3 curl:curl frr:vtysh; do
+for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig tcpdump:tcpdump etcd-client:etcdctl etcd-server:etcd librsvg2-bin:rsvg-convert iperf3:iperf3 curl:curl containernetworking-plugins:/usr/lib/cni/host-local frr:vtysh; do
 	cmd=${p#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("${p%%:*}")
 done
@@ -47,6 +47,9 @@ GOOS=darwin go build ./... || { echo "GOOS=darwin go build failed: ilactl and th
 
 echo "test: staticcheck"
 go tool staticcheck ./...
+
+echo "test: govulncheck (skipped, with a message, when its database cannot be reached)"
+./test/vulncheck.sh
 
 echo "test: fuzz smoke (every fuzz target, 2 s each; longer: test/fuzz-smoke.sh 10m)"
 ./test/fuzz-smoke.sh 2s

@@ -25,8 +25,9 @@ func newTaskCmd(g *globals) *cobra.Command {
 
 func newTaskRegisterCmd(g *globals) *cobra.Command {
 	var (
-		b                           mapsrv.RegisterBody
-		sir, ipv4, mac, loc, lifeTm, mode string
+		b                            mapsrv.RegisterBody
+		ipv4, mac, loc, lifeTm, mode string
+		sirs                         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "register NAME --tenant T --nve NVE (--sir ADDR | --ipv4 A --vni N) [--mac MAC] [--lifetime DUR]",
@@ -37,6 +38,13 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b.Name = args[0]
 			var err error
+			if len(sirs) > 1 {
+				return fmt.Errorf("--sir given %d times: a task has one SIR address; register each further address as a task of its own", len(sirs))
+			}
+			sir := ""
+			if len(sirs) == 1 {
+				sir = sirs[0]
+			}
 			if sir != "" {
 				if b.SIR, err = parseAddr6(sir); err != nil {
 					return fmt.Errorf("--sir: %w", err)
@@ -84,7 +92,7 @@ func newTaskRegisterCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&b.Tenant, "tenant", "default", "tenant")
 	f.StringVar(&b.NVE, "nve", "", "NVE the task runs on (required)")
-	f.StringVar(&sir, "sir", "", "SIR address of the task")
+	f.StringArrayVar(&sirs, "sir", nil, "SIR address of the task (one per task)")
 	f.StringVar(&ipv4, "ipv4", "", "IPv4 address of an IPv4 tenant task (with --vni)")
 	f.Uint32Var(&b.VNI, "vni", 0, "virtual network of an IPv4 tenant")
 	f.StringVar(&mac, "mac", "", "MAC address of the task")

@@ -148,7 +148,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&netns, "netns", "", "network `namespace` to operate in (path or name under /var/run/netns)")
 	fs.StringVar(&mode, "mode", "push", "table `mode`: push (full table) or pull (cache misses only)")
 	fs.StringVar(&missPolicy, "miss-policy", "pass", "`policy` for task packets without a mapping: pass or drop")
-	fs.DurationVar(&inFlight, "in-flight", 10*time.Second, "in-flight redirect `time` after a move when the store gives none")
+	fs.DurationVar(&inFlight, "in-flight", 10*time.Second, "deprecated and ignored: the in-flight `time` is mapsrv's (--in-flight), from the store and its notifications")
 	fs.DurationVar(&lifetime, "lifetime", 120*time.Second, "registration `lifetime` requested (re-registered at half the grant)")
 	fs.Float64Var(&missRate, "miss-rate", 200, "at most this many cache-miss `lookups` per second")
 	fs.DurationVar(&pullTTL, "pull-ttl", 5*time.Minute, "pull mode: an entry installed on a miss stays this `long` (a flow still using it misses again and pulls it again)")
@@ -208,9 +208,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if set["key-id"] || cfg.KeyID == 0 {
 		cfg.KeyID = uint32(keyID)
 	}
-	if set["in-flight"] || cfg.InFlight == 0 {
-		cfg.InFlight = ila.Duration(inFlight)
-	}
+	_ = inFlight // accepted for old command lines, ignored (locator.Config.InFlight)
 	if set["lifetime"] || cfg.Lifetime == 0 {
 		cfg.Lifetime = ila.Duration(lifetime)
 	}

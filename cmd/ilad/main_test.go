@@ -98,7 +98,6 @@ func TestConfigFileAndFlags(t *testing.T) {
 		{"uplink (flag wins)", cfg.Uplink, "fab0"},
 		{"netns", cfg.NetNS, "/var/run/netns/nve1"},
 		{"mode", string(cfg.Mode), "pull"},
-		{"in-flight", time.Duration(cfg.InFlight).String(), "5s"},
 		{"pull ttl (file)", time.Duration(cfg.PullTTL).String(), "1m30s"},
 		{"pull max (flag)", fmt.Sprint(cfg.PullMax), "1000"},
 		{"etcd ca (file)", cfg.Files.CA, ca},

@@ -235,6 +235,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer conn.Close()
 		notifSrv = &regproto.Server{Conn: conn, Keys: ownedBy{keys, cfg.MapsrvName}, KeyID: keyID, Secret: secret, Logger: log.With("component", "notify"),
 			Handler: notifyHandler(agent, cfg.MapsrvName, log)}
+		if cfg.StateFile != "" {
+			// Next to the state file: a notification captured before a
+			// restart is refused after it (docs/registration.md 7.1).
+			notifSrv.SeqStore = &regproto.FileSeqStore{Path: strings.TrimSuffix(cfg.StateFile, ".json") + ".notify-seq.json"}
+			if err := os.MkdirAll(filepath.Dir(cfg.StateFile), 0o755); err != nil {
+				return fmt.Errorf("state dir: %w", err)
+			}
+		}
 	}
 
 	apiLn, err := listen(cfg.API, inNS)
@@ -426,7 +434,7 @@ type dpAdapter struct {
 var _ locator.Datapath = (*dpAdapter)(nil)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
-	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC})
+	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended})
 }
 
 func (d *dpAdapter) AttachPort(ifname string, ifindex int) error {
@@ -494,16 +502,26 @@ func notifyHandler(a *locator.Agent, mapsrvName string, log *slog.Logger) regpro
 			log.Warn("move notification signed by a key that is not mapsrv's refused", "signer", req.NVE, "from", from)
 			return req.Reply(regproto.StatusRejected, regproto.ReasonNotAuthorized)
 		}
+		// The lifetime is the in-flight time (mapsrv owns it; 0: drop
+		// now); a cold move suspended the task first, so nothing is in
+		// flight.
+		inFlight := req.LifetimeDuration()
+		if req.Mode == regproto.MoveCold {
+			inFlight = 0
+		}
 		for _, addr := range req.Addrs {
 			if !addr.Is6() || addr.Is4In6() {
 				continue
 			}
-			local, err := a.Notify(addr, req.Locator, "")
+			local, err := a.Notify(addr, req.Locator, "", inFlight)
 			if err != nil {
-				log.Warn("move notification", "sir", addr, "locator", req.Locator, "err", err)
-				return req.Reply(regproto.StatusRejected, regproto.ReasonUnknownTask)
+				log.Warn("move notification refused", "sir", addr, "locator", req.Locator, "err", err)
+				if errors.Is(err, locator.ErrNotFound) {
+					return req.Reply(regproto.StatusRejected, regproto.ReasonUnknownTask)
+				}
+				return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
 			}
-			log.Debug("move notification", "sir", addr, "locator", req.Locator, "was_local", local)
+			log.Debug("move notification", "sir", addr, "locator", req.Locator, "mode", req.Mode, "in_flight", inFlight, "was_local", local)
 		}
 		return req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
 	})
@@ -525,7 +543,7 @@ func (d *directory) UnsolicitedNA(ctx context.Context, ifindex int, addr netip.A
 }
 
 func (d *directory) Spoofed(ifindex int, addr netip.Addr, mac net.HardwareAddr, reason string) {
-	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac, "reason", reason)
+	d.log.Warn("spoofed neighbour advertisement refused", "ifindex", ifindex, "sir", addr, "mac", mac.String(), "reason", reason)
 }
 
 type ndHook struct{ e *ndemu.Emulator }

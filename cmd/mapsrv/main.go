@@ -30,13 +30,13 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
+	"github.com/ilamesh/ilamesh/internal/zapslog"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -62,6 +62,9 @@ type config struct {
 	dnsZone       string
 	dnsTTL        time.Duration
 	apiInsecure   bool
+	apiMaxConns   int
+	apiPerHost    int
+	apiIdle       time.Duration
 	regAddr       string
 	endpoints     string
 	etcdCert      string
@@ -72,6 +75,7 @@ type config struct {
 	keys          string
 	keyName       string
 	inFlight      time.Duration
+	suspendTO     time.Duration
 	flapMoves     int
 	flapWindow    time.Duration
 	maxLifetime   time.Duration
@@ -89,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.apiAddr, "api-addr", "127.0.0.1:7480", "management API listen address")
 	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "bearer tokens the management API requires (one per line, at least 16 characters; needed unless --api-addr is a loopback address)")
 	fs.BoolVar(&c.apiInsecure, "api-insecure", false, "serve the management API on a non-loopback address without --api-token-file (anyone who reaches it can move tasks)")
+	fs.IntVar(&c.apiMaxConns, "api-max-conns", 1024, "most management API connections held at once (capped at half the open file limit); more are closed at once")
+	fs.IntVar(&c.apiPerHost, "api-max-conns-per-host", 64, "most management API connections held at once from one remote address (capped at a quarter of --api-max-conns)")
+	fs.DurationVar(&c.apiIdle, "api-idle-timeout", time.Minute, "how long an idle keep-alive management API connection is kept")
 	fs.StringVar(&c.dnsListen, "dns-listen", "", "also publish the mapping in DNS on this UDP and TCP HOST:PORT (the DNS bridge in process, for a single machine; empty: off)")
 	fs.StringVar(&c.dnsZone, "dns-zone", dnsbridge.DefaultZone, "zone apex of --dns-listen")
 	fs.DurationVar(&c.dnsTTL, "dns-ttl", dnsbridge.DefaultTTL, "TTL of the records of --dns-listen")
@@ -102,9 +109,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.keys, "keys", "", "registration keys file (<keyid> <nve> <hex-secret> per line)")
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
+	fs.DurationVar(&c.suspendTO, "suspend-timeout", 2*time.Minute, "how long a warm or cold move may keep a task suspended before it is rolled back to the NVE it was leaving")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
-	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.MaxLifetime, "longest lifetime granted")
+	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
 	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -119,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.inFlight <= 0:
 		return nil, fmt.Errorf("--in-flight %s: must be positive", c.inFlight)
+	case c.suspendTO <= 0:
+		return nil, fmt.Errorf("--suspend-timeout %s: must be positive", c.suspendTO)
 	case c.flapMoves <= 0:
 		return nil, fmt.Errorf("--flap-moves %d: must be positive", c.flapMoves)
 	case c.flapWindow <= 0:
@@ -127,6 +137,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	case c.apiMaxConns <= 0:
+		return nil, fmt.Errorf("--api-max-conns %d: must be positive", c.apiMaxConns)
+	case c.apiPerHost <= 0:
+		return nil, fmt.Errorf("--api-max-conns-per-host %d: must be positive", c.apiPerHost)
+	case c.apiIdle <= 0:
+		return nil, fmt.Errorf("--api-idle-timeout %s: must be positive", c.apiIdle)
 	}
 	host, _, err := net.SplitHostPort(c.apiAddr)
 	if err != nil {
@@ -218,11 +234,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
+		lock, err := lockDataDir(cfg.dataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		abs, err := filepath.Abs(cfg.dataDir)
 		if err != nil {
 			return fmt.Errorf("data dir: %w", err)
 		}
-		ecfg := etcdembed.Config{Dir: filepath.Join(abs, "etcd"), Name: "mapsrv"}
+		ecfg := etcdembed.Config{Dir: filepath.Join(abs, "etcd"), Name: "mapsrv", Logger: zapslog.New(log, "etcd")}
 		if cfg.etcdClientURL != "" {
 			ecfg.ClientURLs = []string{cfg.etcdClientURL}
 		} else {
@@ -241,7 +262,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ccfg.Endpoints = endpoints
 	ccfg.DialTimeout = 5 * time.Second
-	ccfg.Logger = zap.NewNop()
+	ccfg.Logger = zapslog.New(log, "etcd-client")
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return fmt.Errorf("etcd client of %v: %w", endpoints, err)
@@ -254,13 +275,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	store := etcdstore.New(cli)
 	scfg := mapsrv.Config{
-		Store:         store,
-		InFlight:      cfg.inFlight,
-		FlapMoves:     cfg.flapMoves,
-		FlapWindow:    cfg.flapWindow,
-		MaxLifetime:   cfg.maxLifetime,
-		SweepInterval: cfg.sweep,
-		Logger:        log.With("component", "service"),
+		Store:          store,
+		InFlight:       cfg.inFlight,
+		SuspendTimeout: cfg.suspendTO,
+		FlapMoves:      cfg.flapMoves,
+		FlapWindow:     cfg.flapWindow,
+		MaxLifetime:    cfg.maxLifetime,
+		SweepInterval:  cfg.sweep,
+		Logger:         log.With("component", "service"),
 	}
 	if notifier != nil {
 		scfg.Notifier = notifier
@@ -298,7 +320,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens))
+	maxConns := fdBoundConns(cfg.apiMaxConns)
+	apiLim := newConnLimiter(apiLn, maxConns, min(cfg.apiPerHost, max(maxConns/4, 1)))
+	m.apiLimiter = apiLim
+	log.Info("management api listening", "addr", apiLn.Addr().String(), "tokens", len(tokens), "max_conns", maxConns, "max_conns_per_host", apiLim.perHost)
 	if len(tokens) == 0 && cfg.apiInsecure {
 		log.Warn("management api serves without a token (--api-insecure): anyone who reaches it can move tasks")
 	}
@@ -316,7 +341,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("registration listener: %w", err)
 		}
 		defer conn.Close()
-		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration")}
+		// The sequence ceilings in etcd make a restarted mapsrv refuse the
+		// replay of a request its previous run accepted.
+		regSrv = &regproto.Server{Conn: conn, Keys: keys, KeyID: myKeyID, Secret: myKey.Secret, Handler: svc, Logger: log.With("component", "registration"),
+			SeqStore: etcdstore.SeqStore{KV: cli}}
 		m.regServer = regSrv
 		log.Info("registration protocol listening", "addr", conn.LocalAddr().String())
 	} else {
@@ -326,9 +354,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Request contexts derive from gctx, so that streaming watches end on
 	// shutdown instead of holding it up.
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return gctx }}
+	// Read and write deadlines bound every request but the watch stream,
+	// which clears them (streamDeadlines); idle keep-alive connections
+	// close after --api-idle-timeout.
+	hs := &http.Server{
+		Handler:           streamDeadlines(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      time.Minute,
+		IdleTimeout:       cfg.apiIdle,
+		BaseContext:       func(net.Listener) context.Context { return gctx },
+		ErrorLog:          slog.NewLogLogger(log.With("component", "api").Handler(), slog.LevelDebug),
+	}
 	g.Go(func() error {
-		if err := hs.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.Serve(apiLim); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("management api: %w", err)
 		}
 		return nil
@@ -366,13 +405,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // a private registry.
 type metrics struct {
 	reg         *prometheus.Registry
+	apiLimiter  *connLimiter
 	svc         *mapsrv.Service
 	regServer   *regproto.Server
 	watchLag    prometheus.Histogram
 	watchErrors prometheus.Counter
 
-	registrations, moves, authFailures, replays, malformed, expiries, etcdErrors,
-	notifications, duplicates, badValues *prometheus.Desc
+	registrations, moves, authFailures, replays, malformed, expiries, suspendTimeouts, etcdErrors,
+	notifications, duplicates, badValues, apiRefused *prometheus.Desc
 }
 
 func newMetrics(svc *mapsrv.Service) *metrics {
@@ -383,24 +423,26 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 			Name: "ila_mapsrv_watch_lag_seconds", Help: "Time from a task record's update to its watch event at mapsrv.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
-		watchErrors:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
-		registrations: prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
-		moves:         prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
-		authFailures:  prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
-		replays:       prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
-		malformed:     prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
-		expiries:      prometheus.NewDesc("ila_mapsrv_expiries_total", "Tasks removed by the lifetime sweeper.", nil, nil),
-		etcdErrors:    prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
-		notifications: prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
-		duplicates:    prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
-		badValues:     prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
+		watchErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
+		registrations:   prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
+		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
+		authFailures:    prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
+		replays:         prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
+		malformed:       prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
+		expiries:        prometheus.NewDesc("ila_mapsrv_expiries_total", "Tasks removed by the lifetime sweeper.", nil, nil),
+		suspendTimeouts: prometheus.NewDesc("ila_mapsrv_suspend_timeouts_total", "Warm or cold moves rolled back because the task never registered at its destination.", nil, nil),
+		etcdErrors:      prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
+		notifications:   prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
+		duplicates:      prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
+		badValues:       prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
+		apiRefused:      prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
 	}
 	m.reg.MustRegister(m, m.watchLag, m.watchErrors)
 	return m
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.etcdErrors, m.notifications, m.duplicates, m.badValues} {
+	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.suspendTimeouts, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused} {
 		ch <- d
 	}
 }
@@ -419,12 +461,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.moves, st.MovesCold, "cold")
 	c(m.moves, st.MovesRefused, "refused")
 	c(m.expiries, st.Expiries)
+	c(m.suspendTimeouts, st.SuspendTimeouts)
 	c(m.etcdErrors, st.StoreErrors)
 	c(m.notifications, st.NotifySent, "sent")
 	c(m.notifications, st.NotifyFailed, "failed")
 	c(m.notifications, st.NotifyDropped, "dropped")
 	c(m.duplicates, st.DuplicatesMarked)
 	c(m.badValues, st.MalformedSkipped)
+	if m.apiLimiter != nil {
+		c(m.apiRefused, m.apiLimiter.refused.Load())
+	}
 	var rs regproto.ServerStats
 	if m.regServer != nil {
 		rs = m.regServer.Stats()

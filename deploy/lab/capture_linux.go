@@ -86,15 +86,19 @@ func (c *Capture) run() {
 	defer close(c.done)
 	defer unix.Close(c.fd)
 	buf := make([]byte, 2048)
+	flags := 0
 	for {
 		select {
 		case <-c.stop:
-			return
+			// Count what already arrived before returning: on a loaded
+			// machine this goroutine may not have run for a while, and the
+			// frames wait in the socket's queue.
+			flags = unix.MSG_DONTWAIT
 		default:
 		}
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		n, from, err := unix.Recvfrom(c.fd, buf, flags)
 		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			if flags == 0 && (errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR)) {
 				continue
 			}
 			return

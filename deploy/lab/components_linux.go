@@ -130,9 +130,7 @@ func (l *Lab) startControl(ctx context.Context) error {
 		}
 	}
 	l.progress("starting dnsbridge on %s", t.DNS.Addr)
-	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge],
-		"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--listen", t.DNS.Addr, "--zone", Zone,
-		"--ttl", "1s"); err != nil {
+	if _, err := l.start(procDNS, ctl.ns, l.bins[BinDNSBridge], dnsbridgeArgs(t.Etcd.Endpoints, t.DNS.Addr)...); err != nil {
 		return err
 	}
 	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)

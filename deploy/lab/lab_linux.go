@@ -157,6 +157,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := l.attachTasks(ctx); err != nil {
 		return l, err
 	}
+	if err := l.writeCNI(); err != nil {
+		return l, err
+	}
 	return l, l.save()
 }
 
@@ -184,7 +187,7 @@ func buildComponents(root, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/mapsrv", "./cmd/ilad", "./cmd/dnsbridge", "./cmd/ilactl", "./cmd/ilalab")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/mapsrv", "./cmd/ilad", "./cmd/dnsbridge", "./cmd/ilactl", "./cmd/ilalab", "./cmd/ila-cni")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v: %s", err, strings.TrimSpace(string(out)))

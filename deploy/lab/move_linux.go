@@ -27,6 +27,21 @@ func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveRes
 
 // MoveVia is Move with a choice of how a hot move carries the link.
 func (l *Lab) MoveVia(ctx context.Context, taskName, toName, mode, via string) (*MoveResult, error) {
+	return l.moveVia(ctx, taskName, toName, mode, via, nil)
+}
+
+// MoveHeld is a warm or cold Move that calls held once the mapping service
+// has suspended the task, before its link comes over to the destination:
+// the suspended state can be looked at there. An error from held ends the
+// move (the task stays suspended at its old NVE).
+func (l *Lab) MoveHeld(ctx context.Context, taskName, toName, mode string, held func() error) (*MoveResult, error) {
+	if mode != MoveWarm && mode != MoveCold {
+		return nil, fmt.Errorf("move held: mode %q: want warm or cold", mode)
+	}
+	return l.moveVia(ctx, taskName, toName, mode, ViaCarry, held)
+}
+
+func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, held func() error) (*MoveResult, error) {
 	switch via {
 	case "", ViaAuto:
 		via = ViaCarry
@@ -114,6 +129,11 @@ func (l *Lab) MoveVia(ctx context.Context, taskName, toName, mode, via string) (
 		r.Committed = at
 		if err != nil {
 			return r, err
+		}
+		if held != nil {
+			if err := held(); err != nil {
+				return r, err
+			}
 		}
 		if err := l.moveLink(task, from, to); err != nil {
 			return r, err

@@ -97,7 +97,10 @@ type Topology struct {
 	Router      Router    `json:"router"`
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
-	Missing     []string  `json:"missing,omitempty"`
+	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
+	CNINetwork string   `json:"cni_network,omitempty"`
+	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
+	Missing    []string `json:"missing,omitempty"`
 	// Fabric says how the fabric routes the locators (frr or static)
 	// and lists the data centres.
 	Fabric FabricT `json:"fabric"`
@@ -120,6 +123,8 @@ type NVE struct {
 	PID      int         `json:"ilad_pid,omitempty"`
 	// DC is the data centre the NVE is in (Topology.Fabric.DCs).
 	DC string `json:"dc,omitempty"`
+	// CNINetconfDir holds the CNI network config of this NVE (cni_lab.go).
+	CNINetconfDir string `json:"cni_netconf_dir,omitempty"`
 }
 
 // Task is one task (container, VM) of the lab.

@@ -95,6 +95,14 @@ type Local struct {
 	// MAC is the task's MAC if known; zero lets the kernel resolve it
 	// (bpf_redirect_neigh) on delivery.
 	MAC ila.MAC
+	// Suspended stops delivery while a cold or warm move of the task is
+	// under way: packets arriving on the uplink for it get an ICMPv6
+	// destination unreachable (code 3, address unreachable; at most one per
+	// second per task, counted suspended_icmp_sent) and are dropped
+	// (drop_suspended); packets from other tasks on this NVE are treated
+	// as misses (they take the ILA router, which answers unreachable). The
+	// task may still send, and the port stays bound.
+	Suspended bool
 }
 
 // Addr is the task's SIR address.
@@ -185,7 +193,7 @@ var statNames = [...]string{
 	"pass_not_ours", "pass_miss", "pass_unknown",
 	"drop_malformed", "drop_spoofed_source", "drop_locator_dst", "drop_locator_src",
 	"drop_miss", "drop_unknown", "drop_router_miss", "router_icmp_sent", "drop_error",
-	"drop_nd_sir",
+	"drop_nd_sir", "drop_suspended", "suspended_icmp_sent", "stale_redirected",
 }
 
 // Stats are the datapath counters summed over CPUs since the maps were

@@ -28,10 +28,15 @@
 //     locator of this node is translated back to the SIR address and the
 //     packet is delivered to the task's port; an identifier that moved
 //     away (in-flight entry, until its deadline) is re-translated to the
-//     new locator and sent back out; an unknown identifier is dropped or
-//     left to the stack (UnknownPolicy). Locator-space sources from the
-//     fabric are dropped. Quoted ILA destinations in ICMPv6 errors are
-//     mapped back.
+//     new locator and sent back out; an identifier neither here nor in
+//     flight (a sender with a stale mapping) is looked up in the mapping
+//     table and re-translated to the locator it holds (stale_redirected);
+//     failing that the miss is reported and the packet dropped or left to
+//     the stack (UnknownPolicy). A task whose local entry is Suspended
+//     (cold move under way) gets no packets: the sender gets an ICMPv6
+//     address unreachable (once per second per task). Locator-space
+//     sources from the fabric are dropped. Quoted ILA destinations in
+//     ICMPv6 errors are mapped back.
 //   - RoleRouter, ingress of an ILA-R port: full-table SIR->ILA; a miss
 //     in a known SIR prefix is dropped, counted, reported through the ring
 //     buffer and answered with an ICMPv6 destination unreachable, code 3

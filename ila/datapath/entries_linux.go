@@ -114,6 +114,9 @@ func (d *Datapath) UpsertLocal(l Local) error {
 		copy(v.Mac[:], l.MAC[:])
 		v.HasMac = 1
 	}
+	if l.Suspended {
+		v.Flags |= uint8(xlatIlaLocalFlagILA_LOCAL_F_SUSPENDED)
+	}
 	if err := d.update(d.objs.IlaLocals, "local "+l.Addr().String(), &k, &v); err != nil {
 		return err
 	}

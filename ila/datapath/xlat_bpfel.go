@@ -30,7 +30,7 @@ type xlatIlaConfig struct {
 
 type xlatIlaCounters struct {
 	_ structs.HostLayout
-	V [34]uint64
+	V [37]uint64
 }
 
 type xlatIlaCsum uint32
@@ -68,12 +68,18 @@ const (
 	xlatIlaLimitILA_MAX_PORT_IFINDEX xlatIlaLimit = 65536
 )
 
+type xlatIlaLocalFlag uint32
+
+const (
+	xlatIlaLocalFlagILA_LOCAL_F_SUSPENDED xlatIlaLocalFlag = 1
+)
+
 type xlatIlaLocalVal struct {
 	_       structs.HostLayout
 	Ifindex uint32
 	Mac     [6]uint8
 	HasMac  uint8
-	Pad     uint8
+	Flags   uint8
 }
 
 type xlatIlaLocspaceVal struct {
@@ -177,7 +183,10 @@ const (
 	xlatIlaStatSTAT_ROUTER_ICMP_SENT    xlatIlaStat = 31
 	xlatIlaStatSTAT_DROP_ERROR          xlatIlaStat = 32
 	xlatIlaStatSTAT_DROP_ND_SIR         xlatIlaStat = 33
-	xlatIlaStatSTAT__MAX                xlatIlaStat = 34
+	xlatIlaStatSTAT_DROP_SUSPENDED      xlatIlaStat = 34
+	xlatIlaStatSTAT_SUSPENDED_ICMP_SENT xlatIlaStat = 35
+	xlatIlaStatSTAT_STALE_REDIRECTED    xlatIlaStat = 36
+	xlatIlaStatSTAT__MAX                xlatIlaStat = 37
 )
 
 type xlatIlaUpEnt struct {
@@ -205,6 +214,7 @@ const (
 	xlatMapIlaCfg         = "ila_cfg"
 	xlatMapIlaDomains     = "ila_domains"
 	xlatMapIlaGen         = "ila_gen"
+	xlatMapIlaIcmpRl      = "ila_icmp_rl"
 	xlatMapIlaInflight    = "ila_inflight"
 	xlatMapIlaLocals      = "ila_locals"
 	xlatMapIlaLocspace    = "ila_locspace"
@@ -282,6 +292,7 @@ type xlatMapSpecs struct {
 	IlaCfg      *ebpf.MapSpec `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.MapSpec `ebpf:"ila_domains"`
 	IlaGen      *ebpf.MapSpec `ebpf:"ila_gen"`
+	IlaIcmpRl   *ebpf.MapSpec `ebpf:"ila_icmp_rl"`
 	IlaInflight *ebpf.MapSpec `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.MapSpec `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.MapSpec `ebpf:"ila_locspace"`
@@ -327,6 +338,7 @@ type xlatMaps struct {
 	IlaCfg      *ebpf.Map `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.Map `ebpf:"ila_domains"`
 	IlaGen      *ebpf.Map `ebpf:"ila_gen"`
+	IlaIcmpRl   *ebpf.Map `ebpf:"ila_icmp_rl"`
 	IlaInflight *ebpf.Map `ebpf:"ila_inflight"`
 	IlaLocals   *ebpf.Map `ebpf:"ila_locals"`
 	IlaLocspace *ebpf.Map `ebpf:"ila_locspace"`
@@ -347,6 +359,7 @@ func (m *xlatMaps) Close() error {
 		m.IlaCfg,
 		m.IlaDomains,
 		m.IlaGen,
+		m.IlaIcmpRl,
 		m.IlaInflight,
 		m.IlaLocals,
 		m.IlaLocspace,

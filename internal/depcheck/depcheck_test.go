@@ -61,6 +61,12 @@ var owners = map[string][]string{
 	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "deploy/lab", "cmd/", "test"},
 	// The embedded BGP speaker: GoBGP stays behind locator/bgp's small API.
 	"github.com/osrg/gobgp": {"locator/bgp"},
+	// The CNI plugin only: the skeleton, result types, netns and veth work.
+	"github.com/containernetworking/cni":     {"cmd/ila-cni"},
+	"github.com/containernetworking/plugins": {"cmd/ila-cni"},
+	// The manifest test only (test imports: decoding into the API types).
+	"k8s.io/api":       {"deploy/kubernetes"},
+	"sigs.k8s.io/yaml": {"deploy/kubernetes"},
 }
 
 // goList runs go list in the module; a failure fails the test (a check

@@ -73,7 +73,7 @@ func (e *Emulator) handle(ctx context.Context, p *port, frame []byte) {
 	case verdictSpoofed:
 		e.st.spoofed.Add(1)
 		if e.damp.allow(p.ifindex, a.target, a.mac, verdictSpoofed) {
-			e.log.Warn("ndemu: refused neighbor advertisement", "iface", p.name, "sir", a.target, "mac", a.mac, "reason", a.reason)
+			e.log.Warn("ndemu: refused neighbor advertisement", "iface", p.name, "sir", a.target, "mac", a.mac.String(), "reason", a.reason)
 			if e.cfg.Events != nil {
 				e.cfg.Events.Spoofed(p.ifindex, a.target, slices.Clone(a.mac), a.reason)
 			}

@@ -203,7 +203,7 @@ func setup(t testing.TB, d *dir, ev ndemu.Events) (nve *testutil.NetNS, tasks []
 		NetNS:          nve.Path,
 		Directory:      d,
 		Events:         ev,
-		Logger:         slog.New(slog.DiscardHandler),
+		Logger:         slog.New(slog.NewJSONHandler(testLog, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -436,6 +436,11 @@ func TestIntegrationND(t *testing.T) {
 			if !want[e] {
 				t.Errorf("unexpected event %+v", e)
 			}
+		}
+		// The refusal is logged with the MAC as text (JSON would show a
+		// net.HardwareAddr as base64).
+		if logs := testLog.String(); !strings.Contains(logs, `"mac":"`+mac+`"`) {
+			t.Errorf("log lacks the refused NA's MAC %s as text:\n%s", mac, logs)
 		}
 		after := em.Stats()
 		if after.SpoofedRefused-before.SpoofedRefused < 2 || after.Claims-before.Claims < 1 {

@@ -29,7 +29,11 @@ const (
 // is first used and grow by one per message, so that a restarted sender
 // does not fall below what the receiver's replay window has seen. Each
 // sender (each Client) should have its own key id: two senders sharing a
-// key id would trip over each other's sequence numbers.
+// key id would trip over each other's sequence numbers. After a reply
+// refusing a request as a replay, the Client moves its counter to at
+// least its clock plus ResyncAhead and sends the request once more at
+// once (a restarted server, or a counter left behind by a clock that
+// jumped back, must not lock the sender out).
 type Client struct {
 	// Conn is the socket; nil makes Do open one (closed by Close).
 	Conn *net.UDPConn
@@ -60,7 +64,7 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[uint64]chan *Message
 
-	sent, retried, replies, dropped atomic.Uint64
+	sent, retried, replies, dropped, resyncs atomic.Uint64
 }
 
 // ClientStats are a Client's counters.
@@ -69,11 +73,12 @@ type ClientStats struct {
 	Retries uint64 // of which retries
 	Replies uint64 // valid replies matched to a waiting request
 	Dropped uint64 // datagrams dropped: unparsable, bad HMAC, wrong sender or key, no request waiting
+	Resyncs uint64 // replay refusals after which the sequence counter moved ahead
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() ClientStats {
-	return ClientStats{Sent: c.sent.Load(), Retries: c.retried.Load(), Replies: c.replies.Load(), Dropped: c.dropped.Load()}
+	return ClientStats{Sent: c.sent.Load(), Retries: c.retried.Load(), Replies: c.replies.Load(), Dropped: c.dropped.Load(), Resyncs: c.resyncs.Load()}
 }
 
 func (c *Client) init() error {
@@ -118,6 +123,18 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// resync moves the sequence counter to at least the clock plus
+// ResyncAhead (Unix nanoseconds).
+func (c *Client) resync() {
+	want := uint64(time.Now().Add(ResyncAhead).UnixNano())
+	for {
+		cur := c.seq.Load()
+		if cur >= want || c.seq.CompareAndSwap(cur, want) {
+			return
+		}
+	}
+}
+
 func (c *Client) nextSeq() uint64 {
 	c.seq.CompareAndSwap(0, uint64(time.Now().UnixNano()))
 	return c.seq.Add(1)
@@ -160,6 +177,18 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	resynced := false
+	// got returns the reply to hand back, or nil to send again after a
+	// replay refusal (once).
+	got := func(r *Message) *Message {
+		if r.Status.Accepted() || r.Reason != ReasonReplay || resynced {
+			return r
+		}
+		resynced = true
+		c.resyncs.Add(1)
+		c.resync()
+		return nil
+	}
 	for try := 0; try <= retries; try++ {
 		m.Seq = c.nextSeq()
 		m.Timestamp = time.Now()
@@ -184,12 +213,20 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 		for {
 			select {
 			case r := <-ch:
-				return r, nil
+				if r = got(r); r != nil {
+					return r, nil
+				}
+				try--
+				break wait
 			default:
 			}
 			select {
 			case r := <-ch:
-				return r, nil
+				if r = got(r); r != nil {
+					return r, nil
+				}
+				try--
+				break wait
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			case <-timer.C:

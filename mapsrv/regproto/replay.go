@@ -9,6 +9,11 @@ import (
 // DefaultSkew is the default half-width of the timestamp window.
 const DefaultSkew = 30 * time.Second
 
+// DefaultMaxAhead is how far, by default, a sequence number may be above
+// the receiver's clock read as Unix nanoseconds (senders seed their
+// counters from their clocks: see Client).
+const DefaultMaxAhead = 2 * DefaultSkew
+
 // WindowSize is how many sequence numbers below the highest one seen a
 // ReplayWindow still accepts (each once), so that requests sent
 // concurrently or reordered by the network are not refused.
@@ -17,7 +22,10 @@ const WindowSize = 1024
 // ReplayWindow refuses replayed messages, per key id: a message is
 // refused when its timestamp is more than Skew away from the local clock,
 // when its sequence number is WindowSize or more below the highest one
-// accepted for the key, or when its sequence number was already accepted.
+// accepted for the key, when its sequence number was already accepted, or
+// when its sequence number is more than MaxAhead above the local clock in
+// Unix nanoseconds (one accepted message with a huge sequence number would
+// otherwise lock its sender out for good).
 // It is the anti-replay window of RFC 4303 section 3.4.3 with a timestamp
 // check in front. Call Check only for authenticated messages: the state
 // grows with the number of key ids. The zero value is ready to use and it
@@ -26,6 +34,9 @@ type ReplayWindow struct {
 	// Skew is the largest accepted difference between a message timestamp
 	// and the local clock, either way. Zero means DefaultSkew.
 	Skew time.Duration
+	// MaxAhead bounds sequence numbers: at most the local clock in Unix
+	// nanoseconds plus MaxAhead. Zero means DefaultMaxAhead.
+	MaxAhead time.Duration
 	// Now returns the local clock. Nil means time.Now.
 	Now func() time.Time
 
@@ -72,6 +83,13 @@ func (w *ReplayWindow) Check(keyID uint32, seq uint64, ts time.Time) error {
 	if seq == 0 {
 		return fmt.Errorf("key id %d: sequence number 0: %w", keyID, ErrReplay)
 	}
+	ahead := w.MaxAhead
+	if ahead <= 0 {
+		ahead = DefaultMaxAhead
+	}
+	if limit := uint64(t.Add(ahead).UnixNano()); seq > limit {
+		return fmt.Errorf("key id %d: sequence number %d is more than %v ahead of the local clock (%d): %w", keyID, seq, ahead, limit, ErrReplay)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.keys == nil {
@@ -101,4 +119,25 @@ func (w *ReplayWindow) Check(keyID uint32, seq uint64, ts time.Time) error {
 	}
 	s.set(seq)
 	return nil
+}
+
+// Restore refuses, for each key id in floors, every sequence number up to
+// and including its floor (what a previous run of the receiver may have
+// accepted: see SeqStore). A key whose state is already higher keeps it.
+func (w *ReplayWindow) Restore(floors map[uint32]uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.keys == nil {
+		w.keys = map[uint32]*replayState{}
+	}
+	for k, f := range floors {
+		if s := w.keys[k]; s != nil && s.top >= f {
+			continue
+		}
+		s := &replayState{top: f}
+		for i := range s.bits {
+			s.bits[i] = ^uint64(0)
+		}
+		w.keys[k] = s
+	}
 }

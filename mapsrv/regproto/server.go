@@ -38,11 +38,17 @@ const DefaultMaxInFlight = 64
 // For every datagram it parses and authenticates the message, refuses
 // replays, and passes the request to Handler on a goroutine (at most
 // MaxInFlight at once; the read loop waits for a free slot), then signs
-// and sends the reply. A datagram that is malformed, fails
-// authentication, is replayed, or names an NVE other than its key's owner
-// is answered inline with a signed Rejected reply carrying its sequence
-// number, when its fixed header is readable, it is a request and it is at
-// least MinMessageLen bytes long; replies received are dropped. Every outcome is counted (Stats).
+// and sends the reply. A datagram that is malformed or fails
+// authentication gets no answer at all: a signed reply echoing a
+// sequence number anyone chose would let anyone make the server sign a
+// refusal of a request an NVE has in flight. An authenticated request
+// that is replayed or names an NVE other than its key's owner is answered
+// inline with a signed Rejected reply; replies received are dropped.
+// Every outcome is counted (Stats).
+//
+// With a SeqStore, the Server refuses after a restart the requests its
+// previous run may have accepted: before a request reaches the Handler,
+// the stored ceiling of its key id covers its sequence number.
 type Server struct {
 	Conn    *net.UDPConn
 	Keys    Keys   // verifies requests
@@ -54,6 +60,9 @@ type Server struct {
 	// MaxInFlight bounds concurrent Handler calls; 0 means
 	// DefaultMaxInFlight.
 	MaxInFlight int
+	// SeqStore, if not nil, persists the replay window's high-water
+	// marks across restarts. Run loads it first and fails if it cannot.
+	SeqStore SeqStore
 
 	signOnce sync.Once
 	sign     *signer
@@ -138,6 +147,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Conn.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("registration socket: %w", err)
 	}
+	var ceils *ceilings
+	if s.SeqStore != nil {
+		ceils = &ceilings{store: s.SeqStore}
+		if err := ceils.load(ctx, window); err != nil {
+			return fmt.Errorf("registration server: %w", err)
+		}
+	}
 	stop := context.AfterFunc(ctx, func() { s.Conn.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
@@ -167,6 +183,13 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			if ceils != nil {
+				if err := ceils.cover(ctx, req.KeyID, req.Seq); err != nil {
+					log.Warn("registration refused", "from", from, "err", err)
+					s.send(from, req.Reply(StatusRejected, ReasonInternal), log)
+					return
+				}
+			}
 			rep := s.Handler.Handle(ctx, from, req)
 			if rep == nil {
 				s.noReply.Add(1)
@@ -190,12 +213,7 @@ func (s *Server) admit(b []byte, from netip.AddrPort, window *ReplayWindow, log 
 		} else {
 			s.malformed.Add(1)
 		}
-		log.Debug("registration refused", "from", from, "err", err)
-		// Answer only datagrams at least as long as the smallest message,
-		// so that a spoofed source gets no amplification worth having.
-		if hdr, _ := ParseUnauthenticated(b); hdr != nil && hdr.Type == TypeRequest && len(b) >= MinMessageLen {
-			s.send(from, &Message{Type: TypeReply, Seq: hdr.Seq, Status: StatusRejected, Reason: reason}, log)
-		}
+		log.Debug("registration refused, not answered", "from", from, "reason", reason, "err", err)
 		return nil, false
 	}
 	if req.Type != TypeRequest {

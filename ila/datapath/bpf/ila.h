@@ -54,6 +54,9 @@ enum ila_stat {
 	STAT_ROUTER_ICMP_SENT,     /* ICMPv6 address unreachable sent for a miss */
 	STAT_DROP_ERROR,           /* a helper failed while rewriting */
 	STAT_DROP_ND_SIR,          /* task's unicast ND to a SIR address (answered by the ND emulator's tap; not routed on) */
+	STAT_DROP_SUSPENDED,       /* uplink packet for a local task suspended by a cold/warm move */
+	STAT_SUSPENDED_ICMP_SENT,  /* ICMPv6 address unreachable sent for a suspended task (rate limited) */
+	STAT_STALE_REDIRECTED,     /* uplink packet for a task no longer here, re-translated by the mapping table */
 	STAT__MAX,
 };
 
@@ -103,11 +106,20 @@ struct ila_nh {
 	__u8 pad[6];
 };
 
+/* Flags of struct ila_local_val. */
+enum ila_local_flag {
+	/* The task is suspended by a cold or warm move (draft-ietf-nvo3-vmm
+	 * section 4.2.1): packets for it are not delivered to its port; the
+	 * uplink answers ICMPv6 address unreachable (rate limited) and drops,
+	 * the task ports treat it as a miss (the ILA router answers). */
+	ILA_LOCAL_F_SUSPENDED = 1,
+};
+
 struct ila_local_val {
 	__u32 ifindex;
 	__u8 mac[6];
 	__u8 has_mac;
-	__u8 pad;
+	__u8 flags;
 };
 
 struct ila_inflight_val {

@@ -36,6 +36,7 @@ struct ila_go_types {
 	enum ila_cfg_flag cfg_flag;
 	enum ila_map_flag map_flag;
 	enum ila_limit limit;
+	enum ila_local_flag local_flag;
 };
 const struct ila_go_types *unused_go_types __attribute__((unused));
 
@@ -98,7 +99,7 @@ int ila_task(struct __sk_buff *skb)
 		__u8 mode = m->csum;
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
 			struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
-			if (lv) {
+			if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
 				COUNT(STAT_LOCAL_DELIVERED);
 				return deliver(skb, &p, lv, config());
 			}
@@ -113,10 +114,12 @@ int ila_task(struct __sk_buff *skb)
 		return forward(skb, &p, st);
 	}
 	struct ila_local_val *lv = bpf_map_lookup_elem(&ila_locals, &dk);
-	if (lv) {
+	if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
 		COUNT(STAT_LOCAL_DELIVERED);
 		return deliver(skb, &p, lv, config());
 	}
+	/* A suspended local task is a miss like any unmapped address: the
+	 * packet takes the ILA router, which answers unreachable. */
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
 		COUNT(STAT_MISS);
@@ -149,6 +152,38 @@ int ila_task_egress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;
+}
+
+/* retranslate rewrites a packet that arrived for one of our locators (its
+ * destination's SIR address sir, our locator's checksum mode ml_csum) to
+ * locator loc with checksum mode mode: in-flight forwarding after a move,
+ * and redirects of stale senders. Returns -1 on helper failure. */
+static __always_inline int retranslate(struct __sk_buff *skb, struct pkt *p, union addr *sir, __u8 ml_csum, __u64 loc, __u8 mode)
+{
+	union addr n = *sir;
+	sir_to_ila(&n, loc, mode);
+	if (ml_csum == ILA_CSUM_ADJUST_TRANSPORT || mode == ILA_CSUM_ADJUST_TRANSPORT) {
+		/* Keep the wire checksum what the new locator's receiver
+		 * expects: patch from the current address. */
+		if (rewrite_dst(skb, p, &n, ILA_CSUM_ADJUST_TRANSPORT) < 0)
+			return -1;
+		if (ml_csum != mode) {
+			/* One side adjusts, the other does not: the checksum
+			 * must be relative to the SIR (for the no-adjust side)
+			 * or the ILA address. */
+			union addr base = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? *sir : n;
+			union addr from = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : *sir;
+			if (p->has_l4) {
+				int f = csum_field(p->proto);
+				__s64 d = csum_diff16(from.l, base.l);
+				__u64 fl2 = BPF_F_PSEUDO_HDR | (p->proto == NH_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+				if (f < 0 || d < 0 || bpf_l4_csum_replace(skb, p->l4_off + f, 0, d, fl2) < 0)
+					return -1;
+			}
+		}
+		return 0;
+	}
+	return rewrite_dst(skb, p, &n, mode) < 0 ? -1 : 0;
 }
 
 SEC("tc")
@@ -186,6 +221,8 @@ int ila_uplink(struct __sk_buff *skb)
 	ila_to_sir(&sir, ue->ml_sir, ml_csum);
 
 	if (ue->flags & ILA_UP_LOCAL) {
+		if (ue->lv.flags & ILA_LOCAL_F_SUSPENDED)
+			return suspended(skb, &p, &sir, st);
 		if (is_icmp_error(&p) && fix_icmp_error(skb, &p, st) < 0)
 			goto err;
 		if (rewrite_dst(skb, &p, &sir, ml_csum) < 0)
@@ -196,34 +233,25 @@ int ila_uplink(struct __sk_buff *skb)
 	struct ila_key k = {.sir = sir.q[0], .id = sir.q[1]};
 	struct ila_inflight_val *fl = bpf_map_lookup_elem(&ila_inflight, &k);
 	if (fl && bpf_ktime_get_ns() < fl->deadline_ns) {
-		union addr n = sir;
-		__u8 mode = fl->csum;
-		sir_to_ila(&n, fl->loc, mode);
-		if (ml_csum == ILA_CSUM_ADJUST_TRANSPORT || mode == ILA_CSUM_ADJUST_TRANSPORT) {
-			/* Keep the wire checksum what the new locator's
-			 * receiver expects: patch from the current address. */
-			if (rewrite_dst(skb, &p, &n, ILA_CSUM_ADJUST_TRANSPORT) < 0)
-				goto err;
-			if (ml_csum != mode) {
-				/* One side adjusts, the other does not: the
-				 * checksum must be relative to the SIR (for
-				 * the no-adjust side) or the ILA address. */
-				union addr base = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? sir : n;
-				union addr from = (ml_csum == ILA_CSUM_ADJUST_TRANSPORT) ? n : sir;
-				if (p.has_l4) {
-					int f = csum_field(p.proto);
-					__s64 d = csum_diff16(from.l, base.l);
-					__u64 fl2 = BPF_F_PSEUDO_HDR | (p.proto == NH_UDP ? BPF_F_MARK_MANGLED_0 : 0);
-					if (f < 0 || d < 0 || bpf_l4_csum_replace(skb, p.l4_off + f, 0, d, fl2) < 0)
-						goto err;
-				}
-			}
-		} else if (rewrite_dst(skb, &p, &n, mode) < 0) {
+		if (retranslate(skb, &p, &sir, ml_csum, fl->loc, fl->csum) < 0)
 			goto err;
-		}
 		COUNT(STAT_INFLIGHT_FORWARDED);
 		return forward(skb, &p, st);
 	}
+	/* Neither here nor in flight: a sender with a stale mapping (its
+	 * watch lags, or the in-flight time is over). Look the identifier up
+	 * (draft-ietf-nvo3-vmm-15 section 4.2: an NVE without an entry asks
+	 * the NVA): if this node maps it elsewhere, redirect there; else
+	 * report the miss (pull mode fetches the mapping for the next
+	 * packets) and apply the unknown-identifier policy. */
+	struct ila_map_ent *m = lookup_mapping(&k);
+	if (m && !(m->flags & ILA_MAP_F_OWN_LOC)) {
+		if (retranslate(skb, &p, &sir, ml_csum, m->loc, m->csum) < 0)
+			goto err;
+		COUNT(STAT_STALE_REDIRECTED);
+		return forward(skb, &p, st);
+	}
+	report_miss(&sir, st);
 	struct ila_config *cfg = config();
 	if (cfg && (cfg->flags & ILA_F_UNKNOWN_PASS)) {
 		COUNT(STAT_PASS_UNKNOWN);
@@ -274,7 +302,7 @@ int ila_router(struct __sk_buff *skb)
 		/* At most one ICMPv6 error per identifier per second (the miss
 		 * report's rate limit), never about an ICMPv6 error. */
 		if (report_miss(&p.dst, st) && !is_icmp_error(&p) && !is_multicast(&p.src)) {
-			int r = icmp_unreach(skb, &p, st);
+			int r = icmp_unreach(skb, &p, st, STAT_ROUTER_ICMP_SENT);
 			if (r >= 0)
 				return r;
 		}

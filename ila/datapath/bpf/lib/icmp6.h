@@ -27,7 +27,7 @@ struct {
  * fits in 1280 bytes, and forwards it. Returns -1 if it could not (the
  * caller drops). The source address is the one the FIB picks for reaching
  * the original sender. */
-static __always_inline int icmp_unreach(struct __sk_buff *skb, struct pkt *p, struct ila_counters *st)
+static __always_inline int icmp_unreach(struct __sk_buff *skb, struct pkt *p, struct ila_counters *st, int sent_stat)
 {
 	/* The sender is a SIR address: the error travels to its ILA address
 	 * when the table knows it (the router's own routes for the SIR prefix
@@ -125,8 +125,39 @@ static __always_inline int icmp_unreach(struct __sk_buff *skb, struct pkt *p, st
 	p->has_l4 = 1;
 	if (xlat && rewrite_dst(skb, p, &wire, mode) < 0)
 		return -1;
-	COUNT(STAT_ROUTER_ICMP_SENT);
+	COUNT(sent_stat);
 	return forward(skb, p, st);
+}
+
+#define ICMP_INTERVAL_NS 1000000000ULL
+
+/* icmp_allowed reports whether an ICMPv6 error about dst may be sent now:
+ * at most one per SIR address per ICMP_INTERVAL_NS. */
+static __always_inline int icmp_allowed(union addr *dst)
+{
+	struct ila_key k = {.sir = dst->q[0], .id = dst->q[1]};
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&ila_icmp_rl, &k);
+	if (last && now - *last < ICMP_INTERVAL_NS)
+		return 0;
+	bpf_map_update_elem(&ila_icmp_rl, &k, &now, BPF_ANY);
+	return 1;
+}
+
+/* suspended answers a packet for a suspended local task (its SIR address
+ * sir) arriving on the uplink: an ICMPv6 address unreachable to the
+ * sender, at most one per second per task and never about an ICMPv6 error
+ * or to a multicast source; otherwise (or if the error cannot be built) a
+ * drop. Both counted. */
+static __always_inline int suspended(struct __sk_buff *skb, struct pkt *p, union addr *sir, struct ila_counters *st)
+{
+	COUNT(STAT_DROP_SUSPENDED);
+	if (!is_icmp_error(p) && !is_multicast(&p->src) && icmp_allowed(sir)) {
+		int r = icmp_unreach(skb, p, st, STAT_SUSPENDED_ICMP_SENT);
+		if (r >= 0)
+			return r;
+	}
+	return TC_ACT_SHOT;
 }
 
 /* fix_icmp_error maps the quoted packet's ILA destination back to its SIR

@@ -163,6 +163,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ila_miss_rl SEC(".maps");
 
+/* Last ICMPv6 error sent about a suspended task, per SIR address (the
+ * NVE's rate limit; not pinned). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ila_key);
+	__type(value, __u64);
+	__uint(max_entries, 4096);
+} ila_icmp_rl SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);

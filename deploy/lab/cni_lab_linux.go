@@ -1,0 +1,73 @@
+//go:build linux
+
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// CNI in the lab: one network config directory per NVE, so that
+//
+//	NETCONFPATH=<nves[].cni_netconf_dir> CNI_PATH=<cni_bin_dir> \
+//	  cnitool add <cni_network> /var/run/netns/<ns>
+//
+// puts a namespace of the user's on that NVE with a SIR address from
+// mapsrv.
+
+// CNINetwork is the name of the lab's CNI network.
+const CNINetwork = "ila"
+
+// BinILACNI is the CNI plugin's binary (optional: without it the lab runs,
+// the configs point at a CNI_PATH the user fills).
+const BinILACNI = "ila-cni"
+
+// CNIConfFile is the name of the config file in each NVE's directory.
+const CNIConfFile = "10-ila.conflist"
+
+// cniConfList is the network config list of NVE n.
+func (l *Lab) cniConfList(n *NVE) map[string]any {
+	t := l.topo
+	return map[string]any{
+		"cniVersion": "1.1.0",
+		"name":       CNINetwork,
+		"plugins": []map[string]any{{
+			"type":        BinILACNI,
+			"ilad_socket": l.iladSock(n.Name),
+			"nve_netns":   filepath.Join("/var/run/netns", n.Netns),
+			"domain":      Domain,
+			"tenant":      IPv6Tenant,
+			"address":     "mapsrv",
+			"mapsrv":      map[string]string{"url": t.Mapsrv.API, "token_file": t.Mapsrv.TokenFile},
+			// One host, several NVEs: each keeps its own records.
+			"data_dir": filepath.Join(l.dir, "cni-data", n.Name),
+		}},
+	}
+}
+
+// writeCNI writes every NVE's CNI config and names it in the topology.
+func (l *Lab) writeCNI() error {
+	t := l.topo
+	t.CNINetwork = CNINetwork
+	if p, err := findBin(l.cfg.BinDir, BinILACNI); err == nil {
+		t.CNIBinDir = filepath.Dir(p)
+	}
+	for i := range t.NVEs {
+		n := &t.NVEs[i]
+		dir := filepath.Join(l.dir, "cni", n.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("cni config dir: %w", err)
+		}
+		b, err := json.MarshalIndent(l.cniConfList(n), "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, CNIConfFile), append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("cni config: %w", err)
+		}
+		n.CNINetconfDir = dir
+	}
+	return nil
+}
