@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null || echo /root/go)/bin"
 
 need=()
-for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig tcpdump:tcpdump etcd-client:etcdctl etcd-server:etcd librsvg2-bin:rsvg-convert iperf3:iperf3 curl:curl containernetworking-plugins:/usr/lib/cni/host-local; do
+for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig tcpdump:tcpdump etcd-client:etcdctl etcd-server:etcd librsvg2-bin:rsvg-convert iperf3:iperf3 curl:curl containernetworking-plugins:/usr/lib/cni/host-local frr:vtysh; do
 	cmd=${p#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("${p%%:*}")
 done

@@ -17,6 +17,7 @@ func newNVECmd(g *globals) *cobra.Command {
 		Short: "Add, list and show NVEs (hosts tasks attach to)",
 	}
 	cmd.AddCommand(newNVEAddCmd(g), newNVEListCmd(g), newNVEGetCmd(g))
+	cmd.AddCommand(newNVEBGPCmds(g)...)
 	return cmd
 }
 

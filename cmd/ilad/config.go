@@ -81,6 +81,9 @@ type config struct {
 	MissPolicy string `json:"miss_policy,omitempty"`
 	// ND turns the ND emulator on (default true).
 	ND *bool `json:"nd,omitempty"`
+	// BGP announces the locators (or a router's SIR prefixes) to the
+	// fabric; nil: off (the fabric routes them some other way).
+	BGP *bgpSettings `json:"bgp,omitempty"`
 	// LogLevel debug|info|warn|error, LogFormat text|json.
 	LogLevel  string `json:"log_level,omitempty"`
 	LogFormat string `json:"log_format,omitempty"`
@@ -157,6 +160,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&nd, "nd", true, "run the ND emulator on task ports")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	bf := addBGPFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -257,6 +261,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 			return nil, fmt.Errorf("flag -notify-listen: %w", err)
 		}
 	}
+	if err := bf.apply(cfg, set); err != nil {
+		return nil, err
+	}
 	return cfg, cfg.check()
 }
 
@@ -326,6 +333,9 @@ func (c *config) check() error {
 		return fmt.Errorf("bpffs pin directory %q: want an absolute path", c.BPFFS)
 	}
 	c.Config.Router = c.Role == roleRouter
+	if err := c.checkBGP(); err != nil {
+		return err
+	}
 	return c.Config.CheckSettings()
 }
 

@@ -34,6 +34,10 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	if err := ensureBPFFS(cfg.BPFFS); err != nil {
 		return err
 	}
+	bs, err := newBGPSide(cfg, log, ns, pinsExist(cfg.BPFFS))
+	if err != nil {
+		return err
+	}
 	dp, err := datapath.Open(datapath.Config{Router: true, PinPath: cfg.BPFFS})
 	if err != nil {
 		return fmt.Errorf("datapath: %w", err)
@@ -70,10 +74,10 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	lc.Source = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
 	lc.Logger = log.With("component", "agent")
 	policies := newTenantPolicies(dp, log.With("component", "policy"))
-	lc.OnEvent = func(ev ila.Event) {
+	lc.OnEvent = bs.wrap(func(ev ila.Event) {
 		record(ev)
 		policies.apply(ev)
-	}
+	})
 	agent, err := locator.New(lc)
 	if err != nil {
 		return err
@@ -88,8 +92,9 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	log.Info("ilad starting", "role", cfg.Role, "ports", strings.Join(cfg.RouterPorts, ","), "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "metrics", cfg.Metrics)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return agent.Run(gctx) })
+	reg := prometheus.NewRegistry()
+	bs.start(gctx, g, reg)
 	if metricsLn != nil {
-		reg := prometheus.NewRegistry()
 		reg.MustRegister(&collector{agent: agent, dp: dp})
 		ms := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error { return serve(gctx, ms, metricsLn) })

@@ -66,6 +66,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := ensureBPFFS(cfg.BPFFS); err != nil {
 		return err
 	}
+	bs, err := newBGPSide(cfg, log, ns, pinsExist(cfg.BPFFS))
+	if err != nil {
+		return err
+	}
 	dpCfg := datapath.Config{PinPath: cfg.BPFFS}
 	if cfg.MissPolicy == "drop" {
 		dpCfg.MissPolicy = datapath.MissDrop
@@ -219,6 +223,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			}
 		}
 	}
+	lc.OnEvent = bs.wrap(lc.OnEvent)
 	agent, err := locator.New(lc)
 	if err != nil {
 		return err
@@ -251,7 +256,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("local API %s: %w", cfg.API, err)
 	}
-	apiSrv := &http.Server{Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	var apiHandler http.Handler = agent.Handler()
+	if bs != nil {
+		apiHandler = bs.handler(apiHandler)
+	}
+	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 5 * time.Second}
 	var metricsLn net.Listener
 	reg2 := prometheus.NewRegistry()
 	reg2.MustRegister(&collector{agent: agent, dp: dp, emu: emu, reg: regCli, notif: notifSrv})
@@ -264,6 +273,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("ilad starting", "locators", fmt.Sprint(cfg.Locators), "uplink", cfg.Uplink, "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "api", cfg.API, "mode", cfg.Mode)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return agent.Run(gctx) })
+	bs.start(gctx, g, reg2)
 	if emu != nil {
 		g.Go(func() error { return emu.Run(gctx) })
 	}

@@ -115,6 +115,8 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.IntVar(&cfg.Tenants, "tenants", 1, "spread the IPv6 tasks over this many tenants (tenant1..N, round robin); tenants are isolated unless 'ilactl policy allow' lets two talk")
 	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
+	fs.IntVar(&cfg.DCs, "dcs", 1, "data centres: each a fabric (FRR) with its NVEs and ILA router, joined by an interconnect with eBGP (needs --fabric frr)")
+	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
 	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")
 	return cfg

@@ -377,6 +377,9 @@ func (l *Lab) waitAPI(ctx context.Context, timeout time.Duration) error {
 func (l *Lab) routerPorts() []string {
 	ports := []string{"ctl"}
 	for _, n := range l.topo.NVEs {
+		if l.dcIndex(n.DC) != 1 {
+			continue // another DC's router takes those (dcRouters)
+		}
 		ports = append(ports, n.Name)
 	}
 	return ports
@@ -386,7 +389,7 @@ func (l *Lab) routerPorts() []string {
 // role, as deploy/config/ila-router.json sets it up on a real router.
 func (l *Lab) routerArgs() []string {
 	t := l.topo
-	return append(l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file"),
+	args := append(l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file"),
 		"--role", "router",
 		"--node", "router",
 		"--ports", strings.Join(l.routerPorts(), ","),
@@ -397,6 +400,7 @@ func (l *Lab) routerArgs() []string {
 		"--events", l.eventsPath("router"),
 		"--log-format", "json",
 	)
+	return append(args, l.routerBGPArgs(1)...)
 }
 
 // etcdAuth returns the user and password file flags of user when the
@@ -430,7 +434,8 @@ func (l *Lab) iladArgs(n *NVE) []string {
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}
-	return append(args, l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file")...)
+	args = append(args, l.etcdAuth(etcdIlad, "--etcd-user", "--etcd-password-file")...)
+	return append(args, l.bgpArgs(n)...)
 }
 
 // startNVEs starts ilad in every NVE namespace.

@@ -39,6 +39,14 @@ type Config struct {
 	// UnderlayOnly builds only the namespaces, links, addresses and routes
 	// (no daemons): for tests of single components.
 	UnderlayOnly bool
+	// Fabric is how the fabric routes the locators: frr (FRR learns them
+	// from the NVEs' BGP speakers) or static (routes the lab writes)
+	// [frr where FRR is installed, else static; static with UnderlayOnly].
+	Fabric string
+	// DCs is the number of data centres [1]: each a fabric namespace with
+	// FRR, its share of the NVEs and its ILA router, the fabrics joined
+	// by an interconnect link with eBGP. More than one needs Fabric frr.
+	DCs int
 	// OwnerDir is where the lab records the process that built it, for
 	// DownAll [owner.DefaultDir].
 	OwnerDir string
@@ -85,6 +93,20 @@ func (c *Config) validate() error {
 	}
 	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
 		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)
+	}
+	switch c.Fabric {
+	case "", "frr", "static":
+	default:
+		return fmt.Errorf("fabric %q: want frr or static", c.Fabric)
+	}
+	if c.DCs == 0 {
+		c.DCs = 1
+	}
+	if c.DCs < 1 || c.DCs > 4 || c.DCs > c.NVEs {
+		return fmt.Errorf("dcs %d: want 1..4 and at most one per NVE", c.DCs)
+	}
+	if c.DCs > 1 && (c.Fabric == "static" || c.UnderlayOnly) {
+		return fmt.Errorf("dcs %d: the data centres route each other's locators with BGP: needs --fabric frr", c.DCs)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}

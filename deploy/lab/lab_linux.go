@@ -120,6 +120,7 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	l.topo = l.plan()
+	l.planFabric()
 	if err := l.save(); err != nil {
 		return l, err
 	}
@@ -136,10 +137,21 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		l.topo.Components = []string{"underlay", "plain-routes"}
 		return l, l.save()
 	}
+	if l.frr() {
+		if err := l.startFRR(ctx); err != nil {
+			return l, err
+		}
+	}
 	if err := l.startControl(ctx); err != nil {
 		return l, err
 	}
+	if err := l.startDCRouters(ctx); err != nil {
+		return l, err
+	}
 	if err := l.startNVEs(ctx); err != nil {
+		return l, err
+	}
+	if err := l.waitFabricRoutes(ctx); err != nil {
 		return l, err
 	}
 	if err := l.attachTasks(ctx); err != nil {
@@ -296,6 +308,10 @@ func (l *Lab) buildUnderlay() error {
 			}
 		}
 		fabIf := nve.Name
+		fab, err := l.fabricOf(nve, fab, mk) // the NVE's DC's fabric
+		if err != nil {
+			return err
+		}
 		if err := fab.veth(fabIf, nil, nn, "up0", nil); err != nil {
 			return err
 		}
@@ -305,8 +321,10 @@ func (l *Lab) buildUnderlay() error {
 		if err := nn.addr("up0", netip.PrefixFrom(nve.Underlay, 64)); err != nil {
 			return err
 		}
-		if err := fab.route(nve.Locator.Prefix(), nve.Underlay, fabIf); err != nil {
-			return err
+		if !l.frr() { // with FRR the NVE announces it
+			if err := fab.route(nve.Locator.Prefix(), nve.Underlay, fabIf); err != nil {
+				return err
+			}
 		}
 		if err := nn.route(netip.MustParsePrefix("::/0"), fabricSide(nve.Index), "up0"); err != nil {
 			return err
@@ -519,6 +537,9 @@ func Down(stateDir, name string, progress func(string)) error {
 		}
 	}
 	if err := removeHostLink(name); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeFRRDirs(name); err != nil {
 		errs = append(errs, err)
 	}
 	pin := filepath.Join("/sys/fs/bpf", name)

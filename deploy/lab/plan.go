@@ -101,6 +101,9 @@ type Topology struct {
 	CNINetwork string   `json:"cni_network,omitempty"`
 	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
 	Missing    []string `json:"missing,omitempty"`
+	// Fabric says how the fabric routes the locators (frr or static)
+	// and lists the data centres.
+	Fabric FabricT `json:"fabric"`
 }
 
 // DomainT describes the lab's ILA domain.
@@ -118,6 +121,8 @@ type NVE struct {
 	Underlay netip.Addr  `json:"underlay"`
 	Index    int         `json:"index"`
 	PID      int         `json:"ilad_pid,omitempty"`
+	// DC is the data centre the NVE is in (Topology.Fabric.DCs).
+	DC string `json:"dc,omitempty"`
 	// CNINetconfDir holds the CNI network config of this NVE (cni_lab.go).
 	CNINetconfDir string `json:"cni_netconf_dir,omitempty"`
 }

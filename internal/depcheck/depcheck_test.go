@@ -59,6 +59,8 @@ var owners = map[string][]string{
 	"github.com/mdlayher/ndp":        {"locator/ndemu", "cmd/", "test"},
 	"github.com/mdlayher/arp":        {"l2compat", "cmd/", "test"},
 	"github.com/vishvananda/netlink": {"locator", "l2compat", "internal/", "ila/datapath", "deploy/lab", "cmd/", "test"},
+	// The embedded BGP speaker: GoBGP stays behind locator/bgp's small API.
+	"github.com/osrg/gobgp": {"locator/bgp"},
 	// The CNI plugin only: the skeleton, result types, netns and veth work.
 	"github.com/containernetworking/cni":     {"cmd/ila-cni"},
 	"github.com/containernetworking/plugins": {"cmd/ila-cni"},
