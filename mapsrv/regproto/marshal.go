@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"sync"
+	"time"
 )
 
 // Marshal encodes m and appends the Authentication option: HMAC-SHA256
@@ -96,8 +98,13 @@ func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, 
 	}
 	var ts uint64
 	if !m.Timestamp.IsZero() {
+		// The wire carries 1 to 2^63-1 nanoseconds since 1970 (what Parse
+		// accepts); compare as times first, UnixNano is undefined past 2262.
+		if m.Timestamp.Before(time.Unix(0, 1)) || m.Timestamp.After(time.Unix(0, math.MaxInt64)) {
+			return nil, fmt.Errorf("marshal registration message: timestamp %v out of range", m.Timestamp)
+		}
 		n := m.Timestamp.UnixNano()
-		if n <= 0 || m.Timestamp.Year() > 2260 {
+		if n <= 0 {
 			return nil, fmt.Errorf("marshal registration message: timestamp %v out of range", m.Timestamp)
 		}
 		ts = uint64(n)
