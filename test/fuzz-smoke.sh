@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every native fuzz target of the module for a short time each.
 #   test/fuzz-smoke.sh          10 s per target (make fuzz-smoke)
-#   test/fuzz-smoke.sh 2s       the smoke test/run.sh runs
+#   test/fuzz-smoke.sh 3000x    the smoke test/run.sh runs (a count, not a time:
+#                               a short -fuzztime can end in "context deadline
+#                               exceeded" on a loaded machine)
 #   test/fuzz-smoke.sh 10m      a longer campaign
 # New crashers land in the package's testdata/fuzz/ (commit them with the fix).
 set -euo pipefail

@@ -51,8 +51,8 @@ go tool staticcheck ./...
 echo "test: govulncheck (skipped, with a message, when its database cannot be reached)"
 ./test/vulncheck.sh
 
-echo "test: fuzz smoke (every fuzz target, 2 s each; longer: test/fuzz-smoke.sh 10m)"
-./test/fuzz-smoke.sh 2s
+echo "test: fuzz smoke (every fuzz target, 3000 inputs each; longer: test/fuzz-smoke.sh 10m)"
+./test/fuzz-smoke.sh 3000x
 
 echo "test: go test"
 # -p 2: two cores; privileged tests build namespaces named per run, so
