@@ -68,6 +68,7 @@ var owners = map[string][]string{
 
 	// QMP client of the lab's QEMU guests and of ilad's commit on resume.
 	"github.com/digitalocean/go-qemu": {"internal/qmp", "cmd/", "test"},
+	"libvirt.org/go/libvirtxml":       {"cmd/ilactl", "test"},
 }
 
 // goList runs go list in the module; a failure fails the test (a check
