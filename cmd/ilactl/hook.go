@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -151,8 +150,7 @@ func libvirtHook(ctx context.Context, c hookClient, domain, op, sub string, stdi
 	switch act {
 	case hookPrepareSoft, hookPrepare:
 		st, err := c.Prepare(ctx, spec)
-		var apiErr *locator.APIError
-		if err != nil && act == hookPrepareSoft && errors.As(err, &apiErr) && apiErr.Status == http.StatusFailedDependency {
+		if act == hookPrepareSoft && errors.Is(err, locator.ErrNoPort) {
 			fmt.Fprintf(log, "ilactl: libvirt hook %s %s: tap %s not there yet; prepared at started\n", domain, op, spec.Iface)
 			return nil
 		}
@@ -162,8 +160,7 @@ func libvirtHook(ctx context.Context, c hookClient, domain, op, sub string, stdi
 		fmt.Fprintf(log, "ilactl: libvirt hook %s %s: task %s %s on %s\n", domain, op, spec.Name, st.State, spec.Iface)
 	case hookRelease:
 		st, err := c.Task(ctx, spec.Name)
-		var apiErr *locator.APIError
-		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		if errors.Is(err, locator.ErrNotFound) {
 			fmt.Fprintf(log, "ilactl: libvirt hook %s release: task %s not on this NVE\n", domain, spec.Name)
 			return nil
 		}
