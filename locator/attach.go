@@ -88,13 +88,25 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	if t.MAC.IsZero() {
 		t.MAC = port.PeerMAC
 	}
-	if err := a.cfg.Datapath.AttachPort(port.Name, port.Ifindex); err != nil {
-		return fmt.Errorf("task %s: attach datapath to %s: %w", t.Name, t.Iface, err)
-	}
-	for _, h := range a.cfg.Hooks {
-		if err := h.AddPort(ctx, port, t); err != nil {
-			a.log.Error("port hook", "task", t.Name, "iface", t.Iface, "err", err)
+	// The port hooks (ND emulator, IPv4 layer) run beside the datapath
+	// attach: each waits on the kernel (a TCX attach waits for an RCU grace
+	// period per direction), and neither needs the other.
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		for _, h := range a.cfg.Hooks {
+			if err := h.AddPort(ctx, port, t); err != nil {
+				a.log.Error("port hook", "task", t.Name, "iface", t.Iface, "err", err)
+			}
 		}
+	}()
+	err := a.cfg.Datapath.AttachPort(port.Name, port.Ifindex)
+	<-hooksDone
+	if err != nil {
+		for _, h := range a.cfg.Hooks {
+			_ = h.RemovePort(port, t)
+		}
+		return fmt.Errorf("task %s: attach datapath to %s: %w", t.Name, t.Iface, err)
 	}
 
 	a.mu.Lock()

@@ -19,7 +19,8 @@ func (p *NetlinkPorts) WatchFrames(ctx context.Context, port Port, match func([]
 	var fd int
 	err := p.do(func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0: nothing arrives before the bind to the port.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
