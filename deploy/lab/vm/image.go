@@ -246,20 +246,27 @@ func unpackKernel(ctx context.Context, deb, kernel, modDir string) error {
 	return nil
 }
 
+// writeFrom writes dst atomically (labs and tests may build the same
+// cache at once).
 func writeFrom(dst string, r io.Reader) error {
-	tmp := dst + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
+		os.Remove(f.Name())
 		return err
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
 		return err
 	}
-	return os.Rename(tmp, dst)
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), dst)
 }
 
 // writeModule stores a module uncompressed (busybox insmod may not read

@@ -81,7 +81,7 @@ func (c *Config) ConsoleLog() string { return filepath.Join(c.Dir, "console.log"
 // QEMU is one running QEMU process with its QMP session.
 type QEMU struct {
 	cfg  Config
-	cmd  *exec.Cmd
+	proc *os.Process
 	mon  *qmp.Monitor
 	exit chan struct{}
 
@@ -129,8 +129,42 @@ func Start(ctx context.Context, cfg Config) (*QEMU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm %s: start %s: %w", cfg.Name, bin, err)
 	}
-	q := &QEMU{cfg: cfg, cmd: cmd, exit: make(chan struct{}), notify: make(chan struct{})}
+	q := &QEMU{cfg: cfg, proc: cmd.Process, exit: make(chan struct{}), notify: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(q.exit) }()
+	if err := q.connect(ctx); err != nil {
+		q.Kill()
+		return nil, err
+	}
+	return q, nil
+}
+
+// Open connects to the QEMU of cfg started earlier (by Start in another
+// process) as process pid. QEMU serves one client on its QMP socket: the
+// starting process must have let go of it (exited, or Close).
+func Open(ctx context.Context, cfg Config, pid int) (*QEMU, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil || proc.Signal(syscall.Signal(0)) != nil {
+		return nil, fmt.Errorf("vm %s: no QEMU process %d", cfg.Name, pid)
+	}
+	q := &QEMU{cfg: cfg, proc: proc, exit: make(chan struct{}), notify: make(chan struct{})}
+	go func() {
+		// Not our child: poll for its end.
+		for proc.Signal(syscall.Signal(0)) == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		close(q.exit)
+	}()
+	if err := q.connect(ctx); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// connect dials the QMP socket while QEMU runs.
+func (q *QEMU) connect(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	go func() {
@@ -140,12 +174,12 @@ func Start(ctx context.Context, cfg Config) (*QEMU, error) {
 		case <-dctx.Done():
 		}
 	}()
-	q.mon, err = qmp.Dial(dctx, cfg.QMPSocket(), q.record)
+	var err error
+	q.mon, err = qmp.Dial(dctx, q.cfg.QMPSocket(), q.record)
 	if err != nil {
-		q.Kill()
-		return nil, fmt.Errorf("vm %s: %w%s", cfg.Name, err, q.logTail())
+		return fmt.Errorf("vm %s: %w%s", q.cfg.Name, err, q.logTail())
 	}
-	return q, nil
+	return nil
 }
 
 func (c *Config) args() []string {
@@ -178,7 +212,10 @@ func (q *QEMU) record(e qmp.Event) {
 func (q *QEMU) Config() Config { return q.cfg }
 
 // PID is QEMU's process id.
-func (q *QEMU) PID() int { return q.cmd.Process.Pid }
+func (q *QEMU) PID() int { return q.proc.Pid }
+
+// Close ends the QMP session; QEMU keeps running (Open connects again).
+func (q *QEMU) Close() { q.mon.Close() }
 
 // Monitor is the QMP session (owned by q; do not close it).
 func (q *QEMU) Monitor() *qmp.Monitor { return q.mon }
@@ -333,7 +370,7 @@ func (q *QEMU) Kill() {
 	if q.mon != nil {
 		q.mon.Close()
 	}
-	_ = q.cmd.Process.Kill()
+	_ = q.proc.Kill()
 	<-q.exit
 }
 

@@ -225,6 +225,11 @@ func TestIntegrationMigrate(t *testing.T) {
 		t.Fatalf("incoming QEMU before migration: %+v, %v; want not running", s, err)
 	}
 
+	// Another process (ilalab demo after ilalab up) takes over the source.
+	src.Close()
+	if src, err = Open(ctx, cfg, src.PID()); err != nil {
+		t.Fatal(err)
+	}
 	m, err := src.Migrate(ctx, dst)
 	if err != nil {
 		t.Fatal(err)
