@@ -113,6 +113,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.IntVar(&cfg.NVEs, "nves", 3, "number of NVEs")
 	fs.IntVar(&cfg.TasksPerNVE, "tasks-per-nve", 1, "IPv6 tasks per NVE")
 	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
+	fs.IntVar(&cfg.VMTasks, "vm-tasks", 0, "add VM tasks: QEMU guests (TCG) on a tap in their NVE's namespace, from the last NVE backwards (needs qemu-system-x86, busybox-static and apt access to the linux-image-amd64 package)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
 	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")

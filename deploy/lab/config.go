@@ -23,6 +23,9 @@ type Config struct {
 	TasksPerNVE int
 	// IPv4Tenant adds one IPv4 tenant task per NVE (VXLAN/ARP path).
 	IPv4Tenant bool
+	// VMTasks adds that many VM tasks (QEMU guests on a tap in their
+	// NVE's namespace, vm_linux.go), from the last NVE backwards.
+	VMTasks int
 	// BinDir is where the component binaries are [beside the executable,
 	// then $PATH].
 	BinDir string
@@ -75,6 +78,9 @@ func (c *Config) validate() error {
 	}
 	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
 		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)
+	}
+	if c.VMTasks < 0 || c.VMTasks > 0 && c.UnderlayOnly || c.NVEs*c.TasksPerNVE+c.VMTasks > 250 {
+		return fmt.Errorf("vm tasks %d: want 0..%d, not with underlay-only", c.VMTasks, 250-c.NVEs*c.TasksPerNVE)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}
