@@ -177,21 +177,42 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 	rep.Prepare = Duration(time.Since(p0))
 	if err != nil {
 		dst.Kill()
+		_ = os.Remove(filepath.Join(l.dir, "pids", "qemu-"+dcfg.Name+".pid"))
 		return rep, fmt.Errorf("prepare %s on %s (libvirt hook): %w", t.Name, to.Name, err)
 	}
 	r.LinkMoved = time.Now() // the destination's tap is ready
 	m, err := src.Migrate(ctx, dst)
 	if err != nil {
 		dst.Kill()
+		_ = os.Remove(filepath.Join(l.dir, "pids", "qemu-"+dcfg.Name+".pid"))
+		// libvirt releases the failed incoming domain: the hook aborts.
 		_, _ = l.libvirtHook(context.WithoutCancel(ctx), to, t, "release", "end")
 		return rep, err
 	}
 	rep.TotalTime, rep.Downtime, rep.SetupTime = Duration(m.TotalTime), Duration(m.Downtime), Duration(m.SetupTime)
 	rep.GuestStopped, rep.GuestResumed, rep.Paused = m.Stopped, m.Resumed, Duration(m.Resumed.Sub(m.Stopped))
-	// The guest runs at the destination: its announce commits the task.
+	// The guest runs at the destination (whatever happens next): its
+	// announce commits the task there.
+	oldGen := t.VM.Gen
+	t.NVE = to.Name
+	t.VM.Dir, t.VM.Gen, t.VM.PID = dcfg.Dir, oldGen+1, dst.PID()
+	cerr := l.waitCommitted(ctx, t, to, m.Resumed, r, rep)
+	// The source: QEMU exits, libvirt releases the domain.
+	qerr := src.Quit(ctx)
+	_ = os.Remove(filepath.Join(l.dir, "pids", fmt.Sprintf("qemu-%s-%d.pid", t.Name, oldGen)))
+	var rerr error
+	if rep.ReleaseLog, rerr = l.libvirtHook(ctx, from, t, "release", "end"); rerr != nil {
+		rerr = fmt.Errorf("release %s on %s (libvirt hook): %w", t.Name, from.Name, rerr)
+	}
+	return rep, errors.Join(cerr, qerr, rerr)
+}
+
+// waitCommitted waits until to's ilad has committed t and records when
+// (and what committed it) in r and rep.
+func (l *Lab) waitCommitted(ctx context.Context, t *Task, to *NVE, resumed time.Time, r *MoveResult, rep *VMReport) error {
 	c, err := locator.NewClient(l.iladSock(to.Name))
 	if err != nil {
-		return rep, err
+		return err
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	var st locator.TaskStatus
@@ -201,7 +222,7 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 			break
 		}
 		if time.Now().After(deadline) {
-			return rep, fmt.Errorf("%s not committed at %s 5s after the guest resumed: %+v, %v", t.Name, to.Name, st, err)
+			return fmt.Errorf("%s not committed at %s 5s after the guest resumed: state %q, error %q, %v", t.Name, to.Name, st.State, st.Error, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -209,24 +230,13 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 	rep.FirstFrame, rep.Committed, rep.CommittedBy = st.FirstFrame, st.CommittedAt, st.CommittedBy
 	if !st.FirstFrame.IsZero() {
 		rep.CommitAfterFrame = Duration(st.CommittedAt.Sub(st.FirstFrame))
-		rep.FrameAfterResume = Duration(st.FirstFrame.Sub(m.Resumed))
+		rep.FrameAfterResume = Duration(st.FirstFrame.Sub(resumed))
 	}
+	r.Committed = st.CommittedAt
 	if mt, err := l.Mapped(ctx, t.Name); err == nil && mt.NVE == to.Name && !mt.Updated.IsZero() {
 		r.Committed = mt.Updated
-	} else {
-		r.Committed = st.CommittedAt
 	}
-	// The source: QEMU exits, libvirt releases the domain.
-	if err := src.Quit(ctx); err != nil {
-		return rep, err
-	}
-	_ = os.Remove(filepath.Join(l.dir, "pids", fmt.Sprintf("qemu-%s-%d.pid", t.Name, t.VM.Gen)))
-	if rep.ReleaseLog, err = l.libvirtHook(ctx, from, t, "release", "end"); err != nil {
-		return rep, fmt.Errorf("release %s on %s (libvirt hook): %w", t.Name, from.Name, err)
-	}
-	t.NVE = to.Name
-	t.VM.Dir, t.VM.Gen, t.VM.PID = dcfg.Dir, t.VM.Gen+1, dst.PID()
-	return rep, nil
+	return nil
 }
 
 // domainXML is the libvirt domain XML of VM task t, as libvirt would hand
