@@ -68,8 +68,13 @@ type VMReport struct {
 	CommitAfterFrame Duration  `json:"commit_after_first_frame"`
 	FrameAfterResume Duration  `json:"first_frame_after_resume"`
 	// Paused is the guest's own outage: RESUME minus STOP.
-	Paused     Duration `json:"guest_paused"`
-	ReleaseLog string   `json:"release_log,omitempty"`
+	Paused Duration `json:"guest_paused"`
+	// OldNVERedirect is when the source NVE turned the task's entry into
+	// an in-flight redirect (its log; the commit if not seen).
+	OldNVERedirect time.Time `json:"old_nve_redirect"`
+	// Loss sorts each flow's lost packets by when they were sent.
+	Loss       []VMFlowLoss `json:"loss"`
+	ReleaseLog string       `json:"release_log,omitempty"`
 }
 
 // vmText writes the migration part of the report.
@@ -86,7 +91,28 @@ func (r *Report) vmText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Live migration (QEMU): total %v, downtime %v (QEMU's figures); guest stopped %s, resumed %s (paused %v).\n",
 		time.Duration(v.TotalTime), time.Duration(v.Downtime), at(v.GuestStopped), at(v.GuestResumed), time.Duration(v.Paused).Round(10*time.Microsecond))
+	for _, l := range v.Loss {
+		if l.Lost > 0 {
+			fmt.Fprintf(w, "%s lost %d: %d sent before the guest stopped, %d in its pause, %d between its resume and the old NVE's redirect (%s), %d after.\n",
+				l.Flow, l.Lost, l.BeforeStop, l.InPause, l.ResumeToSwitch, at(v.OldNVERedirect), l.AfterSwitch)
+		}
+	}
 	fmt.Fprintf(w, "Prepared by the libvirt hook in %v; first guest frame on the new tap %s (%v after resume); ilad committed %s, %v after that frame (by %s).\n\n",
 		time.Duration(v.Prepare).Round(100*time.Microsecond), at(v.FirstFrame), time.Duration(v.FrameAfterResume).Round(10*time.Microsecond),
 		at(v.Committed), time.Duration(v.CommitAfterFrame).Round(time.Microsecond), v.CommittedBy)
+}
+
+// VMFlowLoss sorts a flow's lost packets by their send time relative to
+// the migration.
+type VMFlowLoss struct {
+	Flow string `json:"flow"`
+	Lost int    `json:"lost"`
+	// BeforeStop: sent while the guest still ran at the source (lost in
+	// QEMU's queues when it stopped); InPause: while it was paused;
+	// ResumeToSwitch: after its resume, before the old NVE redirected;
+	// AfterSwitch: later (a problem).
+	BeforeStop     int `json:"before_stop"`
+	InPause        int `json:"in_pause"`
+	ResumeToSwitch int `json:"resume_to_redirect"`
+	AfterSwitch    int `json:"after_redirect"`
 }
