@@ -209,7 +209,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		if k.IPv4.IsValid() {
 			v4 = k.IPv4.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.NVE, k.SIR, v4, k.Netns)
+		where := k.Netns
+		if k.VM != nil {
+			where = fmt.Sprintf("VM: qemu pid %d, tap %s in %s's namespace", k.VM.PID, k.Ifname, k.NVE)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.NVE, k.SIR, v4, where)
 	}
 	fmt.Fprintln(tw, "\nSERVICE\tNETNS\tADDRESS\tSTATE")
 	fmt.Fprintf(tw, "mapsrv api\t%s\t%s\t%s\n", t.Mapsrv.Netns, t.Mapsrv.API, st.Procs["mapsrv"])
