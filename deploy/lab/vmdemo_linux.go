@@ -140,7 +140,7 @@ func (r *Report) classifyLoss() {
 	if switched.Before(v.GuestResumed) {
 		switched = v.GuestResumed
 	}
-	v.OldNVERedirect = switched
+	v.OldNVERedirect, v.ResumeToRedirect = switched, Duration(switched.Sub(v.GuestResumed))
 	v.Loss = nil
 	for _, f := range r.Flows {
 		l := VMFlowLoss{Flow: f.Name, Lost: f.Lost}

@@ -72,6 +72,9 @@ type VMReport struct {
 	// OldNVERedirect is when the source NVE turned the task's entry into
 	// an in-flight redirect (its log; the commit if not seen).
 	OldNVERedirect time.Time `json:"old_nve_redirect"`
+	// ResumeToRedirect is the window from the guest's resume to that
+	// redirect: what arrives at the old NVE in it is lost.
+	ResumeToRedirect Duration `json:"resume_to_old_nve_redirect"`
 	// Loss sorts each flow's lost packets by when they were sent.
 	Loss       []VMFlowLoss `json:"loss"`
 	ReleaseLog string       `json:"release_log,omitempty"`
