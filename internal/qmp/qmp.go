@@ -99,6 +99,7 @@ func (m *Monitor) Run(ctx context.Context, command string, args any, out any) er
 	if err != nil {
 		return fmt.Errorf("qmp %s: %w", command, err)
 	}
+	b = append(b, '\n') // one command per line, as QMP clients send them
 	type result struct {
 		b   []byte
 		err error
