@@ -30,7 +30,7 @@ jq -s -r '
   . as $r |
   ["verdict PASS", ([$r[] | select(.verdict | startswith("PASS"))] | length | "\(.) of \($r | length)")],
   ["ping lost (of ~300 at 10 ms)", ([$r[].flows[0].lost] | "p50 \(pct(0.5))  max \(max)  total \(add)")],
-  ["ping lost, by send time: before the stop / in the pause / resume to the old NVE redirect / after", ([$r[].vm.loss[0]] | "\(map(.before_stop) | add) / \(map(.in_pause) | add) / \(map(.resume_to_redirect) | add) / \(map(.after_redirect) | add)")],
+  ["ping lost, by send time: before the stop / in the pause / resume to the old NVE redirect / after / flow tail", ([$r[].vm.loss[0]] | "\(map(.before_stop) | add) / \(map(.in_pause) | add) / \(map(.resume_to_redirect) | add) / \(map(.after_redirect) | add) / \(map(.at_end // 0) | add)")],
   ["guest resume to the old NVE redirect ms", ([$r[].vm.resume_to_old_nve_redirect | dur] | dist)],
   ["ping longest gap ms", ([$r[].flows[0].longest_gap | dur] | dist)],
   ["tcp echo chunks lost / broken", ([$r[].flows[1].lost] | "\(add)") + " / " + ([$r[].flows[1].error | select(. != null and . != "")] | length | tostring)],

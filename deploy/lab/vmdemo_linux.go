@@ -144,12 +144,23 @@ func (r *Report) classifyLoss() {
 	v.Loss = nil
 	for _, f := range r.Flows {
 		l := VMFlowLoss{Flow: f.Name, Lost: f.Lost}
+		// The flow's tail (packets after the last one that came back) is
+		// excused once a packet sent after the switch came back: the path
+		// worked, those answers only missed the flow's linger (a starved
+		// guest or host).
+		lastSeq, worksAfter := -1, false
+		for _, a := range f.Arrivals {
+			lastSeq = max(lastSeq, a.Seq)
+			worksAfter = worksAfter || a.Sent.After(switched)
+		}
 		for _, seq := range f.LostSeqs {
 			at, ok := f.sentAt[seq]
 			if !ok {
 				at = f.FirstSent.Add(time.Duration(seq) * time.Duration(f.Interval))
 			}
 			switch {
+			case seq > lastSeq && worksAfter:
+				l.AtEnd++
 			case at.Before(v.GuestStopped):
 				l.BeforeStop++
 			case at.Before(v.GuestResumed):

@@ -16,7 +16,8 @@ func TestClassifyVMLoss(t *testing.T) {
 	v := &VMReport{GuestStopped: ms(100), GuestResumed: ms(110), Committed: ms(111)}
 	ping := &FlowStats{Name: "ping", Interval: Duration(10 * time.Millisecond), FirstSent: t0,
 		LostSeqs: []int{9, 10, 11, 12, 20}, Lost: 5,
-		sentAt: map[int]time.Time{9: ms(95), 10: ms(105), 11: ms(112), 12: ms(118)}} // 20: estimated at 200 ms
+		sentAt:   map[int]time.Time{9: ms(95), 10: ms(105), 11: ms(112), 12: ms(118)}, // 20: estimated at 200 ms
+		Arrivals: []Arrival{{Seq: 8, Sent: ms(85)}, {Seq: 21, Sent: ms(210)}}}
 	r := &Report{VM: v, Move: &MoveResult{From: "nve3"}, Flows: []*FlowStats{ping},
 		Convergence: []NodeUpdate{{Node: "nve3", Seen: true, Applied: ms(115)}, {Node: "nve1", Seen: true, Applied: ms(300)}},
 		DNSChanged:  true}
@@ -38,5 +39,20 @@ func TestClassifyVMLoss(t *testing.T) {
 	r.judgeVM()
 	if len(r.Problems) != 0 || r.Verdict[:4] != "PASS" {
 		t.Errorf("verdict %q, problems %q", r.Verdict, r.Problems)
+	}
+	// The flow's tail is excused once the path worked after the switch...
+	ping.LostSeqs, ping.Lost = []int{22, 23}, 2
+	ping.sentAt = map[int]time.Time{22: ms(220), 23: ms(230)}
+	r.Problems = nil
+	r.judgeVM()
+	if l := v.Loss[0]; l.AtEnd != 2 || l.AfterSwitch != 0 || len(r.Problems) != 0 {
+		t.Errorf("tail loss: %+v, problems %q", l, r.Problems)
+	}
+	// ... and not when nothing sent after it came back.
+	ping.Arrivals = ping.Arrivals[:1]
+	r.Problems = nil
+	r.judgeVM()
+	if l := v.Loss[0]; l.AtEnd != 0 || l.AfterSwitch != 2 || len(r.Problems) != 1 {
+		t.Errorf("loss after a broken switch: %+v, problems %q", l, r.Problems)
 	}
 }

@@ -96,8 +96,8 @@ func (r *Report) vmText(w io.Writer) {
 		time.Duration(v.TotalTime), time.Duration(v.Downtime), at(v.GuestStopped), at(v.GuestResumed), time.Duration(v.Paused).Round(10*time.Microsecond))
 	for _, l := range v.Loss {
 		if l.Lost > 0 {
-			fmt.Fprintf(w, "%s lost %d: %d sent before the guest stopped, %d in its pause, %d between its resume and the old NVE's redirect (%s), %d after.\n",
-				l.Flow, l.Lost, l.BeforeStop, l.InPause, l.ResumeToSwitch, at(v.OldNVERedirect), l.AfterSwitch)
+			fmt.Fprintf(w, "%s lost %d: %d sent before the guest stopped, %d in its pause, %d between its resume and the old NVE's redirect (%s), %d after, %d at the end of the flow.\n",
+				l.Flow, l.Lost, l.BeforeStop, l.InPause, l.ResumeToSwitch, at(v.OldNVERedirect), l.AfterSwitch, l.AtEnd)
 		}
 	}
 	fmt.Fprintf(w, "Prepared by the libvirt hook in %v; first guest frame on the new tap %s (%v after resume); ilad committed %s, %v after that frame (by %s).\n\n",
@@ -113,9 +113,12 @@ type VMFlowLoss struct {
 	// BeforeStop: sent while the guest still ran at the source (lost in
 	// QEMU's queues when it stopped); InPause: while it was paused;
 	// ResumeToSwitch: after its resume, before the old NVE redirected;
-	// AfterSwitch: later (a problem).
+	// AfterSwitch: later (a problem); AtEnd: the flow's last packets,
+	// after the last one that came back, when packets sent after the
+	// switch did come back (their answers missed the flow's linger).
 	BeforeStop     int `json:"before_stop"`
 	InPause        int `json:"in_pause"`
 	ResumeToSwitch int `json:"resume_to_redirect"`
 	AfterSwitch    int `json:"after_redirect"`
+	AtEnd          int `json:"at_end"`
 }
