@@ -26,12 +26,12 @@ echo "VM live migration under traffic, $RUNS runs (ilalab demo --workload vm; re
 jq -s -r '
   def pct(p): sort | .[((length - 1) * p | floor)];
   def dur: if test("ms$") then sub("ms$"; "") | tonumber elif test("µs$") then (sub("µs$"; "") | tonumber) / 1000 elif test("ns$") then 0 elif test("s$") then (sub("s$"; "") | tonumber) * 1000 else 0 end;
-  def dist: "p50 \(pct(0.5) | .*100|round/100)  max \(max | .*100|round/100)";
+  def dist: if length == 0 then "n/a" else "p50 \(pct(0.5) | .*100|round/100)  max \(max | .*100|round/100)" end;
   . as $r |
   ["verdict PASS", ([$r[] | select(.verdict | startswith("PASS"))] | length | "\(.) of \($r | length)")],
   ["ping lost (of ~300 at 10 ms)", ([$r[].flows[0].lost] | "p50 \(pct(0.5))  max \(max)  total \(add)")],
   ["ping lost, by send time: before the stop / in the pause / resume to the old NVE redirect / after / flow tail", ([$r[].vm.loss[0]] | "\(map(.before_stop) | add) / \(map(.in_pause) | add) / \(map(.resume_to_redirect) | add) / \(map(.after_redirect) | add) / \(map(.at_end // 0) | add)")],
-  ["guest resume to the old NVE redirect ms", ([$r[].vm.resume_to_old_nve_redirect | dur] | dist)],
+  ["guest resume to the old NVE redirect ms", ([$r[].vm.resume_to_old_nve_redirect | select(. != null) | dur] | dist)],
   ["ping longest gap ms", ([$r[].flows[0].longest_gap | dur] | dist)],
   ["tcp echo chunks lost / broken", ([$r[].flows[1].lost] | "\(add)") + " / " + ([$r[].flows[1].error | select(. != null and . != "")] | length | tostring)],
   ["tcp echo longest gap ms", ([$r[].flows[1].longest_gap | dur] | dist)],
