@@ -43,6 +43,16 @@ func TestVMLiveMigration(t *testing.T) {
 		t.Skipf("no guest image (needs busybox-static and the %s package from apt): %v", vm.KernelPackage, err)
 	}
 	l := upLab(t, lab.Config{VMTasks: 1})
+	t.Cleanup(func() { // before the lab goes down: QEMU's and the guests' logs
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(l.StateDir(), "vm", "*", "*.log"))
+		for _, p := range logs {
+			b, _ := os.ReadFile(p)
+			t.Logf("--- %s\n%s", strings.TrimPrefix(p, l.StateDir()+"/"), b[max(0, len(b)-3000):])
+		}
+	})
 	rep, err := l.RunDemo(t.Context(), lab.DemoConfig{Before: time.Second, After: time.Second, Out: t.TempDir(), Workload: lab.WorkloadVM})
 	if rep != nil {
 		var sb strings.Builder
