@@ -57,6 +57,7 @@ type localTask struct {
 	granted   time.Duration
 	lastErr   string
 	regAt     time.Time
+	mig       *migration // prepare/commit bookkeeping
 }
 
 type inflight struct {
@@ -85,6 +86,7 @@ type Agent struct {
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
+	moved      map[string]moved // tasks that moved away, by name
 	inflight   map[key]*inflight
 	locAdded   map[string]ila.Locator
 	missLast   map[key]time.Time
@@ -137,6 +139,7 @@ func New(cfg Config) (*Agent, error) {
 		wanted:     map[key]time.Time{},
 		locals:     map[string]*localTask{},
 		localByKey: map[key]*localTask{},
+		moved:      map[string]moved{},
 		inflight:   map[key]*inflight{},
 		locAdded:   map[string]ila.Locator{},
 		missLast:   map[key]time.Time{},

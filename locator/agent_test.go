@@ -240,8 +240,9 @@ func TestAttachRegisterMoveAway(t *testing.T) {
 		if diff := cmp.Diff(table(mapping(id, locB)), dp.Table()); diff != "" {
 			t.Errorf("table after move (-want +got):\n%s", diff)
 		}
-		if len(a.Tasks()) != 0 {
-			t.Errorf("tasks after move away: %+v", a.Tasks())
+		// Listed as moved away (hooks read it to retry idempotently).
+		if ts := a.Tasks(); len(ts) != 1 || ts[0].State != locator.StateMoved || ts[0].Locator != locB || ts[0].Registered {
+			t.Errorf("tasks after move away: %+v, want web moved to %s", ts, locB)
 		}
 		time.Sleep(3 * time.Second)
 		synctest.Wait()

@@ -79,6 +79,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.Stats())
 	})
+	a.prepareRoutes(mux) // api_prepare.go
 	return mux
 }
 
@@ -136,7 +137,8 @@ func NewClient(addr string) (*Client, error) {
 
 // APIError is an error answer of the local API. It unwraps to the
 // Agent's error for the status: ErrNotFound (404), ErrExists (409), a
-// *RejectedError (422: the mapping service refused the registration).
+// *RejectedError (422: the mapping service refused the registration),
+// ErrNotPrepared (412) and ErrNoPort (424) (api_prepare.go).
 type APIError struct {
 	Status int
 	Msg    string
@@ -156,6 +158,10 @@ func (e *APIError) Unwrap() error {
 		return ErrNotFound
 	case http.StatusConflict:
 		return ErrExists
+	case http.StatusFailedDependency:
+		return ErrNoPort
+	case http.StatusPreconditionFailed:
+		return ErrNotPrepared
 	case http.StatusUnprocessableEntity:
 		reason := e.Msg
 		if i := strings.LastIndex(reason, rejectedPrefix); i >= 0 {

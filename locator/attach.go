@@ -24,6 +24,15 @@ type TaskStatus struct {
 	RegisteredAt time.Time    `json:"registered_at,omitzero"`
 	Confirmed    bool         `json:"confirmed"`
 	Error        string       `json:"error,omitempty"`
+	// State: prepared, active or moved (away, with MovedAt).
+	State TaskState `json:"state"`
+	// Prepare/commit times of a prepared task (Agent.Prepare): the
+	// arrival of the frame that committed it, and what committed it.
+	PreparedAt  time.Time `json:"prepared_at,omitzero"`
+	FirstFrame  time.Time `json:"first_frame,omitzero"`
+	CommittedAt time.Time `json:"committed_at,omitzero"`
+	CommittedBy string    `json:"committed_by,omitempty"`
+	MovedAt     time.Time `json:"moved_at,omitzero"`
 }
 
 // Attach attaches a task to this NVE: prepares its port, attaches the
@@ -54,12 +63,8 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 		if sameTask(lt.spec, t) {
 			if lt.spec.Standby && !t.Standby {
 				// Commit of a task prepared in standby: register now.
-				lt.spec.Standby = false
-				lt.first = make(chan error, 1)
-				a.startRegistration(lt)
-				a.saveState()
+				a.commitLocked(lt, CommitByAPI, time.Time{})
 				a.mu.Unlock()
-				a.log.Info("standby task committed", "task", t.Name, "iface", t.Iface, "sir", t.SIR)
 				return a.waitFirst(ctx, lt, wait)
 			}
 			a.mu.Unlock()
@@ -83,13 +88,25 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	if t.MAC.IsZero() {
 		t.MAC = port.PeerMAC
 	}
-	if err := a.cfg.Datapath.AttachPort(port.Name, port.Ifindex); err != nil {
-		return fmt.Errorf("task %s: attach datapath to %s: %w", t.Name, t.Iface, err)
-	}
-	for _, h := range a.cfg.Hooks {
-		if err := h.AddPort(ctx, port, t); err != nil {
-			a.log.Error("port hook", "task", t.Name, "iface", t.Iface, "err", err)
+	// The port hooks (ND emulator, IPv4 layer) run beside the datapath
+	// attach: each waits on the kernel (a TCX attach waits for an RCU grace
+	// period per direction), and neither needs the other.
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		for _, h := range a.cfg.Hooks {
+			if err := h.AddPort(ctx, port, t); err != nil {
+				a.log.Error("port hook", "task", t.Name, "iface", t.Iface, "err", err)
+			}
 		}
+	}()
+	err := a.cfg.Datapath.AttachPort(port.Name, port.Ifindex)
+	<-hooksDone
+	if err != nil {
+		for _, h := range a.cfg.Hooks {
+			_ = h.RemovePort(port, t)
+		}
+		return fmt.Errorf("task %s: attach datapath to %s: %w", t.Name, t.Iface, err)
 	}
 
 	a.mu.Lock()
@@ -116,8 +133,10 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	}
 	a.syncKey(k)
 	a.saveState()
+	a.forgetMoved(t.Name) // back here
 	if t.Standby {
 		close(lt.done) // no registration until committed
+		a.startWatchers(lt)
 	} else {
 		a.startRegistration(lt)
 	}
@@ -136,6 +155,7 @@ func sameTask(a, b TaskSpec) bool {
 		b.MAC = a.MAC
 	}
 	a.Standby, b.Standby = false, false
+	a.AutoCommit, b.AutoCommit, a.QMP, b.QMP = false, false, "", ""
 	return a == b
 }
 
@@ -176,6 +196,12 @@ func (a *Agent) waitFirst(ctx context.Context, lt *localTask, wait bool) error {
 func (a *Agent) Detach(ctx context.Context, name string) error {
 	_ = ctx
 	if !a.detach(name, true) {
+		a.mu.Lock()
+		gone := a.forgetMoved(name)
+		a.mu.Unlock()
+		if gone {
+			return nil // moved away already: the mapping is the new NVE's
+		}
 		return fmt.Errorf("task %s: %w", name, ErrNotFound)
 	}
 	return nil
@@ -223,6 +249,7 @@ func (a *Agent) forgetLocal(lt *localTask) {
 	if lt.cancel != nil {
 		lt.cancel()
 	}
+	lt.stopWatchers()
 }
 
 // releasePort undoes the port setup; the port may be gone (moved away).
@@ -331,17 +358,14 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 func (a *Agent) Tasks() []TaskStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make([]TaskStatus, 0, len(a.locals))
+	out := make([]TaskStatus, 0, len(a.locals)+len(a.moved))
 	for _, lt := range a.locals {
-		s := TaskStatus{TaskSpec: lt.spec, Ifindex: lt.port.Ifindex, Confirmed: lt.confirmed, Error: lt.lastErr}
-		if lt.spec.Domain == "" {
-			s.Domain = a.bySIR[lt.key.sir]
+		out = append(out, a.statusOf(lt))
+	}
+	for n, m := range a.moved {
+		if a.locals[n] == nil {
+			out = append(out, m.status)
 		}
-		s.Locator, _ = a.locatorFor(s.Domain)
-		if !lt.regAt.IsZero() && lt.lastErr == "" {
-			s.Registered, s.Granted, s.RegisteredAt = true, ila.Duration(lt.granted), lt.regAt
-		}
-		out = append(out, s)
 	}
 	slices.SortFunc(out, func(x, y TaskStatus) int { return strings.Compare(x.Name, y.Name) })
 	return out

@@ -88,6 +88,14 @@ type TaskSpec struct {
 	// switch (make before break). Attaching the same task again without
 	// Standby commits it (registers, which moves the mapping).
 	Standby bool `json:"standby,omitempty"`
+	// AutoCommit (with Standby) commits the task on its first announce
+	// frame on the port or when the hypervisor reports it running, besides
+	// the API (see Agent.Prepare).
+	AutoCommit bool `json:"auto_commit,omitempty"`
+	// QMP is the QEMU monitor socket of the task's VM on this host: a
+	// prepared task commits when the guest resumes, and QEMU is asked to
+	// announce the guest after a commit by API or QMP.
+	QMP string `json:"qmp,omitempty"`
 }
 
 // Validate reports a task that cannot be attached.
@@ -175,6 +183,9 @@ type Config struct {
 	OnEvent func(ila.Event) `json:"-"`
 	// Now is the clock (default time.Now).
 	Now func() time.Time `json:"-"`
+	// Hypervisor is optional: prepared tasks with a QMP socket commit
+	// when their guest runs.
+	Hypervisor Hypervisor `json:"-"`
 }
 
 // CheckSettings validates the plain (file or flag) fields and fills their

@@ -24,6 +24,7 @@ func (a *Agent) moveAway(lt *localTask, m ila.Mapping, until time.Time) {
 	}
 	a.remember(k)
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(k.sir, k.id), "sir", lt.spec.SIR)
+	a.recordMoved(lt, m.Locator)
 	done := lt.done
 	a.forgetLocal(lt)
 	a.syncKey(k)

@@ -62,6 +62,10 @@ func (p *NetlinkPorts) Sysctl(key, value string) error {
 func (p *NetlinkPorts) Prepare(ifname string) (Port, error) {
 	l, err := p.Handle.LinkByName(ifname)
 	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return Port{}, fmt.Errorf("port %s: %w", ifname, ErrNoPort)
+		}
 		return Port{}, fmt.Errorf("port %s: %w", ifname, err)
 	}
 	gw := net.HardwareAddr(p.GatewayMAC[:])

@@ -13,6 +13,10 @@ for p in iproute2:ip iputils-ping:ping ndisc6:ndisc6 arping:arping dnsutils:dig 
 	cmd=${p#*:}
 	command -v "$cmd" >/dev/null 2>&1 || need+=("${p%%:*}")
 done
+# QEMU guests of deploy/lab/vm: TCG QEMU and a static busybox for the
+# initramfs (its kernel is fetched with apt-get download at test time).
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if ((${#need[@]})); then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 		echo "test: installing ${need[*]}"

@@ -41,7 +41,10 @@ func (f *iladFlags) client() (*locator.Client, error) {
 	return locator.NewClient(addr)
 }
 
-func newAttachCmd(g *globals) *cobra.Command {
+func newAttachCmd(g *globals) *cobra.Command { return newAttachOrPrepareCmd(g, false) }
+
+// newAttachOrPrepareCmd is attach, or prepare (prepare.go) with its help.
+func newAttachOrPrepareCmd(g *globals, prepare bool) *cobra.Command {
 	var (
 		f                           iladFlags
 		spec                        locator.TaskSpec
@@ -85,7 +88,11 @@ mapsrv (a move, if it was registered elsewhere).`,
 			if err != nil {
 				return err
 			}
-			st, err := c.Attach(cmd.Context(), spec)
+			attach := c.Attach
+			if prepare {
+				attach = c.Prepare
+			}
+			st, err := attach(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
@@ -102,7 +109,12 @@ mapsrv (a move, if it was registered elsewhere).`,
 	cmd.Flags().StringVar(&mac, "mac", "", "task's MAC (default: learnt by the NVE)")
 	cmd.Flags().StringVar(&ipv4, "ipv4", "", "task's IPv4 address (IPv4 tenants, with --vni)")
 	cmd.Flags().Uint32Var(&vni, "vni", 0, "tenant VNI of the IPv4 address")
-	cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery without registering (hot-move destination); attach again without it to commit")
+	if prepare {
+		prepareHelp(cmd)
+		cmd.Flags().StringVar(&spec.QMP, "qmp", "", "QEMU monitor socket of the VM on this host: commit when the guest resumes")
+	} else {
+		cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery without registering (hot-move destination); attach again without it to commit")
+	}
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("sir")
 	return cmd
@@ -170,7 +182,7 @@ func printTasks(g *globals, ts []locator.TaskStatus) error {
 		if t.Error != "" {
 			reg = t.Error
 		}
-		rows = append(rows, []string{t.Name, t.Tenant, t.Iface, strconv.Itoa(t.Ifindex), t.SIR.String(), t.Domain, t.Locator.String(), reg})
+		rows = append(rows, []string{t.Name, t.Tenant, t.Iface, strconv.Itoa(t.Ifindex), t.SIR.String(), t.Domain, t.Locator.String(), string(t.State), reg})
 	}
-	return g.printTable([]string{"NAME", "TENANT", "IFACE", "IFINDEX", "SIR", "DOMAIN", "LOCATOR", "REGISTERED"}, rows)
+	return g.printTable([]string{"NAME", "TENANT", "IFACE", "IFINDEX", "SIR", "DOMAIN", "LOCATOR", "STATE", "REGISTERED"}, rows)
 }

@@ -50,7 +50,7 @@ func mustPrefix(s string) ila.SIRPrefix {
 }
 
 type lab struct {
-	t        *testing.T
+	t        testing.TB
 	sfx      string
 	dir      string
 	bpffs    string
@@ -103,7 +103,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func sysctl(t *testing.T, ns *testutil.NetNS, kv ...string) {
+func sysctl(t testing.TB, ns *testutil.NetNS, kv ...string) {
 	t.Helper()
 	for i := 0; i+1 < len(kv); i += 2 {
 		if err := ns.Sysctl(kv[i], kv[i+1]); err != nil {
@@ -112,7 +112,7 @@ func sysctl(t *testing.T, ns *testutil.NetNS, kv ...string) {
 	}
 }
 
-func addAddr(t *testing.T, h *netlink.Handle, l netlink.Link, p string) {
+func addAddr(t testing.TB, h *netlink.Handle, l netlink.Link, p string) {
 	t.Helper()
 	pf := netip.MustParsePrefix(p)
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: pf.Addr().AsSlice(), Mask: net.CIDRMask(pf.Bits(), 128)}, Flags: 0x02 /* NODAD */}
@@ -121,7 +121,7 @@ func addAddr(t *testing.T, h *netlink.Handle, l netlink.Link, p string) {
 	}
 }
 
-func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst string, gw string) {
+func addRoute(t testing.TB, h *netlink.Handle, l netlink.Link, dst string, gw string) {
 	t.Helper()
 	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(netip.MustParseAddr(gw).AsSlice())}
 	if dst != "" {
@@ -136,7 +136,7 @@ func addRoute(t *testing.T, h *netlink.Handle, l netlink.Link, dst string, gw st
 }
 
 // newLab builds n NVEs; extra[i] are more ilad flags for NVE i (1-based).
-func newLab(t *testing.T, n int, extra map[int][]string) *lab {
+func newLab(t testing.TB, n int, extra map[int][]string) *lab {
 	t.Helper()
 	testutil.Privileged(t)
 	testutil.NeedTools(t, "ip", "ping", "curl")

@@ -55,7 +55,7 @@ func (l *lab) startRouter(want int) *router {
 }
 
 // stop stops the router and wants a clean exit.
-func (r *router) stop(t *testing.T) {
+func (r *router) stop(t testing.TB) {
 	if r.cancel == nil {
 		return
 	}

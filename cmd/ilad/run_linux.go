@@ -202,6 +202,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	lc := cfg.Config
 	lc.Datapath, lc.Source, lc.Lookup, lc.Misses = dpa, watcher, store, missReader{dp}
 	lc.Registrar, lc.Ports, lc.Hooks = reg, ports, hooks
+	lc.Hypervisor = qmpHypervisor{}
 	lc.Logger = log.With("component", "agent")
 	record, closeEvents, err := eventsFile(cfg.Events, cfg.Node, log)
 	if err != nil {

@@ -22,6 +22,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	keep := fs.Bool("keep", false, "leave the lab up after the demo")
 	before := fs.Duration("before", 1500*time.Millisecond, "traffic time before the move")
 	after := fs.Duration("after", 1500*time.Millisecond, "traffic time after the move")
+	workload := fs.String("workload", "", "vm: live-migrate a QEMU guest (adds one VM task) instead of moving a container task")
 	via := fs.String("via", lab.ViaAuto, "how the hot move carries the task's link: auto (dual for IPv6 tasks, else carry), carry (the NVE end of its veth moves; loses the packets that arrive while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -34,6 +35,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if cfg.NVEs < 3 {
 		return fmt.Errorf("demo: needs at least 3 NVEs")
+	}
+	switch *workload {
+	case "":
+	case lab.WorkloadVM:
+		cfg.VMTasks = max(cfg.VMTasks, 1)
+	default:
+		return fmt.Errorf("demo: workload %q: want vm", *workload)
 	}
 	outDir, err := filepath.Abs(*out)
 	if err != nil {
@@ -64,7 +72,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		endProgress(stderr)
 	}()
-	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir, Via: *via})
+	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir, Via: *via, Workload: *workload})
 	endProgress(stderr)
 	if rep != nil && len(rep.Flows) > 0 {
 		rep.Text(stdout)

@@ -114,6 +114,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.IntVar(&cfg.TasksPerNVE, "tasks-per-nve", 1, "IPv6 tasks per NVE")
 	fs.IntVar(&cfg.Tenants, "tenants", 1, "spread the IPv6 tasks over this many tenants (tenant1..N, round robin); tenants are isolated unless 'ilactl policy allow' lets two talk")
 	fs.BoolVar(&cfg.IPv4Tenant, "ipv4-tenant", false, "add one IPv4 tenant task per NVE (VXLAN/ARP path)")
+	fs.IntVar(&cfg.VMTasks, "vm-tasks", 0, "add VM tasks: QEMU guests (TCG) on a tap in their NVE's namespace, from the last NVE backwards (needs qemu-system-x86, busybox-static and apt access to the linux-image-amd64 package)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.IntVar(&cfg.DCs, "dcs", 1, "data centres: each a fabric (FRR) with its NVEs and ILA router, joined by an interconnect with eBGP (needs --fabric frr)")
 	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
@@ -211,7 +212,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 		if k.IPv4.IsValid() {
 			v4 = k.IPv4.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.NVE, k.SIR, v4, k.Netns)
+		where := k.Netns
+		if k.VM != nil {
+			where = fmt.Sprintf("VM: qemu pid %d, tap %s in %s's namespace", k.VM.PID, k.Ifname, k.NVE)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Tenant, k.NVE, k.SIR, v4, where)
 	}
 	fmt.Fprintln(tw, "\nSERVICE\tNETNS\tADDRESS\tSTATE")
 	fmt.Fprintf(tw, "mapsrv api\t%s\t%s\t%s\n", t.Mapsrv.Netns, t.Mapsrv.API, st.Procs["mapsrv"])

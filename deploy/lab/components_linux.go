@@ -538,6 +538,9 @@ func (l *Lab) attachStandby(ctx context.Context, task *Task, nve string) error {
 func (l *Lab) attachTasks(ctx context.Context) error {
 	for i := range l.topo.Tasks {
 		task := &l.topo.Tasks[i]
+		if task.VM != nil {
+			continue // attached once its QEMU runs (startVMs)
+		}
 		l.progress("attaching %s (%s) on %s", task.Name, task.addr(), task.NVE)
 		if err := l.attachTask(ctx, task, task.NVE); err != nil {
 			return err
@@ -545,6 +548,9 @@ func (l *Lab) attachTasks(ctx context.Context) error {
 	}
 	for i := range l.topo.Tasks {
 		task := &l.topo.Tasks[i]
+		if task.VM != nil {
+			continue
+		}
 		if task.IPv4.IsValid() {
 			// A booting VM announces itself; the NVE's IPv4 layer learns
 			// the port of a local task from it (a silent local task has no

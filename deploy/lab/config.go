@@ -27,6 +27,9 @@ type Config struct {
 	Tenants int
 	// IPv4Tenant adds one IPv4 tenant task per NVE (VXLAN/ARP path).
 	IPv4Tenant bool
+	// VMTasks adds that many VM tasks (QEMU guests on a tap in their
+	// NVE's namespace, vm_linux.go), from the last NVE backwards.
+	VMTasks int
 	// BinDir is where the component binaries are [beside the executable,
 	// then $PATH].
 	BinDir string
@@ -107,6 +110,9 @@ func (c *Config) validate() error {
 	}
 	if c.DCs > 1 && (c.Fabric == "static" || c.UnderlayOnly) {
 		return fmt.Errorf("dcs %d: the data centres route each other's locators with BGP: needs --fabric frr", c.DCs)
+	}
+	if c.VMTasks < 0 || c.VMTasks > 0 && c.UnderlayOnly || c.NVEs*c.TasksPerNVE+c.VMTasks > 250 {
+		return fmt.Errorf("vm tasks %d: want 0..%d, not with underlay-only", c.VMTasks, 250-c.NVEs*c.TasksPerNVE)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}

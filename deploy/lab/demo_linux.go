@@ -31,11 +31,22 @@ func (l *Lab) RunDemo(ctx context.Context, cfg DemoConfig) (*Report, error) {
 	if cfg.PingInterval == 0 {
 		cfg.PingInterval = 10 * time.Millisecond
 	}
-	if cfg.StreamInterval == 0 {
+	streamDefault := cfg.StreamInterval == 0
+	if streamDefault {
 		cfg.StreamInterval = 2 * time.Millisecond
 	}
 	if cfg.Out == "" {
 		cfg.Out = l.dir
+	}
+	switch cfg.Workload {
+	case "":
+	case WorkloadVM:
+		if streamDefault {
+			cfg.StreamInterval = 10 * time.Millisecond // the guest's echo is slow under TCG
+		}
+		return l.runVMDemo(ctx, cfg)
+	default:
+		return nil, fmt.Errorf("demo workload %q: want vm or none", cfg.Workload)
 	}
 	var v6 []*Task
 	for i := range l.topo.Tasks {

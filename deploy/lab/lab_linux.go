@@ -160,6 +160,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	if err := l.writeCNI(); err != nil {
 		return l, err
 	}
+	if err := l.startVMs(ctx); err != nil {
+		return l, err
+	}
 	return l, l.save()
 }
 
@@ -239,6 +242,7 @@ func (l *Lab) plan() *Topology {
 			})
 		}
 	}
+	planVMs(t, c.VMTasks)
 	return t
 }
 
@@ -331,6 +335,9 @@ func (l *Lab) buildUnderlay() error {
 		}
 	}
 	for _, task := range t.Tasks {
+		if task.VM != nil {
+			continue // QEMU makes its tap (startVMs)
+		}
 		l.progress("building task %s on %s", task.Name, task.NVE)
 		tn, err := mk(task.Netns)
 		if err != nil {

@@ -79,6 +79,15 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 	if from.Name == to.Name {
 		return nil, fmt.Errorf("move %s: already on %s", taskName, toName)
 	}
+	if task.VM != nil {
+		if mode != MoveHot {
+			return nil, fmt.Errorf("move VM %s: a VM moves by live migration (hot), not %s", taskName, mode)
+		}
+		r := &MoveResult{Task: taskName, From: from.Name, To: to.Name, Mode: "live", Via: "qemu", Start: time.Now()}
+		vr, err := l.migrateVM(ctx, task, from, to, r)
+		r.VM, r.Done = vr, time.Now()
+		return r, errors.Join(err, l.save())
+	}
 	r := &MoveResult{Task: taskName, From: from.Name, To: to.Name, Mode: mode, Via: via, Start: time.Now()}
 	cold := mode != MoveHot
 	if cold {

@@ -142,6 +142,8 @@ type Task struct {
 	TaskIfname string `json:"task_ifname,omitempty"`
 	MAC        string `json:"mac"`
 	Index      int    `json:"index"`
+	// VM is set for a VM task (vmplan.go): a QEMU guest, no namespace.
+	VM *TaskVM `json:"vm,omitempty"`
 }
 
 // Mapsrv is where the mapping service listens.

@@ -24,7 +24,9 @@ type Report struct {
 	Started     time.Time    `json:"started"`
 	Lab         string       `json:"lab"`
 	Mode        string       `json:"mode"`
+	Workload    string       `json:"workload,omitempty"`
 	Move        *MoveResult  `json:"move"`
+	VM          *VMReport    `json:"vm,omitempty"`
 	Flows       []*FlowStats `json:"flows"`
 	Convergence []NodeUpdate `json:"convergence"`
 	// OldLocatorPackets counts packets seen arriving at the old NVE for the
@@ -51,6 +53,9 @@ type DemoConfig struct {
 	// Via is how the hot move carries the link: ViaAuto [default],
 	// ViaCarry or ViaDual.
 	Via string
+	// Workload is "" (container tasks) or WorkloadVM (live-migrate a
+	// QEMU guest; the lab needs a VM task). Its stream defaults to 10ms.
+	Workload string
 }
 
 // How a hot move carries the task's link.
@@ -91,6 +96,8 @@ type MoveResult struct {
 	Committed time.Time `json:"committed"` // mapsrv's commit time (task record "updated")
 	Attached  time.Time `json:"attached,omitzero"`
 	Done      time.Time `json:"done"`
+	// VM is the live migration of a VM task (vm_linux.go).
+	VM *VMReport `json:"vm,omitempty"`
 }
 
 // DNSAnswer is what the lab's DNS bridge said about one name.
@@ -129,6 +136,9 @@ type FlowStats struct {
 	LostSeqs    []int     `json:"lost_seqs,omitempty"`
 	FirstSent   time.Time `json:"first_sent"`
 	LastArrival time.Time `json:"last_arrival"`
+	// sentAt, when the flow records it, is each sequence number's send
+	// time (for judging when lost packets were sent).
+	sentAt map[int]time.Time
 }
 
 // Duration marshals as a string like "12.3ms".
@@ -216,7 +226,10 @@ func (r *Report) judge() {
 // Text writes the report in plain words.
 func (r *Report) Text(w io.Writer) {
 	fmt.Fprintf(w, "ILA lab demo (%s), %s\n\n", r.Mode, r.Started.UTC().Format(time.RFC3339))
-	if m := r.Move; m != nil {
+	if m := r.Move; m != nil && r.VM != nil {
+		fmt.Fprintf(w, "Live migration of VM %s from %s to %s.\n", m.Task, m.From, m.To)
+		r.vmText(w)
+	} else if m != nil {
 		fmt.Fprintf(w, "Move: %s from %s to %s (%s, link %s). After the start: mapping committed at %v, link carried over (or second link in use) at %v, task attached at the new NVE at %v.\n\n",
 			m.Task, m.From, m.To, m.Mode, m.Via, m.Committed.Sub(m.Start).Round(10*time.Microsecond), m.LinkMoved.Sub(m.Start).Round(10*time.Microsecond), m.Attached.Sub(m.Start).Round(10*time.Microsecond))
 	}

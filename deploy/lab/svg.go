@@ -122,6 +122,10 @@ func (r *Report) Timeline(w io.Writer) error {
 		over.to = over.from.Add(3 * time.Second)
 	}
 	marks := []mark{{m.Start, "move start", "#777"}, {m.LinkMoved, "link moved", "#06c"}, {m.Committed, "commit", "#c00"}}
+	if v := r.VM; v != nil {
+		marks[1].label = "destination prepared"
+		marks = append(marks, mark{v.GuestStopped, "guest stopped", "#609"}, mark{v.GuestResumed, "guest resumed", "#609"}, mark{v.FirstFrame, "first guest frame", "#06c"})
+	}
 	for _, c := range r.Convergence {
 		if c.Seen {
 			marks = append(marks, mark{c.Applied, c.Node + " updated", "#b60"})

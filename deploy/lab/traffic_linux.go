@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -112,6 +113,9 @@ loop:
 		}
 	}
 	time.Sleep(linger)
+	mu.Lock()
+	st.sentAt = maps.Clone(sent)
+	mu.Unlock()
 	c.Close()
 	<-done
 	mu.Lock()

@@ -67,6 +67,10 @@ var owners = map[string][]string{
 	// The manifest test only (test imports: decoding into the API types).
 	"k8s.io/api":       {"deploy/kubernetes"},
 	"sigs.k8s.io/yaml": {"deploy/kubernetes"},
+
+	// QMP client of the lab's QEMU guests and of ilad's commit on resume.
+	"github.com/digitalocean/go-qemu": {"internal/qmp", "cmd/", "test"},
+	"libvirt.org/go/libvirtxml":       {"cmd/ilactl", "test"},
 }
 
 // goList runs go list in the module; a failure fails the test (a check

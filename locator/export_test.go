@@ -1,0 +1,4 @@
+package locator
+
+// IsAnnounce exposes isAnnounce to the external tests.
+var IsAnnounce = isAnnounce

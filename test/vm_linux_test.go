@@ -1,0 +1,91 @@
+//go:build linux
+
+package test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilamesh/ilamesh/deploy/lab"
+	"github.com/ilamesh/ilamesh/deploy/lab/vm"
+	"github.com/ilamesh/ilamesh/internal/testutil"
+)
+
+// TestVMLiveMigration live-migrates a QEMU guest (TCG, a tap in its NVE's
+// namespace) between NVEs under a 10 ms ping and a TCP echo stream, as
+// libvirt would: the destination QEMU starts incoming, the libvirt hook
+// (ilactl hook libvirt) prepares the task there, QMP migrate, the guest's
+// announce commits it, the source's release detaches it. Loss is allowed
+// only while the guest is paused (QEMU's downtime until the commit); TCP
+// survives and DNS follows.
+func TestVMLiveMigration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: builds a data center in network namespaces")
+	}
+	testutil.NeedTools(t, "qemu-system-x86_64", "dpkg-deb")
+	cache := os.Getenv("ILAMESH_VM_CACHE")
+	if cache == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			t.Skipf("no cache dir for the guest image: %v", err)
+		}
+		cache = filepath.Join(c, "ilamesh", "vm")
+	}
+	t.Setenv("ILAMESH_VM_CACHE", cache) // the lab builds its guest image there
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	_, err := vm.BuildImage(ctx, cache, func(s string) { t.Log(s) })
+	cancel()
+	if err != nil {
+		t.Skipf("no guest image (needs busybox-static and the %s package from apt): %v", vm.KernelPackage, err)
+	}
+	l := upLab(t, lab.Config{VMTasks: 1})
+	t.Cleanup(func() { // before the lab goes down: QEMU's and the guests' logs
+		if !t.Failed() {
+			return
+		}
+		logs, _ := filepath.Glob(filepath.Join(l.StateDir(), "vm", "*", "*.log"))
+		for _, p := range logs {
+			b, _ := os.ReadFile(p)
+			t.Logf("--- %s\n%s", strings.TrimPrefix(p, l.StateDir()+"/"), b[max(0, len(b)-3000):])
+		}
+	})
+	rep, err := l.RunDemo(t.Context(), lab.DemoConfig{Before: time.Second, After: time.Second, Out: t.TempDir(), Workload: lab.WorkloadVM})
+	if rep != nil {
+		var sb strings.Builder
+		rep.Text(&sb)
+		t.Log("\n" + sb.String())
+	}
+	if err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	if rep.Workload != lab.WorkloadVM || rep.VM == nil || len(rep.Flows) != 2 {
+		t.Fatalf("report: workload %q, vm %v, %d flows", rep.Workload, rep.VM, len(rep.Flows))
+	}
+	v := rep.VM
+	if v.CommittedBy != "frame" || v.FirstFrame.IsZero() || v.Committed.Before(v.FirstFrame) || v.GuestResumed.Before(v.GuestStopped) || v.TotalTime <= 0 {
+		t.Errorf("migration figures: %+v", v)
+	}
+	p, s := rep.Flows[0], rep.Flows[1]
+	if p.Sent < 150 || s.Sent < 100 {
+		t.Errorf("sent %d pings, %d stream chunks: want >= 150 and >= 100", p.Sent, s.Sent)
+	}
+	if s.Error != "" || s.Received != s.Sent {
+		t.Errorf("tcp: sent %d received %d err %q: want the stream intact", s.Sent, s.Received, s.Error)
+	}
+	// Loss only inside the guest's pause (judged by the report).
+	if len(rep.Problems) != 0 {
+		t.Errorf("problems: %v", rep.Problems)
+	}
+	m, err := l.Mapped(t.Context(), "t4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.NVE != "nve2" || m.State != "active" {
+		t.Errorf("mapsrv: t4 on %s state %s, want nve2 active", m.NVE, m.State)
+	}
+	pingAll(t, l, "t1", task(t, l, "t4").SIR, 30)
+}
