@@ -55,12 +55,23 @@ func (a *Agent) Prefixes() []netip.Prefix {
 // Claim handles a task's claim of addr on port ifindex (an unsolicited NA
 // or gratuitous ARP, the drafts' attach signal after a move): if it is the
 // address of the task attached on that port, the task is registered again
-// at once. It reports whether the claim was taken.
+// at once; if that task is prepared (Prepare: a migration's destination),
+// the claim is its switchover and commits it. A task attached in plain
+// standby (Standby without Prepare) waits for its explicit commit. It
+// reports whether the claim was taken.
 func (a *Agent) Claim(ifindex int, addr netip.Addr) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, lt := range a.locals {
 		if lt.port.Ifindex == ifindex && (lt.spec.SIR == addr || (lt.spec.IPv4.IsValid() && lt.spec.IPv4 == addr)) {
+			if lt.spec.Standby {
+				if !lt.spec.AutoCommit {
+					a.log.Info("claim of a standby task ignored: it waits for its commit", "task", lt.spec.Name, "ifindex", ifindex, "sir", addr)
+					return false
+				}
+				a.commitLocked(lt, CommitByClaim, a.cfg.Now())
+				return true
+			}
 			select {
 			case lt.kick <- struct{}{}:
 			default:

@@ -31,6 +31,7 @@ const (
 	CommitByFrame = "frame" // the task's first announce frame on its port
 	CommitByAPI   = "api"   // Commit, or attaching the spec again without Standby
 	CommitByQMP   = "qmp"   // the hypervisor reported the guest running
+	CommitByClaim = "claim" // Claim: the ND emulator or the IPv4 layer saw the task's unsolicited NA or gratuitous ARP
 )
 
 // ErrNoPort: the task's interface does not exist (yet): a hypervisor may
