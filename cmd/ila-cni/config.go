@@ -65,6 +65,10 @@ type MapsrvConf struct {
 	URL string `json:"url"`
 	// TokenFile holds the API's bearer token (mapsrv --api-token-file).
 	TokenFile string `json:"token_file,omitempty"`
+	// CAFile is the CA certificate (PEM) that signed the API's TLS
+	// certificate (mapsrv --api-cert), for an https URL; empty trusts the
+	// system's roots.
+	CAFile string `json:"ca_file,omitempty"`
 }
 
 // Address sources.

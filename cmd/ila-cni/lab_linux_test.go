@@ -130,6 +130,11 @@ func (c *cniLab) api(t *testing.T) *apiclient.Client {
 		})
 		return conn, err
 	}}
+	if c.topo.Mapsrv.CAFile != "" {
+		if tr.TLSClientConfig, err = apiclient.TLSConfig(c.topo.Mapsrv.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ac, err := apiclient.New(apiclient.Config{URL: c.topo.Mapsrv.API, Token: toks[0], HTTPClient: &http.Client{Transport: tr}})
 	if err != nil {
 		t.Fatal(err)
@@ -442,7 +447,17 @@ func (c *cniLab) delOnCleanup(t *testing.T, i int, cniArgs, network, path, netco
 
 func (c *cniLab) etcdctl(t *testing.T, prefix string) string {
 	t.Helper()
-	out, err := exec.Command("etcdctl", "--endpoints", c.topo.Etcd.Endpoints[0], "get", "--prefix", prefix).CombinedOutput()
+	args := []string{"--endpoints", c.topo.Etcd.Endpoints[0]}
+	if e := c.topo.Etcd; e.ReadOnlyUser != "" {
+		// The lab's etcd has authentication on: the read-only user of
+		// topology.json, as an operator would use it.
+		pw, err := os.ReadFile(e.ReadOnlyPasswordFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--user", e.ReadOnlyUser+":"+strings.TrimSpace(string(pw)))
+	}
+	out, err := exec.Command("etcdctl", append(args, "get", "--prefix", prefix)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("etcdctl get %s: %v: %s", prefix, err, out)
 	}

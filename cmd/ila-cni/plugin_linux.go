@@ -144,6 +144,13 @@ func (e *env) mapsrvClient() (*apiclient.Client, error) {
 		})
 		return c, err
 	}}
+	if f := e.conf.Mapsrv.CAFile; f != "" {
+		tc, err := apiclient.TLSConfig(f)
+		if err != nil {
+			return nil, cniErr(types.ErrInvalidNetworkConfig, "mapsrv.ca_file: %v", err)
+		}
+		tr.TLSClientConfig = tc
+	}
 	c, err := apiclient.New(apiclient.Config{URL: e.conf.Mapsrv.URL, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 10 * time.Second})
 	if err != nil {
 		return nil, cniErr(types.ErrInvalidNetworkConfig, "mapsrv: %v", err)

@@ -40,7 +40,7 @@ func (l *Lab) cniConfList(n *NVE) map[string]any {
 			"domain":      Domain,
 			"tenant":      IPv6Tenant,
 			"address":     "mapsrv",
-			"mapsrv":      map[string]string{"url": t.Mapsrv.API, "token_file": t.Mapsrv.TokenFile},
+			"mapsrv":      map[string]string{"url": t.Mapsrv.API, "token_file": t.Mapsrv.TokenFile, "ca_file": t.Mapsrv.CAFile},
 			// One host, several NVEs: each keeps its own records.
 			"data_dir": filepath.Join(l.dir, "cni-data", n.Name),
 		}},
