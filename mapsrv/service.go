@@ -160,6 +160,7 @@ type Service struct {
 
 	cache recordCache // domains and NVEs for the registration path
 	kvs   kvCache     // task and index entries this Service wrote
+	up    upState     // start of the expiry grace (grace.go)
 }
 
 // New returns a Service over cfg.Store.
@@ -198,6 +199,7 @@ func (s *Service) CountStoreError() { s.c.storeErrors.Add(1) }
 func (s *Service) storeErr(err error) error {
 	if err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, context.Canceled) {
 		s.c.storeErrors.Add(1)
+		s.up.reset(s.cfg.Now()) // registrations fail too: restart the grace
 	}
 	return err
 }
