@@ -53,6 +53,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	if s.cfg.Liveness.enabled() {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.livenessLoop(ctx) }()
+	}
 	var due *dueSet
 	var feedDown atomic.Bool
 	if s.cfg.Events != nil {
