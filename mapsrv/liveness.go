@@ -430,3 +430,17 @@ func (s *Service) adoptLiveness(ctx context.Context) {
 // quarter interval): NVEs not heard for too long become suspect or dead,
 // and the tasks of dead ones fail over.
 func (s *Service) DecideLiveness(ctx context.Context) { s.decide(ctx) }
+
+// withLastHeard returns n with the last heartbeat this replica heard from
+// it (the stored record has the one of its last state change).
+func (s *Service) withLastHeard(n NVERecord) NVERecord {
+	if n.Liveness == nil {
+		return n
+	}
+	if t, ok := s.LastHeard(n.Name); ok && t.After(n.Liveness.LastHeard) {
+		l := *n.Liveness
+		l.LastHeard = t
+		n.Liveness = &l
+	}
+	return n
+}
