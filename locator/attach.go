@@ -55,6 +55,9 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 			if lt.spec.Standby && !t.Standby {
 				// Commit of a task prepared in standby: register now.
 				lt.spec.Standby = false
+				if lt.cancel != nil {
+					lt.cancel() // its standby registration
+				}
 				lt.first = make(chan error, 1)
 				a.startRegistration(lt)
 				a.saveState()
@@ -116,11 +119,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	}
 	a.syncKey(k)
 	a.saveState()
-	if t.Standby {
-		close(lt.done) // no registration until committed
-	} else {
-		a.startRegistration(lt)
-	}
+	a.startRegistration(lt) // as standby (heartbeat.go) until committed
 	a.mu.Unlock()
 	a.log.Info("task attached", "task", t.Name, "iface", t.Iface, "sir", t.SIR, "identifier", k.id, "standby", t.Standby)
 	if t.Standby {
@@ -192,12 +191,11 @@ func (a *Agent) detach(name string, deregister bool) bool {
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(lt.key.sir, lt.key.id), "sir", lt.spec.SIR)
 	a.syncKey(lt.key)
 	a.saveState()
-	reg, ok := a.registration(lt, 0)
-	standby := lt.spec.Standby
+	reg, ok := a.registration(lt, 0) // a standby withdraws its standby role
 	done := lt.done
 	a.mu.Unlock()
 	<-done
-	if deregister && ok && !standby && a.cfg.Registrar != nil {
+	if deregister && ok && a.cfg.Registrar != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := a.cfg.Registrar.Register(ctx, reg)
 		cancel()
@@ -259,6 +257,7 @@ func (a *Agent) registration(lt *localTask, lifetime time.Duration) (Registratio
 	return Registration{
 		NVE: a.cfg.Node, Locator: loc, Domain: dn, Name: lt.spec.Name, Tenant: lt.spec.Tenant,
 		SIR: lt.spec.SIR, MAC: lt.spec.MAC, IPv4: lt.spec.IPv4, VNI: lt.spec.VNI, Lifetime: lifetime,
+		Standby: lt.spec.Standby, Epoch: a.hb.epoch.Load(),
 	}, true
 }
 
@@ -275,7 +274,7 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 			first = false
 		}
 	}
-	if lt.restored && !a.stillHere(ctx, lt) {
+	if lt.restored && !lt.spec.Standby && !a.stillHere(ctx, lt) {
 		return
 	}
 	backoff := 250 * time.Millisecond
@@ -285,7 +284,7 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
-			if first && !lt.restored {
+			if first && !lt.restored && !reg.Standby {
 				reg.Mode = ila.MoveHot
 			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)
