@@ -102,7 +102,7 @@ mapsrv (a move, if it was registered elsewhere).`,
 	cmd.Flags().StringVar(&mac, "mac", "", "task's MAC (default: learnt by the NVE)")
 	cmd.Flags().StringVar(&ipv4, "ipv4", "", "task's IPv4 address (IPv4 tenants, with --vni)")
 	cmd.Flags().Uint32Var(&vni, "vni", 0, "tenant VNI of the IPv4 address")
-	cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery without registering (hot-move destination); attach again without it to commit")
+	cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery and register as the task's hot standby, without claiming it (it takes the task over if the task's NVE dies; docs/FAILOVER.md); attach again without it to commit (a hot move)")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("sir")
 	return cmd
