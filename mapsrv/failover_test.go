@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 func liveFixture(t *testing.T, mod func(*mapsrv.Config)) *fixture {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
-	"github.com/ilamesh/ilamesh/internal/regproto"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // TestFailoverOverUDP: NVEs a and b heartbeat mapsrv over the registration
