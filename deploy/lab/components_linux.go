@@ -256,6 +256,7 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	if t.Etcd.ReadOnlyUser != "" {
 		args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
 	}
+	args = append(args, l.mapsrvTimerArgs()...)
 	if t.Mapsrv.TokenFile != "" {
 		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
 	}
@@ -427,6 +428,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--log-format", "json",
 		"--log-level", "debug",
 	}
+	args = append(args, l.iladTimerArgs()...)
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}

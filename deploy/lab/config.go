@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 )
 
 // ErrMissing says a component the lab needs is not available.
@@ -42,6 +43,12 @@ type Config struct {
 	// OwnerDir is where the lab records the process that built it, for
 	// DownAll [owner.DefaultDir].
 	OwnerDir string
+	// Lifetime is the registration lifetime the NVEs ask for [ilad's
+	// default, 120s]; at least 4s.
+	Lifetime time.Duration
+	// Heartbeat is the NVEs' heartbeat interval, mapsrv's expectation
+	// [100ms] (docs/FAILOVER.md).
+	Heartbeat time.Duration
 	// Progress, if set, is told what the lab is doing.
 	Progress func(string)
 	// Logger [discard].
@@ -85,6 +92,15 @@ func (c *Config) validate() error {
 	}
 	if c.TasksPerNVE < 0 || c.NVEs*c.TasksPerNVE > 250 {
 		return fmt.Errorf("tasks per nve %d: want 1..%d for %d NVEs", c.TasksPerNVE, 250/c.NVEs, c.NVEs)
+	}
+	if c.Lifetime != 0 && c.Lifetime < 4*time.Second {
+		return fmt.Errorf("lifetime %v: want at least 4s (the protocol counts 4s units)", c.Lifetime)
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 100 * time.Millisecond
+	}
+	if c.Heartbeat < 10*time.Millisecond {
+		return fmt.Errorf("heartbeat %v: want at least 10ms", c.Heartbeat)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}

@@ -95,6 +95,7 @@ type Topology struct {
 	Etcd        Etcd      `json:"etcd"`
 	DNS         DNS       `json:"dns"`
 	Router      Router    `json:"router"`
+	Timers      Timers    `json:"timers"`
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
 	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
@@ -120,6 +121,8 @@ type NVE struct {
 	PID      int         `json:"ilad_pid,omitempty"`
 	// CNINetconfDir holds the CNI network config of this NVE (cni_lab.go).
 	CNINetconfDir string `json:"cni_netconf_dir,omitempty"`
+	// Failed: `ilalab fail` killed its daemons and cut its link.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // Task is one task (container, VM) of the lab.
@@ -137,6 +140,16 @@ type Task struct {
 	TaskIfname string `json:"task_ifname,omitempty"`
 	MAC        string `json:"mac"`
 	Index      int    `json:"index"`
+	// Standby is the NVE holding the task's hot standby (`ilalab
+	// standby`), a replica namespace StandbyNetns with the same addresses.
+	Standby      string `json:"standby,omitempty"`
+	StandbyNetns string `json:"standby_netns,omitempty"`
+}
+
+// Timers are the liveness and lifetime settings of the lab's daemons.
+type Timers struct {
+	Heartbeat Duration `json:"heartbeat"`
+	Lifetime  Duration `json:"lifetime,omitempty"`
 }
 
 // Mapsrv is where the mapping service listens.
