@@ -6,7 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -260,4 +264,31 @@ func (l *Lab) WaitFailover(ctx context.Context, taskName string, failedAt time.T
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// MapsrvMetric reads one unlabelled metric from mapsrv's /metrics.
+func (l *Lab) MapsrvMetric(ctx context.Context, name string) (float64, error) {
+	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.topo.Mapsrv.API+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("mapsrv metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, fmt.Errorf("mapsrv metrics: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("mapsrv metrics: no %s", name)
 }
