@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
 )
@@ -64,4 +66,18 @@ func cmdFailover(ctx context.Context, cmd string, args []string, stdout, stderr 
 		fmt.Fprintf(stdout, "%s recovered\n", target)
 	}
 	return nil
+}
+
+// failoverDemo runs `ilalab demo --scenario failover` on a lab that is up.
+func failoverDemo(ctx context.Context, l *lab.Lab, before, after time.Duration, outDir string, stdout, stderr io.Writer) error {
+	rep, err := l.RunFailoverDemo(ctx, before, after, outDir)
+	endProgress(stderr)
+	if rep != nil && len(rep.Flows) > 0 {
+		rep.Text(stdout)
+		fmt.Fprintf(stdout, "\nreport: %s\n", filepath.Join(outDir, "failover-report.json"))
+	}
+	if err == nil && rep != nil && len(rep.Problems) > 0 {
+		err = fmt.Errorf("demo: %d problem(s), see the report above", len(rep.Problems))
+	}
+	return err
 }

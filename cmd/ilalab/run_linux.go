@@ -26,7 +26,7 @@ commands:
   standby  give a task a hot standby on another NVE: ilalab standby TASK --on NVE
   fail     make an NVE die (ilad killed, link down) or mapsrv (killed): ilalab fail NVE|mapsrv
   recover  bring back what fail took down: ilalab recover NVE|mapsrv
-  demo     up, traffic, a hot move under traffic, report, down
+  demo     up, traffic, a hot move under traffic (or --scenario failover), report, down
   down     remove everything the lab made (idempotent); --all: what dead runs left
 
 Run "ilalab COMMAND -h" for the flags of a command. Needs root.

@@ -321,11 +321,20 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 // api returns a client of mapsrv's API whose connections are opened inside
 // the control namespace, with the lab's token.
 func (l *Lab) api() (*apiclient.Client, error) {
-	n, err := l.node(l.topo.Mapsrv.Netns)
+	hc, err := l.ctlHTTP()
 	if err != nil {
 		return nil, err
 	}
 	tok, err := l.apiToken()
+	if err != nil {
+		return nil, err
+	}
+	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: hc, Timeout: 5 * time.Second})
+}
+
+// ctlHTTP is an HTTP client that dials from the control namespace.
+func (l *Lab) ctlHTTP() (*http.Client, error) {
+	n, err := l.node(l.topo.Mapsrv.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +353,7 @@ func (l *Lab) api() (*apiclient.Client, error) {
 			return nil, err
 		}
 	}
-	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, nil
 }
 
 // waitAPI waits until mapsrv answers on its API.

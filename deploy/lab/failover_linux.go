@@ -268,7 +268,7 @@ func (l *Lab) WaitFailover(ctx context.Context, taskName string, failedAt time.T
 
 // MapsrvMetric reads one unlabelled metric from mapsrv's /metrics.
 func (l *Lab) MapsrvMetric(ctx context.Context, name string) (float64, error) {
-	hc, err := l.httpIn(l.topo.Mapsrv.Netns)
+	hc, err := l.ctlHTTP()
 	if err != nil {
 		return 0, err
 	}
