@@ -3,7 +3,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -180,28 +179,9 @@ func (r *FailoverReport) Text(w io.Writer) {
 
 // firstTextLine is firstLine for slog text logs (time=... first).
 func firstTextLine(path string, since time.Time, want ...string) (time.Time, string) {
-	f, err := os.Open(path)
-	if err != nil {
-		return time.Time{}, err.Error()
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		ok := strings.HasPrefix(line, "time=")
-		for _, w := range want {
-			ok = ok && strings.Contains(line, w)
-		}
-		if !ok {
-			continue
-		}
+	return firstLineWith(path, since, func(line string) (time.Time, bool) {
 		ts, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
 		t, err := time.Parse(time.RFC3339Nano, ts)
-		if err != nil || t.Before(since.Add(-time.Millisecond)) {
-			continue
-		}
-		return t, ""
-	}
-	return time.Time{}, "no line naming " + strings.Join(want, " and ")
+		return t, strings.HasPrefix(line, "time=") && err == nil
+	}, want...)
 }

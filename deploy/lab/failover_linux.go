@@ -190,13 +190,7 @@ func (l *Lab) Standby(ctx context.Context, taskName, nveName string) error {
 	if err := l.save(); err != nil { // Down removes the namespace from now on
 		return err
 	}
-	for _, kv := range [][2]string{
-		{"net.ipv6.conf.all.accept_dad", "0"},
-		{"net.ipv6.conf.default.accept_dad", "0"},
-		{"net.ipv6.conf.default.autoconf", "0"},
-		{"net.ipv6.conf.default.accept_ra", "1"},
-		{"net.ipv6.conf.default.router_solicitation_interval", "1"},
-	} {
+	for _, kv := range taskSysctls {
 		if err := rn.sysctl(kv[0], kv[1]); err != nil {
 			return err
 		}

@@ -319,15 +319,7 @@ func (l *Lab) buildUnderlay() error {
 		if err != nil {
 			return err
 		}
-		for _, kv := range [][2]string{
-			{"net.ipv6.conf.all.accept_dad", "0"},
-			{"net.ipv6.conf.default.accept_dad", "0"},
-			// Keep the task's identity address only: no SLAAC address
-			// from the NVE's router advertisements, but take the route.
-			{"net.ipv6.conf.default.autoconf", "0"},
-			{"net.ipv6.conf.default.accept_ra", "1"},
-			{"net.ipv6.conf.default.router_solicitation_interval", "1"},
-		} {
+		for _, kv := range taskSysctls {
 			if err := tn.sysctl(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -354,6 +346,17 @@ func (l *Lab) buildUnderlay() error {
 		}
 	}
 	return nil
+}
+
+// taskSysctls are the sysctls of a task namespace.
+var taskSysctls = [][2]string{
+	{"net.ipv6.conf.all.accept_dad", "0"},
+	{"net.ipv6.conf.default.accept_dad", "0"},
+	// Keep the task's identity address only: no SLAAC address
+	// from the NVE's router advertisements, but take the route.
+	{"net.ipv6.conf.default.autoconf", "0"},
+	{"net.ipv6.conf.default.accept_ra", "1"},
+	{"net.ipv6.conf.default.router_solicitation_interval", "1"},
 }
 
 // localRoutes makes the NVE deliver task's addresses out of its veth end.
