@@ -144,11 +144,12 @@ func (a *Agent) startRegistration(lt *localTask) {
 	lt.cancel = cancel
 	lt.done = make(chan struct{})
 	done := lt.done
+	firstCh, standby := lt.first, lt.spec.Standby // a commit or promotion replaces them
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer close(done)
-		a.registerLoop(rctx, lt)
+		a.registerLoop(rctx, lt, firstCh, standby)
 	}()
 }
 
@@ -263,18 +264,18 @@ func (a *Agent) registration(lt *localTask, lifetime time.Duration) (Registratio
 
 // registerLoop keeps lt registered until ctx is done: again at half the
 // granted lifetime, sooner with backoff after an error.
-func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
+func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan error, standby bool) {
 	if a.cfg.Registrar == nil {
 		return
 	}
 	first := true
 	report := func(err error) {
 		if first {
-			lt.first <- err
+			firstCh <- err
 			first = false
 		}
 	}
-	if lt.restored && !lt.spec.Standby && !a.stillHere(ctx, lt) {
+	if lt.restored && !standby && !a.stillHere(ctx, lt) {
 		return
 	}
 	backoff := 250 * time.Millisecond
@@ -284,7 +285,8 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
-			if first && !lt.restored && !reg.Standby {
+			reg.Standby = standby // as when this loop started
+			if first && !lt.restored && !standby {
 				reg.Mode = ila.MoveHot
 			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)

@@ -157,6 +157,10 @@ type Config struct {
 	// Heartbeat is the heartbeat interval (default 1s; negative: none);
 	// it must match mapsrv's --heartbeat-interval.
 	Heartbeat ila.Duration `json:"heartbeat,omitempty"`
+	// RestartHold is how long mapsrv keeps this NVE alive without
+	// heartbeats after the agent stops (a restart; default 8s, negative:
+	// none): the datapath forwards meanwhile, so a restart is no failover.
+	RestartHold ila.Duration `json:"restart_hold,omitempty"`
 	// Router makes the agent an ILA router's (ILA-R) instead of an NVE's:
 	// it keeps the whole table of the store in the datapath (push) and has
 	// no locator, no tasks, no registrations and no state file of its own.
@@ -231,6 +235,9 @@ func (c *Config) CheckSettings() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = ila.Duration(time.Second)
+	}
+	if c.RestartHold == 0 {
+		c.RestartHold = ila.Duration(8 * time.Second)
 	}
 	if c.Heartbeat > 0 && time.Duration(c.Heartbeat) < 10*time.Millisecond {
 		return fmt.Errorf("heartbeat interval %v: want at least 10ms (or negative: none)", time.Duration(c.Heartbeat))

@@ -25,8 +25,11 @@ import (
 type Heartbeater interface {
 	// Heartbeat says the NVE is alive under epoch (0: unknown, e.g. just
 	// started) and returns its current epoch; a *FencedError carrying the
-	// current epoch when the NVE was declared dead since epoch.
-	Heartbeat(ctx context.Context, epoch uint32) (uint32, error)
+	// current epoch when the NVE was declared dead since epoch. A hold > 0
+	// announces a planned pause of the heartbeats (the agent stops for a
+	// restart; the datapath keeps forwarding): the NVE is not missed for
+	// that long.
+	Heartbeat(ctx context.Context, epoch uint32, hold time.Duration) (uint32, error)
 }
 
 // FencedError is a heartbeat or registration refused because the NVE was
@@ -70,10 +73,27 @@ func (a *Agent) heartbeatLoop(ctx context.Context) error {
 		a.heartbeat(ctx, iv)
 		select {
 		case <-ctx.Done():
+			a.holdHeartbeat(iv)
 			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// holdHeartbeat tells mapsrv, as the agent stops, not to miss this NVE
+// for Config.RestartHold: a restart is not a death.
+func (a *Agent) holdHeartbeat(iv time.Duration) {
+	hold := time.Duration(a.cfg.RestartHold)
+	if hold <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(iv, 200*time.Millisecond))
+	defer cancel()
+	if _, err := a.cfg.Heartbeater.Heartbeat(ctx, a.hb.epoch.Load(), hold); err != nil {
+		a.log.Warn("stopping: restart hold not acknowledged; mapsrv may declare this nve dead", "hold", hold, "err", err)
+		return
+	}
+	a.log.Info("stopping: mapsrv holds this nve alive for a restart", "hold", hold)
 }
 
 // heartbeat sends one heartbeat and handles a fencing.
@@ -81,7 +101,7 @@ func (a *Agent) heartbeat(ctx context.Context, iv time.Duration) {
 	h := &a.hb
 	e := h.epoch.Load()
 	hctx, cancel := context.WithTimeout(ctx, iv)
-	cur, err := a.cfg.Heartbeater.Heartbeat(hctx, e)
+	cur, err := a.cfg.Heartbeater.Heartbeat(hctx, e, 0)
 	cancel()
 	if ctx.Err() != nil {
 		return
@@ -143,7 +163,7 @@ func (a *Agent) rejoin(ctx context.Context, epoch uint32, iv time.Duration) {
 		a.mu.Unlock()
 	}
 	hctx, cancel := context.WithTimeout(ctx, iv)
-	cur, err := a.cfg.Heartbeater.Heartbeat(hctx, epoch)
+	cur, err := a.cfg.Heartbeater.Heartbeat(hctx, epoch, 0)
 	cancel()
 	if err != nil {
 		a.log.Warn("rejoin heartbeat", "epoch", epoch, "err", err)

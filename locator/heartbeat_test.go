@@ -19,9 +19,10 @@ type fakeMapsrv struct {
 	dead   bool
 	down   bool     // heartbeats are lost
 	epochs []uint32 // epochs heartbeats came with
+	holds  []time.Duration
 }
 
-func (m *fakeMapsrv) Heartbeat(ctx context.Context, epoch uint32) (uint32, error) {
+func (m *fakeMapsrv) Heartbeat(ctx context.Context, epoch uint32, hold time.Duration) (uint32, error) {
 	m.mu.Lock()
 	if m.down {
 		m.mu.Unlock()
@@ -30,6 +31,7 @@ func (m *fakeMapsrv) Heartbeat(ctx context.Context, epoch uint32) (uint32, error
 	}
 	defer m.mu.Unlock()
 	m.epochs = append(m.epochs, epoch)
+	m.holds = append(m.holds, hold)
 	if epoch != 0 && epoch < m.epoch {
 		return 0, &locator.FencedError{Epoch: m.epoch}
 	}
@@ -170,6 +172,28 @@ func TestStandbyPromoted(t *testing.T) {
 		rs = reg.Registrations()
 		if last := rs[len(rs)-1]; last.Standby || last.Lifetime != 0 {
 			t.Errorf("detach sent %+v", last)
+		}
+	})
+}
+
+// TestRestartHold: a stopping agent asks mapsrv to hold it alive.
+func TestRestartHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		ms := &fakeMapsrv{epoch: 1}
+		a := newAgent(t, "", dp, src, func(c *locator.Config) {
+			c.Heartbeater = ms
+			c.Heartbeat = ila.Duration(100 * time.Millisecond)
+		})
+		stop := run(t, a)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		stop()
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		if n := len(ms.holds); n < 2 || ms.holds[n-1] != 8*time.Second || ms.holds[n-2] != 0 {
+			t.Errorf("holds sent %v, want zeros then 8s at the end", ms.holds)
 		}
 	})
 }

@@ -241,3 +241,36 @@ func TestHeartbeatOverProtocol(t *testing.T) {
 		t.Errorf("withdraw of a standby c does not hold: %+v", rep)
 	}
 }
+
+// TestHeartbeatHold: an NVE announcing a planned restart (ilad stopping)
+// is not declared dead during the hold, and is after it.
+func TestHeartbeatHold(t *testing.T) {
+	f := liveFixture(t, nil)
+	ctx := t.Context()
+	f.register(t, "a", "web1", "2001:db8::1")
+	f.heartbeat(t, "a", 0)
+	if _, err := f.svc.HeartbeatHold(ctx, "a", 1, 8*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Advance(10 * time.Second) // hold 8 s + dead time 3 s not over
+	f.svc.DecideLiveness(ctx)
+	if l := f.liveness(t, "a"); l.State == mapsrv.NVEDead {
+		t.Errorf("a dead during its hold")
+	}
+	f.clk.Advance(1500 * time.Millisecond)
+	f.svc.DecideLiveness(ctx)
+	if l := f.liveness(t, "a"); l.State != mapsrv.NVEDead {
+		t.Errorf("a after its hold and the dead time: %s, want dead", l.State)
+	}
+	// Over the protocol: the Lifetime of a heartbeat is the hold.
+	f.heartbeat(t, "b", 0)
+	rep := f.svc.Handle(ctx, netip.MustParseAddrPort("[::1]:9"), &regproto.Message{Type: regproto.TypeRequest, NVE: "b", Heartbeat: true, Epoch: 1, Lifetime: 2})
+	if rep.Err() != nil {
+		t.Fatal(rep.Err())
+	}
+	f.clk.Advance(10 * time.Second)
+	f.svc.DecideLiveness(ctx)
+	if l := f.liveness(t, "b"); l.State == mapsrv.NVEDead {
+		t.Errorf("b dead during a hold of 2 units (8 s)")
+	}
+}

@@ -109,6 +109,7 @@ type liveness struct {
 
 type tracked struct {
 	heard time.Time
+	hold  time.Time // not missed before (a planned restart: HeartbeatHold)
 	state NVEState
 	epoch uint32
 }
@@ -189,6 +190,15 @@ func checkFence(n NVERecord, epoch uint32) error {
 // under that epoch to become alive. A dead NVE heartbeating under epoch 0
 // (restarted) becomes alive at once.
 func (s *Service) Heartbeat(ctx context.Context, nve string, epoch uint32) (uint32, error) {
+	return s.HeartbeatHold(ctx, nve, epoch, 0)
+}
+
+// HeartbeatHold is Heartbeat from an NVE that announces a planned pause of
+// its heartbeats (ilad stopping for a restart; its datapath keeps
+// forwarding): it is not missed for hold (capped at Config.MaxLifetime)
+// plus the usual dead time. A later heartbeat ends the hold.
+func (s *Service) HeartbeatHold(ctx context.Context, nve string, epoch uint32, hold time.Duration) (uint32, error) {
+	hold = min(max(hold, 0), s.cfg.MaxLifetime)
 	if !s.cfg.Liveness.enabled() {
 		return 0, fmt.Errorf("heartbeat from nve %s: liveness is off: %w", nve, ErrInvalid)
 	}
@@ -198,14 +208,14 @@ func (s *Service) Heartbeat(ctx context.Context, nve string, epoch uint32) (uint
 	l.mu.Lock()
 	t := l.nves[nve]
 	if t != nil && t.state == NVEAlive && (epoch == t.epoch || epoch == 0) {
-		t.heard = now
+		t.heard, t.hold = now, now.Add(hold)
 		e := t.epoch
 		l.mu.Unlock()
 		return e, nil
 	}
 	l.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		e, err := s.heartbeatSlow(ctx, nve, epoch, now)
+		e, err := s.heartbeatSlow(ctx, nve, epoch, now, hold)
 		if errors.Is(err, ErrConflict) && attempt < 4 {
 			continue
 		}
@@ -216,7 +226,7 @@ func (s *Service) Heartbeat(ctx context.Context, nve string, epoch uint32) (uint
 	}
 }
 
-func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, now time.Time) (uint32, error) {
+func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, now time.Time, hold time.Duration) (uint32, error) {
 	rec, kv, err := s.getNVE(ctx, nve)
 	if err != nil {
 		return 0, err
@@ -254,7 +264,7 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 	if l.nves == nil {
 		l.nves = make(map[string]*tracked)
 	}
-	l.nves[nve] = &tracked{heard: now, state: NVEAlive, epoch: cur.Epoch}
+	l.nves[nve] = &tracked{heard: now, hold: now.Add(hold), state: NVEAlive, epoch: cur.Epoch}
 	l.mu.Unlock()
 	return cur.Epoch, nil
 }
@@ -331,6 +341,9 @@ func (s *Service) decide(ctx context.Context) {
 	l.mu.Lock()
 	for name, t := range l.nves {
 		base := t.heard
+		if t.hold.After(base) {
+			base = t.hold
+		}
 		if up.After(base) {
 			base = up
 		}

@@ -94,7 +94,7 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 // handleHeartbeat answers a heartbeat (liveness.go) with the NVE's epoch,
 // also when it is fenced.
 func (s *Service) handleHeartbeat(ctx context.Context, req *regproto.Message) *regproto.Message {
-	epoch, err := s.Heartbeat(ctx, req.NVE, req.Epoch)
+	epoch, err := s.HeartbeatHold(ctx, req.NVE, req.Epoch, req.LifetimeDuration())
 	rep := req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
 	if err != nil {
 		rep = req.Reply(regproto.StatusRejected, reason(err))

@@ -17,7 +17,7 @@ import (
 // Bad input: a second standby, a standby on the NVE hosting the task, a
 // recover of an NVE that never failed.
 func TestFailoverUnderPing(t *testing.T) {
-	l := upLab(t, lab.Config{})
+	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
 	ctx := t.Context()
 	t1 := task(t, l, "t1")
 	if err := l.Standby(ctx, "t1", "nve1"); err == nil || !strings.Contains(err.Error(), "hosts the task") {

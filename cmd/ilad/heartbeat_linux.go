@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
@@ -10,8 +11,10 @@ import (
 
 // Heartbeat implements locator.Heartbeater over the registration protocol
 // (flag H; docs/registration.md): one try, bounded by ctx.
-func (r registrar) Heartbeat(ctx context.Context, epoch uint32) (uint32, error) {
-	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch})
+func (r registrar) Heartbeat(ctx context.Context, epoch uint32, hold time.Duration) (uint32, error) {
+	// The hold travels in the Lifetime field, rounded up to 4 s units.
+	units := regproto.LifetimeUnits(hold + regproto.LifetimeUnit - 1)
+	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch, Lifetime: units})
 	if err != nil {
 		return 0, err
 	}
