@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"sync"
+	"time"
 )
 
 // Marshal encodes m and appends the Authentication option: HMAC-SHA256
@@ -96,8 +98,10 @@ func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, 
 	}
 	var ts uint64
 	if !m.Timestamp.IsZero() {
+		// Parse takes any timestamp up to 2^63-1 ns (April 2262): so does
+		// Marshal, so that whatever parses marshals again.
 		n := m.Timestamp.UnixNano()
-		if n <= 0 || m.Timestamp.Year() > 2260 {
+		if m.Timestamp.After(time.Unix(0, math.MaxInt64)) || n <= 0 {
 			return nil, fmt.Errorf("marshal registration message: timestamp %v out of range", m.Timestamp)
 		}
 		ts = uint64(n)
