@@ -82,6 +82,8 @@ func TestFencedRejoin(t *testing.T) {
 		ms.set(func(m *fakeMapsrv) { m.down, m.dead, m.epoch = true, true, 2 })
 		moved := task(0x1001, "nve-b", locB)
 		moved.Name, moved.Version = "web1", 2
+		// mapsrv keeps the dead NVE's locator in flight (failover.go).
+		moved.Previous = []ila.Previous{{Locator: locA, NVE: "nve-a", Until: time.Now().Add(5 * time.Second)}}
 		src.SetTaskQuietly(moved)
 		susp := task(0x1002, "nve-a", locA)
 		susp.Name, susp.State, susp.Version = "web2", ila.StateSuspended, 2

@@ -2,6 +2,7 @@ package etcdstore_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -60,8 +61,13 @@ func TestFailoverOverUDP(t *testing.T) {
 		t.Fatal(rep.Err())
 	}
 	standby := &regproto.Message{VMID: "vm1", Tenant: "t1", Addrs: []netip.Addr{sir}, Lifetime: 15, Role: regproto.RoleStandby}
-	if rep := do(cc, standby); rep.Reason != regproto.ReasonAuth {
-		t.Errorf("standby with a wrong key: %+v, want reason %s", rep, regproto.ReasonAuth)
+	// A wrong key is not even answered (no reply to unauthenticated
+	// datagrams), and nothing changes.
+	if rep, err := cc.Do(t.Context(), standby); !errors.Is(err, regproto.ErrTimeout) {
+		t.Errorf("standby with a wrong key: %+v, %v; want no answer", rep, err)
+	}
+	if rec, err := svc.Task(t.Context(), "t1", "vm1"); err != nil || rec.Standby != nil {
+		t.Errorf("task after a standby with a wrong key: standby %+v, %v", rec.Standby, err)
 	}
 	if rep := do(cb, standby); rep.Err() != nil || rep.Role != regproto.RoleStandby {
 		t.Fatalf("standby: %+v", rep)
