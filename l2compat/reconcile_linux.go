@@ -45,11 +45,14 @@ func (m *Manager) Apply(ev ila.Event) error {
 			m.dir.upsert(e)
 		}
 		m.dirMu.Unlock()
-		// The mapping has spoken: a pending claim is settled.
-		if had {
+		// The mapping has spoken: a pending claim is settled. An update
+		// that leaves the task where it was (a refresh, a standby
+		// registration) is no answer to the claim.
+		same := had && ok && ev.Type == ila.EventTaskUpsert && old.NVE == e.NVE && old.MAC == e.MAC && old.VNI == e.VNI
+		if had && !same {
 			delete(m.claimed, fdbKey{old.VNI, old.MAC})
 		}
-		if ok {
+		if ok && !same {
 			delete(m.claimed, fdbKey{e.VNI, e.MAC})
 		}
 		if had {

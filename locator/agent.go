@@ -93,6 +93,7 @@ type Agent struct {
 	tokens     float64
 	tokensAt   time.Time
 	st         Stats
+	hb         heartbeatState // heartbeat.go
 
 	wg sync.WaitGroup // registration loops and port cleanups
 }
@@ -193,6 +194,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if a.cfg.Mode == ModePull {
 		g.Go(func() error { return a.pullLoop(gctx) })
+	}
+	if a.cfg.Heartbeater != nil && a.cfg.Heartbeat > 0 {
+		g.Go(func() error { return a.heartbeatLoop(gctx) })
 	}
 	err := g.Wait()
 	a.mu.Lock()

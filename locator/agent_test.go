@@ -566,15 +566,22 @@ func TestStandbyThenCommit(t *testing.T) {
 		if _, ok := dp.LocalEntries()[locatortest.Key{SIR: sirP, ID: 0x1001}]; !ok {
 			t.Error("standby task has no local entry")
 		}
-		if n := len(reg.Registrations()); n != 0 {
-			t.Errorf("standby task registered %d times", n)
+		// A standby registers as the task's standby only (failover).
+		before := reg.Registrations()
+		for _, r := range before {
+			if !r.Standby || r.Mode != ila.MoveNone {
+				t.Errorf("standby task sent %+v, want standby registrations only", r)
+			}
+		}
+		if len(before) == 0 {
+			t.Error("standby task not registered as standby")
 		}
 		s.Standby = false
 		if err := a.Attach(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(reg.Registrations()); n != 1 {
-			t.Errorf("committed task registered %d times, want 1", n)
+		if after := reg.Registrations()[len(before):]; len(after) != 1 || after[0].Standby || after[0].Mode != ila.MoveHot {
+			t.Errorf("committed task sent %+v, want one claim", after)
 		}
 		if ts := a.Tasks(); len(ts) != 1 || ts[0].Standby || !ts[0].Registered {
 			t.Errorf("tasks after commit: %+v", ts)

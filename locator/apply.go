@@ -138,6 +138,9 @@ func (a *Agent) taskUpsert(t ila.Task) {
 		switch {
 		case t.NVE == a.cfg.Node:
 			lt.confirmed = true
+			if lt.spec.Standby && t.State == ila.StateActive {
+				a.promote(lt) // failed over here
+			}
 		case lt.confirmed && t.State != ila.StateSuspended && t.Locator != 0:
 			a.moveAway(lt, t.Mapping(d.d), a.inFlightUntil(t))
 		}

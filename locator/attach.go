@@ -135,10 +135,12 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	a.saveState()
 	a.forgetMoved(t.Name) // back here
 	if t.Standby {
-		close(lt.done) // no registration until committed
-		a.startWatchers(lt)
+		a.startWatchers(lt) // a prepared task's commit triggers
+	}
+	if t.Standby && t.AutoCommit {
+		close(lt.done) // prepared (a migration's destination): no registration until committed
 	} else {
-		a.startRegistration(lt)
+		a.startRegistration(lt) // a plain standby registers as standby (heartbeat.go) until committed
 	}
 	a.mu.Unlock()
 	a.log.Info("task attached", "task", t.Name, "iface", t.Iface, "sir", t.SIR, "identifier", k.id, "standby", t.Standby)
@@ -165,11 +167,12 @@ func (a *Agent) startRegistration(lt *localTask) {
 	lt.cancel = cancel
 	lt.done = make(chan struct{})
 	done := lt.done
+	firstCh, standby := lt.first, lt.spec.Standby // a commit or promotion replaces them
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		defer close(done)
-		a.registerLoop(rctx, lt)
+		a.registerLoop(rctx, lt, firstCh, standby)
 	}()
 }
 
@@ -218,12 +221,11 @@ func (a *Agent) detach(name string, deregister bool) bool {
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(lt.key.sir, lt.key.id), "sir", lt.spec.SIR)
 	a.syncKey(lt.key)
 	a.saveState()
-	reg, ok := a.registration(lt, 0)
-	standby := lt.spec.Standby
+	reg, ok := a.registration(lt, 0) // a standby withdraws its standby role
 	done := lt.done
 	a.mu.Unlock()
 	<-done
-	if deregister && ok && !standby && a.cfg.Registrar != nil {
+	if deregister && ok && a.cfg.Registrar != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		_, err := a.cfg.Registrar.Register(ctx, reg)
 		cancel()
@@ -286,23 +288,24 @@ func (a *Agent) registration(lt *localTask, lifetime time.Duration) (Registratio
 	return Registration{
 		NVE: a.cfg.Node, Locator: loc, Domain: dn, Name: lt.spec.Name, Tenant: lt.spec.Tenant,
 		SIR: lt.spec.SIR, MAC: lt.spec.MAC, IPv4: lt.spec.IPv4, VNI: lt.spec.VNI, Lifetime: lifetime,
+		Standby: lt.spec.Standby, Epoch: a.hb.epoch.Load(),
 	}, true
 }
 
 // registerLoop keeps lt registered until ctx is done: again at half the
 // granted lifetime, sooner with backoff after an error.
-func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
+func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan error, standby bool) {
 	if a.cfg.Registrar == nil {
 		return
 	}
 	first := true
 	report := func(err error) {
 		if first {
-			lt.first <- err
+			firstCh <- err
 			first = false
 		}
 	}
-	if lt.restored && !a.stillHere(ctx, lt) {
+	if lt.restored && !standby && !a.stillHere(ctx, lt) {
 		return
 	}
 	backoff := 250 * time.Millisecond
@@ -312,7 +315,8 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask) {
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
-			if first && !lt.restored {
+			reg.Standby = standby // as when this loop started
+			if first && !lt.restored && !standby {
 				reg.Mode = ila.MoveHot
 			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)

@@ -72,8 +72,13 @@ func TestClaim(t *testing.T) {
 				t.Error("claim of a standby task taken")
 			}
 			synctest.Wait()
-			if n := len(reg.Registrations()); n != 0 {
-				t.Errorf("standby task registered %d times after a claim", n)
+			for _, r := range reg.Registrations() {
+				if !r.Standby { // a plain standby registers as standby only
+					t.Errorf("standby task claimed the mapping after a claim frame: %+v", r)
+				}
+			}
+			if s := state(t, a, "web"); !s.Standby {
+				t.Errorf("standby task committed by a claim frame: %+v", s)
 			}
 		})
 	})

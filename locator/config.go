@@ -162,6 +162,13 @@ type Config struct {
 	// StateFile, if set, records tasks attached through the API so that a
 	// restart attaches them again.
 	StateFile string `json:"state_file,omitempty"`
+	// Heartbeat is the heartbeat interval (default 1s; negative: none);
+	// it must match mapsrv's --heartbeat-interval.
+	Heartbeat ila.Duration `json:"heartbeat,omitempty"`
+	// RestartHold is how long mapsrv keeps this NVE alive without
+	// heartbeats after the agent stops (a restart; default 8s, negative:
+	// none): the datapath forwards meanwhile, so a restart is no failover.
+	RestartHold ila.Duration `json:"restart_hold,omitempty"`
 	// Router makes the agent an ILA router's (ILA-R) instead of an NVE's:
 	// it keeps the whole table of the store in the datapath (push) and has
 	// no locator, no tasks, no registrations and no state file of its own.
@@ -174,9 +181,12 @@ type Config struct {
 	Lookup    TaskLookup    `json:"-"` // optional: misses use the watch cache only
 	Misses    MissReader    `json:"-"` // optional
 	Registrar Registrar     `json:"-"` // optional: tasks are not registered
-	Ports     Ports         `json:"-"` // optional: ports used as they are
-	Hooks     []PortHook    `json:"-"`
-	Logger    *slog.Logger  `json:"-"`
+	// Heartbeater, if set, receives a heartbeat every Heartbeat
+	// (heartbeat.go).
+	Heartbeater Heartbeater  `json:"-"`
+	Ports       Ports        `json:"-"` // optional: ports used as they are
+	Hooks       []PortHook   `json:"-"`
+	Logger      *slog.Logger `json:"-"`
 	// OnEvent, if set, is called with every event after the agent applied
 	// it (outside the agent's lock; from the watch goroutine): the IPv4
 	// layer, the ND emulator's prefixes, benchmarks.
@@ -233,6 +243,15 @@ func (c *Config) CheckSettings() error {
 	}
 	if c.MissRate == 0 {
 		c.MissRate = 200
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = ila.Duration(time.Second)
+	}
+	if c.RestartHold == 0 {
+		c.RestartHold = ila.Duration(8 * time.Second)
+	}
+	if c.Heartbeat > 0 && time.Duration(c.Heartbeat) < 10*time.Millisecond {
+		return fmt.Errorf("heartbeat interval %v: want at least 10ms (or negative: none)", time.Duration(c.Heartbeat))
 	}
 	if c.PullTTL < 0 || c.PullMax < 0 {
 		return fmt.Errorf("pull ttl and pull max must not be negative")

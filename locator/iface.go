@@ -100,6 +100,10 @@ type Registration struct {
 	// ila.MoveNone, so that one crossing a move on the wire does not move
 	// the task back.
 	Mode ila.MoveMode
+	// Standby registers (Lifetime 0: withdraws) this NVE as the task's
+	// standby; Epoch is the NVE's epoch (heartbeat.go; 0: unknown).
+	Standby bool
+	Epoch   uint32
 }
 
 // Registrar sends registrations to the mapping service and returns the

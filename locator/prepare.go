@@ -175,6 +175,9 @@ func (a *Agent) commitBy(name, by string, at time.Time) {
 func (a *Agent) commitLocked(lt *localTask, by string, at time.Time) {
 	now := a.cfg.Now()
 	lt.spec.Standby = false
+	if lt.cancel != nil {
+		lt.cancel() // a plain standby's registration as standby
+	}
 	lt.first = make(chan error, 1)
 	a.startRegistration(lt)
 	if lt.mig == nil {

@@ -164,6 +164,7 @@ func (s *Service) AddNVE(ctx context.Context, n NVERecord) error {
 			if n.Status == "" {
 				n.Status = old.Status
 			}
+			n.Liveness = old.Liveness // written by heartbeats only
 			// Keep the pins of locators the new record still has and does
 			// not pin itself: tasks of that domain may use them.
 			for ls, dn := range old.LocatorDomains {

@@ -230,6 +230,9 @@ func (a *api) listNVEs(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	for i := range ns {
+		ns[i] = a.svc.withLastHeard(ns[i])
+	}
 	writeJSON(w, http.StatusOK, nonNil(ns))
 }
 
@@ -239,7 +242,7 @@ func (a *api) getNVE(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, n)
+	writeJSON(w, http.StatusOK, a.svc.withLastHeard(n))
 }
 
 func (a *api) addNVE(w http.ResponseWriter, r *http.Request) {

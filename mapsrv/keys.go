@@ -80,6 +80,9 @@ type NVERecord struct {
 	// RegAddr is the NVE's registration listener (ilad), where move
 	// notifications are sent. Invalid: no notifications.
 	RegAddr netip.AddrPort `json:"reg_addr,omitzero"`
+	// Liveness is written by heartbeats and the liveness decider
+	// (liveness.go); nil for an NVE that never sent a heartbeat.
+	Liveness *NVELiveness `json:"liveness,omitempty"`
 }
 
 // LocatorFor returns the NVE's locator for domain d: the one pinned to d,
@@ -157,6 +160,9 @@ type TaskRecord struct {
 	// PendingUntil is when that move times out and is rolled back
 	// (Config.SuspendTimeout after it started).
 	PendingUntil time.Time `json:"pending_until,omitzero"`
+	// Standby is the NVE that takes the task over if its NVE dies
+	// (failover.go).
+	Standby *Standby `json:"standby,omitempty"`
 }
 
 // Index is the value of a name or MAC index entry.
@@ -203,6 +209,9 @@ func DecodeNVE(key string, b []byte) (NVERecord, error) {
 	}
 	if len(n.Locators) == 0 {
 		return n, fmt.Errorf("nve %s: no locators: %w", key, ErrMalformed)
+	}
+	if err := checkLiveness(n.Liveness); err != nil {
+		return n, fmt.Errorf("nve %s: %w: %w", key, ErrMalformed, err)
 	}
 	return n, nil
 }

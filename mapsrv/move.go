@@ -199,6 +199,7 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	if err != nil && !done {
 		return TaskRecord{}, err
 	}
+	dropStandbyAt(&rec)
 	rec.Previous = prunePrevious(rec.Previous, now)
 	b.put(tkv.Key, rec)
 	if cerr := s.commit(ctx, &b, "move task "+tkv.Key); cerr != nil {

@@ -23,7 +23,12 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 	if req.Notify {
 		return req.Reply(regproto.StatusRejected, regproto.ReasonInvalid)
 	}
+	if req.Heartbeat {
+		return s.handleHeartbeat(ctx, req)
+	}
 	r := Registration{
+		Standby: req.Role == regproto.RoleStandby,
+		Epoch:   req.Epoch,
 		NVE:     req.NVE,
 		Locator: req.Locator,
 		Domain:  req.Domain,
@@ -56,7 +61,12 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 	}
 	r.Mode = req.Mode
 	if req.Lifetime == 0 {
-		err := s.deregisterClaim(ctx, r)
+		var err error
+		if r.Standby {
+			err = s.withdrawStandby(ctx, r)
+		} else {
+			err = s.deregisterClaim(ctx, r)
+		}
 		if err != nil {
 			return req.Reply(regproto.StatusRejected, reason(err))
 		}
@@ -77,6 +87,19 @@ func (s *Service) Handle(ctx context.Context, from netip.AddrPort, req *regproto
 		rep.VNI = rec.VNI
 	}
 	rep.VMID, rep.Tenant = rec.Name, rec.Tenant
+	rep.Role = req.Role
+	return rep
+}
+
+// handleHeartbeat answers a heartbeat (liveness.go) with the NVE's epoch,
+// also when it is fenced.
+func (s *Service) handleHeartbeat(ctx context.Context, req *regproto.Message) *regproto.Message {
+	epoch, err := s.HeartbeatHold(ctx, req.NVE, req.Epoch, req.LifetimeDuration())
+	rep := req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
+	if err != nil {
+		rep = req.Reply(regproto.StatusRejected, reason(err))
+	}
+	rep.Epoch = epoch
 	return rep
 }
 
@@ -102,6 +125,8 @@ func (s *Service) deregisterClaim(ctx context.Context, r Registration) error {
 // reason maps a Service error to a registration reject reason.
 func reason(err error) regproto.Reason {
 	switch {
+	case errors.Is(err, ErrFenced):
+		return regproto.ReasonFenced
 	case errors.Is(err, errNoDomain):
 		return regproto.ReasonUnknownDomain
 	case errors.Is(err, errNoNVE):

@@ -36,6 +36,10 @@ type Registration struct {
 	// Mode of the move when the claim moves the task from another NVE:
 	// hot (none: hot), warm or cold.
 	Mode ila.MoveMode
+	// Standby: the NVE registers as the task's standby (failover.go).
+	// Epoch: the NVE's epoch (0: not given), fenced if stale.
+	Standby bool
+	Epoch   uint32
 }
 
 // identify resolves the domain, identifier and SIR address of r.
@@ -244,6 +248,9 @@ func (s *Service) indexFree(ctx context.Context, kv KV, ir indexRead, domain str
 // Concurrent writers are resolved by retrying on conflicts; a claim that
 // is a move follows the move rules (flap damping, duplicate state).
 func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, error) {
+	if r.Standby {
+		return s.registerStandby(ctx, r)
+	}
 	var rec TaskRecord
 	var err error
 	for attempt := 0; attempt < 6; attempt++ {
@@ -309,6 +316,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	}
 	nve, nkv, err := s.cachedNVE(ctx, r.NVE)
 	if err != nil {
+		return TaskRecord{}, err
+	}
+	if err := checkFence(nve, r.Epoch); err != nil {
 		return TaskRecord{}, err
 	}
 	dom, dkv, id, err := s.identify(ctx, &r)
@@ -410,6 +420,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 		}
 	}
+	dropStandbyAt(&rec)
 	// Index updates: drop old entries that no longer apply.
 	if tr.exists && tr.rec.Name != "" && NameKey(tr.rec.Tenant, tr.rec.Name) != NameKey(r.Tenant, r.Name) {
 		b.del(NameKey(tr.rec.Tenant, tr.rec.Name))

@@ -53,6 +53,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	if s.cfg.Liveness.enabled() {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.livenessLoop(ctx) }()
+	}
 	var due *dueSet
 	var feedDown atomic.Bool
 	if s.cfg.Events != nil {
@@ -71,11 +75,17 @@ func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
 	lastFull := time.Now()
+	s.up.reset(s.cfg.Now())
+	stall := newStallGuard(s.cfg.SweepInterval)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			if stall.tick() {
+				s.up.reset(s.cfg.Now())
+				s.log.Warn("sweeper stalled; expiries wait one more lifetime")
+			}
 			var err error
 			if due != nil && !feedDown.Load() && time.Since(lastFull) < s.cfg.FullSweepInterval {
 				err = s.sweepDue(ctx, due)

@@ -62,6 +62,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// Liveness: NVE heartbeats and failover (liveness.go).
+	Liveness LivenessConfig
 }
 
 func (c *Config) validate() error {
@@ -104,7 +106,7 @@ func (c *Config) validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return nil
+	return c.Liveness.validate()
 }
 
 // Notification asks a previous NVE to redirect a task's traffic to its new
@@ -160,6 +162,8 @@ type Service struct {
 
 	cache recordCache // domains and NVEs for the registration path
 	kvs   kvCache     // task and index entries this Service wrote
+	up    upState     // start of the expiry grace (grace.go)
+	live  liveness    // NVE heartbeats (liveness.go)
 }
 
 // New returns a Service over cfg.Store.
@@ -198,6 +202,7 @@ func (s *Service) CountStoreError() { s.c.storeErrors.Add(1) }
 func (s *Service) storeErr(err error) error {
 	if err != nil && !errors.Is(err, ErrConflict) && !errors.Is(err, context.Canceled) {
 		s.c.storeErrors.Add(1)
+		s.up.reset(s.cfg.Now()) // registrations fail too: restart the grace
 	}
 	return err
 }

@@ -39,7 +39,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 // changed concurrently is left alone.
 func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.Time) (bool, error) {
 	switch {
-	case !rec.Expiry.IsZero() && !rec.Expiry.After(now):
+	case s.expired(rec.Task, now):
 		b, err := s.deleteTask(ctx, rec, kv)
 		if err != nil {
 			return false, err

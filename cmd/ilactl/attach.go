@@ -113,7 +113,7 @@ mapsrv (a move, if it was registered elsewhere).`,
 		prepareHelp(cmd)
 		cmd.Flags().StringVar(&spec.QMP, "qmp", "", "QEMU monitor socket of the VM on this host: commit when the guest resumes")
 	} else {
-		cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery without registering (hot-move destination); attach again without it to commit")
+		cmd.Flags().BoolVar(&standby, "standby", false, "prepare the port and local delivery and register as the task's hot standby, without claiming it (it takes the task over if the task's NVE dies; docs/FAILOVER.md); attach again without it to commit (a hot move)")
 	}
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("sir")

@@ -143,7 +143,7 @@ func (g *globals) printNVEs(ns []mapsrv.NVERecord) error {
 		if n.RegAddr.IsValid() {
 			reg = n.RegAddr.String()
 		}
-		rows = append(rows, []string{n.Name, strings.Join(locs, ","), n.Underlay.String(), reg, orDash(n.Status)})
+		rows = append(rows, append([]string{n.Name, strings.Join(locs, ","), n.Underlay.String(), reg, orDash(n.Status)}, livenessColumns(n.Liveness)...))
 	}
-	return g.printTable([]string{"NAME", "LOCATORS", "UNDERLAY", "REG-ADDR", "STATUS"}, rows)
+	return g.printTable([]string{"NAME", "LOCATORS", "UNDERLAY", "REG-ADDR", "STATUS", "STATE", "EPOCH", "LAST-HEARD", "SINCE"}, rows)
 }

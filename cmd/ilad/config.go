@@ -119,7 +119,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		etcdCert, etcdKey, etcdCA                           string
 		etcdUser, etcdPasswordFile                          string
 		keyID                                               uint
-		inFlight, lifetime, pullTTL                         time.Duration
+		inFlight, lifetime, pullTTL, heartbeat              time.Duration
 		missRate                                            float64
 		pullMax                                             int
 		locators, etcd, ports                               stringList
@@ -153,6 +153,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&missPolicy, "miss-policy", "pass", "`policy` for task packets without a mapping: pass or drop")
 	fs.DurationVar(&inFlight, "in-flight", 10*time.Second, "deprecated and ignored: the in-flight `time` is mapsrv's (--in-flight), from the store and its notifications")
 	fs.DurationVar(&lifetime, "lifetime", 120*time.Second, "registration `lifetime` requested (re-registered at half the grant)")
+	fs.DurationVar(&heartbeat, "heartbeat", time.Second, "heartbeat `interval` to mapsrv (its --heartbeat-interval; negative: none)")
 	fs.Float64Var(&missRate, "miss-rate", 200, "at most this many cache-miss `lookups` per second")
 	fs.DurationVar(&pullTTL, "pull-ttl", 5*time.Minute, "pull mode: an entry installed on a miss stays this `long` (a flow still using it misses again and pulls it again)")
 	fs.IntVar(&pullMax, "pull-max", 0, "pull mode: at most this many `entries` installed on misses, the oldest evicted first (0: the datapath's size)")
@@ -216,6 +217,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	_ = inFlight // accepted for old command lines, ignored (locator.Config.InFlight)
 	if set["lifetime"] || cfg.Lifetime == 0 {
 		cfg.Lifetime = ila.Duration(lifetime)
+	}
+	if set["heartbeat"] || cfg.Heartbeat == 0 {
+		cfg.Heartbeat = ila.Duration(heartbeat)
 	}
 	if set["miss-rate"] || cfg.MissRate == 0 {
 		cfg.MissRate = missRate

@@ -62,6 +62,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
 	s := c.agent.Stats()
+	collectHeartbeat(c.agent.HeartbeatStats(), g, n)
 	g(mMappings, float64(s.Mappings))
 	g(mLocals, float64(s.Locals))
 	g(mInFlight, float64(s.InFlight))

@@ -203,6 +203,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	lc.Datapath, lc.Source, lc.Lookup, lc.Misses = dpa, watcher, store, missReader{dp}
 	lc.Registrar, lc.Ports, lc.Hooks = reg, ports, hooks
 	lc.Hypervisor = qmpHypervisor{}
+	if r, ok := reg.(registrar); ok {
+		lc.Heartbeater = r
+	}
 	lc.Logger = log.With("component", "agent")
 	record, closeEvents, err := eventsFile(cfg.Events, cfg.Node, log)
 	if err != nil {
@@ -488,6 +491,10 @@ func (r registrar) Register(ctx context.Context, reg locator.Registration) (time
 		NVE: reg.NVE, Locator: reg.Locator, MAC: reg.MAC, VMID: reg.Name, Tenant: reg.Tenant,
 		Domain: reg.Domain, VNI: reg.VNI, Lifetime: regproto.LifetimeUnits(reg.Lifetime), Mode: reg.Mode,
 	}
+	if reg.Standby {
+		m.Role = regproto.RoleStandby
+	}
+	m.Epoch = reg.Epoch
 	if reg.SIR.IsValid() {
 		m.Addrs = append(m.Addrs, reg.SIR)
 	}

@@ -24,11 +24,15 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	after := fs.Duration("after", 1500*time.Millisecond, "traffic time after the move")
 	workload := fs.String("workload", "", "vm: live-migrate a QEMU guest (adds one VM task) instead of moving a container task")
 	via := fs.String("via", lab.ViaAuto, "how the hot move carries the task's link: auto (dual for IPv6 tasks, else carry), carry (the NVE end of its veth moves; loses the packets that arrive while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
+	scenario := fs.String("scenario", "move", "move (a hot move under traffic) or failover (the NVE of a task with a hot standby dies under a 10 ms ping, then recovers; docs/FAILOVER.md)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
+	}
+	if *scenario != "move" && *scenario != "failover" {
+		return fmt.Errorf("demo: scenario %q: want move or failover", *scenario)
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -72,6 +76,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		endProgress(stderr)
 	}()
+	if *scenario == "failover" {
+		if *workload != "" && *workload != "container" {
+			return fmt.Errorf("demo: --scenario failover runs with the default workload, not %q", *workload)
+		}
+		return failoverDemo(ctx, l, *before, *after, outDir, stdout, stderr)
+	}
 	rep, err := l.RunDemo(ctx, lab.DemoConfig{Before: *before, After: *after, Out: outDir, Via: *via, Workload: *workload})
 	endProgress(stderr)
 	if rep != nil && len(rep.Flows) > 0 {

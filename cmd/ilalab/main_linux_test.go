@@ -26,6 +26,13 @@ func TestRunErrors(t *testing.T) {
 		{"router is ilad's role now", []string{"router"}, `unknown command "router"`, false},
 		{"up with missing components", []string{"up", "--bin-dir", "EMPTY", "--state-dir", "STATE", "--name", "ilatestx"}, "component not available", true},
 		{"demo with 2 nves", []string{"demo", "--nves", "2"}, "needs at least 3 NVEs", true},
+		{"demo unknown scenario", []string{"demo", "--scenario", "meteor"}, `scenario "meteor": want move or failover`, false},
+		{"fail without target", []string{"fail"}, "usage: ilalab fail NVE|mapsrv", false},
+		{"recover without target", []string{"recover"}, "usage: ilalab recover NVE|mapsrv", false},
+		{"standby without --on", []string{"standby", "t1"}, "usage: ilalab standby TASK --on NVE", false},
+		{"fail with --on", []string{"fail", "nve1", "--on", "nve2"}, "usage: ilalab fail", false},
+		{"fail without a lab", []string{"fail", "nve1", "--state-dir", "/nonexistent/ilalab"}, "no lab in /nonexistent/ilalab", true},
+		{"up with a short lifetime", []string{"up", "--lifetime", "2s", "--state-dir", "STATE", "--name", "ilatesty"}, "lifetime 2s: want at least 4s", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
 )
@@ -22,7 +23,10 @@ commands:
   up       build the lab and start its daemons; prints the topology as JSON
   status   show the lab (-o json for the topology)
   move     move a task to another NVE: ilalab move TASK --to NVE [--mode hot|warm|cold]
-  demo     up, traffic, a hot move under traffic, report, down
+  standby  give a task a hot standby on another NVE: ilalab standby TASK --on NVE
+  fail     make an NVE die (ilad killed, link down) or mapsrv (killed): ilalab fail NVE|mapsrv
+  recover  bring back what fail took down: ilalab recover NVE|mapsrv
+  demo     up, traffic, a hot move under traffic (or --scenario failover), report, down
   down     remove everything the lab made (idempotent); --all: what dead runs left
 
 Run "ilalab COMMAND -h" for the flags of a command. Needs root.
@@ -45,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdMove(ctx, args, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args, stdout, stderr)
+	case "standby", "fail", "recover":
+		return cmdFailover(ctx, cmd, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -118,6 +124,8 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.IntVar(&cfg.DCs, "dcs", 1, "data centres: each a fabric (FRR) with its NVEs and ILA router, joined by an interconnect with eBGP (needs --fabric frr)")
 	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
+	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "registration lifetime the NVEs ask for (default ilad's, 2m; at least 4s)")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 100*time.Millisecond, "NVE heartbeat interval (mapsrv declares an NVE dead after 3)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
 	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")
 	return cfg

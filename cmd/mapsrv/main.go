@@ -86,6 +86,7 @@ type config struct {
 	maxLifetime   time.Duration
 	sweep         time.Duration
 	logLevel      string
+	live          mapsrv.LivenessConfig
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -124,6 +125,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
 	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	livenessFlags(fs, &c.live)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -304,6 +306,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxLifetime:    cfg.maxLifetime,
 		SweepInterval:  cfg.sweep,
 		Logger:         log.With("component", "service"),
+		Liveness:       cfg.live,
 	}
 	if notifier != nil {
 		scfg.Notifier = notifier
@@ -466,7 +469,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		badValues:       prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
 		apiRefused:      prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
 	}
-	m.reg.MustRegister(m, m.watchLag, m.watchErrors)
+	m.reg.MustRegister(m, m.watchLag, m.watchErrors, newLivenessMetrics(svc))
 	return m
 }
 

@@ -256,6 +256,7 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	if t.Etcd.ReadOnlyUser != "" {
 		args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
 	}
+	args = append(args, l.mapsrvTimerArgs()...)
 	if t.Mapsrv.TokenFile != "" {
 		args = append(args, "--api-token-file", t.Mapsrv.TokenFile)
 	}
@@ -320,11 +321,20 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 // api returns a client of mapsrv's API whose connections are opened inside
 // the control namespace, with the lab's token.
 func (l *Lab) api() (*apiclient.Client, error) {
-	n, err := l.node(l.topo.Mapsrv.Netns)
+	hc, err := l.ctlHTTP()
 	if err != nil {
 		return nil, err
 	}
 	tok, err := l.apiToken()
+	if err != nil {
+		return nil, err
+	}
+	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: hc, Timeout: 5 * time.Second})
+}
+
+// ctlHTTP is an HTTP client that dials from the control namespace.
+func (l *Lab) ctlHTTP() (*http.Client, error) {
+	n, err := l.node(l.topo.Mapsrv.Netns)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +353,7 @@ func (l *Lab) api() (*apiclient.Client, error) {
 			return nil, err
 		}
 	}
-	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: &http.Client{Transport: tr}, Timeout: 5 * time.Second})
+	return &http.Client{Transport: tr, Timeout: 5 * time.Second}, nil
 }
 
 // waitAPI waits until mapsrv answers on its API.
@@ -431,6 +441,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--log-format", "json",
 		"--log-level", "debug",
 	}
+	args = append(args, l.iladTimerArgs()...)
 	if l.cfg.IPv4Tenant {
 		args = append(args, "--underlay", n.Underlay.String())
 	}

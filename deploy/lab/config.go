@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 )
 
 // ErrMissing says a component the lab needs is not available.
@@ -53,6 +54,14 @@ type Config struct {
 	// OwnerDir is where the lab records the process that built it, for
 	// DownAll [owner.DefaultDir].
 	OwnerDir string
+	// Lifetime is the registration lifetime the NVEs ask for [ilad's
+	// default, 120s]; at least 4s.
+	Lifetime time.Duration
+	// Heartbeat is the NVEs' heartbeat interval, mapsrv's expectation
+	// [1s, the daemons' default; `ilalab up` uses 100ms] (docs/FAILOVER.md).
+	// Short intervals on a loaded machine declare NVEs dead that are only
+	// slow: tests that are not about failover keep the default.
+	Heartbeat time.Duration
 	// Progress, if set, is told what the lab is doing.
 	Progress func(string)
 	// Logger [discard].
@@ -113,6 +122,15 @@ func (c *Config) validate() error {
 	}
 	if c.VMTasks < 0 || c.VMTasks > 0 && c.UnderlayOnly || c.NVEs*c.TasksPerNVE+c.VMTasks > 250 {
 		return fmt.Errorf("vm tasks %d: want 0..%d, not with underlay-only", c.VMTasks, 250-c.NVEs*c.TasksPerNVE)
+	}
+	if c.Lifetime != 0 && c.Lifetime < 4*time.Second {
+		return fmt.Errorf("lifetime %v: want at least 4s (the protocol counts 4s units)", c.Lifetime)
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = time.Second
+	}
+	if c.Heartbeat < 10*time.Millisecond {
+		return fmt.Errorf("heartbeat %v: want at least 10ms", c.Heartbeat)
 	}
 	if c.Progress == nil {
 		c.Progress = func(string) {}

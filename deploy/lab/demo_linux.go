@@ -224,6 +224,16 @@ func (l *Lab) convergence(task *Task, mr *MoveResult) []NodeUpdate {
 // firstLine returns the time of the first JSON line of path at or after
 // since whose text contains every one of want.
 func firstLine(path string, since time.Time, want ...string) (time.Time, string) {
+	return firstLineWith(path, since, func(line string) (time.Time, bool) {
+		var v struct {
+			Time time.Time `json:"time"`
+		}
+		return v.Time, json.Unmarshal([]byte(line), &v) == nil
+	}, want...)
+}
+
+// firstLineWith is firstLine with the time of a line read by at.
+func firstLineWith(path string, since time.Time, at func(string) (time.Time, bool), want ...string) (time.Time, string) {
 	f, err := os.Open(path)
 	if err != nil {
 		return time.Time{}, err.Error()
@@ -240,13 +250,11 @@ func firstLine(path string, since time.Time, want ...string) (time.Time, string)
 		if !ok {
 			continue
 		}
-		var v struct {
-			Time time.Time `json:"time"`
-		}
-		if json.Unmarshal([]byte(line), &v) != nil || v.Time.Before(since.Add(-time.Millisecond)) {
+		t, ok := at(line)
+		if !ok || t.Before(since.Add(-time.Millisecond)) {
 			continue
 		}
-		return v.Time, ""
+		return t, ""
 	}
 	return time.Time{}, "no line naming " + strings.Join(want, " and ")
 }

@@ -218,6 +218,7 @@ func (l *Lab) plan() *Topology {
 			ReadOnlyUser: etcdOperator, ReadOnlyPasswordFile: filepath.Join(l.dir, "etcd-auth", etcdOperator+".password")},
 		DNS:    DNS{Netns: l.nsName("ctl"), Addr: netip.AddrPortFrom(ControlAddr, DNSPort).String(), Zone: Zone},
 		Router: Router{Netns: l.nsName("fabric"), Mode: "none"},
+		Timers: Timers{Heartbeat: Duration(c.Heartbeat), Lifetime: Duration(c.Lifetime)},
 	}
 	task := 0
 	for n := 1; n <= c.NVEs; n++ {
@@ -343,15 +344,7 @@ func (l *Lab) buildUnderlay() error {
 		if err != nil {
 			return err
 		}
-		for _, kv := range [][2]string{
-			{"net.ipv6.conf.all.accept_dad", "0"},
-			{"net.ipv6.conf.default.accept_dad", "0"},
-			// Keep the task's identity address only: no SLAAC address
-			// from the NVE's router advertisements, but take the route.
-			{"net.ipv6.conf.default.autoconf", "0"},
-			{"net.ipv6.conf.default.accept_ra", "1"},
-			{"net.ipv6.conf.default.router_solicitation_interval", "1"},
-		} {
+		for _, kv := range taskSysctls {
 			if err := tn.sysctl(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -378,6 +371,17 @@ func (l *Lab) buildUnderlay() error {
 		}
 	}
 	return nil
+}
+
+// taskSysctls are the sysctls of a task namespace.
+var taskSysctls = [][2]string{
+	{"net.ipv6.conf.all.accept_dad", "0"},
+	{"net.ipv6.conf.default.accept_dad", "0"},
+	// Keep the task's identity address only: no SLAAC address
+	// from the NVE's router advertisements, but take the route.
+	{"net.ipv6.conf.default.autoconf", "0"},
+	{"net.ipv6.conf.default.accept_ra", "1"},
+	{"net.ipv6.conf.default.router_solicitation_interval", "1"},
 }
 
 // localRoutes makes the NVE deliver task's addresses out of its veth end.

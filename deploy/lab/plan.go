@@ -95,6 +95,7 @@ type Topology struct {
 	Etcd        Etcd      `json:"etcd"`
 	DNS         DNS       `json:"dns"`
 	Router      Router    `json:"router"`
+	Timers      Timers    `json:"timers"`
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
 	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
@@ -125,6 +126,8 @@ type NVE struct {
 	DC string `json:"dc,omitempty"`
 	// CNINetconfDir holds the CNI network config of this NVE (cni_lab.go).
 	CNINetconfDir string `json:"cni_netconf_dir,omitempty"`
+	// Failed: `ilalab fail` killed its daemons and cut its link.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // Task is one task (container, VM) of the lab.
@@ -144,6 +147,16 @@ type Task struct {
 	Index      int    `json:"index"`
 	// VM is set for a VM task (vmplan.go): a QEMU guest, no namespace.
 	VM *TaskVM `json:"vm,omitempty"`
+	// Standby is the NVE holding the task's hot standby (`ilalab
+	// standby`), a replica namespace StandbyNetns with the same addresses.
+	Standby      string `json:"standby,omitempty"`
+	StandbyNetns string `json:"standby_netns,omitempty"`
+}
+
+// Timers are the liveness and lifetime settings of the lab's daemons.
+type Timers struct {
+	Heartbeat Duration `json:"heartbeat"`
+	Lifetime  Duration `json:"lifetime,omitempty"`
 }
 
 // Mapsrv is where the mapping service listens.

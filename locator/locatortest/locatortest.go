@@ -291,6 +291,15 @@ func (s *Source) DeleteTaskQuietly(t ila.Task) {
 	delete(s.tasks, tk{t.Domain, t.Identifier})
 }
 
+// SetTaskQuietly stores a task without telling current watchers, as a
+// change not yet delivered (a partition, a slow watch).
+func (s *Source) SetTaskQuietly(t ila.Task) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev++
+	s.tasks[tk{t.Domain, t.Identifier}] = t
+}
+
 // Disconnect makes every running Watch return ErrDisconnected.
 func (s *Source) Disconnect() {
 	s.mu.Lock()

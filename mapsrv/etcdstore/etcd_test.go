@@ -454,6 +454,11 @@ func TestSweeperExpiresThroughWatch(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error)
 	go func() { done <- svc.Run(rctx) }()
+	// A replica grants one lifetime from its start (docs/FAILOVER.md):
+	// let it start before the clock moves.
+	for svc.UpSince().IsZero() {
+		time.Sleep(time.Millisecond)
+	}
 	clk.Advance(8 * time.Second)
 	e.waitFor(t, "expiry delete", func(evs []ila.Event) bool { return count(evs, ila.EventTaskDelete) == 1 })
 	// The sweeper counts once its transaction's answer is back, which may

@@ -42,6 +42,9 @@ const (
 	// FlagNotify marks a request sent by the mapping service to a previous
 	// NVE of a task: the task moved to the locator in the Locator option.
 	FlagNotify = 0x80
+	// FlagHeartbeat marks a request that only says the NVE is alive
+	// (docs/FAILOVER.md); the reply carries the NVE's epoch.
+	FlagHeartbeat = 0x40
 )
 
 // OptionType is the type byte of a TLV option.
@@ -63,6 +66,8 @@ const (
 	OptLocator  OptionType = 10  // 8 bytes: ILA locator
 	OptNVE      OptionType = 11  // 1-255 bytes UTF-8: sender NVE name
 	OptMoveMode OptionType = 12  // 1 byte: move mode
+	OptRole     OptionType = 13  // 1 byte: 1 = standby for the task (failover.go)
+	OptEpoch    OptionType = 141 // 4 bytes, may skip: the NVE's epoch (failover.go)
 	OptAuth     OptionType = 127 // 32 bytes: HMAC-SHA256, always last
 	// OptSig replaces OptAuth for a key that is an Ed25519 key pair (the
 	// mapping service's): 64 bytes, an Ed25519 signature, always last.
@@ -78,6 +83,7 @@ var optionNames = map[OptionType]string{
 	OptMAC: "mac", OptVMID: "vm-id", OptIPv6: "ipv6-address", OptIPv4: "ipv4-address",
 	OptLifetime: "lifetime", OptStatus: "status", OptTenant: "tenant", OptDomain: "domain",
 	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth", OptSig: "signature",
+	OptRole: "role", OptEpoch: "epoch",
 }
 
 func (t OptionType) String() string {
@@ -152,6 +158,7 @@ const (
 	ReasonUnknownDomain Reason = 11 // no such ILA domain
 	ReasonUnknownNVE    Reason = 12 // the sending NVE is not registered
 	ReasonBusy          Reason = 13 // overloaded; retry later
+	ReasonFenced        Reason = 14 // the NVE was declared dead since its epoch: resync first
 )
 
 var reasonNames = map[Reason]string{
@@ -160,6 +167,7 @@ var reasonNames = map[Reason]string{
 	ReasonDuplicate: "duplicate (flap damped)", ReasonConflict: "conflict (concurrent move)",
 	ReasonSuspended: "suspended", ReasonInternal: "internal error", ReasonInvalid: "invalid request",
 	ReasonUnknownDomain: "unknown domain", ReasonUnknownNVE: "unknown NVE", ReasonBusy: "busy",
+	ReasonFenced: "fenced (declared dead; stale epoch)",
 }
 
 func (r Reason) String() string {

@@ -120,6 +120,12 @@ func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, 
 	if m.Notify {
 		flags |= FlagNotify
 	}
+	if m.Heartbeat {
+		flags |= FlagHeartbeat
+	}
+	if !m.Role.Valid() {
+		return nil, fmt.Errorf("marshal registration message: role %d: %w", m.Role, ErrMalformed)
+	}
 	dst = append(dst, Version, byte(m.Type), flags, 0, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint64(dst, m.Seq)
 	dst = binary.BigEndian.AppendUint64(dst, ts)
@@ -173,6 +179,7 @@ func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, 
 	if m.Mode != MoveNone {
 		dst = append(dst, byte(OptMoveMode), 1, byte(m.Mode))
 	}
+	dst = m.appendFailover(dst)
 	dst = append(dst, byte(auth), byte(authLen))
 	n := len(dst) - start + authLen
 	if n > MaxMessageLen {

@@ -36,6 +36,10 @@ type Message struct {
 	// Notify marks a request from mapsrv to a previous NVE of the task: the
 	// task moved to Locator.
 	Notify bool
+	// Heartbeat, Role and Epoch: NVE liveness and hot standby (failover.go).
+	Heartbeat bool
+	Role      Role
+	Epoch     uint32
 }
 
 // LifetimeUnit is the unit of the Lifetime field.

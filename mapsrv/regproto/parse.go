@@ -80,7 +80,7 @@ func ParseUnauthenticated(b []byte) (*Message, error) {
 		return m, err
 	}
 	if err := m.parseOptions(b[HeaderLen : len(b)-authLen]); err != nil {
-		return &Message{Type: m.Type, Seq: m.Seq, Timestamp: m.Timestamp, KeyID: m.KeyID, Notify: m.Notify}, err
+		return &Message{Type: m.Type, Seq: m.Seq, Timestamp: m.Timestamp, KeyID: m.KeyID, Notify: m.Notify, Heartbeat: m.Heartbeat}, err
 	}
 	return m, nil
 }
@@ -129,10 +129,11 @@ func parseFixed(b []byte) (*Message, error) {
 		return nil, fmt.Errorf("timestamp %d out of range: %w", ts, ErrMalformed)
 	}
 	m := &Message{
-		Type:   t,
-		Notify: b[2]&FlagNotify != 0,
-		Seq:    binary.BigEndian.Uint64(b[8:]),
-		KeyID:  binary.BigEndian.Uint32(b[24:]),
+		Type:      t,
+		Notify:    b[2]&FlagNotify != 0,
+		Heartbeat: b[2]&FlagHeartbeat != 0,
+		Seq:       binary.BigEndian.Uint64(b[8:]),
+		KeyID:     binary.BigEndian.Uint32(b[24:]),
 	}
 	if ts != 0 {
 		m.Timestamp = time.Unix(0, int64(ts)).UTC()
@@ -195,8 +196,14 @@ func (m *Message) parseOptions(b []byte) error {
 			want = 4
 		case OptLocator:
 			want = 8
-		case OptMoveMode:
+		case OptMoveMode, OptRole:
 			want = 1
+		case OptEpoch:
+			want = 4
+			if seen&optBit(epochBit) != 0 {
+				return fmt.Errorf("%s option at offset %d: repeated: %w", t, at, ErrMalformed)
+			}
+			seen |= optBit(epochBit)
 		case OptVMID, OptTenant, OptDomain, OptNVE:
 		case OptAuth, OptSig:
 			return fmt.Errorf("authentication option at offset %d is not last: %w", at, ErrMalformed)
@@ -236,6 +243,10 @@ func (m *Message) parseOptions(b []byte) error {
 			m.Mode = MoveMode(v[0])
 			if !m.Mode.Valid() {
 				return fmt.Errorf("move mode option at offset %d: unknown mode %d: %w", at, v[0], ErrMalformed)
+			}
+		case OptRole, OptEpoch:
+			if err := m.parseFailover(t, v, at); err != nil {
+				return err
 			}
 		case OptVMID, OptTenant, OptDomain, OptNVE:
 			s := string(v)

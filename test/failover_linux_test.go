@@ -1,0 +1,113 @@
+//go:build linux
+
+package test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ilamesh/ilamesh/deploy/lab"
+)
+
+// TestFailoverUnderPing: t1 (on nve1) has a hot standby on nve3; t2 pings
+// it every 10 ms; nve1 dies (ilad killed, link down). mapsrv declares it
+// dead after 3 heartbeats of 100 ms and moves t1 to nve3: the pings come
+// back from the standby. nve1 then recovers and does not take t1 back.
+// Bad input: a second standby, a standby on the NVE hosting the task, a
+// recover of an NVE that never failed.
+func TestFailoverUnderPing(t *testing.T) {
+	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
+	ctx := t.Context()
+	t1 := task(t, l, "t1")
+	if err := l.Standby(ctx, "t1", "nve1"); err == nil || !strings.Contains(err.Error(), "hosts the task") {
+		t.Errorf("standby on the hosting NVE: %v", err)
+	}
+	if err := l.Recover(ctx, "nve2"); err == nil || !strings.Contains(err.Error(), "has not failed") {
+		t.Errorf("recover of an NVE that never failed: %v", err)
+	}
+	if err := l.Standby(ctx, "t1", "nve3"); err != nil {
+		t.Fatalf("standby: %v", err)
+	}
+	if err := l.Standby(ctx, "t1", "nve2"); err == nil {
+		t.Error("a second standby was accepted")
+	}
+	before, err := l.Mapped(ctx, "t1")
+	if err != nil || before.NVE != "nve1" {
+		t.Fatalf("t1 before the failure: %+v, %v", before, err)
+	}
+	reach(t, l, "t2", t1.SIR)
+
+	pc := ping(ctx, l, "t2", t1.SIR, 4*time.Second)
+	time.Sleep(time.Second)
+	failedAt := time.Now()
+	if err := l.Fail(ctx, "nve1"); err != nil {
+		t.Fatalf("fail nve1: %v", err)
+	}
+	r, err := l.WaitFailover(ctx, "t1", failedAt, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := <-pc
+	logFlow(t, f)
+	t.Logf("failover of t1 from %s to %s: committed %v after the failure (version %d -> %d)", r.From, r.To, time.Duration(r.Commit), before.Version, r.Version)
+	if r.Version != before.Version+1 {
+		t.Errorf("version after the failover %d, want %d", r.Version, before.Version+1)
+	}
+	if f.Received == 0 || f.Error != "" {
+		t.Fatalf("no pings answered across the failover: %+v", f)
+	}
+	// Traffic resumed: the pings of the last second were answered.
+	if last := f.LastArrival; time.Since(last) > 1500*time.Millisecond {
+		t.Errorf("last ping reply at %v, %v before the end: traffic did not resume", last, time.Since(last))
+	}
+	if err := l.Fail(ctx, "nve1"); err == nil {
+		t.Error("failing nve1 twice was accepted")
+	}
+
+	// nve1 comes back: its ilad finds t1 mapped to nve3 and lets it go.
+	if err := l.Recover(ctx, "nve1"); err != nil {
+		t.Fatalf("recover nve1: %v", err)
+	}
+	time.Sleep(time.Second)
+	if m, err := l.Mapped(ctx, "t1"); err != nil || m.NVE != "nve3" {
+		t.Errorf("t1 after nve1 recovered: %+v, %v; want still on nve3", m, err)
+	}
+	pingAll(t, l, "t2", t1.SIR, 50)
+}
+
+// TestNoMassExpiryUnderPing: mapsrv (with its embedded etcd) is down for
+// twice the registration lifetime while t1 pings t3 every 10 ms; nothing
+// expires when it comes back (mapsrv's expiry counter; the NVEs' watches,
+// which reconnect with a backoff, may hide an expiry followed by a
+// re-registration from the ping), and no ping is lost.
+func TestNoMassExpiryUnderPing(t *testing.T) {
+	const lifetime = 8 * time.Second
+	l := upLab(t, lab.Config{Lifetime: lifetime})
+	ctx := t.Context()
+	t3 := task(t, l, "t3")
+	reach(t, l, "t1", t3.SIR)
+	pc := ping(ctx, l, "t1", t3.SIR, 3*lifetime+6*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if err := l.Fail(ctx, lab.FailMapsrv); err != nil {
+		t.Fatalf("fail mapsrv: %v", err)
+	}
+	time.Sleep(2 * lifetime)
+	if err := l.Recover(ctx, lab.FailMapsrv); err != nil {
+		t.Fatalf("recover mapsrv: %v", err)
+	}
+	f := <-pc
+	logFlow(t, f)
+	if f.Sent < 1500 || f.Lost != 0 || f.Error != "" {
+		t.Errorf("ping across a mapsrv outage of 2 x lifetime: sent %d lost %d (%v) err %q, want none lost", f.Sent, f.Lost, f.LostSeqs, f.Error)
+	}
+	n, err := l.MapsrvMetric(ctx, "ila_mapsrv_expiries_total")
+	if err != nil || n != 0 {
+		t.Errorf("tasks expired by mapsrv after the outage: %v, %v; want 0", n, err)
+	}
+	for _, name := range []string{"t1", "t2", "t3"} {
+		if m, err := l.Mapped(ctx, name); err != nil || m.State != "active" {
+			t.Errorf("%s after the outage: %+v, %v", name, m, err)
+		}
+	}
+}
