@@ -168,15 +168,26 @@ func (l *Lab) Stream(ctx context.Context, src, dst string, interval time.Duratio
 		return nil, fmt.Errorf("tcp accept in %s: %w", dt.Netns, err)
 	}
 	fs := &FlowStats{Name: "tcp " + src + " -> " + dst, Kind: "tcp", From: src, To: dst, Interval: Duration(interval)}
+	stream(ctx, fs, conn, srv, chunk, interval)
+	conn.Close()
+	srv.Close()
+	return fs, nil
+}
+
+// stream sends a chunk numbered and stamped with its send time on w every
+// interval until ctx ends, and records every chunk read back on r (the far
+// end of the flow, or w itself when the far end echoes) as an arrival in
+// fs; then it closes w's sending side, waits for the reader and sums up.
+func stream(ctx context.Context, fs *FlowStats, w, r net.Conn, size int, interval time.Duration) {
 	var mu sync.Mutex
 	var readErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, chunk)
+		buf := make([]byte, size)
 		for {
-			_ = srv.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadFull(srv, buf); err != nil {
+			_ = r.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(r, buf); err != nil {
 				if !errors.Is(err, io.EOF) {
 					readErr = err
 				}
@@ -187,13 +198,13 @@ func (l *Lab) Stream(ctx context.Context, src, dst string, interval time.Duratio
 			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[8:])))
 			mu.Lock()
 			fs.Arrivals = append(fs.Arrivals, Arrival{Seq: seq, Sent: sent, Recv: now})
-			fs.Bytes += chunk
+			fs.Bytes += int64(size)
 			mu.Unlock()
 		}
 	}()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	buf := make([]byte, chunk)
+	buf := make([]byte, size)
 	var last time.Time
 	var writeErr error
 loop:
@@ -204,8 +215,8 @@ loop:
 		if seq == 0 {
 			fs.FirstSent = now
 		}
-		_ = conn.SetWriteDeadline(now.Add(10 * time.Second))
-		if _, err := conn.Write(buf); err != nil {
+		_ = w.SetWriteDeadline(now.Add(10 * time.Second))
+		if _, err := w.Write(buf); err != nil {
 			writeErr = err
 			break
 		}
@@ -217,19 +228,16 @@ loop:
 		case <-tick.C:
 		}
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := w.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
 	<-done
-	conn.Close()
-	srv.Close()
 	mu.Lock()
 	defer mu.Unlock()
 	fs.summarise(last)
 	if err := errors.Join(writeErr, readErr); err != nil {
 		fs.Error = err.Error()
 	}
-	return fs, nil
 }
 
 func (l *Lab) tasks(a, b string) (*Task, *Task, error) {

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab/vm"
@@ -299,65 +297,7 @@ func (l *Lab) StreamEcho(ctx context.Context, src string, dst netip.Addr, interv
 	}
 	defer conn.Close()
 	fs := &FlowStats{Name: fmt.Sprintf("tcp %s -> %s (echo)", src, dst), Kind: "tcp-echo", From: src, To: dst.String(), Interval: Duration(interval)}
-	var mu sync.Mutex
-	var readErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, echoChunk)
-		for {
-			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.ReadFull(conn, buf); err != nil {
-				if !errors.Is(err, io.EOF) {
-					readErr = err
-				}
-				return
-			}
-			now := time.Now()
-			seq := int(binary.BigEndian.Uint64(buf))
-			sent := time.Unix(0, int64(binary.BigEndian.Uint64(buf[8:])))
-			mu.Lock()
-			fs.Arrivals = append(fs.Arrivals, Arrival{Seq: seq, Sent: sent, Recv: now})
-			fs.Bytes += echoChunk
-			mu.Unlock()
-		}
-	}()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	buf := make([]byte, echoChunk)
-	var last time.Time
-	var writeErr error
-loop:
-	for seq := 0; ; seq++ {
-		now := time.Now()
-		binary.BigEndian.PutUint64(buf, uint64(seq))
-		binary.BigEndian.PutUint64(buf[8:], uint64(now.UnixNano()))
-		if seq == 0 {
-			fs.FirstSent = now
-		}
-		_ = conn.SetWriteDeadline(now.Add(10 * time.Second))
-		if _, err := conn.Write(buf); err != nil {
-			writeErr = err
-			break
-		}
-		fs.Sent++
-		last = now
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-tick.C:
-		}
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
-	}
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	fs.summarise(last)
-	if err := errors.Join(writeErr, readErr); err != nil {
-		fs.Error = err.Error()
-	}
+	stream(ctx, fs, conn, conn, echoChunk, interval)
 	return fs, nil
 }
 
