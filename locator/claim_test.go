@@ -12,8 +12,9 @@ import (
 
 // TestClaim: a task's unsolicited NA or gratuitous ARP (Agent.Claim) on
 // its own port re-registers an active task at once, commits a prepared
-// one (the migration's switchover), leaves a plain standby waiting for its
-// commit, and is ignored for an address or a port that does not match.
+// one (the migration's switchover), is taken for a plain standby's port
+// without claiming the mapping (that waits for its commit), and is refused
+// for an address or a port that does not match.
 func TestClaim(t *testing.T) {
 	t.Run("active task re-registers at once", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -68,8 +69,8 @@ func TestClaim(t *testing.T) {
 				t.Fatal(err)
 			}
 			synctest.Wait()
-			if a.Claim(state(t, a, "web").Ifindex, web.SIR) {
-				t.Error("claim of a standby task taken")
+			if !a.Claim(state(t, a, "web").Ifindex, web.SIR) {
+				t.Error("claim of a standby task on its own port refused (its port may deliver)")
 			}
 			synctest.Wait()
 			for _, r := range reg.Registrations() {

@@ -57,7 +57,8 @@ func (a *Agent) Prefixes() []netip.Prefix {
 // address of the task attached on that port, the task is registered again
 // at once; if that task is prepared (Prepare: a migration's destination),
 // the claim is its switchover and commits it. A task attached in plain
-// standby (Standby without Prepare) waits for its explicit commit. It
+// standby (Standby without Prepare) takes the claim for its port (local
+// delivery) but waits for its explicit commit to claim the mapping. It
 // reports whether the claim was taken.
 func (a *Agent) Claim(ifindex int, addr netip.Addr) bool {
 	a.mu.Lock()
@@ -66,8 +67,10 @@ func (a *Agent) Claim(ifindex int, addr netip.Addr) bool {
 		if lt.port.Ifindex == ifindex && (lt.spec.SIR == addr || (lt.spec.IPv4.IsValid() && lt.spec.IPv4 == addr)) {
 			if lt.spec.Standby {
 				if !lt.spec.AutoCommit {
-					a.log.Info("claim of a standby task ignored: it waits for its commit", "task", lt.spec.Name, "ifindex", ifindex, "sir", addr)
-					return false
+					// The port is ready for the task (its frames may be
+					// delivered here), but the mapping waits for the
+					// standby's explicit commit.
+					return true
 				}
 				a.commitLocked(lt, CommitByClaim, a.cfg.Now())
 				return true
