@@ -77,6 +77,7 @@ type Agent struct {
 	gen        uint64
 	synced     bool
 	rev        int64
+	applied    int64 // the revision the datapath has applied (where.go)
 	domains    map[string]storeDomain
 	bySIR      map[ila.SIRPrefix]string
 	clashing   map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
@@ -103,7 +104,10 @@ type Stats struct {
 	Mappings, Locals, InFlight, StoreTasks int
 	Synced                                 bool
 	Revision                               int64
-	Events, Syncs, WatchErrors             uint64
+	// Applied is the store revision the datapath has applied: Revision
+	// while the watch is synced, the last synced one during a relist.
+	Applied                    int64
+	Events, Syncs, WatchErrors uint64
 	// LastLag is the time from the last task record's commit (its Updated
 	// field) to its application to the datapath.
 	LastLag                                      time.Duration
@@ -252,7 +256,7 @@ func (a *Agent) Stats() Stats {
 	defer a.mu.Unlock()
 	s := a.st
 	s.Mappings, s.Locals, s.InFlight, s.StoreTasks = len(a.installed), len(a.locals), len(a.inflight), len(a.tasks)
-	s.Synced, s.Revision = a.synced, a.rev
+	s.Synced, s.Revision, s.Applied = a.synced, a.rev, a.applied
 	s.Pulled = len(a.wanted)
 	return s
 }

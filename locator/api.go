@@ -21,6 +21,7 @@ import (
 //	POST   /v1/tasks          attach a task (body: TaskSpec) -> TaskStatus
 //	DELETE /v1/tasks/{name}   detach (deregisters the task)
 //	GET    /v1/stats          agent counters (Stats)
+//	GET    /v1/datapath       the datapath read back (DatapathView; ?sir=ADDR: one task)
 //
 // Errors come back as {"error": "..."} with 400 (bad request), 404 (no such
 // task), 409 (conflicting task), 422 (refused by the mapping service).
@@ -80,6 +81,7 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, a.Stats())
 	})
 	a.prepareRoutes(mux) // api_prepare.go
+	a.datapathRoute(mux) // where.go
 	return mux
 }
 

@@ -46,6 +46,9 @@ func (a *Agent) apply(ev ila.Event) {
 	case ila.EventSynced:
 		a.sync()
 	}
+	if a.synced {
+		a.applied = a.rev
+	}
 }
 
 func (a *Agent) checkNVE(n ila.NVE) {

@@ -109,6 +109,7 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("POST /v1/domains", a.addDomain)
 	mux.HandleFunc("GET /v1/nves", a.listNVEs)
 	mux.HandleFunc("GET /v1/nves/{name}", a.getNVE)
+	mux.HandleFunc("GET /v1/status/nves", a.nveStatuses) // applied.go
 	mux.HandleFunc("POST /v1/nves", a.addNVE)
 	mux.HandleFunc("GET /v1/tasks", a.listTasks)
 	mux.HandleFunc("POST /v1/tasks", a.register)

@@ -112,6 +112,10 @@ type tracked struct {
 	hold  time.Time // not missed before (a planned restart: HeartbeatHold)
 	state NVEState
 	epoch uint32
+	// applied: the store revision the NVE last reported applied, when;
+	// written: the one last written to its status key (applied.go).
+	applied, written int64
+	appliedAt        time.Time
 }
 
 // LivenessStats are the liveness counters of this replica.
@@ -264,7 +268,12 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 	if l.nves == nil {
 		l.nves = make(map[string]*tracked)
 	}
-	l.nves[nve] = &tracked{heard: now, hold: now.Add(hold), state: NVEAlive, epoch: cur.Epoch}
+	old := l.nves[nve]
+	t := &tracked{heard: now, hold: now.Add(hold), state: NVEAlive, epoch: cur.Epoch}
+	if old != nil {
+		t.applied, t.written, t.appliedAt = old.applied, old.written, old.appliedAt
+	}
+	l.nves[nve] = t
 	l.mu.Unlock()
 	return cur.Epoch, nil
 }
@@ -306,6 +315,7 @@ func (s *Service) livenessLoop(ctx context.Context) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	last := time.Now()
+	var lastStatus time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -322,6 +332,12 @@ func (s *Service) livenessLoop(ctx context.Context) {
 		}
 		last = time.Now()
 		s.decide(ctx)
+		if last.Sub(lastStatus) >= lc.Interval {
+			lastStatus = last
+			if err := s.WriteNVEStatus(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("write nve applied revisions", "err", err)
+			}
+		}
 	}
 }
 

@@ -98,6 +98,8 @@ func (s *Service) handleHeartbeat(ctx context.Context, req *regproto.Message) *r
 	rep := req.Reply(regproto.StatusAccepted, regproto.ReasonNone)
 	if err != nil {
 		rep = req.Reply(regproto.StatusRejected, reason(err))
+	} else {
+		s.noteApplied(req.NVE, req.Applied, s.cfg.Now().UTC()) // applied.go
 	}
 	rep.Epoch = epoch
 	return rep

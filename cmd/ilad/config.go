@@ -344,8 +344,9 @@ func (c *config) check() error {
 }
 
 // checkRouter refuses the NVE settings a router has no use for: a router
-// has no locator, uplink, tasks or IPv4 layer, registers nothing with
-// mapsrv and serves no local API (its metrics say how it does).
+// has no locator, uplink, tasks or IPv4 layer and registers nothing with
+// mapsrv; its local API (-api, none by default) only reads (GET /v1/stats,
+// /v1/datapath: ilactl where).
 func (c *config) checkRouter() error {
 	if len(c.RouterPorts) == 0 {
 		return errors.New("role router: no port to attach the router to (use -ports)")
@@ -365,7 +366,6 @@ func (c *config) checkRouter() error {
 		{c.Mapsrv.IsValid(), "-mapsrv"},
 		{c.KeyFile != "", "-key-file"},
 		{c.NotifyListen.IsValid(), "-notify-listen"},
-		{c.API != "", "-api"},
 		{c.StateFile != "" && c.StateFile != "none", "-state-file"},
 		{len(c.Tasks) > 0, "tasks"},
 		{c.Mode == locator.ModePull, "-mode pull"},

@@ -14,7 +14,13 @@ import (
 func (r registrar) Heartbeat(ctx context.Context, epoch uint32, hold time.Duration) (uint32, error) {
 	// The hold travels in the Lifetime field, rounded up to 4 s units.
 	units := regproto.LifetimeUnits(hold + regproto.LifetimeUnit - 1)
-	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch, Lifetime: units})
+	var applied int64
+	if r.agent != nil {
+		if a := r.agent.Load(); a != nil {
+			applied = a.AppliedRevision()
+		}
+	}
+	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch, Lifetime: units, Applied: applied})
 	if err != nil {
 		return 0, err
 	}

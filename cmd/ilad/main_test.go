@@ -50,7 +50,6 @@ func TestRunBadInput(t *testing.T) {
 		{"router with locator", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-locator", "2001:0:0:1"}, "-locator is an NVE's setting"},
 		{"router with uplink", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-uplink", "eth0"}, "-uplink is an NVE's setting"},
 		{"router with mapsrv", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480", "-key-file", "/k"}, "-mapsrv is an NVE's setting"},
-		{"router with api", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-api", "/run/r.sock"}, "-api is an NVE's setting"},
 		{"router in pull mode", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mode", "pull"}, "-mode pull is an NVE's setting"},
 	}
 	for _, tc := range tests {

@@ -30,6 +30,7 @@ var (
 	mStore      = desc("ila_agent_store_tasks", "Tasks in the agent's copy of the store.")
 	mSynced     = desc("ila_agent_watch_synced", "1 when the watch has listed the whole store.")
 	mRevision   = desc("ila_agent_watch_revision", "Last store revision seen.")
+	mApplied    = desc("ila_agent_applied_revision", "Store revision the datapath has applied (the last seen while the watch is synced, the last synced one during a relist).")
 	mLag        = desc("ila_agent_watch_lag_seconds", "Time from the last task record's commit to its application.")
 	mEvents     = desc("ila_agent_watch_events_total", "Watch events applied.")
 	mSyncs      = desc("ila_agent_watch_syncs_total", "Complete (re)lists.")
@@ -73,6 +74,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(mSynced, synced)
 	g(mRevision, float64(s.Revision))
+	g(mApplied, float64(s.Applied))
 	g(mLag, s.LastLag.Seconds())
 	n(mEvents, s.Events)
 	n(mSyncs, s.Syncs)

@@ -28,7 +28,8 @@ import (
 // suspended identifier with ICMPv6 destination unreachable. Its table is
 // the whole store, kept by the same agent and watch as an NVE's (pinned
 // entries adopted at start, a relist after a broken watch, convergence by
-// revision); it has no tasks, registers nothing and serves no local API.
+// revision); it has no tasks and registers nothing. Its local API (-api)
+// serves the reads: /v1/stats and /v1/datapath (ilactl where).
 // On return the datapath stays pinned, so forwarding goes on.
 func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS, inNS func(func() error) error) error {
 	if err := ensureBPFFS(cfg.BPFFS); err != nil {
@@ -89,9 +90,20 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 			return fmt.Errorf("metrics %s: %w", cfg.Metrics, err)
 		}
 	}
-	log.Info("ilad starting", "role", cfg.Role, "ports", strings.Join(cfg.RouterPorts, ","), "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "metrics", cfg.Metrics)
+	var apiLn net.Listener
+	if cfg.API != "" {
+		if apiLn, err = listen(cfg.API, inNS); err != nil {
+			return fmt.Errorf("local API %s: %w", cfg.API, err)
+		}
+	}
+	log.Info("ilad starting", "role", cfg.Role, "api", cfg.API, "ports", strings.Join(cfg.RouterPorts, ","), "netns", cfg.NetNS, "bpffs", cfg.BPFFS, "metrics", cfg.Metrics)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return agent.Run(gctx) })
+	if apiLn != nil {
+		// Attach and prepare are refused (ErrRouter): a router has no tasks.
+		apiSrv := &http.Server{Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serve(gctx, apiSrv, apiLn) })
+	}
 	reg := prometheus.NewRegistry()
 	bs.start(gctx, g, reg)
 	if metricsLn != nil {

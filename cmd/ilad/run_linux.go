@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
@@ -133,6 +134,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		secret = sec
 	}
 	var reg locator.Registrar
+	var agentRef atomic.Pointer[locator.Agent] // heartbeats report its applied revision
 	if cfg.Mapsrv.IsValid() {
 		var conn *net.UDPConn
 		if err := inNS(func() error {
@@ -150,7 +152,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// Replies are accepted only when signed by a mapsrv key, not by
 		// another NVE's key that happens to be in the file.
 		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName}}
-		reg = registrar{regCli}
+		reg = registrar{c: regCli, agent: &agentRef}
 	} else {
 		log.Warn("no -mapsrv: tasks are attached locally but not registered")
 	}
@@ -233,6 +235,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	dir.agent, dir.log = agent, log.With("component", "ndemu")
+	agentRef.Store(agent)
 
 	if cfg.NotifyListen.IsValid() {
 		var conn *net.UDPConn
@@ -484,7 +487,11 @@ func (m missReader) ReadMiss(ctx context.Context) (locator.Miss, error) {
 }
 
 // registrar fits regproto.Client to locator.Registrar.
-type registrar struct{ c *regproto.Client }
+type registrar struct {
+	c *regproto.Client
+	// agent, once set, gives the applied revision heartbeats report.
+	agent *atomic.Pointer[locator.Agent]
+}
 
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
 	m := &regproto.Message{

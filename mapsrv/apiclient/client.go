@@ -201,6 +201,14 @@ func (c *Client) AddNVE(ctx context.Context, n mapsrv.NVERecord) (mapsrv.NVEReco
 	return out, err
 }
 
+// NVEStatuses lists what the NVEs last reported about their datapaths
+// (the store revision each has applied).
+func (c *Client) NVEStatuses(ctx context.Context) ([]mapsrv.NVEStatus, error) {
+	var st []mapsrv.NVEStatus
+	err := c.do(ctx, http.MethodGet, "/v1/status/nves", nil, &st)
+	return st, err
+}
+
 // Tasks lists every task (GET /v1/tasks).
 func (c *Client) Tasks(ctx context.Context) ([]mapsrv.TaskRecord, error) {
 	var ts []mapsrv.TaskRecord

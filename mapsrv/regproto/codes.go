@@ -68,7 +68,10 @@ const (
 	OptMoveMode OptionType = 12  // 1 byte: move mode
 	OptRole     OptionType = 13  // 1 byte: 1 = standby for the task (failover.go)
 	OptEpoch    OptionType = 141 // 4 bytes, may skip: the NVE's epoch (failover.go)
-	OptAuth     OptionType = 127 // 32 bytes: HMAC-SHA256, always last
+	// OptApplied: 8 bytes, may skip: in a heartbeat, the store (etcd)
+	// revision the NVE's datapath has applied (failover.go).
+	OptApplied OptionType = 142
+	OptAuth    OptionType = 127 // 32 bytes: HMAC-SHA256, always last
 	// OptSig replaces OptAuth for a key that is an Ed25519 key pair (the
 	// mapping service's): 64 bytes, an Ed25519 signature, always last.
 	// Receivers verify it with the public key only, so holding it does not
@@ -83,7 +86,7 @@ var optionNames = map[OptionType]string{
 	OptMAC: "mac", OptVMID: "vm-id", OptIPv6: "ipv6-address", OptIPv4: "ipv4-address",
 	OptLifetime: "lifetime", OptStatus: "status", OptTenant: "tenant", OptDomain: "domain",
 	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth", OptSig: "signature",
-	OptRole: "role", OptEpoch: "epoch",
+	OptRole: "role", OptEpoch: "epoch", OptApplied: "applied revision",
 }
 
 func (t OptionType) String() string {

@@ -35,7 +35,10 @@ func (r Role) Valid() bool { return r <= RoleStandby }
 // the skip bit, is above the 32 bits of the seen mask).
 const epochBit OptionType = 31
 
-// appendFailover appends the Role and Epoch options (absent when zero).
+// appliedBit is the duplicate-detection bit of OptApplied.
+const appliedBit OptionType = 30
+
+// appendFailover appends the Role, Epoch and Applied options (absent when zero).
 func (m *Message) appendFailover(dst []byte) []byte {
 	if m.Role != RolePrimary {
 		dst = append(dst, byte(OptRole), 1, byte(m.Role))
@@ -44,10 +47,14 @@ func (m *Message) appendFailover(dst []byte) []byte {
 		dst = append(dst, byte(OptEpoch), 4)
 		dst = binary.BigEndian.AppendUint32(dst, m.Epoch)
 	}
+	if m.Applied > 0 {
+		dst = append(dst, byte(OptApplied), 8)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(m.Applied))
+	}
 	return dst
 }
 
-// parseFailover decodes a Role or Epoch option value (length checked).
+// parseFailover decodes a Role, Epoch or Applied option value (length checked).
 func (m *Message) parseFailover(t OptionType, v []byte, at int) error {
 	switch t {
 	case OptRole:
@@ -57,6 +64,12 @@ func (m *Message) parseFailover(t OptionType, v []byte, at int) error {
 		}
 	case OptEpoch:
 		m.Epoch = binary.BigEndian.Uint32(v)
+	case OptApplied:
+		r := binary.BigEndian.Uint64(v)
+		if r > 1<<63-1 {
+			return fmt.Errorf("applied revision option at offset %d: %d out of range: %w", at, r, ErrMalformed)
+		}
+		m.Applied = int64(r)
 	}
 	return nil
 }

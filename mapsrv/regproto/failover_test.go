@@ -12,6 +12,7 @@ import (
 func TestFailoverFieldsRoundTrip(t *testing.T) {
 	for _, m := range []*Message{
 		{Type: TypeRequest, Seq: 1, Timestamp: testTime, KeyID: 7, NVE: "nve-a", Heartbeat: true, Epoch: 3},
+		{Type: TypeRequest, Seq: 2, Timestamp: testTime, KeyID: 7, NVE: "nve-a", Heartbeat: true, Epoch: 3, Applied: 1<<40 + 7},
 		{Type: TypeReply, Seq: 1, Timestamp: testTime, KeyID: 99, Status: StatusRejected, Reason: ReasonFenced, Epoch: 4},
 		func() *Message { m := fullRequest(); m.Role, m.Epoch = RoleStandby, 0xfffffffe; return m }(),
 	} {
@@ -45,12 +46,18 @@ func TestFailoverFieldsMalformed(t *testing.T) {
 	if m, err := Parse(base(byte(OptRole), 1, 1, byte(OptEpoch), 4, 0, 0, 0, 9), testKeys); err != nil || m.Role != RoleStandby || m.Epoch != 9 {
 		t.Fatalf("well-formed role and epoch: %+v, %v", m, err)
 	}
+	if m, err := Parse(base(byte(OptApplied), 8, 0, 0, 0, 0, 0, 0, 1, 2), testKeys); err != nil || m.Applied != 258 {
+		t.Fatalf("well-formed applied revision: %+v, %v", m, err)
+	}
 	for name, b := range map[string][]byte{
-		"role 2":         base(byte(OptRole), 1, 2),
-		"role length 2":  base(byte(OptRole), 2, 1, 0),
-		"role twice":     base(byte(OptRole), 1, 1, byte(OptRole), 1, 1),
-		"epoch length 3": base(byte(OptEpoch), 3, 0, 0, 1),
-		"epoch twice":    base(byte(OptEpoch), 4, 0, 0, 0, 1, byte(OptEpoch), 4, 0, 0, 0, 2),
+		"role 2":              base(byte(OptRole), 1, 2),
+		"role length 2":       base(byte(OptRole), 2, 1, 0),
+		"role twice":          base(byte(OptRole), 1, 1, byte(OptRole), 1, 1),
+		"epoch length 3":      base(byte(OptEpoch), 3, 0, 0, 1),
+		"epoch twice":         base(byte(OptEpoch), 4, 0, 0, 0, 1, byte(OptEpoch), 4, 0, 0, 0, 2),
+		"applied length 4":    base(byte(OptApplied), 4, 0, 0, 0, 1),
+		"applied twice":       base(byte(OptApplied), 8, 0, 0, 0, 0, 0, 0, 0, 1, byte(OptApplied), 8, 0, 0, 0, 0, 0, 0, 0, 2),
+		"applied above int64": base(byte(OptApplied), 8, 0x80, 0, 0, 0, 0, 0, 0, 1),
 	} {
 		if _, err := Parse(b, testKeys); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)

@@ -40,6 +40,9 @@ type Message struct {
 	Heartbeat bool
 	Role      Role
 	Epoch     uint32
+	// Applied is, in a heartbeat, the store revision the NVE's datapath
+	// has applied (0: not reported).
+	Applied int64
 }
 
 // LifetimeUnit is the unit of the Lifetime field.

@@ -204,6 +204,12 @@ func (m *Message) parseOptions(b []byte) error {
 				return fmt.Errorf("%s option at offset %d: repeated: %w", t, at, ErrMalformed)
 			}
 			seen |= optBit(epochBit)
+		case OptApplied:
+			want = 8
+			if seen&optBit(appliedBit) != 0 {
+				return fmt.Errorf("%s option at offset %d: repeated: %w", t, at, ErrMalformed)
+			}
+			seen |= optBit(appliedBit)
 		case OptVMID, OptTenant, OptDomain, OptNVE:
 		case OptAuth, OptSig:
 			return fmt.Errorf("authentication option at offset %d is not last: %w", at, ErrMalformed)
@@ -244,7 +250,7 @@ func (m *Message) parseOptions(b []byte) error {
 			if !m.Mode.Valid() {
 				return fmt.Errorf("move mode option at offset %d: unknown mode %d: %w", at, v[0], ErrMalformed)
 			}
-		case OptRole, OptEpoch:
+		case OptRole, OptEpoch, OptApplied:
 			if err := m.parseFailover(t, v, at); err != nil {
 				return err
 			}
