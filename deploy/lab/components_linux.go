@@ -407,6 +407,7 @@ func (l *Lab) routerArgs() []string {
 		"--etcd", strings.Join(t.Etcd.Endpoints, ","),
 		"--bpffs", t.Router.PinPath,
 		"--metrics", routerMetrics,
+		"--api", l.iladSock("router"), // read-only: ilactl where
 		"--events", l.eventsPath("router"),
 		"--log-format", "json",
 	)

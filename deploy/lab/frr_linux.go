@@ -437,6 +437,7 @@ func (l *Lab) startDCRouters(ctx context.Context) error {
 			"--etcd", strings.Join(l.topo.Etcd.Endpoints, ","),
 			"--bpffs", filepath.Join(l.pinRoot(), who),
 			"--metrics", routerMetrics,
+			"--api", l.iladSock(who), // read-only: ilactl where
 			"--events", l.eventsPath(who),
 			"--log-format", "json",
 		}, l.routerBGPArgs(d)...)
