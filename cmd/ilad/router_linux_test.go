@@ -44,6 +44,7 @@ func (l *lab) startRouter(want int) *router {
 		"-role", "router", "-node", "router", "-ports", strings.Join(ports, ","), "-netns", l.fab.Path,
 		"-etcd", strings.Join(l.etcd, ","), "-bpffs", filepath.Join(l.bpffs, "router"),
 		"-metrics", routerMetricsAddr, "-events", r.events, "-log-level", "debug",
+		"-api", filepath.Join(l.dir, "router.sock"),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan error, 1)
