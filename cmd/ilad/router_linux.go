@@ -29,7 +29,7 @@ import (
 // the whole store, kept by the same agent and watch as an NVE's (pinned
 // entries adopted at start, a relist after a broken watch, convergence by
 // revision); it has no tasks and registers nothing. Its local API (-api)
-// serves the reads: /v1/stats and /v1/datapath (ilactl where).
+// serves the reads: /v1/stats, /v1/datapath (ilactl where) and /v1/monitor.
 // On return the datapath stays pinned, so forwarding goes on.
 func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS, inNS func(func() error) error) error {
 	if err := ensureBPFFS(cfg.BPFFS); err != nil {
@@ -101,7 +101,9 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	g.Go(func() error { return agent.Run(gctx) })
 	if apiLn != nil {
 		// Attach and prepare are refused (ErrRouter): a router has no tasks.
-		apiSrv := &http.Server{Handler: agent.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		h := locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(agent.Handler()) // GET /v1/monitor
+		apiSrv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return gctx }} // monitor streams end with ilad
 		g.Go(func() error { return serve(gctx, apiSrv, apiLn) })
 	}
 	reg := prometheus.NewRegistry()

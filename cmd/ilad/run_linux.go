@@ -267,6 +267,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if bs != nil {
 		apiHandler = bs.handler(apiHandler)
 	}
+	apiHandler = locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(apiHandler) // GET /v1/monitor
 	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 5 * time.Second}
 	var metricsLn net.Listener
 	reg2 := prometheus.NewRegistry()
@@ -290,6 +291,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if notifSrv != nil {
 		g.Go(func() error { return notifSrv.Run(gctx) })
 	}
+	apiSrv.BaseContext = func(net.Listener) context.Context { return gctx } // monitor streams end with ilad
 	g.Go(func() error { return serve(gctx, apiSrv, apiLn) })
 	if metricsLn != nil {
 		ms := &http.Server{Handler: promhttp.HandlerFor(reg2, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}

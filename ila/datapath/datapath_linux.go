@@ -37,6 +37,8 @@ type Datapath struct {
 
 	readMu sync.Mutex // one ReadMiss at a time
 	rd     *ringbuf.Reader
+	evMu   sync.Mutex // one ReadEvent at a time
+	evrd   *ringbuf.Reader
 
 	full   atomic.Uint64
 	closed atomic.Bool
@@ -141,6 +143,11 @@ func Open(cfg Config) (*Datapath, error) {
 		return nil, fmt.Errorf("open miss ring buffer: %w", err)
 	}
 	d.rd = rd
+	if d.evrd, err = ringbuf.NewReader(d.objs.IlaEvents); err != nil {
+		rd.Close()
+		d.objs.Close()
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
 	return d, nil
 }
 
@@ -197,6 +204,9 @@ func (d *Datapath) Close() error {
 	if err := d.rd.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close miss ring buffer: %w", err))
 	}
+	if err := d.evrd.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close event ring buffer: %w", err))
+	}
 	d.mu.Lock()
 	for n, l := range d.links {
 		if err := l.Close(); err != nil {
@@ -249,7 +259,7 @@ func (d *Datapath) Unpin() error {
 	}
 	for _, m := range []*ebpf.Map{d.objs.IlaMappings, d.objs.IlaLocals, d.objs.IlaInflight, d.objs.IlaMylocs,
 		d.objs.IlaDomains, d.objs.IlaLocspace, d.objs.IlaCfg, d.objs.IlaPorts, d.objs.IlaStats, d.objs.IlaMissRl, d.objs.IlaMisses, d.objs.IlaGen,
-		d.objs.IlaPortExts, d.objs.IlaPolicy} {
+		d.objs.IlaPortExts, d.objs.IlaPolicy, d.objs.IlaEvents, d.objs.IlaMonRl} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

@@ -40,6 +40,11 @@ func (d *Datapath) ExpireInFlight(now time.Time) (int, error)  { return 0, ErrNo
 func (d *Datapath) Attach(a Attachment) error                  { return ErrNotSupported }
 func (d *Datapath) Detach(a Attachment) error                  { return ErrNotSupported }
 func (d *Datapath) ReadMiss(ctx context.Context) (Miss, error) { return Miss{}, ErrNotSupported }
+func (d *Datapath) SetMonitor(on bool) error                   { return ErrNotSupported }
+func (d *Datapath) ReadEvent(ctx context.Context) (Event, error) {
+	return Event{}, ErrNotSupported
+}
+func (d *Datapath) MonitorLost() (uint64, error)               { return 0, ErrNotSupported }
 func (d *Datapath) Stats() (Stats, error)                      { return Stats{}, ErrNotSupported }
 func (d *Datapath) Mappings(fn func(ila.Mapping) bool) error   { return ErrNotSupported }
 func (d *Datapath) Close() error                               { return nil }

@@ -19,6 +19,7 @@ const (
 	xlatIlaCfgFlagILA_F_MISS_DROP    xlatIlaCfgFlag = 1
 	xlatIlaCfgFlagILA_F_UNKNOWN_PASS xlatIlaCfgFlag = 2
 	xlatIlaCfgFlagILA_F_ROUTER       xlatIlaCfgFlag = 4
+	xlatIlaCfgFlagILA_F_MONITOR      xlatIlaCfgFlag = 8
 )
 
 type xlatIlaConfig struct {
@@ -122,6 +123,35 @@ type xlatIlaMissEvent struct {
 	Sir uint64
 	Id  uint64
 }
+
+type xlatIlaMonBudget struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint64
+	Lost   uint64
+}
+
+type xlatIlaMonEvent struct {
+	_       structs.HostLayout
+	Ts      uint64
+	Src     [2]uint64
+	Dst     [2]uint64
+	Loc     uint64
+	Ifindex uint32
+	Len     uint32
+	Reason  uint16
+	Type    uint8
+	Pad     [5]uint8
+}
+
+type xlatIlaMonType uint32
+
+const (
+	xlatIlaMonTypeILA_MON_DROP     xlatIlaMonType = 1
+	xlatIlaMonTypeILA_MON_MISS     xlatIlaMonType = 2
+	xlatIlaMonTypeILA_MON_REDIRECT xlatIlaMonType = 3
+	xlatIlaMonTypeILA_MON_PER_SEC  xlatIlaMonType = 2000
+)
 
 type xlatIlaMylocVal struct {
 	_    structs.HostLayout
@@ -228,6 +258,7 @@ type xlatScratch struct {
 const (
 	xlatMapIlaCfg         = "ila_cfg"
 	xlatMapIlaDomains     = "ila_domains"
+	xlatMapIlaEvents      = "ila_events"
 	xlatMapIlaGen         = "ila_gen"
 	xlatMapIlaIcmpRl      = "ila_icmp_rl"
 	xlatMapIlaInflight    = "ila_inflight"
@@ -237,6 +268,7 @@ const (
 	xlatMapIlaMappings    = "ila_mappings"
 	xlatMapIlaMissRl      = "ila_miss_rl"
 	xlatMapIlaMisses      = "ila_misses"
+	xlatMapIlaMonRl       = "ila_mon_rl"
 	xlatMapIlaMylocs      = "ila_mylocs"
 	xlatMapIlaNhCache     = "ila_nh_cache"
 	xlatMapIlaPolicy      = "ila_policy"
@@ -308,6 +340,7 @@ type xlatProgramSpecs struct {
 type xlatMapSpecs struct {
 	IlaCfg      *ebpf.MapSpec `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.MapSpec `ebpf:"ila_domains"`
+	IlaEvents   *ebpf.MapSpec `ebpf:"ila_events"`
 	IlaGen      *ebpf.MapSpec `ebpf:"ila_gen"`
 	IlaIcmpRl   *ebpf.MapSpec `ebpf:"ila_icmp_rl"`
 	IlaInflight *ebpf.MapSpec `ebpf:"ila_inflight"`
@@ -317,6 +350,7 @@ type xlatMapSpecs struct {
 	IlaMappings *ebpf.MapSpec `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.MapSpec `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.MapSpec `ebpf:"ila_misses"`
+	IlaMonRl    *ebpf.MapSpec `ebpf:"ila_mon_rl"`
 	IlaMylocs   *ebpf.MapSpec `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.MapSpec `ebpf:"ila_nh_cache"`
 	IlaPolicy   *ebpf.MapSpec `ebpf:"ila_policy"`
@@ -356,6 +390,7 @@ func (o *xlatObjects) Close() error {
 type xlatMaps struct {
 	IlaCfg      *ebpf.Map `ebpf:"ila_cfg"`
 	IlaDomains  *ebpf.Map `ebpf:"ila_domains"`
+	IlaEvents   *ebpf.Map `ebpf:"ila_events"`
 	IlaGen      *ebpf.Map `ebpf:"ila_gen"`
 	IlaIcmpRl   *ebpf.Map `ebpf:"ila_icmp_rl"`
 	IlaInflight *ebpf.Map `ebpf:"ila_inflight"`
@@ -365,6 +400,7 @@ type xlatMaps struct {
 	IlaMappings *ebpf.Map `ebpf:"ila_mappings"`
 	IlaMissRl   *ebpf.Map `ebpf:"ila_miss_rl"`
 	IlaMisses   *ebpf.Map `ebpf:"ila_misses"`
+	IlaMonRl    *ebpf.Map `ebpf:"ila_mon_rl"`
 	IlaMylocs   *ebpf.Map `ebpf:"ila_mylocs"`
 	IlaNhCache  *ebpf.Map `ebpf:"ila_nh_cache"`
 	IlaPolicy   *ebpf.Map `ebpf:"ila_policy"`
@@ -379,6 +415,7 @@ func (m *xlatMaps) Close() error {
 	return _XlatClose(
 		m.IlaCfg,
 		m.IlaDomains,
+		m.IlaEvents,
 		m.IlaGen,
 		m.IlaIcmpRl,
 		m.IlaInflight,
@@ -388,6 +425,7 @@ func (m *xlatMaps) Close() error {
 		m.IlaMappings,
 		m.IlaMissRl,
 		m.IlaMisses,
+		m.IlaMonRl,
 		m.IlaMylocs,
 		m.IlaNhCache,
 		m.IlaPolicy,

@@ -171,6 +171,7 @@ enum ila_cfg_flag {
 	ILA_F_MISS_DROP = 1,    /* drop task traffic to unmapped SIR addresses (else pass) */
 	ILA_F_UNKNOWN_PASS = 2, /* pass uplink traffic for unknown identifiers (else drop) */
 	ILA_F_ROUTER = 4,       /* the node is an ILA router */
+	ILA_F_MONITOR = 8,      /* someone monitors: report events (lib/monitor.h) */
 };
 
 struct ila_config {
@@ -182,6 +183,36 @@ struct ila_config {
 struct ila_miss_event {
 	__u64 sir;
 	__u64 id;
+};
+
+/* Monitor events (lib/monitor.h): only on rare paths (drops, misses,
+ * redirects), only while ILA_F_MONITOR is set, at most
+ * ILA_MON_PER_SEC per CPU per second. */
+enum ila_mon_type {
+	ILA_MON_DROP = 1,     /* dropped; reason: the drop counter */
+	ILA_MON_MISS = 2,     /* lookup missed and the packet went on */
+	ILA_MON_REDIRECT = 3, /* re-translated to loc (in flight, stale sender) */
+	ILA_MON_PER_SEC = 2000,
+};
+
+struct ila_mon_event {
+	__u64 ts;     /* bpf_ktime_get_ns */
+	__u64 src[2]; /* IPv6 source and destination as on the wire (0: not IPv6) */
+	__u64 dst[2];
+	__u64 loc;    /* redirect: the locator it went to */
+	__u32 ifindex;
+	__u32 len;
+	__u16 reason; /* enum ila_stat: the counter that counted it */
+	__u8 type;    /* enum ila_mon_type */
+	__u8 pad[5];
+};
+
+/* Per-CPU rate limit of the monitor: events in the current second, and
+ * the events not reported (limit or ring buffer full) since the start. */
+struct ila_mon_budget {
+	__u64 window;
+	__u64 count;
+	__u64 lost;
 };
 
 #endif

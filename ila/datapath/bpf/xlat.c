@@ -15,8 +15,8 @@
  * csum.h checksum math, addr.h SIR<->ILA rewriting, cache.h the per-CPU
  * lookup caches, parse.h the parser, fwd.h rewriting and forwarding,
  * miss.h miss reports, icmp6.h ICMPv6 errors, tenant.h tenant isolation
- * and IPv4 source validation. Types shared with Go are in
- * ila.h.
+ * and IPv4 source validation, monitor.h monitor events (ilactl monitor).
+ * Types shared with Go are in ila.h.
  */
 #include "lib/common.h"
 #include "lib/maps.h"
@@ -27,6 +27,7 @@
 #include "lib/miss.h"
 #include "lib/icmp6.h"
 #include "lib/tenant.h"
+#include "lib/monitor.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -34,6 +35,8 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * .bss that nothing reads). */
 struct ila_go_types {
 	struct ila_miss_event miss_event;
+	struct ila_mon_event mon_event;
+	enum ila_mon_type mon_type;
 	enum ila_csum csum;
 	enum ila_cfg_flag cfg_flag;
 	enum ila_map_flag map_flag;
@@ -52,6 +55,7 @@ int ila_task(struct __sk_buff *skb)
 	if (r == 0) {
 		if (!ipv4_source_ok(skb, skb->ingress_ifindex)) {
 			COUNT(STAT_DROP_SPOOFED_IPV4);
+			MON_RAW(ILA_MON_DROP, STAT_DROP_SPOOFED_IPV4);
 			return TC_ACT_SHOT;
 		}
 		COUNT(STAT_PASS_NON_IPV6);
@@ -59,6 +63,7 @@ int ila_task(struct __sk_buff *skb)
 	}
 	if (r < 0) {
 		COUNT(STAT_DROP_MALFORMED);
+		MON_RAW(ILA_MON_DROP, STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	/* Neighbour discovery goes to the NVE's stack / ND emulator untouched,
@@ -84,6 +89,7 @@ int ila_task(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		}
 		COUNT(STAT_DROP_SPOOFED_SOURCE);
+		MON(ILA_MON_DROP, STAT_DROP_SPOOFED_SOURCE, 0);
 		return TC_ACT_SHOT;
 	}
 
@@ -95,6 +101,7 @@ int ila_task(struct __sk_buff *skb)
 		struct ila_local_val *src = bpf_map_lookup_elem(&ila_locals, &sk);
 		if (!src || src->ifindex != in) {
 			COUNT(STAT_DROP_SPOOFED_SOURCE);
+			MON(ILA_MON_DROP, STAT_DROP_SPOOFED_SOURCE, 0);
 			return TC_ACT_SHOT;
 		}
 	}
@@ -106,6 +113,7 @@ int ila_task(struct __sk_buff *skb)
 		__u8 mode = m->csum;
 		if (!tenant_allowed(tenant, m->tenant)) {
 			COUNT(STAT_DROP_TENANT);
+			MON(ILA_MON_DROP, STAT_DROP_TENANT, 0);
 			return TC_ACT_SHOT;
 		}
 		if (m->flags & ILA_MAP_F_OWN_LOC) {
@@ -119,6 +127,7 @@ int ila_task(struct __sk_buff *skb)
 		sir_to_ila_ent(&n, m);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			COUNT(STAT_DROP_ERROR);
+			MON(ILA_MON_DROP, STAT_DROP_ERROR, 0);
 			return TC_ACT_SHOT;
 		}
 		COUNT(STAT_TRANSLATED);
@@ -128,6 +137,7 @@ int ila_task(struct __sk_buff *skb)
 	if (lv && !(lv->flags & ILA_LOCAL_F_SUSPENDED)) {
 		if (!tenant_allowed(tenant, port_tenant(lv->ifindex))) {
 			COUNT(STAT_DROP_TENANT);
+			MON(ILA_MON_DROP, STAT_DROP_TENANT, 0);
 			return TC_ACT_SHOT;
 		}
 		COUNT(STAT_LOCAL_DELIVERED);
@@ -142,13 +152,16 @@ int ila_task(struct __sk_buff *skb)
 		struct ila_config *cfg = config();
 		if (cfg && (cfg->flags & ILA_F_MISS_DROP)) {
 			COUNT(STAT_DROP_MISS);
+			MON(ILA_MON_DROP, STAT_DROP_MISS, 0);
 			return TC_ACT_SHOT;
 		}
 		COUNT(STAT_PASS_MISS);
+		MON(ILA_MON_MISS, STAT_PASS_MISS, 0);
 		return TC_ACT_OK;
 	}
 	if (bpf_map_lookup_elem(&ila_locspace, &hi)) {
 		COUNT(STAT_DROP_LOCATOR_DST);
+		MON(ILA_MON_DROP, STAT_DROP_LOCATOR_DST, 0);
 		return TC_ACT_SHOT;
 	}
 	COUNT(STAT_PASS_NOT_SIR);
@@ -214,6 +227,7 @@ int ila_uplink(struct __sk_buff *skb)
 	}
 	if (r < 0) {
 		COUNT(STAT_DROP_MALFORMED);
+		MON_RAW(ILA_MON_DROP, STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	if (is_nd(&p)) {
@@ -225,6 +239,7 @@ int ila_uplink(struct __sk_buff *skb)
 		goto err; /* unreachable */
 	if (ue->flags & ILA_UP_SRC_LOCSPACE) {
 		COUNT(STAT_DROP_LOCATOR_SRC);
+		MON(ILA_MON_DROP, STAT_DROP_LOCATOR_SRC, 0);
 		return TC_ACT_SHOT;
 	}
 	if (!(ue->flags & ILA_UP_MYLOC)) {
@@ -236,8 +251,10 @@ int ila_uplink(struct __sk_buff *skb)
 	ila_to_sir(&sir, ue->ml_sir, ml_csum);
 
 	if (ue->flags & ILA_UP_LOCAL) {
-		if (ue->lv.flags & ILA_LOCAL_F_SUSPENDED)
+		if (ue->lv.flags & ILA_LOCAL_F_SUSPENDED) {
+			MON_SIR(ILA_MON_DROP, STAT_DROP_SUSPENDED, sir, 0);
 			return suspended(skb, &p, &sir, st);
+		}
 		if (is_icmp_error(&p) && fix_icmp_error(skb, &p, st) < 0)
 			goto err;
 		if (rewrite_dst(skb, &p, &sir, ml_csum) < 0)
@@ -251,6 +268,7 @@ int ila_uplink(struct __sk_buff *skb)
 		if (retranslate(skb, &p, &sir, ml_csum, fl->loc, fl->csum) < 0)
 			goto err;
 		COUNT(STAT_INFLIGHT_FORWARDED);
+		MON_SIR(ILA_MON_REDIRECT, STAT_INFLIGHT_FORWARDED, sir, fl->loc);
 		return forward(skb, &p, st);
 	}
 	/* Neither here nor in flight: a sender with a stale mapping (its
@@ -264,18 +282,22 @@ int ila_uplink(struct __sk_buff *skb)
 		if (retranslate(skb, &p, &sir, ml_csum, m->loc, m->csum) < 0)
 			goto err;
 		COUNT(STAT_STALE_REDIRECTED);
+		MON_SIR(ILA_MON_REDIRECT, STAT_STALE_REDIRECTED, sir, m->loc);
 		return forward(skb, &p, st);
 	}
 	report_miss(&sir, st);
 	struct ila_config *cfg = config();
 	if (cfg && (cfg->flags & ILA_F_UNKNOWN_PASS)) {
 		COUNT(STAT_PASS_UNKNOWN);
+		MON_SIR(ILA_MON_MISS, STAT_PASS_UNKNOWN, sir, 0);
 		return TC_ACT_OK;
 	}
 	COUNT(STAT_DROP_UNKNOWN);
+	MON_SIR(ILA_MON_DROP, STAT_DROP_UNKNOWN, sir, 0);
 	return TC_ACT_SHOT;
 err:
 	COUNT(STAT_DROP_ERROR);
+	MON(ILA_MON_DROP, STAT_DROP_ERROR, 0);
 	return TC_ACT_SHOT;
 }
 
@@ -292,6 +314,7 @@ int ila_router(struct __sk_buff *skb)
 	}
 	if (r < 0) {
 		COUNT(STAT_DROP_MALFORMED);
+		MON_RAW(ILA_MON_DROP, STAT_DROP_MALFORMED);
 		return TC_ACT_SHOT;
 	}
 	if (is_nd(&p)) {
@@ -311,6 +334,7 @@ int ila_router(struct __sk_buff *skb)
 			struct ila_map_ent *sm = lookup_mapping(&sk);
 			if (sm && !tenant_allowed(sm->tenant, dm.tenant)) {
 				COUNT(STAT_DROP_TENANT);
+				MON(ILA_MON_DROP, STAT_DROP_TENANT, 0);
 				return TC_ACT_SHOT;
 			}
 		}
@@ -319,6 +343,7 @@ int ila_router(struct __sk_buff *skb)
 		sir_to_ila_ent(&n, &dm);
 		if (rewrite_dst(skb, &p, &n, mode) < 0) {
 			COUNT(STAT_DROP_ERROR);
+			MON(ILA_MON_DROP, STAT_DROP_ERROR, 0);
 			return TC_ACT_SHOT;
 		}
 		COUNT(STAT_ROUTER_TRANSLATED);
@@ -327,6 +352,7 @@ int ila_router(struct __sk_buff *skb)
 	__u64 hi = p.dst.q[0];
 	if (bpf_map_lookup_elem(&ila_domains, &hi)) {
 		COUNT(STAT_DROP_ROUTER_MISS);
+		MON(ILA_MON_DROP, STAT_DROP_ROUTER_MISS, 0);
 		/* At most one ICMPv6 error per identifier per second (the miss
 		 * report's rate limit), never about an ICMPv6 error. */
 		if (report_miss(&p.dst, st) && !is_icmp_error(&p) && !is_multicast(&p.src)) {
