@@ -95,6 +95,7 @@ type Agent struct {
 	tokensAt   time.Time
 	st         Stats
 	hb         heartbeatState // heartbeat.go
+	conv       convergence    // convergence.go
 
 	wg sync.WaitGroup // registration loops and port cleanups
 }

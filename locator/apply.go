@@ -124,6 +124,7 @@ func (a *Agent) domainDelete(name string) {
 }
 
 func (a *Agent) taskUpsert(t ila.Task) {
+	prev, had := a.tasks[tkey{t.Domain, t.Identifier}]
 	a.tasks[tkey{t.Domain, t.Identifier}] = storeTask{t, a.gen}
 	if !t.Updated.IsZero() {
 		a.st.LastLag = a.cfg.Now().Sub(t.Updated)
@@ -134,6 +135,9 @@ func (a *Agent) taskUpsert(t ila.Task) {
 	}
 	k := key{d.d.SIR, t.Identifier}
 	a.syncKey(k)
+	if had && a.synced && prev.t.Locator != t.Locator && t.Locator != 0 && !t.Updated.IsZero() {
+		a.conv.observe(a.cfg.Now().Sub(t.Updated)) // a move, now in the datapath (convergence.go)
+	}
 	if lt := a.localByKey[k]; lt != nil {
 		if t.NVE == a.cfg.Node {
 			a.setSuspended(lt, t.State == ila.StateSuspended)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/ila"
@@ -90,3 +91,42 @@ func TestDatapathView(t *testing.T) {
 }
 
 var addrEq = cmp.Comparer(func(x, y netip.Addr) bool { return x == y })
+
+// TestMoveConvergence: a move applied while synced is observed from its
+// commit stamp to the datapath write; creations, refreshes and what a
+// relist brings are not moves.
+func TestMoveConvergence(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	now := t0
+	a := newAgent(t, locator.ModePush, locatortest.NewDatapath(), locatortest.NewSource(), func(c *locator.Config) { c.Now = func() time.Time { return now } })
+	up := func(loc ila.Locator, updated time.Time) {
+		tk := task(0x1001, "nve-b", loc)
+		tk.Updated = updated
+		a.Apply(ila.Event{Type: ila.EventTaskUpsert, Task: &tk})
+	}
+	a.Apply(ila.Event{Type: ila.EventDomainUpsert, Domain: &dom})
+	up(locB, t0)
+	up(locC, t0) // during the list: not counted
+	a.Apply(ila.Event{Type: ila.EventSynced, Revision: 3})
+	now = t0.Add(time.Second)
+	up(locC, t0.Add(500*time.Millisecond)) // a refresh
+	up(locB, now.Add(-3*time.Millisecond))  // a move, 3 ms after its commit
+	now = now.Add(time.Second)
+	up(locA, now.Add(-2*time.Second)) // another, 2 s
+	h := a.MoveConvergence()
+	if h.Count != 2 || h.Sum < 2.002 || h.Sum > 2.004 {
+		t.Fatalf("histogram %+v", h)
+	}
+	at := func(bound float64) uint64 {
+		for i, b := range locator.ConvergenceBuckets {
+			if b == bound {
+				return h.Counts[i]
+			}
+		}
+		t.Fatalf("no bucket %v", bound)
+		return 0
+	}
+	if at(0.0025) != 0 || at(0.005) != 1 || at(1) != 1 || at(2.5) != 2 {
+		t.Errorf("buckets %v", h.Counts)
+	}
+}

@@ -32,6 +32,7 @@ var (
 	mRevision   = desc("ila_agent_watch_revision", "Last store revision seen.")
 	mApplied    = desc("ila_agent_applied_revision", "Store revision the datapath has applied (the last seen while the watch is synced, the last synced one during a relist).")
 	mLag        = desc("ila_agent_watch_lag_seconds", "Time from the last task record's commit to its application.")
+	mConverge   = desc("ila_agent_move_convergence_seconds", "Moves applied while synced: time from the task record's commit stamp (mapsrv's clock) to this node's datapath write.")
 	mEvents     = desc("ila_agent_watch_events_total", "Watch events applied.")
 	mSyncs      = desc("ila_agent_watch_syncs_total", "Complete (re)lists.")
 	mWatchErr   = desc("ila_agent_watch_errors_total", "Watch sessions that ended in an error.")
@@ -76,6 +77,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g(mRevision, float64(s.Revision))
 	g(mApplied, float64(s.Applied))
 	g(mLag, s.LastLag.Seconds())
+	h := c.agent.MoveConvergence()
+	buckets := make(map[float64]uint64, len(h.Counts))
+	for i, b := range locator.ConvergenceBuckets {
+		buckets[b] = h.Counts[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(mConverge, h.Count, h.Sum, buckets)
 	n(mEvents, s.Events)
 	n(mSyncs, s.Syncs)
 	n(mWatchErr, s.WatchErrors)
