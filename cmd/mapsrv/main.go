@@ -457,7 +457,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		}),
 		watchErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
 		registrations:   prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
-		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
+		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate; unjustified: a claim from an NVE that does not host the task, refused).", []string{"mode"}, nil),
 		authFailures:    prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
 		replays:         prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
 		malformed:       prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
@@ -492,6 +492,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.moves, st.MovesWarm, "warm")
 	c(m.moves, st.MovesCold, "cold")
 	c(m.moves, st.MovesRefused, "refused")
+	c(m.moves, st.ClaimsUnjustified, "unjustified")
 	c(m.expiries, st.Expiries)
 	c(m.suspendTimeouts, st.SuspendTimeouts)
 	c(m.etcdErrors, st.StoreErrors)
