@@ -56,6 +56,9 @@ type claimState struct {
 	// OwnerGone: the NVE that hosts Task is declared dead or no longer
 	// exists (read only when the claimant is another NVE).
 	OwnerGone bool
+	// NoStandbyClaims: Config.NoStandbyClaims (the task's standby is not a
+	// justification).
+	NoStandbyClaims bool
 }
 
 // claimDecision is decideClaim's answer.
@@ -96,7 +99,7 @@ var ErrUnjustified = errors.New("claim not justified")
 func justify(nve string, st claimState, now time.Time) string {
 	rec := st.Task
 	switch {
-	case rec.Standby != nil && rec.Standby.NVE == nve:
+	case !st.NoStandbyClaims && rec.Standby != nil && rec.Standby.NVE == nve:
 		return MovedByStandby
 	case st.OwnerGone,
 		!rec.Expiry.IsZero() && !rec.Expiry.After(now),

@@ -54,14 +54,37 @@ func TestUnjustifiedClaimRefused(t *testing.T) {
 		t.Fatalf("standby at b: %v", err)
 	}
 	rec, err := f.svc.Register(ctx, claim)
-	if err != nil || rec.NVE != "b" || rec.Locator != locB {
-		t.Fatalf("claim from b as the task's standby: %v, at %s %s; want it moved to b", err, rec.NVE, rec.Locator)
+	if err != nil || rec.NVE != "b" || rec.Locator != locB || rec.MovedBy != mapsrv.MovedByStandby {
+		t.Fatalf("claim from b as the task's standby: %v, at %s %s by %q; want it moved to b by its standby", err, rec.NVE, rec.Locator, rec.MovedBy)
 	}
 	// c is nobody's standby: refused again.
 	c := claim
 	c.NVE = "c"
 	if _, err := f.svc.Register(ctx, c); !errors.Is(err, mapsrv.ErrConflict) {
 		t.Errorf("claim from c: err = %v, want a conflict", err)
+	}
+}
+
+// TestNoStandbyClaims: with Config.NoStandbyClaims a standby registration
+// only serves failover; a claim from the standby is refused and the
+// operator's move is what moves the task.
+func TestNoStandbyClaims(t *testing.T) {
+	f := newFixture(t, func(c *mapsrv.Config) { c.NoStandbyClaims = true })
+	ctx := t.Context()
+	f.register(t, "a", "vm1", "2001:db8::1")
+	f.standby(t, "b", "2001:db8::1")
+	claim := mapsrv.Registration{NVE: "b", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveHot}
+	if _, err := f.svc.Register(ctx, claim); !errors.Is(err, mapsrv.ErrUnjustified) {
+		t.Fatalf("claim from the standby: %v, want ErrUnjustified", err)
+	}
+	if rec, err := f.svc.Move(ctx, mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b"}); err != nil || rec.NVE != "b" || rec.MovedBy != mapsrv.MovedByOperator {
+		t.Fatalf("operator move to b: %v, at %s by %q", err, rec.NVE, rec.MovedBy)
+	}
+	if rec, err := f.svc.Register(ctx, claim); err != nil || rec.NVE != "b" {
+		t.Fatalf("registration at b after the move: %v, at %s", err, rec.NVE)
+	}
+	if st := f.svc.Stats(); st.ClaimsUnjustified != 1 {
+		t.Errorf("%d unjustified claims counted, want 1", st.ClaimsUnjustified)
 	}
 }
 

@@ -87,6 +87,8 @@ func TestDecideClaim(t *testing.T) {
 		{name: "stranger claims a task whose lifetime has not expired: refused", nve: "n2", st: with(notExpired), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
 		// Justified: the claimant is the task's standby (a prepared port).
 		{name: "standby claims: hot by default", nve: "n2", st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "standby claims, standbys do not justify claims: refused", nve: "n2", st: func() claimState { st := with(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "standby claims an orphan, standbys do not justify claims", nve: "n2", st: func() claimState { st := ownerGone(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
 		{name: "standby claims warm", nve: "n2", mode: ila.MoveWarm, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveWarm, By: MovedByStandby}},
 		{name: "standby claims cold", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
 		{name: "standby claims a suspended task", nve: "n2", st: with(standbyN2(suspendedHere)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},

@@ -281,6 +281,9 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 			break
 		}
 	}
+	if errors.Is(err, ErrUnjustified) {
+		s.c.claimsUnjustified.Add(1)
+	}
 	switch {
 	case err == nil:
 		s.c.regAccepted.Add(1)
@@ -375,8 +378,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	now := s.cfg.Now().UTC()
+	st.NoStandbyClaims = s.cfg.NoStandbyClaims
 	var okv KV // the hosting NVE's record, when the claim relies on its death
-	if t := st.Task; t != nil && t.NVE != nve.Name && t.PendingNVE != nve.Name && (t.Standby == nil || t.Standby.NVE != nve.Name) {
+	if t := st.Task; t != nil && t.NVE != nve.Name && t.PendingNVE != nve.Name && (st.NoStandbyClaims || t.Standby == nil || t.Standby.NVE != nve.Name) {
 		// A claim from another NVE: is the one hosting the task still there?
 		own, kv, err := s.getNVE(ctx, t.NVE)
 		switch {
@@ -390,9 +394,6 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	}
 	claim := decideClaim(r, nve.Name, id, st, now)
 	if claim.Kind == claimRefuse {
-		if errors.Is(claim.Err, ErrUnjustified) {
-			s.c.claimsUnjustified.Add(1)
-		}
 		return TaskRecord{}, claim.Err
 	}
 
@@ -501,6 +502,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		return TaskRecord{}, err
 	}
 	s.countMove(outcome)
+	if claim.Kind == claimMove {
+		s.log.Info("task moved by a claim", "tenant", rec.Tenant, "name", rec.Name, "identifier", id, "from", tr.rec.NVE, "to", rec.NVE, "by", claim.By, "mode", claim.Mode, "version", rec.Version)
+	}
 	s.enqueue(ctx, notify, rec.Task)
 	return rec, nil
 }

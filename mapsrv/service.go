@@ -39,6 +39,14 @@ type Config struct {
 	// within FlapWindow is marked duplicate. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
+	// NoStandbyClaims: a standby registration does not justify a claim
+	// (it only serves failover), so a claim of a task that another live
+	// NVE hosts needs an operator's move through the API (claim.go,
+	// docs/registration.md section 7.4). A standby registration is the
+	// claimant's own word; with this set, one NVE's key cannot take a
+	// task from a live NVE at all. Default false (mapsrv
+	// --standby-claims=true).
+	NoStandbyClaims bool
 	// MaxLifetime caps granted lifetimes: a registration is granted the
 	// smaller of what it asks and MaxLifetime. Default DefaultMaxLifetime;
 	// upper bound MaxLifetime.
