@@ -104,6 +104,12 @@ type Task struct {
 	State    State      `json:"state"`
 	Previous []Previous `json:"previous,omitempty"`
 	Updated  time.Time  `json:"updated,omitzero"`
+	// MovedBy says what justified the task's last move to another NVE
+	// (mapsrv: operator, standby, failover, orphan); empty when it never
+	// moved, or when a mapping service that does not check claims moved
+	// it (the previous NVE then re-asserts a task whose port it still
+	// holds, docs/registration.md section 7.4).
+	MovedBy string `json:"moved_by,omitempty"`
 }
 
 // Mapping returns the data-plane entry of the task in domain d.

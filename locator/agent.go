@@ -58,6 +58,15 @@ type localTask struct {
 	lastErr   string
 	regAt     time.Time
 	mig       *migration // prepare/commit bookkeeping
+	// wasStandby: attached in standby or prepared, so its commit claims
+	// a task another NVE may host; standbyOK: a standby registration of
+	// it was accepted, which is what justifies that claim at mapsrv
+	// (docs/registration.md section 7.4).
+	wasStandby, standbyOK bool
+	// reassert: the store shows the task on another NVE after a move no
+	// mapping service justified, while its port is alive here: the
+	// registration loop claims it back (reassert.go).
+	reassert bool
 }
 
 type inflight struct {
@@ -127,6 +136,9 @@ type Stats struct {
 	// DomainClashes counts domain records refused because their SIR
 	// prefix belongs to another domain.
 	DomainClashes uint64
+	// Reasserts counts local tasks claimed back after the store showed
+	// them elsewhere without a justified move (reassert.go).
+	Reasserts uint64
 }
 
 // New checks the configuration and returns an agent.

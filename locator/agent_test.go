@@ -30,8 +30,15 @@ func mustSIR(s string) ila.SIRPrefix {
 	return p
 }
 
+// task is a record as mapsrv stores it; one on another NVE than the
+// agent's (nve-a) carries the reason of its move, as a mapping service
+// that checks claims writes it (unjustifiedMove drops it).
 func task(id ila.Identifier, nve string, loc ila.Locator) ila.Task {
-	return ila.Task{Domain: "prod", Name: "t" + id.Hex()[12:], Identifier: id, SIR: sirP.Addr(id), Locator: loc, NVE: nve, State: ila.StateActive, Version: 1}
+	t := ila.Task{Domain: "prod", Name: "t" + id.Hex()[12:], Identifier: id, SIR: sirP.Addr(id), Locator: loc, NVE: nve, State: ila.StateActive, Version: 1}
+	if nve != "nve-a" {
+		t.MovedBy = "operator"
+	}
+	return t
 }
 
 func mapping(id ila.Identifier, loc ila.Locator) ila.Mapping {

@@ -149,6 +149,10 @@ func (a *Agent) taskUpsert(t ila.Task) {
 				a.promote(lt) // failed over here
 			}
 		case lt.confirmed && t.State != ila.StateSuspended && t.Locator != 0:
+			if t.MovedBy == "" && a.portAlive(lt) {
+				a.reassertLocked(lt, t) // moved by nothing that justifies it
+				break
+			}
 			a.moveAway(lt, t.Mapping(d.d), a.inFlightUntil(t))
 		}
 	} else if f := a.inflight[k]; f != nil && t.NVE != a.cfg.Node && t.Locator != 0 {

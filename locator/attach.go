@@ -111,7 +111,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 
 	a.mu.Lock()
 	k := keyOf(t.SIR)
-	lt := &localTask{spec: t, key: k, port: port, static: static, restored: restored, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1)}
+	lt := &localTask{spec: t, key: k, port: port, static: static, restored: restored, done: make(chan struct{}), first: make(chan error, 1), kick: make(chan struct{}, 1), wasStandby: t.Standby}
 	if err := a.cfg.Datapath.UpsertLocal(Local{SIR: k.sir, Identifier: k.id, Ifindex: port.Ifindex, MAC: t.MAC, Tenant: ila.TenantOf(t.Tenant), IPv4: t.IPv4}); err != nil {
 		a.mu.Unlock()
 		a.releasePort(lt)
@@ -312,12 +312,23 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan er
 	for {
 		a.mu.Lock()
 		reg, ok := a.registration(lt, time.Duration(a.cfg.Lifetime))
+		reassert := ok && lt.reassert && !standby
+		if reassert {
+			lt.reassert = false
+		}
+		justify := lt.wasStandby && !lt.standbyOK
 		a.mu.Unlock()
 		wait := 200 * time.Millisecond // domain not known yet
 		if ok {
 			reg.Standby = standby // as when this loop started
-			if first && !lt.restored && !standby {
+			if (first && !lt.restored && !standby) || reassert {
 				reg.Mode = ila.MoveHot
+				if justify && !reassert {
+					// The commit of a task prepared or attached in standby
+					// here: the claim is justified by this NVE's standby
+					// registration, sent now if it was not accepted yet.
+					a.registerStandby(ctx, lt, reg)
+				}
 			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)
 			if ctx.Err() != nil {
@@ -329,17 +340,22 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan er
 			case err == nil:
 				a.st.RegAccepted++
 				lt.granted, lt.lastErr, lt.regAt = granted, "", a.cfg.Now()
+				lt.standbyOK = lt.standbyOK || standby
 				backoff = 250 * time.Millisecond
 				wait = max(granted/2, time.Second)
 			case errors.As(err, &rej):
 				a.st.RegRejected++
 				lt.lastErr = err.Error()
 				wait = 10 * time.Second
+				if reassert {
+					a.yieldLocked(lt, err) // the mapping service stands by the move
+				}
 			default:
 				a.st.RegErrors++
 				lt.lastErr = err.Error()
 				wait = backoff
 				backoff = min(2*backoff, 5*time.Second)
+				lt.reassert = lt.reassert || reassert // try the claim again
 			}
 			a.mu.Unlock()
 			if err != nil {

@@ -133,3 +133,17 @@ func (p *NetlinkPorts) Release(ifname string) error {
 	}
 	return nil
 }
+
+// Alive implements PortLiveness: the port still exists under its name and
+// index, is administratively up and has carrier (or cannot tell).
+func (p *NetlinkPorts) Alive(port Port) bool {
+	l, err := p.Handle.LinkByIndex(port.Ifindex)
+	if err != nil {
+		return false
+	}
+	at := l.Attrs()
+	if at.Name != port.Name || at.Flags&net.FlagUp == 0 {
+		return false
+	}
+	return at.OperState == netlink.OperUp || at.OperState == netlink.OperUnknown
+}

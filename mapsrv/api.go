@@ -280,6 +280,7 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 	rec, err := a.svc.Register(r.Context(), Registration{
 		NVE: b.NVE, Locator: b.Locator, Domain: b.Domain, Tenant: b.Tenant, Name: b.Name,
 		SIR: b.SIR, IPv4: b.IPv4, VNI: b.VNI, MAC: b.MAC, Lifetime: time.Duration(b.Lifetime), Mode: b.Mode,
+		NoRename: true,
 	})
 	if err != nil {
 		fail(w, err)

@@ -44,6 +44,13 @@ func TestAPI(t *testing.T) {
 		{"register trailing", "POST", "/v1/tasks", `{"nve":"a","sir":"2001:db8::3"} {}`, 400, "trailing"},
 		{"register bad lifetime", "POST", "/v1/tasks", `{"nve":"a","sir":"2001:db8::3","lifetime":"soon"}`, 400, "duration"},
 		{"register forbidden locator", "POST", "/v1/tasks", `{"nve":"a","sir":"2001:db8::3","locator":"fd00:0:0:2"}`, 403, `"forbidden"`},
+		// Finding 3 of issue 17: POST /v1/tasks naming an existing SIR
+		// renamed and moved the task. Refused; "get" below still finds
+		// vm1 on a.
+		{"register existing sir under another name", "POST", "/v1/tasks", `{"nve":"a","tenant":"x","name":"other","sir":"2001:db8::1"}`, 409, "is task t/vm1's"},
+		{"register existing sir, other name, other nve", "POST", "/v1/tasks", `{"nve":"b","tenant":"t","name":"other","sir":"2001:db8::1"}`, 409, "is task t/vm1's"},
+		{"register existing task on another nve", "POST", "/v1/tasks", `{"nve":"b","tenant":"t","name":"vm1","sir":"2001:db8::1","mode":"hot"}`, 409, "not justified"},
+		{"get other", "GET", "/v1/tasks/x/other", "", 404, `"not_found"`},
 		{"get", "GET", "/v1/tasks/t/vm1", "", 200, `"nve": "a"`},
 		{"get missing", "GET", "/v1/tasks/t/zz", "", 404, `"not_found"`},
 		{"mapping", "GET", "/v1/mappings/prod/0:0:0:2", "", 200, `"sir": "2001:db8::2"`},

@@ -1,6 +1,7 @@
 package mapsrv
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,9 +21,10 @@ const (
 	// claimComplete: the destination of a pending warm or cold move
 	// registers the task; the move completes.
 	claimComplete
-	// claimMove: a claim of a task active on another NVE, a move in
-	// claimDecision.Mode. It follows the move rules (moveRecord: a
-	// duplicate task is refused, flap damping may mark it duplicate).
+	// claimMove: a justified claim of a task hosted by another NVE
+	// (justify), a move in claimDecision.Mode. It follows the move rules
+	// (moveRecord: a duplicate task is refused, flap damping may mark it
+	// duplicate).
 	claimMove
 	// claimRefuse: the registration is refused with claimDecision.Err.
 	claimRefuse
@@ -51,13 +53,60 @@ type claimState struct {
 	// NameFree and MACFree: the name and MAC index entries of the
 	// registration are absent, stale or already point at this task.
 	NameFree, MACFree bool
+	// OwnerGone: the NVE that hosts Task is declared dead or no longer
+	// exists (read only when the claimant is another NVE).
+	OwnerGone bool
+	// NoStandbyClaims: Config.NoStandbyClaims (the task's standby is not a
+	// justification).
+	NoStandbyClaims bool
 }
 
 // claimDecision is decideClaim's answer.
 type claimDecision struct {
 	Kind claimKind
 	Mode ila.MoveMode // claimMove: hot, warm or cold
-	Err  error        // claimRefuse: why
+	// By: claimMove and claimComplete: what justified the move
+	// (ila.Task.MovedBy).
+	By  string
+	Err error // claimRefuse: why
+}
+
+// What justified the last move of a task (ila.Task.MovedBy,
+// docs/registration.md section 7.4).
+const (
+	// MovedByOperator: a move through the management API (Move), or the
+	// registration at the destination that completes one.
+	MovedByOperator = "operator"
+	// MovedByStandby: a claim from the task's standby, the NVE that
+	// registered a prepared port for it (failover.go).
+	MovedByStandby = "standby"
+	// MovedByFailover: mapsrv moved the task to its standby when its NVE
+	// was declared dead.
+	MovedByFailover = "failover"
+	// MovedByOrphan: a claim of a task that nothing hosts any more: its
+	// NVE is dead or removed, its lifetime is over, or a failover
+	// suspended it for want of a standby.
+	MovedByOrphan = "orphan"
+)
+
+// ErrUnjustified marks a claim refused because the claimant does not host
+// the task and nothing justifies the move (registration reason 15,
+// HTTP 409 with ErrConflict).
+var ErrUnjustified = errors.New("claim not justified")
+
+// justify returns what justifies a move of the task (st.Task, hosted by
+// another NVE) to nve at now, or "" when nothing does.
+func justify(nve string, st claimState, now time.Time) string {
+	rec := st.Task
+	switch {
+	case !st.NoStandbyClaims && rec.Standby != nil && rec.Standby.NVE == nve:
+		return MovedByStandby
+	case st.OwnerGone,
+		!rec.Expiry.IsZero() && !rec.Expiry.After(now),
+		rec.State == ila.StateSuspended && rec.PendingNVE == "":
+		return MovedByOrphan
+	}
+	return ""
 }
 
 // decideClaim decides what registration r, by NVE nve, of the task with
@@ -67,7 +116,8 @@ type claimDecision struct {
 // errTaken (name or MAC used by another task), ErrDuplicate (completion of
 // a move of a duplicate task), or are a finalError wrapping ErrConflict (a
 // re-registration from the NVE the task just left, which a retry cannot
-// change).
+// change; or, with ErrUnjustified, a claim from an NVE that does not host
+// the task and that nothing justifies, see justify).
 func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, now time.Time) claimDecision {
 	if !st.NameFree {
 		return claimDecision{Kind: claimRefuse, Err: fmt.Errorf("task %s/%s: name used by another task: %w: %w", r.Tenant, r.Name, ErrConflict, errTaken)}
@@ -85,7 +135,7 @@ func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, n
 		if rec.State == ila.StateDuplicate {
 			return claimDecision{Kind: claimRefuse, Err: fmt.Errorf("task %s/%s (%s): %w", rec.Tenant, rec.Name, id, ErrDuplicate)}
 		}
-		return claimDecision{Kind: claimComplete}
+		return claimDecision{Kind: claimComplete, By: MovedByOperator}
 	case r.Mode == ila.MoveNone && inFlightFrom(rec.Previous, nve, now):
 		// The NVE the task just left, within the in-flight time, without
 		// a move mode: a periodic re-registration that crossed the move on
@@ -95,9 +145,19 @@ func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, n
 		return claimDecision{Kind: claimRefuse, Err: finalError{fmt.Errorf("task %s/%s (%s): moved from %s to %s; a registration from the previous NVE without a move mode does not move it back: %w",
 			rec.Tenant, rec.Name, id, nve, rec.NVE, ErrConflict)}}
 	}
+	by := justify(nve, st, now)
+	if by == "" {
+		// Finding 3 of issue 17: one NVE's key claimed any task onto its
+		// own locator. A claim from an NVE that does not host the task
+		// needs a prepared port there (a standby registration), an
+		// operator's move (which completes above) or a task nothing
+		// hosts any more.
+		return claimDecision{Kind: claimRefuse, Err: finalError{fmt.Errorf("task %s/%s (%s) is on nve %s: a claim from nve %s is not justified (it is not the task's standby, no move to it is pending, nve %s is alive and the task's lifetime runs): %w: %w",
+			rec.Tenant, rec.Name, id, rec.NVE, nve, rec.NVE, ErrConflict, ErrUnjustified)}}
+	}
 	mode := r.Mode
 	if mode == ila.MoveNone {
 		mode = ila.MoveHot
 	}
-	return claimDecision{Kind: claimMove, Mode: mode}
+	return claimDecision{Kind: claimMove, Mode: mode, By: by}
 }

@@ -33,12 +33,23 @@ func TestDecideClaim(t *testing.T) {
 	movedLongAgo := task(func(r *TaskRecord) {
 		r.Previous = []ila.Previous{{Locator: 0xfd00000000000002, NVE: "n2", Until: t0.Add(-time.Second)}}
 	})
+	// The task's standby (a prepared port) is n2; n3 is a stranger.
+	standbyN2 := func(rec *TaskRecord) *TaskRecord {
+		c := *rec
+		c.Standby = &Standby{NVE: "n2", Locator: 0xfd00000000000002, Since: t0.Add(-time.Second)}
+		return &c
+	}
+	failedSuspended := task(func(r *TaskRecord) { r.State = ila.StateSuspended }) // failover found no standby
+	expired := task(func(r *TaskRecord) { r.Expiry = t0.Add(-time.Second) })
+	notExpired := task(func(r *TaskRecord) { r.Expiry = t0.Add(time.Minute) })
 	free := claimState{NameFree: true, MACFree: true}
 	with := func(rec *TaskRecord) claimState { st := free; st.Task = rec; return st }
+	ownerGone := func(rec *TaskRecord) claimState { st := with(rec); st.OwnerGone = true; return st }
 
 	type want struct {
 		Kind claimKind
 		Mode ila.MoveMode
+		By   string // claimMove, claimComplete: the justification stamped on the record
 	}
 	tests := []struct {
 		name  string
@@ -60,27 +71,49 @@ func TestDecideClaim(t *testing.T) {
 		{name: "serving nve refreshes while a move away is pending", nve: "n1", st: with(suspendedAway), want: want{Kind: claimRefresh}},
 		{name: "serving nve refreshes a suspended task", nve: "n1", st: with(suspendedHere), want: want{Kind: claimRefresh}},
 		{name: "serving nve, mac taken", nve: "n1", st: claimState{Task: active, NameFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "mac"},
-		{name: "destination completes a pending move", nve: "n2", st: with(suspendedAway), want: want{Kind: claimComplete}},
-		{name: "destination completes, mode given", nve: "n2", mode: ila.MoveHot, st: with(suspendedAway), want: want{Kind: claimComplete}},
+		{name: "destination completes a pending move", nve: "n2", st: with(suspendedAway), want: want{Kind: claimComplete, By: MovedByOperator}},
+		{name: "destination completes, mode given", nve: "n2", mode: ila.MoveHot, st: with(suspendedAway), want: want{Kind: claimComplete, By: MovedByOperator}},
 		{name: "destination of a duplicate task", nve: "n2", st: with(duplicatePending), want: want{Kind: claimRefuse}, errIs: []error{ErrDuplicate}},
-		{name: "third nve claims a task pending elsewhere", nve: "n3", st: with(suspendedAway), want: want{Kind: claimMove, Mode: ila.MoveHot}},
-		{name: "other nve claims: hot by default", nve: "n2", st: with(active), want: want{Kind: claimMove, Mode: ila.MoveHot}},
-		{name: "other nve claims warm", nve: "n2", mode: ila.MoveWarm, st: with(active), want: want{Kind: claimMove, Mode: ila.MoveWarm}},
-		{name: "other nve claims cold", nve: "n2", mode: ila.MoveCold, st: with(active), want: want{Kind: claimMove, Mode: ila.MoveCold}},
-		{name: "other nve claims a suspended task", nve: "n2", st: with(suspendedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
-		{name: "other nve claims a duplicate task: the move rules refuse it", nve: "n2", st: with(duplicate), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		// Finding 3 of issue 17: a claim from an NVE that does not host the
+		// task moves it only when justified.
+		{name: "stranger claims an active task: refused", nve: "n2", st: with(active), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, ErrUnjustified}, final: true, msg: "not justified"},
+		{name: "stranger claims warm: refused", nve: "n2", mode: ila.MoveWarm, st: with(active), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true, msg: "not justified"},
+		{name: "stranger claims cold: refused", nve: "n2", mode: ila.MoveCold, st: with(active), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "third nve claims a task pending elsewhere: refused", nve: "n3", st: with(suspendedAway), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "stranger claims a task another nve is standby for: refused", nve: "n3", st: with(standbyN2(active)), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "stranger claims a duplicate task: refused", nve: "n3", st: with(duplicate), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "previous nve in flight with a mode: refused unless justified", nve: "n2", mode: ila.MoveHot, st: with(movedHere), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "previous nve after the in-flight time: refused unless justified", nve: "n2", st: with(movedLongAgo), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "stranger claims a task whose lifetime has not expired: refused", nve: "n2", st: with(notExpired), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		// Justified: the claimant is the task's standby (a prepared port).
+		{name: "standby claims: hot by default", nve: "n2", st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "standby claims, standbys do not justify claims: refused", nve: "n2", st: func() claimState { st := with(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "standby claims an orphan, standbys do not justify claims", nve: "n2", st: func() claimState { st := ownerGone(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		{name: "standby claims warm", nve: "n2", mode: ila.MoveWarm, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveWarm, By: MovedByStandby}},
+		{name: "standby claims cold", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
+		{name: "standby claims a suspended task", nve: "n2", st: with(standbyN2(suspendedHere)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "standby claims a task pending elsewhere", nve: "n2", st: with(standbyN2(task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n3", ila.MoveCold }))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "standby claims a duplicate task: the move rules refuse it", nve: "n2", st: with(standbyN2(duplicate)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "previous nve in flight with a mode, as standby", nve: "n2", mode: ila.MoveHot, st: with(standbyN2(movedHere)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "previous nve in flight, cold claim, as standby", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(movedHere)), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
+		{name: "previous nve after the in-flight time, as standby", nve: "n2", st: with(standbyN2(movedLongAgo)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "another nve while one is in flight, as standby", nve: "n2", st: with(standbyN2(task(func(r *TaskRecord) {
+			r.Previous = []ila.Previous{{Locator: 0xfd00000000000003, NVE: "n3", Until: t0.Add(9 * time.Second)}}
+		}))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		// Justified: nothing hosts the task any more.
+		{name: "the task's nve is dead or gone", nve: "n3", st: ownerGone(active), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		{name: "the task's lifetime expired", nve: "n3", st: with(expired), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		{name: "failover suspended the task (no standby)", nve: "n3", st: with(failedSuspended), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		{name: "a failover-suspended task's own nve refreshes", nve: "n1", st: with(failedSuspended), want: want{Kind: claimRefresh}},
 		{name: "previous nve in flight without a mode: crossed re-registration", nve: "n2", st: with(movedHere), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
-		{name: "previous nve in flight with a mode: a claim", nve: "n2", mode: ila.MoveHot, st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
-		{name: "previous nve in flight, cold claim", nve: "n2", mode: ila.MoveCold, st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveCold}},
-		{name: "previous nve after the in-flight time", nve: "n2", st: with(movedLongAgo), want: want{Kind: claimMove, Mode: ila.MoveHot}},
-		{name: "another nve while one is in flight", nve: "n3", st: with(movedHere), want: want{Kind: claimMove, Mode: ila.MoveHot}},
+		{name: "crossed re-registration of the standby", nve: "n2", st: with(standbyN2(movedHere)), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
 		{name: "previous nve in flight, name taken", nve: "n2", st: claimState{Task: movedHere, MACFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "name used"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Registration{NVE: tc.nve, Tenant: "default", Name: "vm1", MAC: ila.MAC{2, 0, 0, 0, 0, 1}, Mode: tc.mode}
 			got := decideClaim(r, tc.nve, id, tc.st, t0)
-			if diff := cmp.Diff(tc.want, want{Kind: got.Kind, Mode: got.Mode}); diff != "" {
+			if diff := cmp.Diff(tc.want, want{Kind: got.Kind, Mode: got.Mode, By: got.By}); diff != "" {
 				t.Errorf("decision (-want +got):\n%s", diff)
 			}
 			if tc.want.Kind != claimRefuse {

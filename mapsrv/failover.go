@@ -195,6 +195,7 @@ func (s *Service) failoverTask(ctx context.Context, rec TaskRecord, kv KV, dead 
 			if usable {
 				b.cond(nkv)
 				s.switchLocator(&rec, sb.NVE, sb.Locator, now, true)
+				rec.MovedBy = MovedByFailover
 				outcome = "standby"
 			}
 			rec.Standby = nil

@@ -199,6 +199,9 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	if err != nil && !done {
 		return TaskRecord{}, err
 	}
+	if err == nil {
+		rec.MovedBy = MovedByOperator
+	}
 	dropStandbyAt(&rec)
 	rec.Previous = prunePrevious(rec.Previous, now)
 	b.put(tkv.Key, rec)

@@ -129,6 +129,8 @@ func reason(err error) regproto.Reason {
 	switch {
 	case errors.Is(err, ErrFenced):
 		return regproto.ReasonFenced
+	case errors.Is(err, ErrUnjustified):
+		return regproto.ReasonUnjustified
 	case errors.Is(err, errNoDomain):
 		return regproto.ReasonUnknownDomain
 	case errors.Is(err, errNoNVE):

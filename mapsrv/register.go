@@ -40,6 +40,11 @@ type Registration struct {
 	// Epoch: the NVE's epoch (0: not given), fenced if stale.
 	Standby bool
 	Epoch   uint32
+	// NoRename refuses (ErrConflict) a registration whose addresses are
+	// those of a stored task with another tenant/name, instead of
+	// renaming that task (the management API: POST /v1/tasks must not
+	// rename or move a task it does not name).
+	NoRename bool
 }
 
 // identify resolves the domain, identifier and SIR address of r.
@@ -259,6 +264,9 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 		rec, err = s.register(ctx, r, attempt == 0)
 		var final finalError
 		if err == nil || errors.Is(err, errTaken) || errors.As(err, &final) || ctx.Err() != nil {
+			if attempt == 0 && errors.Is(err, ErrUnjustified) {
+				continue // a standby another replica just recorded? read again
+			}
 			break
 		}
 		conflict := errors.Is(err, ErrConflict)
@@ -272,6 +280,9 @@ func (s *Service) Register(ctx context.Context, r Registration) (TaskRecord, err
 		if !conflict && attempt > 1 {
 			break
 		}
+	}
+	if errors.Is(err, ErrUnjustified) {
+		s.c.claimsUnjustified.Add(1)
 	}
 	switch {
 	case err == nil:
@@ -333,6 +344,10 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	if err != nil {
 		return TaskRecord{}, err
 	}
+	if r.NoRename && tr.exists && r.Name != "" && tr.rec.Name != "" && (tr.rec.Name != r.Name || tr.rec.Tenant != r.Tenant) {
+		return TaskRecord{}, finalError{fmt.Errorf("task %s/%s: sir %s is task %s/%s's (on nve %s): deregister it first, or move it by its name: %w: %w",
+			r.Tenant, r.Name, r.SIR, tr.rec.Tenant, tr.rec.Name, tr.rec.NVE, ErrConflict, errTaken)}
+	}
 	if r.Name == "" && tr.exists {
 		// A registration without a name (e.g. from ND) keeps the stored one.
 		r.Name, r.Tenant = tr.rec.Name, tr.rec.Tenant
@@ -363,6 +378,20 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	now := s.cfg.Now().UTC()
+	st.NoStandbyClaims = s.cfg.NoStandbyClaims
+	var okv KV // the hosting NVE's record, when the claim relies on its death
+	if t := st.Task; t != nil && t.NVE != nve.Name && t.PendingNVE != nve.Name && (st.NoStandbyClaims || t.Standby == nil || t.Standby.NVE != nve.Name) {
+		// A claim from another NVE: is the one hosting the task still there?
+		own, kv, err := s.getNVE(ctx, t.NVE)
+		switch {
+		case errors.Is(err, errNoNVE):
+			st.OwnerGone, okv = true, kv
+		case err != nil:
+			return TaskRecord{}, err
+		case own.Liveness != nil && own.Liveness.State == NVEDead:
+			st.OwnerGone, okv = true, kv
+		}
+	}
 	claim := decideClaim(r, nve.Name, id, st, now)
 	if claim.Kind == claimRefuse {
 		return TaskRecord{}, claim.Err
@@ -372,6 +401,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 	b.cond(tr.task)
 	b.cond(nkv)
 	b.cond(dkv)
+	if st.OwnerGone && claim.Kind == claimMove {
+		b.cond(okv) // the decision holds only while that NVE is dead or gone
+	}
 	if pin != nil {
 		pin.Updated = now
 		b.put(nkv.Key, pin)
@@ -394,6 +426,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			rec.Version++
 		}
 	case claimComplete:
+		rec.MovedBy = claim.By
 		notify = s.switchLocator(&rec, nve.Name, loc, now, rec.PendingMode != ila.MoveCold)
 		rec.Version++
 		rec.State = ila.StateActive
@@ -410,6 +443,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			}
 			return TaskRecord{}, err
 		}
+		rec.MovedBy = claim.By
 		if rec.PendingNVE == nve.Name {
 			// A warm or cold claim: the claimant is the destination and
 			// the task has registered there, so the move is complete now
@@ -468,6 +502,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		return TaskRecord{}, err
 	}
 	s.countMove(outcome)
+	if claim.Kind == claimMove {
+		s.log.Info("task moved by a claim", "tenant", rec.Tenant, "name", rec.Name, "identifier", id, "from", tr.rec.NVE, "to", rec.NVE, "by", claim.By, "mode", claim.Mode, "version", rec.Version)
+	}
 	s.enqueue(ctx, notify, rec.Task)
 	return rec, nil
 }

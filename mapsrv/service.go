@@ -39,6 +39,14 @@ type Config struct {
 	// within FlapWindow is marked duplicate. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
+	// NoStandbyClaims: a standby registration does not justify a claim
+	// (it only serves failover), so a claim of a task that another live
+	// NVE hosts needs an operator's move through the API (claim.go,
+	// docs/registration.md section 7.4). A standby registration is the
+	// claimant's own word; with this set, one NVE's key cannot take a
+	// task from a live NVE at all. Default false (mapsrv
+	// --standby-claims=true).
+	NoStandbyClaims bool
 	// MaxLifetime caps granted lifetimes: a registration is granted the
 	// smaller of what it asks and MaxLifetime. Default DefaultMaxLifetime;
 	// upper bound MaxLifetime.
@@ -132,12 +140,15 @@ type Stats struct {
 	Deregistrations                                 uint64
 	MovesHot, MovesWarm, MovesCold                  uint64
 	MovesRefused                                    uint64
-	DuplicatesMarked                                uint64
-	Expiries                                        uint64
-	SuspendTimeouts                                 uint64 // suspensions rolled back
-	StoreErrors                                     uint64
-	MalformedSkipped                                uint64
-	NotifySent, NotifyFailed, NotifyDropped         uint64
+	// ClaimsUnjustified: claims refused because the claimant does not
+	// host the task and nothing justifies the move (ErrUnjustified).
+	ClaimsUnjustified                       uint64
+	DuplicatesMarked                        uint64
+	Expiries                                uint64
+	SuspendTimeouts                         uint64 // suspensions rolled back
+	StoreErrors                             uint64
+	MalformedSkipped                        uint64
+	NotifySent, NotifyFailed, NotifyDropped uint64
 }
 
 type counters struct {
@@ -147,6 +158,7 @@ type counters struct {
 	dups, expiries, storeErrors, malformed          atomic.Uint64
 	notifySent, notifyFailed, notifyDropped         atomic.Uint64
 	suspendTimeouts                                 atomic.Uint64
+	claimsUnjustified                               atomic.Uint64
 }
 
 // Service is the mapping authority. Its methods are safe for concurrent use.
@@ -188,7 +200,7 @@ func (s *Service) Stats() Stats {
 		RegConflict: c.regConflict.Load(), RegError: c.regError.Load(),
 		Deregistrations: c.deregs.Load(),
 		MovesHot:        c.movesHot.Load(), MovesWarm: c.movesWarm.Load(), MovesCold: c.movesCold.Load(),
-		MovesRefused: c.movesRefused.Load(), DuplicatesMarked: c.dups.Load(),
+		MovesRefused: c.movesRefused.Load(), ClaimsUnjustified: c.claimsUnjustified.Load(), DuplicatesMarked: c.dups.Load(),
 		Expiries: c.expiries.Load(), SuspendTimeouts: c.suspendTimeouts.Load(), StoreErrors: c.storeErrors.Load(), MalformedSkipped: c.malformed.Load(),
 		NotifySent: c.notifySent.Load(), NotifyFailed: c.notifyFailed.Load(), NotifyDropped: c.notifyDropped.Load(),
 	}

@@ -98,6 +98,15 @@ func (f *fixture) register(t *testing.T, nve, name string, sir string) mapsrv.Ta
 	return rec
 }
 
+// standby registers nve as the standby of the task at sir (a prepared
+// port there): what justifies its claim of the task (TestUnjustifiedClaimRefused).
+func (f *fixture) standby(t *testing.T, nve, sir string) {
+	t.Helper()
+	if _, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, SIR: netip.MustParseAddr(sir), Lifetime: time.Minute, Standby: true}); err != nil {
+		t.Fatalf("standby at %s for %s: %v", nve, sir, err)
+	}
+}
+
 func TestRegisterNewAndRenew(t *testing.T) {
 	f := newFixture(t, nil)
 	rec := f.register(t, "a", "vm1", "2001:db8::1:0:0:1")
@@ -209,7 +218,9 @@ func TestNotifications(t *testing.T) {
 	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	// A registration at c is a move from b: b and a (still in flight) are told.
+	// A registration at c (its standby) is a move from b: b and a (still
+	// in flight) are told.
+	f.standby(t, "c", "2001:db8::1")
 	f.register(t, "c", "vm1", "2001:db8::1")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(f.notes.get()) < 3 && time.Now().Before(deadline) {
@@ -258,14 +269,20 @@ func TestColdMove(t *testing.T) {
 }
 
 // TestClaimWhileSuspended: a task suspended by a cold move to b that
-// registers at c instead is where it registered (a move to c), not stuck
-// suspended until c's next re-registration.
+// registers at c (its standby) instead is where it registered (a move to
+// c), not stuck suspended until c's next re-registration. Without the
+// standby, c's claim is refused.
 func TestClaimWhileSuspended(t *testing.T) {
 	f := newFixture(t, nil)
 	f.register(t, "a", "vm1", "2001:db8::1")
 	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b", Mode: ila.MoveCold}); err != nil {
 		t.Fatal(err)
 	}
+	claimC := mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold}
+	if _, err := f.svc.Register(t.Context(), claimC); !errors.Is(err, mapsrv.ErrUnjustified) {
+		t.Fatalf("claim at c, not its standby, while suspended for b: %v, want ErrUnjustified", err)
+	}
+	f.standby(t, "c", "2001:db8::1")
 	rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil {
 		t.Fatalf("claim at c while suspended for b: %v", err)
@@ -274,6 +291,7 @@ func TestClaimWhileSuspended(t *testing.T) {
 		t.Errorf("after the claim at c: nve %s state %s pending %q, want c, active, none", rec.NVE, rec.State, rec.PendingNVE)
 	}
 	// A cold claim without an announced move completes at once as well.
+	f.standby(t, "a", "2001:db8::1")
 	rec, err = f.svc.Register(t.Context(), mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil || rec.NVE != "a" || rec.State != ila.StateActive || rec.Locator != locA {
 		t.Errorf("cold claim at a: %+v, %v; want active on a", rec, err)
@@ -304,7 +322,8 @@ func TestFlapDamping(t *testing.T) {
 	if rec.State != ila.StateDuplicate || rec.NVE != "b" {
 		t.Errorf("after damping: state %s nve %s, want duplicate on b", rec.State, rec.NVE)
 	}
-	// A claim by another NVE is refused too.
+	// A claim by another NVE (its standby) is refused too.
+	f.standby(t, "c", "2001:db8::1")
 	if _, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1")}); !errors.Is(err, mapsrv.ErrDuplicate) {
 		t.Errorf("claim of a duplicate: %v, want ErrDuplicate", err)
 	}
@@ -522,7 +541,9 @@ func TestReplicasShareStore(t *testing.T) {
 	}
 	ctx := t.Context()
 	f.register(t, "a", "vm1", "2001:db8::1")
-	// The other replica, knowing nothing, sees the task and moves it.
+	// The other replica, knowing nothing, sees the task and moves it
+	// (b's standby registration through the first one justifies it).
+	f.standby(t, "b", "2001:db8::1")
 	rec, err := other.Register(ctx, mapsrv.Registration{NVE: "b", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1")})
 	if err != nil || rec.Version != 2 || rec.NVE != "b" {
 		t.Fatalf("move through the other replica: %+v, %v", rec, err)
@@ -578,7 +599,12 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 		f.clk.Advance(time.Second)
 		// A claim from another NVE carries a move mode (a bare
 		// registration from a previous NVE is refused, see
-		// TestStaleRefreshDoesNotMoveBack).
+		// TestStaleRefreshDoesNotMoveBack) and is justified by a standby
+		// registration (TestUnjustifiedClaimRefused).
+		if i > 0 && steps[i-1] != nve {
+			f.standby(t, nve, "2001:db8::1")
+			f.clk.Advance(time.Second)
+		}
 		rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveHot})
 		if err != nil {
 			t.Fatalf("step %d: register at %s: %v", i, nve, err)
@@ -603,8 +629,9 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 // TestStaleRefreshDoesNotMoveBack: a periodic re-registration from the NVE
 // a task just left, which crossed the move on the wire, is refused and the
 // task stays where it moved; a claim with a move mode from that NVE (the
-// task attached there again) moves it back; after the in-flight time a
-// bare registration is a move again, as the draft has it.
+// task attached there again) moves it back once justified (that NVE is
+// the task's standby); after the in-flight time a bare registration is a
+// move again, as the draft has it.
 func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 	f := newFixture(t, func(c *mapsrv.Config) { c.InFlight = 10 * time.Second })
 	f.register(t, "a", "vm1", "2001:db8::1")
@@ -622,6 +649,10 @@ func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 	}
 	claim := reg
 	claim.Mode = ila.MoveHot
+	if _, err := f.svc.Register(t.Context(), claim); !errors.Is(err, mapsrv.ErrUnjustified) {
+		t.Fatalf("claim with a mode from a, not the task's standby: %v, want ErrUnjustified", err)
+	}
+	f.standby(t, "a", "2001:db8::1")
 	rec, err := f.svc.Register(t.Context(), claim)
 	if err != nil || rec.NVE != "a" || rec.Locator != locA {
 		t.Fatalf("claim with a mode from a: %v, at %s %s", err, rec.NVE, rec.Locator)
@@ -630,6 +661,7 @@ func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 	f.clk.Advance(11 * time.Second)
 	breg := reg
 	breg.NVE = "b"
+	f.standby(t, "b", "2001:db8::1")
 	if rec, err = f.svc.Register(t.Context(), breg); err != nil || rec.NVE != "b" {
 		t.Fatalf("bare registration from b after the in-flight time: %v, at %s", err, rec.NVE)
 	}

@@ -299,7 +299,20 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return cniErr(types.ErrInternal, "veth %s: %v", args.IfName, err)
 	}
-	st, err := e.ilad.Attach(e.ctx, locator.TaskSpec{Name: name, Tenant: c.Tenant, Domain: c.Domain, Iface: att.HostIf, SIR: att.SIR, MAC: mac})
+	spec := locator.TaskSpec{Name: name, Tenant: c.Tenant, Domain: c.Domain, Iface: att.HostIf, SIR: att.SIR, MAC: mac}
+	if !att.Allocated {
+		// The address may be registered on another NVE (the pod re-created
+		// here while its old sandbox lives on): the port is prepared here
+		// in standby first, which is what justifies the claim that
+		// follows (docs/registration.md section 7.4).
+		sb := spec
+		sb.Standby = true
+		if _, err := e.ilad.Attach(e.ctx, sb); err != nil {
+			return iladErr("prepare task "+name, err)
+		}
+		u.push(func() { _ = e.ilad.Detach(context.Background(), name) })
+	}
+	st, err := e.ilad.Attach(e.ctx, spec)
 	if err != nil {
 		return iladErr("attach task "+name, err)
 	}

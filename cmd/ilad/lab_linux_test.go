@@ -465,6 +465,12 @@ func (l *lab) carry(tk *labTask, from, to *labNVE) error {
 		return fmt.Errorf("carry %s to %s: %w", tk.port, to.name, err)
 	}
 	carried := time.Since(start)
+	// The operator's move (mapsrv's API) is what justifies the attach at
+	// to (docs/registration.md section 7.4); its registration there is
+	// then a refresh.
+	if _, err := l.svc.Move(context.Background(), mapsrv.MoveRequest{Domain: "prod", Identifier: ila.IdentifierOf(tk.sir), To: to.name}); err != nil {
+		return fmt.Errorf("move %s to %s: %w", tk.name, to.name, err)
+	}
 	if _, err := l.client(to).Attach(context.Background(), locator.TaskSpec{Name: tk.name, Tenant: "t1", Iface: tk.port, SIR: tk.sir, MAC: tk.mac}); err != nil {
 		return fmt.Errorf("attach %s at %s: %w", tk.name, to.name, err)
 	}

@@ -81,6 +81,7 @@ type config struct {
 	keyName       string
 	inFlight      time.Duration
 	suspendTO     time.Duration
+	standbyClaims bool
 	flapMoves     int
 	flapWindow    time.Duration
 	maxLifetime   time.Duration
@@ -120,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
 	fs.DurationVar(&c.suspendTO, "suspend-timeout", 2*time.Minute, "how long a warm or cold move may keep a task suspended before it is rolled back to the NVE it was leaving")
+	fs.BoolVar(&c.standbyClaims, "standby-claims", true, "a claim from a task's standby (an NVE that registered a prepared port for it) moves the task; false: only an operator's move (API), a failover or a task nothing hosts justify a claim from another NVE (docs/registration.md 7.4)")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
@@ -298,15 +300,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	store := etcdstore.New(cli)
 	scfg := mapsrv.Config{
-		Store:          store,
-		InFlight:       cfg.inFlight,
-		SuspendTimeout: cfg.suspendTO,
-		FlapMoves:      cfg.flapMoves,
-		FlapWindow:     cfg.flapWindow,
-		MaxLifetime:    cfg.maxLifetime,
-		SweepInterval:  cfg.sweep,
-		Logger:         log.With("component", "service"),
-		Liveness:       cfg.live,
+		Store:           store,
+		InFlight:        cfg.inFlight,
+		SuspendTimeout:  cfg.suspendTO,
+		FlapMoves:       cfg.flapMoves,
+		FlapWindow:      cfg.flapWindow,
+		MaxLifetime:     cfg.maxLifetime,
+		SweepInterval:   cfg.sweep,
+		NoStandbyClaims: !cfg.standbyClaims,
+		Logger:          log.With("component", "service"),
+		Liveness:        cfg.live,
 	}
 	if notifier != nil {
 		scfg.Notifier = notifier
@@ -457,7 +460,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		}),
 		watchErrors:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ila_mapsrv_watch_errors_total", Help: "Watch interruptions (compaction, lost leader, unreachable etcd)."}),
 		registrations:   prometheus.NewDesc("ila_mapsrv_registrations_total", "Registrations by result.", []string{"result"}, nil),
-		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate).", []string{"mode"}, nil),
+		moves:           prometheus.NewDesc("ila_mapsrv_moves_total", "Moves by mode (refused: flap damped or duplicate; unjustified: a claim from an NVE that does not host the task, refused).", []string{"mode"}, nil),
 		authFailures:    prometheus.NewDesc("ila_mapsrv_auth_failures_total", "Registration datagrams with an unknown key or a bad HMAC.", nil, nil),
 		replays:         prometheus.NewDesc("ila_mapsrv_replays_total", "Registration datagrams refused by the replay window.", nil, nil),
 		malformed:       prometheus.NewDesc("ila_mapsrv_malformed_datagrams_total", "Registration datagrams that did not parse.", nil, nil),
@@ -492,6 +495,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.moves, st.MovesWarm, "warm")
 	c(m.moves, st.MovesCold, "cold")
 	c(m.moves, st.MovesRefused, "refused")
+	c(m.moves, st.ClaimsUnjustified, "unjustified")
 	c(m.expiries, st.Expiries)
 	c(m.suspendTimeouts, st.SuspendTimeouts)
 	c(m.etcdErrors, st.StoreErrors)

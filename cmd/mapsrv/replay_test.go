@@ -84,9 +84,15 @@ func TestRunReplayAfterRestart(t *testing.T) {
 	if rep := send(); rep.Err() != nil {
 		t.Fatalf("captured claim, first time: %+v", rep)
 	}
-	// nve2 takes the task.
+	// nve2 takes the task (as its standby: a claim needs a justification,
+	// docs/registration.md section 7.4).
 	nve2 := &regproto.Client{Server: regAddr, KeyID: 3, Secret: keys[3].Secret, Keys: keys, ServerKeyID: 1}
 	defer nve2.Close()
+	sb := *claim
+	sb.Role = regproto.RoleStandby
+	if rep, err := nve2.Do(t.Context(), &sb); err != nil || rep.Err() != nil {
+		t.Fatalf("nve2 standby: %+v, %v", rep, err)
+	}
 	if rep, err := nve2.Do(t.Context(), claim); err != nil || rep.Err() != nil {
 		t.Fatalf("nve2 claim: %+v, %v", rep, err)
 	}

@@ -644,7 +644,18 @@ func TestRegistrationOverUDP(t *testing.T) {
 		t.Errorf("server stats: %+v", st)
 	}
 
-	// A claim by b is a hot move; a is notified of b's locator.
+	// A claim by b of a's task is refused: b is not its standby (finding 3
+	// of issue 17, reason 15).
+	if rep, err := cb.Do(rctx, req); err != nil || rep.Reason != regproto.ReasonUnjustified {
+		t.Fatalf("claim by b, not the standby: %+v, %v; want rejected/%s", rep, err, regproto.ReasonUnjustified)
+	}
+	// Once b registered as the task's standby (a prepared port), its claim
+	// is a hot move; a is notified of b's locator.
+	sb := *req
+	sb.Role = regproto.RoleStandby
+	if rep, err := cb.Do(rctx, &sb); err != nil || rep.Err() != nil {
+		t.Fatalf("standby registration by b: %+v, %v", rep, err)
+	}
 	rep, err = cb.Do(rctx, req)
 	if err != nil || rep.Err() != nil || rep.Locator != locB {
 		t.Fatalf("move by registration: %+v, %v", rep, err)

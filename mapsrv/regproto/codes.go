@@ -162,6 +162,7 @@ const (
 	ReasonUnknownNVE    Reason = 12 // the sending NVE is not registered
 	ReasonBusy          Reason = 13 // overloaded; retry later
 	ReasonFenced        Reason = 14 // the NVE was declared dead since its epoch: resync first
+	ReasonUnjustified   Reason = 15 // a claim of a task another NVE hosts, and nothing justifies the move
 )
 
 var reasonNames = map[Reason]string{
@@ -170,7 +171,7 @@ var reasonNames = map[Reason]string{
 	ReasonDuplicate: "duplicate (flap damped)", ReasonConflict: "conflict (concurrent move)",
 	ReasonSuspended: "suspended", ReasonInternal: "internal error", ReasonInvalid: "invalid request",
 	ReasonUnknownDomain: "unknown domain", ReasonUnknownNVE: "unknown NVE", ReasonBusy: "busy",
-	ReasonFenced: "fenced (declared dead; stale epoch)",
+	ReasonFenced: "fenced (declared dead; stale epoch)", ReasonUnjustified: "claim not justified",
 }
 
 func (r Reason) String() string {
