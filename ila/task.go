@@ -70,8 +70,9 @@ const (
 	// address unreachable, no locator in DNS) until the task registers at
 	// the new NVE or the suspension times out (docs/etcd-layout.md).
 	StateSuspended State = "suspended"
-	// StateDuplicate: flap damping marked the identifier duplicate; further
-	// moves are refused until an operator clears it.
+	// StateDuplicate: an older mapsrv's flap damping marked the identifier
+	// duplicate; moves are refused until an operator clears it. Flap
+	// damping now refuses the move itself and changes nothing.
 	StateDuplicate State = "duplicate"
 )
 

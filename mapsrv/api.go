@@ -36,6 +36,9 @@ type MoveBody struct {
 	To      string       `json:"to"`
 	Mode    ila.MoveMode `json:"mode,omitempty"` // hot (default), warm, cold
 	Locator ila.Locator  `json:"locator,omitzero"`
+	// Check: only say whether the move would be accepted now (200 with
+	// the record as it would be, or the refusal); nothing changes.
+	Check bool `json:"check,omitempty"`
 }
 
 // ErrorBody is the body of every error response.
@@ -339,7 +342,7 @@ func (a *api) move(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
-	rec, err := a.svc.Move(r.Context(), MoveRequest{Tenant: r.PathValue("tenant"), Name: r.PathValue("name"), To: b.To, Mode: b.Mode, Locator: b.Locator})
+	rec, err := a.svc.Move(r.Context(), MoveRequest{Tenant: r.PathValue("tenant"), Name: r.PathValue("name"), To: b.To, Mode: b.Mode, Locator: b.Locator, Check: b.Check})
 	if err != nil {
 		fail(w, err)
 		return

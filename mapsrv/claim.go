@@ -23,8 +23,8 @@ const (
 	claimComplete
 	// claimMove: a justified claim of a task hosted by another NVE
 	// (justify), a move in claimDecision.Mode. It follows the move rules
-	// (moveRecord: a duplicate task is refused, flap damping may mark it
-	// duplicate).
+	// (moveRecord: a duplicate task is refused, and so is a move beyond
+	// flap damping's limit, changing nothing).
 	claimMove
 	// claimRefuse: the registration is refused with claimDecision.Err.
 	claimRefuse

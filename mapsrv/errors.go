@@ -14,9 +14,11 @@ var (
 	// ErrForbidden: the NVE may not claim what it asked for (not its
 	// locator, or a duplicate identifier).
 	ErrForbidden = errors.New("forbidden")
-	// ErrDuplicate: flap damping marked the task duplicate; moves are
-	// refused until an operator clears it.
-	ErrDuplicate = errors.New("task marked duplicate by flap damping")
+	// ErrDuplicate: flap damping refuses the move (more than FlapMoves
+	// within FlapWindow; nothing changed, the task stays where it is), or
+	// the task carries a duplicate mark (written by an older mapsrv) that
+	// an operator clears.
+	ErrDuplicate = errors.New("refused by flap damping")
 	// ErrMalformed: a stored value cannot be decoded (written by hand?).
 	ErrMalformed = errors.New("malformed stored value")
 )

@@ -23,8 +23,7 @@ func checkMode(m ila.MoveMode) (ila.MoveMode, error) {
 // moveOutcome is what a move did, for the counters: the zero value counts
 // nothing.
 type moveOutcome struct {
-	Mode      ila.MoveMode // the mode of a committed move
-	Duplicate bool         // refused by flap damping: the task is marked duplicate
+	Mode ila.MoveMode // the mode of a committed move
 }
 
 // inFlightFrom reports whether nve is a previous NVE of the task whose
@@ -89,28 +88,28 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 	return notify
 }
 
-// moveRecord applies a move to rec. On a refusal by flap damping it marks
-// rec duplicate and returns done=true with ErrDuplicate: the caller must
-// still write rec.
-func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode ila.MoveMode, now time.Time) (notify []Notification, done bool, outcome moveOutcome, err error) {
+// moveRecord applies a move to rec. A refusal (the task is marked
+// duplicate, already there, or flap damping: more than FlapMoves moves
+// within FlapWindow) changes nothing: rec must not be written, and every
+// datapath keeps the task where the store has it.
+func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode ila.MoveMode, now time.Time) (notify []Notification, outcome moveOutcome, err error) {
 	if rec.State == ila.StateDuplicate {
 		s.c.movesRefused.Add(1)
-		return nil, false, moveOutcome{}, fmt.Errorf("move task %s/%s (%s) to %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)
+		return nil, moveOutcome{}, finalError{fmt.Errorf("move task %s/%s (%s) to %s: marked duplicate (clear-duplicate): %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrDuplicate)}
 	}
 	if rec.NVE == to && rec.PendingNVE == "" {
-		return nil, false, moveOutcome{}, fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
+		return nil, moveOutcome{}, fmt.Errorf("move task %s/%s (%s): already on nve %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, ErrInvalid)
+	}
+	if n := s.recentMoves(rec, now); n >= s.cfg.FlapMoves {
+		s.c.movesRefused.Add(1)
+		s.c.dups.Add(1)
+		return nil, moveOutcome{}, finalError{fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s already, it stays on %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, n, s.cfg.FlapWindow, rec.NVE, ErrDuplicate)}
 	}
 	cut := now.Add(-s.cfg.FlapWindow)
 	rec.Moves = slices.DeleteFunc(rec.Moves, func(t time.Time) bool { return !t.After(cut) })
 	rec.Moves = append(rec.Moves, now)
 	rec.Version++
 	rec.Updated = now
-	if len(rec.Moves) > s.cfg.FlapMoves {
-		rec.State = ila.StateDuplicate
-		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
-		clearPending(rec)
-		return nil, true, moveOutcome{Duplicate: true}, fmt.Errorf("move task %s/%s (%s) to %s: %d moves within %s: %w", rec.Tenant, rec.Name, rec.Identifier, to, len(rec.Moves), s.cfg.FlapWindow, ErrDuplicate)
-	}
 	switch mode {
 	case ila.MoveHot:
 		notify = s.switchLocator(rec, to, loc, now, true)
@@ -127,16 +126,23 @@ func (s *Service) moveRecord(rec *TaskRecord, to string, loc ila.Locator, mode i
 		}
 	}
 	clearPending(rec)
-	return notify, false, moveOutcome{Mode: mode}, nil
+	return notify, moveOutcome{Mode: mode}, nil
+}
+
+// recentMoves counts rec's moves within the flap window before now.
+func (s *Service) recentMoves(rec *TaskRecord, now time.Time) int {
+	cut := now.Add(-s.cfg.FlapWindow)
+	n := 0
+	for _, t := range rec.Moves {
+		if t.After(cut) {
+			n++
+		}
+	}
+	return n
 }
 
 // countMove counts a committed move outcome of moveRecord.
 func (s *Service) countMove(outcome moveOutcome) {
-	if outcome.Duplicate {
-		s.c.dups.Add(1)
-		s.c.movesRefused.Add(1)
-		return
-	}
 	switch outcome.Mode {
 	case ila.MoveHot:
 		s.c.movesHot.Add(1)
@@ -156,6 +162,12 @@ type MoveRequest struct {
 	To           string
 	Locator      ila.Locator  // 0: the destination's locator for the domain
 	Mode         ila.MoveMode // hot (none: hot), warm, cold
+	// Check asks whether the move would be accepted now (the task, the
+	// destination, its locator, flap damping) without making it: the
+	// answer is the record as the move would write it, or the refusal.
+	// A move that changes links first (the lab's, an orchestrator's)
+	// checks before it touches anything.
+	Check bool
 }
 
 // Move moves a task. Hot: make before break; the mapping switches to the
@@ -163,8 +175,9 @@ type MoveRequest struct {
 // in-flight entry for Config.InFlight; previous NVEs are notified. Warm
 // and cold: the task is suspended until it registers at the destination.
 // A concurrent change of the task makes Move fail with ErrConflict (exactly
-// one of two concurrent moves wins). More than FlapMoves moves within
-// FlapWindow mark the task duplicate (ErrDuplicate).
+// one of two concurrent moves wins). A move beyond FlapMoves moves within
+// FlapWindow is refused by flap damping (ErrDuplicate) and changes
+// nothing.
 func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	mode, err := checkMode(m.Mode)
 	if err != nil {
@@ -195,23 +208,21 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 		pin.Updated = now
 		b.put(nkv.Key, pin)
 	}
-	notify, done, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
-	if err != nil && !done {
+	notify, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
+	if err != nil {
 		return TaskRecord{}, err
 	}
-	if err == nil {
-		rec.MovedBy = MovedByOperator
-	}
+	rec.MovedBy = MovedByOperator
 	dropStandbyAt(&rec)
 	rec.Previous = prunePrevious(rec.Previous, now)
+	if m.Check {
+		return rec, nil
+	}
 	b.put(tkv.Key, rec)
-	if cerr := s.commit(ctx, &b, "move task "+tkv.Key); cerr != nil {
-		return TaskRecord{}, cerr
+	if err := s.commit(ctx, &b, "move task "+tkv.Key); err != nil {
+		return TaskRecord{}, err
 	}
 	s.countMove(outcome)
-	if err != nil {
-		return rec, err
-	}
 	s.enqueue(ctx, notify, rec.Task)
 	return rec, nil
 }

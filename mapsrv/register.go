@@ -432,16 +432,8 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		rec.State = ila.StateActive
 		rec.PendingNVE, rec.PendingMode = "", ila.MoveNone
 	case claimMove:
-		var done bool
-		if notify, done, outcome, err = s.moveRecord(&rec, nve.Name, loc, claim.Mode, now); err != nil {
-			if done {
-				b.put(tr.task.Key, rec)
-				if cerr := s.commit(ctx, &b, "mark task duplicate"); cerr != nil {
-					return TaskRecord{}, cerr
-				}
-				s.countMove(outcome)
-			}
-			return TaskRecord{}, err
+		if notify, outcome, err = s.moveRecord(&rec, nve.Name, loc, claim.Mode, now); err != nil {
+			return TaskRecord{}, err // refused: nothing written
 		}
 		rec.MovedBy = claim.By
 		if rec.PendingNVE == nve.Name {

@@ -35,8 +35,9 @@ type Config struct {
 	// its lifetime expires as usual). Re-registrations from the old NVE do
 	// not extend it. Default 2m.
 	SuspendTimeout time.Duration
-	// FlapMoves and FlapWindow: a task moved more than FlapMoves times
-	// within FlapWindow is marked duplicate. Defaults 5 and 180s.
+	// FlapMoves and FlapWindow: a move (or claim) of a task moved
+	// FlapMoves times within FlapWindow already is refused (ErrDuplicate)
+	// and changes nothing. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
 	// NoStandbyClaims: a standby registration does not justify a claim
@@ -143,7 +144,7 @@ type Stats struct {
 	// ClaimsUnjustified: claims refused because the claimant does not
 	// host the task and nothing justifies the move (ErrUnjustified).
 	ClaimsUnjustified                       uint64
-	DuplicatesMarked                        uint64
+	DuplicatesMarked                        uint64 // moves and claims refused by flap damping (the name is historical)
 	Expiries                                uint64
 	SuspendTimeouts                         uint64 // suspensions rolled back
 	StoreErrors                             uint64

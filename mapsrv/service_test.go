@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -314,26 +315,58 @@ func TestFlapDamping(t *testing.T) {
 		}
 	}
 	f.clk.Advance(time.Second)
-	_, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a"})
-	if !errors.Is(err, mapsrv.ErrDuplicate) {
-		t.Fatalf("4th move within a minute: %v, want ErrDuplicate", err)
+	f.standby(t, "c", "2001:db8::1") // what justifies c's claim below
+	before, _ := f.svc.Task(t.Context(), "t1", "vm1")
+	notes := len(f.notes.get())
+	// Asked first (Check), the 4th move is refused; made, it is refused
+	// too; and so is a claim by another NVE (its standby). None of them changes
+	// anything: the task stays active on b, nobody is notified.
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"check", func() error {
+			_, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a", Check: true})
+			return err
+		}},
+		{"move", func() error {
+			_, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a"})
+			return err
+		}},
+		{"claim", func() error {
+			_, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Mode: ila.MoveHot})
+			return err
+		}},
+	} {
+		if err := call.do(); !errors.Is(err, mapsrv.ErrDuplicate) || !strings.Contains(err.Error(), "3 moves within 1m0s") {
+			t.Errorf("4th move within a minute (%s): %v, want a refusal by flap damping", call.name, err)
+		}
+		rec, _ := f.svc.Task(t.Context(), "t1", "vm1")
+		if diff := cmp.Diff(before, rec, addrCmp); diff != "" {
+			t.Errorf("the refused %s changed the task (-before +after):\n%s", call.name, diff)
+		}
 	}
-	rec, _ := f.svc.Task(t.Context(), "t1", "vm1")
-	if rec.State != ila.StateDuplicate || rec.NVE != "b" {
-		t.Errorf("after damping: state %s nve %s, want duplicate on b", rec.State, rec.NVE)
+	if n := len(f.notes.get()) - notes; n != 0 {
+		t.Errorf("refusals sent %d notifications", n)
 	}
-	// A claim by another NVE (its standby) is refused too.
-	f.standby(t, "c", "2001:db8::1")
-	if _, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1")}); !errors.Is(err, mapsrv.ErrDuplicate) {
-		t.Errorf("claim of a duplicate: %v, want ErrDuplicate", err)
+	if st := f.svc.Stats(); st.MovesRefused != 3 {
+		t.Errorf("moves refused: %d, want 3", st.MovesRefused)
 	}
-	// The serving NVE may still refresh it.
+	// The serving NVE still refreshes it; once the first move leaves the
+	// window, the next move goes through.
 	f.register(t, "b", "vm1", "2001:db8::1")
-	if _, err := f.svc.ClearDuplicate(t.Context(), "t1", "vm1", "", 0); err != nil {
-		t.Fatal(err)
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a", Check: true}); err == nil {
+		t.Errorf("check before the window moved on: accepted")
+	}
+	f.clk.Advance(57 * time.Second)
+	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a", Check: true}); err != nil {
+		t.Errorf("check once the first move left the window: %v", err)
+	}
+	if rec, _ := f.svc.Task(t.Context(), "t1", "vm1"); rec.NVE != "b" {
+		t.Errorf("a check moved the task to %s", rec.NVE)
 	}
 	if _, err := f.svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "a"}); err != nil {
-		t.Errorf("move after clearing: %v", err)
+		t.Errorf("move once the first move left the window: %v", err)
 	}
 	// Moves spread beyond the window are not damped.
 	f2 := newFixture(t, func(c *mapsrv.Config) { c.FlapMoves = 3; c.FlapWindow = time.Minute })

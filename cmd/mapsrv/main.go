@@ -122,7 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
 	fs.DurationVar(&c.suspendTO, "suspend-timeout", 2*time.Minute, "how long a warm or cold move may keep a task suspended before it is rolled back to the NVE it was leaving")
 	fs.BoolVar(&c.standbyClaims, "standby-claims", true, "a claim from a task's standby (an NVE that registered a prepared port for it) moves the task; false: only an operator's move (API), a failover or a task nothing hosts justify a claim from another NVE (docs/registration.md 7.4)")
-	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves allowed within --flap-window before a task is marked duplicate")
+	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves of a task allowed within --flap-window; more are refused (nothing changes)")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
 	fs.DurationVar(&c.sweep, "sweep-interval", time.Second, "lifetime sweeper period")
@@ -468,7 +468,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		suspendTimeouts: prometheus.NewDesc("ila_mapsrv_suspend_timeouts_total", "Warm or cold moves rolled back because the task never registered at its destination.", nil, nil),
 		etcdErrors:      prometheus.NewDesc("ila_mapsrv_etcd_errors_total", "etcd errors other than conflicts.", nil, nil),
 		notifications:   prometheus.NewDesc("ila_mapsrv_notifications_total", "Move notifications to previous NVEs by result.", []string{"result"}, nil),
-		duplicates:      prometheus.NewDesc("ila_mapsrv_duplicates_total", "Tasks marked duplicate by flap damping.", nil, nil),
+		duplicates:      prometheus.NewDesc("ila_mapsrv_duplicates_total", "Moves and claims refused by flap damping (the task stays where it is).", nil, nil),
 		badValues:       prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
 		apiRefused:      prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
 	}

@@ -269,7 +269,11 @@ func TestErrors(t *testing.T) {
 			_, err := c.Register(ctx, mapsrv.RegisterBody{NVE: "a", Tenant: "t", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::8")})
 			return err
 		}, "conflict", 409, ""},
-		{"flap damped", func() error { _, err := c.Move(ctx, "t", "flappy", mapsrv.MoveBody{To: "b"}); return err }, "duplicate", 409, "duplicate"},
+		{"flap damped", func() error { _, err := c.Move(ctx, "t", "flappy", mapsrv.MoveBody{To: "b"}); return err }, "duplicate", 409, "flap damping"},
+		{"flap damped, checked", func() error {
+			_, err := c.Move(ctx, "t", "flappy", mapsrv.MoveBody{To: "b", Check: true})
+			return err
+		}, "duplicate", 409, "flap damping"},
 		{"locator not the nve's", func() error {
 			_, err := c.Register(ctx, mapsrv.RegisterBody{NVE: "a", SIR: netip.MustParseAddr("2001:db8::3"), Locator: locB})
 			return err
@@ -296,12 +300,9 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
-	// The duplicate mark clears; then the move goes through.
-	if _, err := c.ClearDuplicate(ctx, "t", "flappy"); err != nil {
-		t.Errorf("ClearDuplicate: %v", err)
-	}
-	if _, err := c.Move(ctx, "t", "flappy", mapsrv.MoveBody{To: "b"}); err != nil {
-		t.Errorf("move after clearing: %v", err)
+	// The refusals changed nothing: the task stays where it was.
+	if rec, err := c.Task(ctx, "t", "flappy"); err != nil || rec.NVE != "a" || rec.State != ila.StateActive {
+		t.Errorf("flappy after the refusals: %s on %s, %v; want active on a", rec.State, rec.NVE, err)
 	}
 }
 

@@ -153,7 +153,7 @@ const (
 	ReasonReplay        Reason = 3  // sequence number seen or too old, or timestamp outside the window
 	ReasonNotAuthorized Reason = 4  // the NVE may not claim this task or locator
 	ReasonUnknownTask   Reason = 5  // no such task (move, deregistration)
-	ReasonDuplicate     Reason = 6  // flap damping: the identifier is marked duplicate
+	ReasonDuplicate     Reason = 6  // flap damping refused the move (or the identifier is marked duplicate)
 	ReasonConflict      Reason = 7  // lost a concurrent move of the same task
 	ReasonSuspended     Reason = 8  // the task is suspended (cold move under way)
 	ReasonInternal      Reason = 9  // the mapping service failed (store unavailable, ...)

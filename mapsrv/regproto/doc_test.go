@@ -66,7 +66,7 @@ func docExamples() []docExample {
 		},
 		{
 			"Registration Reply, rejected",
-			"mapsrv refuses a move because flap damping marked the identifier duplicate (reason 6).",
+			"mapsrv refuses a move by flap damping (reason 6).",
 			&Message{Type: TypeReply, Seq: docSeqBase + 2, Timestamp: docTime.Add(time.Second), KeyID: docSrvKey, VMID: "web-1", Tenant: "acme", Status: StatusRejected, Reason: ReasonDuplicate},
 		},
 		{
