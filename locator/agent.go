@@ -67,6 +67,10 @@ type localTask struct {
 	// mapping service justified, while its port is alive here: the
 	// registration loop claims it back (reassert.go).
 	reassert bool
+	// claimed: a registration of the task as active here (not standby)
+	// was accepted since it was attached or committed here. A commit not
+	// claimed yet may still be aborted (Abort).
+	claimed bool
 }
 
 type inflight struct {

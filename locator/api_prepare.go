@@ -16,7 +16,8 @@ import (
 //	GET  /v1/tasks/{name}           one task (prepared, active or moved) -> TaskStatus
 //	POST /v1/tasks/{name}/prepare   prepare (body: TaskSpec) -> TaskStatus
 //	POST /v1/tasks/{name}/commit    commit a prepared task -> TaskStatus
-//	POST /v1/tasks/{name}/abort     drop a prepared task (mapping untouched)
+//	POST /v1/tasks/{name}/abort     drop a prepared task, or a committed one
+//	                                whose claim was not accepted (mapping untouched)
 //
 // 404: no such task (commit of a task never prepared), 409: a conflicting
 // task at prepare, 412: abort of a task that is not prepared (active), 424:

@@ -309,7 +309,7 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan er
 		return
 	}
 	backoff := 250 * time.Millisecond
-	for {
+	for ctx.Err() == nil {
 		a.mu.Lock()
 		reg, ok := a.registration(lt, time.Duration(a.cfg.Lifetime))
 		reassert := ok && lt.reassert && !standby
@@ -339,6 +339,9 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan er
 			switch {
 			case err == nil:
 				a.st.RegAccepted++
+				if !standby {
+					lt.claimed = true
+				}
 				lt.granted, lt.lastErr, lt.regAt = granted, "", a.cfg.Now()
 				lt.standbyOK = lt.standbyOK || standby
 				backoff = 250 * time.Millisecond

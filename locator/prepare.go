@@ -175,6 +175,7 @@ func (a *Agent) commitBy(name, by string, at time.Time) {
 func (a *Agent) commitLocked(lt *localTask, by string, at time.Time) {
 	now := a.cfg.Now()
 	lt.spec.Standby = false
+	lt.claimed = false
 	if lt.cancel != nil {
 		lt.cancel() // a plain standby's registration as standby
 	}
@@ -211,9 +212,15 @@ func durationSince(at, now time.Time) time.Duration {
 	return now.Sub(at)
 }
 
-// Abort drops a prepared task (a failed migration): port, datapath and
-// local delivery go, the mapping is not touched (it was never registered
-// here). An active task is ErrNotPrepared; an unknown one ErrNotFound.
+// Abort drops a prepared task (a failed migration or move): port,
+// datapath and local delivery go, the mapping is not touched (it was never
+// registered here). A committed task whose claim mapsrv has not accepted
+// yet (the commit's registration failed, e.g. mapsrv was unreachable) is
+// aborted too: its registration stops, so the move does not happen later
+// behind the back of whoever gave up on it. (A claim whose answer was
+// lost on the wire may have been taken: the caller checks the mapping
+// once mapsrv answers.) An active task is ErrNotPrepared; an unknown one
+// ErrNotFound.
 func (a *Agent) Abort(ctx context.Context, name string) error {
 	_ = ctx
 	a.mu.Lock()
@@ -222,15 +229,24 @@ func (a *Agent) Abort(ctx context.Context, name string) error {
 	case lt == nil:
 		a.mu.Unlock()
 		return fmt.Errorf("abort task %s: %w", name, ErrNotFound)
-	case !lt.spec.Standby:
+	case !lt.spec.Standby && !a.claimPending(lt):
 		a.mu.Unlock()
 		return fmt.Errorf("abort task %s: active here: %w", name, ErrNotPrepared)
+	}
+	if !lt.spec.Standby {
+		a.log.Info("committed task aborted before mapsrv accepted its claim: registration stopped", "task", name, "sir", lt.spec.SIR)
 	}
 	a.mu.Unlock()
 	if !a.detach(name, false) {
 		return fmt.Errorf("abort task %s: %w", name, ErrNotFound)
 	}
 	return nil
+}
+
+// claimPending reports whether lt was committed here and mapsrv has not
+// accepted its claim yet; a.mu is held.
+func (a *Agent) claimPending(lt *localTask) bool {
+	return a.cfg.Registrar != nil && !lt.spec.Standby && !lt.claimed && lt.mig != nil && !lt.mig.committedAt.IsZero()
 }
 
 // recordMoved remembers lt as moved away to loc; a.mu is held.

@@ -455,3 +455,50 @@ func TestPrepareAPI(t *testing.T) {
 		t.Errorf("task: %+v, %v", st, err)
 	}
 }
+
+// TestAbortUnclaimedCommit: a standby committed while mapsrv does not
+// answer (the claim fails) can be aborted, and then never claims the task
+// later, when mapsrv is back (issue 18, weakness 4). Once a claim was
+// accepted, abort refuses.
+func TestAbortUnclaimedCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, dp, reg, _ := prepareAgent(t)
+		reg.SetErr(errors.New("no registration reply"))
+		web := spec("web", "veth-web", 0x1001)
+		web.Standby = true
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		web.Standby = false
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatalf("commit with mapsrv down: %v (not an error: the agent keeps trying)", err)
+		}
+		if s := state(t, a, "web"); s.State != locator.StateActive || s.Registered {
+			t.Fatalf("after a commit with mapsrv down: %+v", s)
+		}
+		if err := a.Abort(t.Context(), "web"); err != nil {
+			t.Fatalf("abort of a commit mapsrv never accepted: %v", err)
+		}
+		aborted := len(reg.Registrations())
+		reg.SetErr(nil)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		for _, r := range reg.Registrations()[aborted:] {
+			t.Errorf("registration after the abort: %+v", r)
+		}
+		if n := len(dp.LocalEntries()); n != 0 {
+			t.Errorf("%d local entries after abort", n)
+		}
+		if _, ok := a.Task("web"); ok {
+			t.Error("aborted task still listed")
+		}
+
+		// Committed and accepted: the move happened, abort refuses.
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Abort(t.Context(), "web"); !errors.Is(err, locator.ErrNotPrepared) {
+			t.Errorf("abort of an accepted claim: %v, want ErrNotPrepared", err)
+		}
+	})
+}
