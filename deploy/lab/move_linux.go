@@ -10,6 +10,10 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // Move moves a task to another NVE.
@@ -21,6 +25,12 @@ import (
 // suspended), the move is committed as cold, the link is carried over and
 // comes back up. warm behaves as cold in the lab (there is no state to
 // mirror beyond what the task keeps).
+//
+// mapsrv is asked first (a move Check): its refusal (flap damping, mapsrv
+// down) comes before anything changes. A dual move that fails after that
+// is undone (undoDual): it leaves nothing behind and does not happen
+// later; a cold move that fails before its commit brings the task's link
+// back up.
 func (l *Lab) Move(ctx context.Context, taskName, toName, mode string) (*MoveResult, error) {
 	return l.MoveVia(ctx, taskName, toName, mode, ViaAuto)
 }
@@ -39,6 +49,15 @@ func (l *Lab) MoveHeld(ctx context.Context, taskName, toName, mode string, held 
 		return nil, fmt.Errorf("move held: mode %q: want warm or cold", mode)
 	}
 	return l.moveVia(ctx, taskName, toName, mode, ViaCarry, held)
+}
+
+// MoveDualHeld is a hot dual Move that calls held once the new link is up
+// and the destination holds the task in standby with the task's routes
+// switched to it, just before the commit: a test can fail mapsrv there.
+// An error from held, like any failure before the commit, undoes the
+// move.
+func (l *Lab) MoveDualHeld(ctx context.Context, taskName, toName string, held func() error) (*MoveResult, error) {
+	return l.moveVia(ctx, taskName, toName, MoveHot, ViaDual, held)
 }
 
 func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, held func() error) (*MoveResult, error) {
@@ -79,6 +98,13 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 	if from.Name == to.Name {
 		return nil, fmt.Errorf("move %s: already on %s", taskName, toName)
 	}
+	if !l.cfg.UnderlayOnly {
+		// mapsrv's answer (flap damping, the destination, mapsrv itself
+		// down) comes before any link changes.
+		if err := l.checkMove(ctx, task, to, mode); err != nil {
+			return nil, err
+		}
+	}
 	if task.VM != nil {
 		if mode != MoveHot {
 			return nil, fmt.Errorf("move VM %s: a VM moves by live migration (hot), not %s", taskName, mode)
@@ -94,6 +120,13 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 		if err := l.suspend(ctx, task, from); err != nil {
 			return r, err
 		}
+		defer func() {
+			if r.Committed.IsZero() {
+				// Refused or failed: the task's link comes back up
+				// where it was.
+				_ = l.resume(task, from)
+			}
+		}()
 	}
 	switch {
 	case l.cfg.UnderlayOnly:
@@ -106,7 +139,7 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 		}
 		r.Committed = time.Now()
 	case mode == MoveHot && via == ViaDual:
-		if err := l.moveDual(ctx, task, from, to, r); err != nil {
+		if err := l.moveDual(ctx, task, from, to, r, held); err != nil {
 			return r, err
 		}
 	case mode == MoveHot:
@@ -135,10 +168,10 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 		// Cold/warm: mapsrv suspends the task, the link comes over, the
 		// task registers at its destination, which resumes it.
 		at, err := l.apiMove(ctx, task, to, mode)
-		r.Committed = at
 		if err != nil {
 			return r, err
 		}
+		r.Committed = at
 		if held != nil {
 			if err := held(); err != nil {
 				return r, err
@@ -167,6 +200,33 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 	return r, nil
 }
 
+// checkMove asks mapsrv whether it would accept the move now (Check: it
+// changes nothing), so that a refusal comes before anything changes.
+func (l *Lab) checkMove(ctx context.Context, task *Task, to *NVE, mode string) error {
+	m, err := ila.ParseMoveMode(mode)
+	if err != nil {
+		return err
+	}
+	c, err := l.api()
+	if err != nil {
+		return err
+	}
+	if _, err := c.Move(ctx, task.Tenant, task.Name, mapsrv.MoveBody{To: to.Name, Mode: m, Check: true}); err != nil {
+		return fmt.Errorf("move %s to %s: refused before anything changed: %w", task.Name, to.Name, err)
+	}
+	return nil
+}
+
+// resume brings the task's link back up at its NVE (a cold move that did
+// not happen).
+func (l *Lab) resume(task *Task, from *NVE) error {
+	nn, err := l.node(from.Netns)
+	if err != nil {
+		return err
+	}
+	return nn.up(task.Ifname)
+}
+
 // suspend takes the task's link down at its NVE (cold move).
 func (l *Lab) suspend(ctx context.Context, task *Task, from *NVE) error {
 	nn, err := l.node(from.Netns)
@@ -191,7 +251,7 @@ func (l *Lab) suspend(ctx context.Context, task *Task, from *NVE) error {
 // redirects whatever still arrives for the task in flight). An IPv4 task
 // (see moveDualIPv4) switches its subnet route and announces itself on the
 // new link instead.
-func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveResult) error {
+func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveResult, held func() error) error {
 	tn, err := l.node(task.Netns)
 	if err != nil {
 		return err
@@ -211,11 +271,24 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 	if err := bn.veth(task.Ifname, gatewayMAC(), tn, newIf, mustMAC(task.MAC)); err != nil {
 		return err
 	}
-	if task.IPv4.IsValid() {
-		if err := l.moveDualIPv4(ctx, task, tn, bn, to, newIf, r); err != nil {
-			return err
-		}
+	err = l.switchDual(ctx, task, tn, bn, to, newIf, r, held)
+	if err == nil {
 		return l.dropOldLink(task, tn, oldIf, newIf)
+	}
+	// A failed move leaves nothing behind and does not happen later.
+	committed, uerr := l.undoDual(ctx, task, tn, to, oldIf, newIf)
+	if committed {
+		// The claim was taken after all (its answer came late): the move
+		// happened; finish it.
+		return l.dropOldLink(task, tn, oldIf, newIf)
+	}
+	return errors.Join(err, uerr)
+}
+
+// switchDual is the part of moveDual between the new link and the commit.
+func (l *Lab) switchDual(ctx context.Context, task *Task, tn, bn *node, to *NVE, newIf string, r *MoveResult, held func() error) error {
+	if task.IPv4.IsValid() {
+		return l.moveDualIPv4(ctx, task, tn, bn, to, newIf, r, held)
 	}
 	// The gateway address ilad gives every port, so that the task's
 	// neighbour discovery for its router is answered right away.
@@ -248,10 +321,52 @@ func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveRe
 			return err
 		}
 	}
-	if err := l.commitAt(ctx, task, to, r); err != nil {
-		return err
+	if held != nil {
+		if err := held(); err != nil {
+			return err
+		}
 	}
-	return l.dropOldLink(task, tn, oldIf, newIf)
+	return l.commitAt(ctx, task, to, r)
+}
+
+// undoDual takes back a dual move that failed before its commit: the new
+// NVE's ilad aborts the task (a standby, or a commit whose claim mapsrv
+// has not accepted: its registration stops, so the move does not happen
+// later), the new link goes (and the task's routes through it with it),
+// and an IPv4 task's subnet route returns to the old link. committed
+// reports that the claim had been accepted after all (abort refused: the
+// task is active there): the move happened and nothing is undone.
+func (l *Lab) undoDual(ctx context.Context, task *Task, tn *node, to *NVE, oldIf, newIf string) (committed bool, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c, err := locator.NewClient(l.iladSock(to.Name))
+	if err != nil {
+		return false, err
+	}
+	var errs []error
+	switch err := c.Abort(ctx, task.Name); {
+	case errors.Is(err, locator.ErrNotPrepared):
+		return true, nil
+	case err != nil && !errors.Is(err, locator.ErrNotFound):
+		errs = append(errs, fmt.Errorf("abort %s at %s: %w", task.Name, to.Name, err))
+	}
+	if link, err := tn.link(newIf); err == nil {
+		if err := tn.h.LinkDel(link); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s of %s: %w", newIf, task.Name, err))
+		}
+	}
+	if task.IPv4.IsValid() {
+		if err := tn.route(IPv4Net, netip.Addr{}, oldIf); err != nil {
+			errs = append(errs, err)
+		}
+		if err := l.sendARP(task, oldIf, 1, nil, task.IPv4, task.IPv4); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return false, fmt.Errorf("undo the failed move of %s: %w", task.Name, errors.Join(errs...))
+	}
+	return false, nil
 }
 
 // dropOldLink ends a dual move: the task's old link goes.
@@ -279,7 +394,7 @@ func (l *Lab) dropOldLink(task *Task, tn *node, oldIf, newIf string) error {
 // accepts packets on either (reverse-path filtering off, as on any
 // multi-homed host); frames for it reach it through whichever NVE the
 // mapping named when they were sent.
-func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NVE, newIf string, r *MoveResult) error {
+func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NVE, newIf string, r *MoveResult, held func() error) error {
 	if err := bothUp(ctx, tn, newIf, bn, task.Ifname); err != nil {
 		return err
 	}
@@ -321,10 +436,12 @@ func (l *Lab) moveDualIPv4(ctx context.Context, task *Task, tn, bn *node, to *NV
 		case <-time.After(time.Millisecond):
 		}
 	}
-	if err := l.commitAt(ctx, task, to, r); err != nil {
-		return err
+	if held != nil {
+		if err := held(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return l.commitAt(ctx, task, to, r)
 }
 
 // commitAt commits a prepared (standby) task at its new NVE by attaching
