@@ -131,6 +131,7 @@ func newTaskMoveCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "default", "tenant")
 	cmd.Flags().StringVar(&b.To, "to", "", "destination NVE (required)")
 	cmd.Flags().StringVar(&mode, "mode", "hot", "move mode: hot, warm or cold")
+	cmd.Flags().BoolVar(&b.Check, "check", false, "only ask whether mapsrv would accept the move now (flap damping, the destination); nothing changes. Ask before changing any link")
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.RegisterFlagCompletionFunc("mode", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return []string{"hot", "warm", "cold"}, cobra.ShellCompDirectiveNoFileComp

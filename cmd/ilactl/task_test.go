@@ -105,6 +105,14 @@ func TestMapsrvCommands(t *testing.T) {
 	if rec.Locator.String() != "fd00:0:0:1" || rec.NVE != "a" || rec.MAC.String() != "02:00:00:00:00:05" || rec.Version != 1 {
 		t.Errorf("task get: %+v", rec)
 	}
+	// A check answers with the record as the move would make it and
+	// changes nothing.
+	if out := must("task", "move", "vm1", "--tenant", "t", "--to", "b", "--check", "-o", "json"); !strings.Contains(out, `"nve": "b"`) {
+		t.Errorf("task move --check output:\n%s", out)
+	}
+	if out := must("task", "get", "vm1", "--tenant", "t", "-o", "json"); !strings.Contains(out, `"nve": "a"`) || !strings.Contains(out, `"version": 1`) {
+		t.Errorf("task get after a move check:\n%s", out)
+	}
 	out = must("task", "move", "vm1", "--tenant", "t", "--to", "b")
 	if !strings.Contains(out, "fd00:0:0:2") || !strings.Contains(out, "a@fd00:0:0:1 until") {
 		t.Errorf("task move output:\n%s", out)
