@@ -97,6 +97,10 @@ type Agent struct {
 	tasks      map[tkey]storeTask
 	installed  map[key]ila.Mapping
 	left       map[key]time.Time // tasks that moved away, when (see remember)
+	// away: tasks that moved away from here, while the store maps them
+	// elsewhere: pull mode keeps their mappings (stale senders are
+	// redirected by them, with no time limit; see desired).
+	away map[key]struct{}
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
@@ -158,6 +162,7 @@ func New(cfg Config) (*Agent, error) {
 		tasks:      map[tkey]storeTask{},
 		installed:  map[key]ila.Mapping{},
 		left:       map[key]time.Time{},
+		away:       map[key]struct{}{},
 		wanted:     map[key]time.Time{},
 		locals:     map[string]*localTask{},
 		localByKey: map[key]*localTask{},

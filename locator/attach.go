@@ -126,6 +126,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	}
 	a.locals[t.Name] = lt
 	a.localByKey[k] = lt
+	delete(a.away, k) // back here
 	if dn, ok := a.bySIR[k.sir]; ok {
 		if st, ok := a.tasks[tkey{dn, k.id}]; ok && st.t.NVE == a.cfg.Node {
 			lt.confirmed = true

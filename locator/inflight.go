@@ -23,6 +23,7 @@ func (a *Agent) moveAway(lt *localTask, m ila.Mapping, until time.Time) {
 		a.log.Info("task moved away: no in-flight time, stale senders are looked up", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", m.Locator)
 	}
 	a.remember(k)
+	a.away[k] = struct{}{}
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(k.sir, k.id), "sir", lt.spec.SIR)
 	a.recordMoved(lt, m.Locator)
 	done := lt.done

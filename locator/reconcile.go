@@ -26,10 +26,22 @@ func (a *Agent) desired(k key) (ila.Mapping, bool) {
 		return ila.Mapping{}, false
 	}
 	st, ok := a.tasks[tkey{dn, k.id}]
+	if !ok {
+		delete(a.away, k) // gone from the store: nobody sends to it any more
+	}
 	if !ok || st.t.Locator == 0 || st.t.State == ila.StateSuspended {
 		return ila.Mapping{}, false
 	}
-	if _, pulled := a.wanted[k]; a.cfg.Mode == ModePull && !pulled && a.localByKey[k] == nil && a.inflight[k] == nil {
+	// Pull mode installs what misses asked for, local tasks, in-flight
+	// redirects and the tasks that moved away from here: an NVE that has
+	// not applied the move yet (its ilad down or lagging) still sends to
+	// this locator, and this NVE redirects it by the mapping (the
+	// datapath's stale redirect) for as long as the store maps the task
+	// elsewhere, without a miss (that the miss policy may drop) at the end
+	// of the in-flight time.
+	_, pulled := a.wanted[k]
+	_, away := a.away[k]
+	if a.cfg.Mode == ModePull && !pulled && !away && a.localByKey[k] == nil && a.inflight[k] == nil {
 		return ila.Mapping{}, false
 	}
 	m := st.t.Mapping(a.domains[dn].d)
