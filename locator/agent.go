@@ -85,22 +85,22 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 
-	mu         sync.Mutex
-	runCtx     context.Context // the Run context, for registration loops
-	gen        uint64
-	synced     bool
-	rev        int64
-	applied    int64 // the revision the datapath has applied (where.go)
-	domains    map[string]storeDomain
-	bySIR      map[ila.SIRPrefix]string
-	clashing   map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
-	tasks      map[tkey]storeTask
-	installed  map[key]ila.Mapping
-	left       map[key]time.Time // tasks that moved away, when (see remember)
+	mu        sync.Mutex
+	runCtx    context.Context // the Run context, for registration loops
+	gen       uint64
+	synced    bool
+	rev       int64
+	applied   int64 // the revision the datapath has applied (where.go)
+	domains   map[string]storeDomain
+	bySIR     map[ila.SIRPrefix]string
+	clashing  map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
+	tasks     map[tkey]storeTask
+	installed map[key]ila.Mapping
+	left      map[key]time.Time // tasks that moved away, when (see remember)
 	// away: tasks that moved away from here, while the store maps them
 	// elsewhere: pull mode keeps their mappings (stale senders are
 	// redirected by them, with no time limit; see desired).
-	away map[key]struct{}
+	away       map[key]struct{}
 	wanted     map[key]time.Time // pull mode working set: when each entry was pulled
 	locals     map[string]*localTask
 	localByKey map[key]*localTask
