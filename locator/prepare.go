@@ -236,11 +236,63 @@ func (a *Agent) Abort(ctx context.Context, name string) error {
 	if !lt.spec.Standby {
 		a.log.Info("committed task aborted before mapsrv accepted its claim: registration stopped", "task", name, "sir", lt.spec.SIR)
 	}
+	// A standby role this NVE registered (a plain standby's, or the one a
+	// commit sends before its claim) is withdrawn: the store must not
+	// name an NVE without the task's port as its standby (a failover
+	// would move it there). A prepared task never committed registered
+	// nothing.
+	wd, ok := a.registration(lt, 0)
+	runCtx := a.runCtx
+	ok = ok && runCtx != nil && a.cfg.Registrar != nil && (lt.standbyOK || !lt.spec.AutoCommit || (lt.mig != nil && !lt.mig.committedAt.IsZero()))
 	a.mu.Unlock()
 	if !a.detach(name, false) {
 		return fmt.Errorf("abort task %s: %w", name, ErrNotFound)
 	}
+	if ok {
+		wd.Standby, wd.Mode = true, ila.MoveNone
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.withdrawStandby(runCtx, lt.key, wd)
+		}()
+	}
 	return nil
+}
+
+// withdrawStandby sends the standby withdrawal wd of an aborted task until
+// mapsrv answers it (accepted, or refused: not its standby), the task is
+// attached here again, or the agent stops.
+func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) {
+	backoff := 250 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(runCtx, 3*time.Second)
+		_, err := a.cfg.Registrar.Register(ctx, wd)
+		cancel()
+		var rej *RejectedError
+		switch {
+		case runCtx.Err() != nil:
+			return
+		case err == nil:
+			a.log.Info("aborted task: standby withdrawn", "task", wd.Name, "sir", wd.SIR)
+			return
+		case errors.As(err, &rej):
+			a.log.Debug("aborted task: standby withdrawal refused (not the standby)", "task", wd.Name, "err", err)
+			return
+		}
+		a.log.Warn("aborted task: withdraw standby", "task", wd.Name, "err", err, "retry", backoff)
+		select {
+		case <-runCtx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		a.mu.Lock()
+		back := a.localByKey[k] != nil
+		a.mu.Unlock()
+		if back {
+			return // attached here again: its own registration decides
+		}
+	}
 }
 
 // claimPending reports whether lt was committed here and mapsrv has not
