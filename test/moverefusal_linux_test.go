@@ -4,6 +4,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
 	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // taskLinks lists the task's own interfaces (eth0, eth1).
@@ -45,9 +47,36 @@ func iladTask(t *testing.T, l *lab.Lab, nve, name string) (locator.TaskStatus, b
 	return st, err == nil
 }
 
+// ilactl runs the lab's ilactl against its mapsrv (in the control
+// namespace, with its CA and token).
+func ilactl(t *testing.T, l *lab.Lab, arg ...string) ([]byte, error) {
+	t.Helper()
+	topo := l.Topology()
+	args := []string{"netns", "exec", topo.Mapsrv.Netns, filepath.Join(binDir, "ilactl"), "--api", topo.Mapsrv.API}
+	if topo.Mapsrv.CAFile != "" {
+		args = append(args, "--ca-file", topo.Mapsrv.CAFile)
+	}
+	if topo.Mapsrv.TokenFile != "" {
+		args = append(args, "--token-file", topo.Mapsrv.TokenFile)
+	}
+	return exec.Command("ip", append(args, arg...)...).CombinedOutput()
+}
+
+// whereOK runs ilactl where for the task: every NVE's and the ILA
+// router's datapath must equal the store (within 3 s).
+func whereOK(t *testing.T, l *lab.Lab, name string) {
+	t.Helper()
+	out, err := ilactl(t, l, "where", name, "--wait", "3s",
+		"--ilad-socket", filepath.Join(l.StateDir(), "ilad-{nve}.sock"),
+		"--router", "router="+filepath.Join(l.StateDir(), "ilad-router.sock"))
+	if err != nil {
+		t.Errorf("ilactl where %s: %v\n%s", name, err, out)
+	}
+}
+
 // checkUnmoved checks that task name is where it was, on nve, and nothing
 // of a move is left: the store, the lab, the task's links, the other
-// NVE's ilad (no claim left to retry), traffic.
+// NVE's ilad (no claim left to retry), every datapath, traffic.
 func checkUnmoved(t *testing.T, l *lab.Lab, name, nve, other string) {
 	t.Helper()
 	m, err := l.Mapped(t.Context(), name)
@@ -64,6 +93,15 @@ func checkUnmoved(t *testing.T, l *lab.Lab, name, nve, other string) {
 	if st, ok := iladTask(t, l, other, name); ok && st.State != locator.StateMoved {
 		t.Errorf("%s at %s's ilad: %s (registered %v, error %q); want it gone", name, other, st.State, st.Registered, st.Error)
 	}
+	// No standby role is left at the other NVE (a failover would move
+	// the task to a port that is gone).
+	var rec mapsrv.TaskRecord
+	if out, err := ilactl(t, l, "task", "get", name, "--tenant", tk.Tenant, "-o", "json"); err != nil || json.Unmarshal(out, &rec) != nil {
+		t.Errorf("ilactl task get %s: %v\n%s", name, err, out)
+	} else if rec.Standby != nil {
+		t.Errorf("%s keeps a standby after the failed or refused move: %+v", name, *rec.Standby)
+	}
+	whereOK(t, l, name)
 	pingAll(t, l, "t1", tk.SIR, 20)
 }
 
