@@ -168,8 +168,12 @@ func compatible(c *txnCall, touched, written map[string]bool) bool {
 	return true
 }
 
-// commit sends one batch and answers its calls.
+// commit sends one batch and answers its calls. A batch may be empty:
+// every call taken was canceled while queued (take answered it).
 func (b *batcher) commit(batch []*txnCall) {
+	if len(batch) == 0 {
+		return
+	}
 	if len(batch) == 1 {
 		c := batch[0]
 		c.done <- commitOne(c.ctx, b.kv, c)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
@@ -116,6 +117,31 @@ func TestBatchTakeAnswersCanceled(t *testing.T) {
 		}
 	default:
 		t.Error("canceled call not answered")
+	}
+}
+
+// TestBatchDoCanceled: a call canceled before it is queued is answered
+// with its context's error; the batch left empty is not sent (it used to
+// panic the runner, and with it the process).
+func TestBatchDoCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c := call("gone", nil, []string{"/k"})
+	c.ctx = ctx
+	b := &batcher{max: 8}
+	if r := b.do(c); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("canceled call: error %v, want context.Canceled", r.err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		running := b.running
+		b.mu.Unlock()
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runner still running after an empty batch")
+		}
 	}
 }
 
