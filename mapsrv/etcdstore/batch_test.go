@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
@@ -116,6 +117,29 @@ func TestBatchTakeAnswersCanceled(t *testing.T) {
 		}
 	default:
 		t.Error("canceled call not answered")
+	}
+}
+
+// TestBatchDoCanceled: a call whose context is done before it is queued
+// is answered and leaves no runner behind (the runner got an empty first
+// batch and indexed it: a panic that killed ilad's tests).
+func TestBatchDoCanceled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	b := &batcher{max: 8}
+	if r := b.do(&txnCall{ctx: ctx}); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("canceled call: error %v, want context.Canceled", r.err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		n := b.running
+		b.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d runners left after a canceled call", n)
+		}
 	}
 }
 
