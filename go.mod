@@ -2,6 +2,8 @@ module github.com/ilamesh/ilamesh
 
 go 1.26.8
 
+toolchain go1.26.10
+
 require (
 	github.com/cilium/ebpf v0.22.0
 	github.com/containernetworking/cni v1.3.1

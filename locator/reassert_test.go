@@ -25,32 +25,37 @@ func unjustifiedMove(t ila.Task) ila.Task {
 // justified move makes it claim the task back (the port stays); when the
 // mapping service refuses that claim, the move stands and the task moves
 // away as usual.
+// attachedWeb runs an agent with task web (id 0x1001) attached and
+// registered. Its registrar plays an old mapsrv: every registration it
+// accepts (standby registrations aside) puts the task at the claimant,
+// unless refuse is set.
+func attachedWeb(t *testing.T, refuse *atomic.Bool) (*locator.Agent, *locatortest.Datapath, *locatortest.Source, *locatortest.Registrar) {
+	dp := locatortest.NewDatapath()
+	src := locatortest.NewSource()
+	src.SetDomain(dom)
+	reg := &locatortest.Registrar{Grant: 20 * time.Second}
+	reg.OnRegister = func(r locator.Registration) {
+		if r.Lifetime > 0 && !r.Standby && !refuse.Load() {
+			tk := task(ila.IdentifierOf(r.SIR), r.NVE, r.Locator)
+			tk.Name = r.Name
+			go src.SetTask(tk)
+		}
+	}
+	a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg; c.InFlight = ila.Duration(5 * time.Second) })
+	t.Cleanup(run(t, a))
+	synctest.Wait()
+	if err := a.Attach(t.Context(), spec("web", "veth-web", 0x1001)); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Wait()
+	return a, dp, src, reg
+}
+
 func TestReassertUnjustifiedMove(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dp := locatortest.NewDatapath()
-		src := locatortest.NewSource()
-		src.SetDomain(dom)
-		reg := &locatortest.Registrar{Grant: 20 * time.Second}
 		var refuse atomic.Bool
-		// The registrar plays an old mapsrv: any accepted claim commits the
-		// task at the claimant.
-		reg.OnRegister = func(r locator.Registration) {
-			if r.Lifetime > 0 && !r.Standby && !refuse.Load() {
-				tk := task(ila.IdentifierOf(r.SIR), r.NVE, r.Locator)
-				tk.Name = r.Name
-				go src.SetTask(tk)
-			}
-		}
-		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg; c.InFlight = ila.Duration(5 * time.Second) })
-		stop := run(t, a)
-		defer stop()
-		synctest.Wait()
-
+		a, dp, src, reg := attachedWeb(t, &refuse)
 		const id = ila.Identifier(0x1001)
-		if err := a.Attach(t.Context(), spec("web", "veth-web", id)); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
 		k := locatortest.Key{SIR: sirP, ID: id}
 		stolen := unjustifiedMove(task(id, "nve-b", locB))
 		stolen.Name, stolen.Version = "web", 2
@@ -104,26 +109,9 @@ func TestReassertUnjustifiedMove(t *testing.T) {
 // the task's standby) is followed at once, with no claim back.
 func TestJustifiedMoveNotReasserted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dp := locatortest.NewDatapath()
-		src := locatortest.NewSource()
-		src.SetDomain(dom)
-		reg := &locatortest.Registrar{Grant: 20 * time.Second}
-		reg.OnRegister = func(r locator.Registration) {
-			if r.Lifetime > 0 && !r.Standby {
-				tk := task(ila.IdentifierOf(r.SIR), r.NVE, r.Locator)
-				tk.Name = r.Name
-				go src.SetTask(tk)
-			}
-		}
-		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg })
-		stop := run(t, a)
-		defer stop()
-		synctest.Wait()
+		var refuse atomic.Bool
+		a, dp, src, reg := attachedWeb(t, &refuse)
 		const id = ila.Identifier(0x1001)
-		if err := a.Attach(t.Context(), spec("web", "veth-web", id)); err != nil {
-			t.Fatal(err)
-		}
-		synctest.Wait()
 		n := len(reg.Registrations())
 		moved := task(id, "nve-b", locB)
 		moved.Name, moved.Version, moved.MovedBy = "web", 2, "standby"

@@ -4,6 +4,7 @@ package test
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/deploy/lab"
+	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -138,4 +140,82 @@ func TestManagementAPITLSAndRoles(t *testing.T) {
 		!strings.Contains(audit[2], "/v1/tasks/default/t1/move") || !strings.Contains(audit[2], "admin") || !strings.Contains(audit[2], "200") {
 		t.Errorf("audit lines:\n%s", strings.Join(audit, "\n"))
 	}
+}
+
+// TestClaimNeedsJustification is finding 3 of issue 17 in the lab: nve2's
+// key claimed t1 (on nve1) onto nve2's locator and nve1 forgot t1 for
+// good; POST /v1/tasks naming t1's SIR renamed and moved it. Now mapsrv
+// refuses both (reason 15, HTTP 409), nothing moves, and t1 stays
+// reachable on nve1.
+func TestClaimNeedsJustification(t *testing.T) {
+	l := upLab(t, lab.Config{NVEs: 2})
+	topo := l.Topology()
+	t1 := task(t, l, "t1")
+	if t1.NVE != "nve1" {
+		t.Fatalf("t1 on %s, want nve1", t1.NVE)
+	}
+	reach(t, l, "t2", t1.SIR)
+	before, err := l.Mapped(t.Context(), "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nve2 lab.NVE
+	for _, n := range topo.NVEs {
+		if n.Name == "nve2" {
+			nve2 = n
+		}
+	}
+	// nve2's own key, as a compromised nve2 holds it.
+	keys, err := regproto.LoadKeys(filepath.Join(l.StateDir(), "keys-nve2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keyID uint32
+	var secret []byte
+	for id, e := range keys {
+		if e.NVE == "nve2" {
+			keyID, secret = id, e.Secret
+		}
+	}
+	server, err := netip.ParseAddrPort(topo.Mapsrv.Registration)
+	if err != nil {
+		t.Fatalf("mapsrv registration address %q: %v", topo.Mapsrv.Registration, err)
+	}
+	ns, err := netns.Open(nve2.Netns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	c := &regproto.Client{Server: server, KeyID: keyID, Secret: secret, Keys: keys}
+	defer c.Close()
+	for _, mode := range []regproto.MoveMode{regproto.MoveHot, regproto.MoveCold, regproto.MoveNone} {
+		req := &regproto.Message{NVE: "nve2", VMID: "t1", Tenant: t1.Tenant, Domain: topo.Domain.Name, Addrs: []netip.Addr{t1.SIR}, Locator: nve2.Locator, Lifetime: 30, Mode: mode}
+		var rep *regproto.Message
+		err := ns.Do(func() error { // the socket opens in nve2's namespace
+			var err error
+			rep, err = c.Do(t.Context(), req)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("claim from nve2 (mode %s): %v", mode, err)
+		}
+		if rep.Status.Accepted() || rep.Reason != regproto.ReasonUnjustified {
+			t.Errorf("claim of t1 from nve2 (mode %s): %s/%s, want rejected/%s", mode, rep.Status, rep.Reason, regproto.ReasonUnjustified)
+		}
+	}
+	// The management API: a task named otherwise with t1's SIR.
+	m := topo.Mapsrv
+	out, err := exec.Command("ip", "netns", "exec", m.Netns, filepath.Join(binDir, "ilactl"), "--api", m.API, "--ca-file", m.CAFile, "--token-file", m.TokenFile,
+		"task", "register", "thief", "--nve", "nve2", "--tenant", t1.Tenant, "--sir", t1.SIR.String()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "409") && !strings.Contains(string(out), "conflict") {
+		t.Errorf("ilactl task register naming t1's SIR: %v, want a 409 conflict\n%s", err, out)
+	}
+	after, err := l.Mapped(t.Context(), "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.NVE != "nve1" || after.Version != before.Version {
+		t.Errorf("t1 after the refused claims: on %s version %d, want nve1 version %d", after.NVE, after.Version, before.Version)
+	}
+	pingAll(t, l, "t2", t1.SIR, 20)
 }

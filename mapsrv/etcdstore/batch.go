@@ -97,10 +97,13 @@ func (b *batcher) do(c *txnCall) txnResult {
 	}
 }
 
-// run commits batches until the queue is empty.
+// run commits batches until the queue is empty. The first batch may be
+// empty (take answered and dropped calls whose context was done).
 func (b *batcher) run(batch []*txnCall) {
 	for {
-		b.commit(batch)
+		if len(batch) > 0 {
+			b.commit(batch)
+		}
 		b.mu.Lock()
 		batch = b.take()
 		if len(batch) == 0 {
