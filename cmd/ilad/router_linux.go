@@ -72,7 +72,7 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	defer closeEvents()
 	lc := cfg.Config
 	lc.Datapath = &dpAdapter{Datapath: dp, netns: cfg.NetNS}
-	lc.Source = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+	lc.Source = etcdstore.NewWatcher(cli, cli, watchOptions(cfg.EtcdPrefix, log.With("component", "watch")))
 	lc.Logger = log.With("component", "agent")
 	policies := newTenantPolicies(dp, log.With("component", "policy"))
 	lc.OnEvent = bs.wrap(func(ev ila.Event) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/ila/datapath"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/l2compat"
 	"github.com/ilamesh/ilamesh/locator"
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer cli.Close()
 	store := etcdstore.New(cli)
-	watcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+	watcher := etcdstore.NewWatcher(cli, cli, watchOptions(cfg.EtcdPrefix, log.With("component", "watch")))
 
 	// Registration keys, client and notification server.
 	var (
@@ -340,6 +341,7 @@ func etcdClient(cfg *config, ns *netns.NS) (*clientv3.Client, error) {
 			return c, err
 		})}
 	}
+	etcdtls.Resume(&ecfg)
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -625,4 +627,11 @@ func (o ownedBy) PublicKey(id uint32) (string, ed25519.PublicKey, bool) {
 		return "", nil, false
 	}
 	return owner, pub, true
+}
+
+// watchOptions are the mapping watch's options of either role: retries
+// at most 500 ms apart while etcd is away, so that the watch resumes
+// within about that once it is back (issue 18 weakness 6).
+func watchOptions(prefix string, log *slog.Logger) etcdstore.WatchOptions {
+	return etcdstore.WatchOptions{Prefix: prefix, Logger: log, MaxBackoff: 500 * time.Millisecond}
 }
