@@ -146,8 +146,9 @@ type NodeReport struct {
 	Mode    string `json:"mode,omitempty"`
 	Synced  bool   `json:"synced"`
 	Applied int64  `json:"applied_revision"`
-	// Lag is the store's revision minus Applied (revisions of the whole
-	// etcd, other keys included: a measure, not a count of mappings).
+	// Lag is the revision of the newest record the store holds (task, NVE
+	// or domain) minus Applied, at least 0: a measure in etcd revisions,
+	// not a count of mappings (a delete leaves no record to compare).
 	Lag   int64  `json:"lag"`
 	Error string `json:"error,omitempty"`
 }
@@ -306,6 +307,7 @@ type storeTask struct {
 
 type snap struct {
 	rev     int64
+	newest  int64 // highest revision of a listed record
 	nves    []ila.NVE
 	domains map[string]ila.Domain
 	tasks   []storeTask
@@ -325,6 +327,9 @@ func snapshot(ctx context.Context, store Store) (*snap, error) {
 	err := store.Watch(wctx, func(ev ila.Event) {
 		if synced {
 			return
+		}
+		if ev.Type != ila.EventSynced {
+			s.newest = max(s.newest, ev.Revision)
 		}
 		switch ev.Type {
 		case ila.EventTaskUpsert:
@@ -422,7 +427,7 @@ func compare(s *snap, ns []Node, views []view, q Query) *Report {
 			r.Consistent = false
 		} else {
 			nr.Role, nr.Mode, nr.Synced, nr.Applied = v.v.Role, v.v.Mode, v.v.Synced, v.v.Applied
-			nr.Lag = max(s.rev-v.v.Applied, 0)
+			nr.Lag = max(s.newest-v.v.Applied, 0)
 			held[i] = entries{}
 			for _, e := range v.v.Entries {
 				held[i][e.SIR] = e
