@@ -18,9 +18,10 @@ func TestAppliedRevisionReported(t *testing.T) {
 	ctx := t.Context()
 	f.register(t, "a", "web1", "2001:db8::1")
 	from := netip.MustParseAddrPort("[::1]:9")
+	api := ""
 	hb := func(nve string, applied int64) {
 		t.Helper()
-		rep := f.svc.Handle(ctx, from, &regproto.Message{Type: regproto.TypeRequest, NVE: nve, Heartbeat: true, Applied: applied})
+		rep := f.svc.Handle(ctx, from, &regproto.Message{Type: regproto.TypeRequest, NVE: nve, Heartbeat: true, Applied: applied, API: api})
 		if rep.Status != regproto.StatusAccepted {
 			t.Fatalf("heartbeat %s: %+v", nve, rep)
 		}
@@ -52,11 +53,17 @@ func TestAppliedRevisionReported(t *testing.T) {
 	if err := f.svc.WriteNVEStatus(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The same revision with an API address: written again.
+	api = "https://[fd99::1]:7483"
+	hb("a", 57)
+	if err := f.svc.WriteNVEStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
 	st, err := f.svc.NVEStatuses(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []mapsrv.NVEStatus{{NVE: "a", Applied: 57, Reported: f.clk.Now().UTC(), Replica: "r1"}}
+	want := []mapsrv.NVEStatus{{NVE: "a", Applied: 57, Reported: f.clk.Now().UTC(), Replica: "r1", API: api}}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
 	}

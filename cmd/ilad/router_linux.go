@@ -102,6 +102,12 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	if apiLn != nil {
 		// Attach and prepare are refused (ErrRouter): a router has no tasks.
 		h := locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(agent.Handler()) // GET /v1/monitor
+		sln, sh, err := secureAPI(cfg, apiLn, h, log)
+		if err != nil {
+			apiLn.Close()
+			return err
+		}
+		apiLn, h = sln, sh
 		apiSrv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return gctx }} // monitor streams end with ilad
 		g.Go(func() error { return serve(gctx, apiSrv, apiLn) })

@@ -153,7 +153,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// Replies are accepted only when signed by a mapsrv key, not by
 		// another NVE's key that happens to be in the file.
 		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName}}
-		reg = registrar{c: regCli, agent: &agentRef}
+		reg = registrar{c: regCli, agent: &agentRef, api: cfg.APIAdvertise}
 	} else {
 		log.Warn("no -mapsrv: tasks are attached locally but not registered")
 	}
@@ -269,6 +269,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		apiHandler = bs.handler(apiHandler)
 	}
 	apiHandler = locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(apiHandler) // GET /v1/monitor
+	sln, sh, err := secureAPI(cfg, apiLn, apiHandler, log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	apiLn, apiHandler = sln, sh
 	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 5 * time.Second}
 	var metricsLn net.Listener
 	reg2 := prometheus.NewRegistry()
@@ -493,8 +499,10 @@ func (m missReader) ReadMiss(ctx context.Context) (locator.Miss, error) {
 // registrar fits regproto.Client to locator.Registrar.
 type registrar struct {
 	c *regproto.Client
-	// agent, once set, gives the applied revision heartbeats report.
+	// agent, once set, gives the applied revision heartbeats report; api
+	// is the local API's URL they advertise (-api-advertise).
 	agent *atomic.Pointer[locator.Agent]
+	api   string
 }
 
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
