@@ -13,6 +13,21 @@
 // or where.Converge, which checks again until the report is consistent
 // (datapaths still applying a change are "behind", not wrong) or ctx ends.
 //
+// In the lab (deploy/lab) the NVEs' local APIs are the sockets
+// <state-dir>/ilad-<nve>.sock and the ILA router's
+// <state-dir>/ilad-router.sock (ilad-router-<dc> for the other data
+// centres of --dcs); the store is the lab's mapsrv API client (or an
+// etcdstore.Watcher over the read-only etcd user):
+//
+//	rc, _ := locator.NewClient(filepath.Join(stateDir, "ilad-router.sock"))
+//	nodes := where.NVEs(where.SocketPattern(filepath.Join(stateDir, "ilad-{nve}.sock")),
+//		where.Node{Name: "router", Agent: rc})
+//	rep, err := where.Converge(ctx, api, nodes, where.Query{}, 100*time.Millisecond)
+//	// err != nil: not equal within ctx; rep.Problems() says where.
+//
+// An NVE that is down (its ilad killed) is StatusUnreachable: leave it
+// out of nodes, or expect it in the report.
+//
 // Check asks the agents first and reads the store after, so that a change
 // committed in between shows as "behind" (the node has not applied the
 // task's revision yet) rather than "wrong".
