@@ -92,6 +92,26 @@ func (s *Service) AppliedRevisions() map[string]NVEStatus {
 	return out
 }
 
+// NotApplied returns, sorted, the NVEs this replica hears (alive or
+// suspect) whose last heartbeat said their datapath had not yet applied
+// rev: who still maps a task by what it was before a change committed at
+// rev. An NVE that reported nothing yet (an older ilad) is listed too. The
+// view is a heartbeat old at most, and this replica's: NVEs another
+// replica hears are in their status keys (NVEStatuses).
+func (s *Service) NotApplied(rev int64) []string {
+	l := &s.live
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for name, t := range l.nves {
+		if t.state != NVEDead && t.applied < rev {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // maxStatusOps bounds the puts of one status transaction (etcd refuses
 // more than --max-txn-ops, default 128).
 const maxStatusOps = 64

@@ -31,6 +31,12 @@ func TestAppliedRevisionReported(t *testing.T) {
 	if got := f.svc.AppliedRevisions(); len(got) != 1 || got["a"].Applied != 41 || got["a"].Replica != "r1" {
 		t.Fatalf("in memory: %+v", got)
 	}
+	if diff := cmp.Diff([]string{"b"}, f.svc.NotApplied(41)); diff != "" {
+		t.Errorf("not applied 41 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a", "b"}, f.svc.NotApplied(42)); diff != "" {
+		t.Errorf("not applied 42 (-want +got):\n%s", diff)
+	}
 	if err := f.svc.WriteNVEStatus(ctx); err != nil {
 		t.Fatal(err)
 	}
