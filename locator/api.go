@@ -103,8 +103,9 @@ func writeErr(w http.ResponseWriter, code int, err error) {
 // errors.As finds a *RejectedError when the mapping service refused the
 // task. Every call takes a context and is bounded by a 10 s timeout.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string // bearer token (apiauth.go)
 }
 
 // APISocketDir is where ilad puts its local API socket by default.
@@ -189,6 +190,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

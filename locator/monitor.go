@@ -243,6 +243,9 @@ func (c *Client) Monitor(ctx context.Context, fn func(MonitorEvent)) error {
 	if err != nil {
 		return err
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	hc := *c.hc
 	hc.Timeout = 0
 	resp, err := hc.Do(req)

@@ -110,7 +110,7 @@ func TestMoveConvergence(t *testing.T) {
 	a.Apply(ila.Event{Type: ila.EventSynced, Revision: 3})
 	now = t0.Add(time.Second)
 	up(locC, t0.Add(500*time.Millisecond)) // a refresh
-	up(locB, now.Add(-3*time.Millisecond))  // a move, 3 ms after its commit
+	up(locB, now.Add(-3*time.Millisecond)) // a move, 3 ms after its commit
 	now = now.Add(time.Second)
 	up(locA, now.Add(-2*time.Second)) // another, 2 s
 	h := a.MoveConvergence()

@@ -38,6 +38,9 @@ type NVEStatus struct {
 	Reported time.Time `json:"reported"`
 	// Replica is the mapsrv replica that heard it.
 	Replica string `json:"replica"`
+	// API is the URL of the NVE's local API for operators (ilad
+	// -api-advertise; ilactl where reaches the NVE there).
+	API string `json:"api,omitempty"`
 }
 
 // DecodeNVEStatus decodes the value at an NVE status key strictly.
@@ -60,8 +63,9 @@ func DecodeNVEStatus(key string, val []byte) (NVEStatus, error) {
 	return s, nil
 }
 
-// noteApplied records the revision nve reported in a heartbeat (0: none).
-func (s *Service) noteApplied(nve string, applied int64, now time.Time) {
+// noteApplied records the revision nve reported in a heartbeat (0: none)
+// and its local API's URL.
+func (s *Service) noteApplied(nve string, applied int64, api string, now time.Time) {
 	if applied <= 0 {
 		return
 	}
@@ -69,7 +73,7 @@ func (s *Service) noteApplied(nve string, applied int64, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if t := l.nves[nve]; t != nil {
-		t.applied, t.appliedAt = applied, now
+		t.applied, t.appliedAt, t.api = applied, now, api
 	}
 }
 
@@ -82,9 +86,29 @@ func (s *Service) AppliedRevisions() map[string]NVEStatus {
 	out := make(map[string]NVEStatus, len(l.nves))
 	for name, t := range l.nves {
 		if t.applied > 0 {
-			out[name] = NVEStatus{NVE: name, Applied: t.applied, Reported: t.appliedAt, Replica: s.cfg.Liveness.Replica}
+			out[name] = NVEStatus{NVE: name, Applied: t.applied, Reported: t.appliedAt, Replica: s.cfg.Liveness.Replica, API: t.api}
 		}
 	}
+	return out
+}
+
+// NotApplied returns, sorted, the NVEs this replica hears (alive or
+// suspect) whose last heartbeat said their datapath had not yet applied
+// rev: who still maps a task by what it was before a change committed at
+// rev. An NVE that reported nothing yet (an older ilad) is listed too. The
+// view is a heartbeat old at most, and this replica's: NVEs another
+// replica hears are in their status keys (NVEStatuses).
+func (s *Service) NotApplied(rev int64) []string {
+	l := &s.live
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for name, t := range l.nves {
+		if t.state != NVEDead && t.applied < rev {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -104,8 +128,8 @@ func (s *Service) WriteNVEStatus(ctx context.Context) error {
 	var todo []w
 	l.mu.Lock()
 	for name, t := range l.nves {
-		if t.applied > 0 && t.applied != t.written {
-			todo = append(todo, w{t, NVEStatus{NVE: name, Applied: t.applied, Reported: t.appliedAt, Replica: s.cfg.Liveness.Replica}})
+		if t.applied > 0 && (t.applied != t.written || t.api != t.writtenAPI) {
+			todo = append(todo, w{t, NVEStatus{NVE: name, Applied: t.applied, Reported: t.appliedAt, Replica: s.cfg.Liveness.Replica, API: t.api}})
 		}
 	}
 	l.mu.Unlock()
@@ -125,7 +149,7 @@ func (s *Service) WriteNVEStatus(ctx context.Context) error {
 		}
 		l.mu.Lock()
 		for _, x := range todo[:n] {
-			x.t.written = x.st.Applied
+			x.t.written, x.t.writtenAPI = x.st.Applied, x.st.API
 		}
 		l.mu.Unlock()
 		todo = todo[n:]

@@ -18,9 +18,10 @@ func TestAppliedRevisionReported(t *testing.T) {
 	ctx := t.Context()
 	f.register(t, "a", "web1", "2001:db8::1")
 	from := netip.MustParseAddrPort("[::1]:9")
+	api := ""
 	hb := func(nve string, applied int64) {
 		t.Helper()
-		rep := f.svc.Handle(ctx, from, &regproto.Message{Type: regproto.TypeRequest, NVE: nve, Heartbeat: true, Applied: applied})
+		rep := f.svc.Handle(ctx, from, &regproto.Message{Type: regproto.TypeRequest, NVE: nve, Heartbeat: true, Applied: applied, API: api})
 		if rep.Status != regproto.StatusAccepted {
 			t.Fatalf("heartbeat %s: %+v", nve, rep)
 		}
@@ -29,6 +30,12 @@ func TestAppliedRevisionReported(t *testing.T) {
 	hb("b", 0) // an older ilad: reports nothing
 	if got := f.svc.AppliedRevisions(); len(got) != 1 || got["a"].Applied != 41 || got["a"].Replica != "r1" {
 		t.Fatalf("in memory: %+v", got)
+	}
+	if diff := cmp.Diff([]string{"b"}, f.svc.NotApplied(41)); diff != "" {
+		t.Errorf("not applied 41 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a", "b"}, f.svc.NotApplied(42)); diff != "" {
+		t.Errorf("not applied 42 (-want +got):\n%s", diff)
 	}
 	if err := f.svc.WriteNVEStatus(ctx); err != nil {
 		t.Fatal(err)
@@ -52,11 +59,17 @@ func TestAppliedRevisionReported(t *testing.T) {
 	if err := f.svc.WriteNVEStatus(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The same revision with an API address: written again.
+	api = "https://[fd99::1]:7483"
+	hb("a", 57)
+	if err := f.svc.WriteNVEStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
 	st, err := f.svc.NVEStatuses(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []mapsrv.NVEStatus{{NVE: "a", Applied: 57, Reported: f.clk.Now().UTC(), Replica: "r1"}}
+	want := []mapsrv.NVEStatus{{NVE: "a", Applied: 57, Reported: f.clk.Now().UTC(), Replica: "r1", API: api}}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("statuses (-want +got):\n%s", diff)
 	}

@@ -116,6 +116,7 @@ type tracked struct {
 	// written: the one last written to its status key (applied.go).
 	applied, written int64
 	appliedAt        time.Time
+	api, writtenAPI  string // its local API's URL, reported and written
 }
 
 // LivenessStats are the liveness counters of this replica.
@@ -272,6 +273,7 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 	t := &tracked{heard: now, hold: now.Add(hold), state: NVEAlive, epoch: cur.Epoch}
 	if old != nil {
 		t.applied, t.written, t.appliedAt = old.applied, old.written, old.appliedAt
+		t.api, t.writtenAPI = old.api, old.writtenAPI
 	}
 	l.nves[nve] = t
 	l.mu.Unlock()

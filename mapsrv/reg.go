@@ -99,7 +99,7 @@ func (s *Service) handleHeartbeat(ctx context.Context, req *regproto.Message) *r
 	if err != nil {
 		rep = req.Reply(regproto.StatusRejected, reason(err))
 	} else {
-		s.noteApplied(req.NVE, req.Applied, s.cfg.Now().UTC()) // applied.go
+		s.noteApplied(req.NVE, req.Applied, req.API, s.cfg.Now().UTC()) // applied.go
 	}
 	rep.Epoch = epoch
 	return rep

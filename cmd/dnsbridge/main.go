@@ -134,19 +134,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	ecfg := clientv3.Config{
 		Endpoints:   eps,
 		TLS:         etls,
 		Username:    user,
 		Password:    password,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	etcdtls.Resume(&ecfg) // reconnect within 500 ms of etcd's return
+	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return fmt.Errorf("etcd client %v: %w", eps, err)
 	}
 	defer cli.Close()
-	w := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: *prefix, Logger: log})
+	w := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: *prefix, Logger: log, MaxBackoff: 500 * time.Millisecond})
 
 	g, ctx := errgroup.WithContext(ctx)
 	if *metrics != "" {

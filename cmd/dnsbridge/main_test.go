@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/ilamesh/ilamesh/internal/metriclist"
 	"io"
 	"net"
 	"net/http"
@@ -404,6 +405,7 @@ func TestIntegrationEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metriclist.Check(t, "dnsbridge", body) // promlint, and deploy/grafana/metrics/dnsbridge.txt
 	for _, want := range []string{
 		"ila_dns_queries_total ", `ila_dns_responses_total{rcode="NOERROR"} `, "ila_dns_transfers_total 2", `ila_dns_notifies_total{result="acknowledged"}`,
 		fmt.Sprintf("ila_dns_serial %d", rev), "ila_dns_synced 1",

@@ -17,11 +17,13 @@ import (
 // iladFlags locate ilad's local API.
 type iladFlags struct {
 	addr, node string
+	secure     iladSecurity
 }
 
 func (f *iladFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.addr, "ilad", os.Getenv("ILAD_API"), "ilad local API: socket path or HOST:PORT (default $ILAD_API, else /run/ilad/<node>.sock)")
+	cmd.Flags().StringVar(&f.addr, "ilad", os.Getenv("ILAD_API"), "ilad local API: socket path, HOST:PORT or URL (default $ILAD_API, else /run/ilad/<node>.sock)")
 	cmd.Flags().StringVar(&f.node, "node", "", "NVE name: use /run/ilad/<node>.sock")
+	f.secure.add(cmd)
 }
 
 func (f *iladFlags) client() (*locator.Client, error) {
@@ -38,7 +40,7 @@ func (f *iladFlags) client() (*locator.Client, error) {
 		}
 		addr = socks[0]
 	}
-	return locator.NewClient(addr)
+	return f.secure.dial(addr)
 }
 
 func newAttachCmd(g *globals) *cobra.Command { return newAttachOrPrepareCmd(g, false) }

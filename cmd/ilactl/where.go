@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
+
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/locator/where"
@@ -24,6 +27,7 @@ func newWhereCmd(g *globals) *cobra.Command {
 		pattern        string
 		addrs, routers []string
 		wait           time.Duration
+		secure         iladSecurity
 	)
 	cmd := &cobra.Command{
 		Use:   "where TASK | --all",
@@ -39,8 +43,12 @@ task's last change yet); wrong (it differs although it has); not-synced
 (its watch is listing the store again); unreachable. The exit status is
 non-zero unless every node is ok or behind (--wait: until every node is ok).
 
-The NVEs' local APIs are found at --ilad-socket (a pattern in which {nve}
-is the NVE's name: a socket path or HOST:PORT), or per NVE with --ilad-addr.
+Each NVE's local API is found at --ilad-addr NVE=ADDR if given, else at
+the URL it advertises (ilad -api-advertise, from mapsrv's NVE status),
+else at --ilad-socket (a pattern in which {nve} is the NVE's name: a
+socket path or HOST:PORT; given explicitly, it wins over the advertised
+URLs). A TCP local API wants --ilad-token-file (a read-only token will
+do) and, over https, --ilad-ca-file.
 In the lab: --ilad-socket /run/ilalab/ilad-{nve}.sock --router router=/run/ilalab/ilad-router.sock`,
 		Example: `  ilactl where t1/web
   ilactl where --all -o json
@@ -69,7 +77,7 @@ In the lab: --ilad-socket /run/ilalab/ilad-{nve}.sock --router router=/run/ilala
 				return err
 			}
 			for name, a := range rmap {
-				c, err := locator.NewClient(a)
+				c, err := secure.dial(a)
 				rs = append(rs, where.Node{Name: name, Agent: c, Err: err})
 			}
 			if !strings.Contains(pattern, "{nve}") {
@@ -79,8 +87,32 @@ In the lab: --ilad-socket /run/ilalab/ilad-{nve}.sock --router router=/run/ilala
 			if err != nil {
 				return err
 			}
-			nodes := where.NVEs(where.Addresses(byName, where.SocketPattern(pattern)), rs...)
 			ctx := cmd.Context()
+			// The addresses the NVEs advertise (ilad -api-advertise, in
+			// their heartbeats), unless a socket pattern was given.
+			advertised := map[string]string{}
+			if !cmd.Flags().Changed("ilad-socket") && os.Getenv("ILAD_SOCKET_PATTERN") == "" {
+				st, err := api.NVEStatuses(ctx)
+				if err != nil && !errors.Is(err, mapsrv.ErrNotFound) { // an older mapsrv has none
+					return err
+				}
+				for _, s := range st {
+					if s.API != "" {
+						advertised[s.NVE] = s.API
+					}
+				}
+			}
+			reach := func(n ila.NVE) (where.Agent, error) {
+				a, ok := byName[n.Name]
+				if !ok {
+					a, ok = advertised[n.Name]
+				}
+				if !ok {
+					a = strings.ReplaceAll(pattern, "{nve}", n.Name)
+				}
+				return secure.dial(a)
+			}
+			nodes := where.NVEs(reach, rs...)
 			var rep *where.Report
 			if wait > 0 {
 				wctx, cancel := context.WithTimeout(ctx, wait)
@@ -116,6 +148,7 @@ In the lab: --ilad-socket /run/ilalab/ilad-{nve}.sock --router router=/run/ilala
 	cmd.Flags().StringArrayVar(&addrs, "ilad-addr", nil, "NVE=ADDR: that NVE's ilad local API (socket path or HOST:PORT); repeatable")
 	cmd.Flags().StringArrayVar(&routers, "router", nil, "NAME=ADDR: an ILA router's ilad local API (ilad --role router --api); repeatable")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "check again until every datapath equals the store, for at most this long")
+	secure.add(cmd)
 	return cmd
 }
 
@@ -218,4 +251,36 @@ func printWhere(g *globals, r *where.Report) error {
 	}
 	fmt.Fprintln(g.stdout)
 	return nil
+}
+
+// iladSecurity is how to reach a local API on TCP (ilad -api HOST:PORT
+// with -api-token-file and -api-cert).
+type iladSecurity struct {
+	tokenFile, caFile string
+}
+
+func (s *iladSecurity) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.tokenFile, "ilad-token-file", os.Getenv("ILAD_TOKEN_FILE"), "file holding ilad's local API bearer token (its first token; default $ILAD_TOKEN_FILE), for a HOST:PORT API")
+	cmd.Flags().StringVar(&s.caFile, "ilad-ca-file", os.Getenv("ILAD_CA_FILE"), "verify an https local API against the CA certificates in this PEM file (default $ILAD_CA_FILE)")
+}
+
+// dial returns a client of the local API at addr (socket path, HOST:PORT
+// or URL).
+func (s *iladSecurity) dial(addr string) (*locator.Client, error) {
+	var o locator.ClientOptions
+	if s.tokenFile != "" {
+		toks, err := mapsrv.ReadTokenFile(s.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ilad-token-file: %w", err)
+		}
+		o.Token = toks[0]
+	}
+	if s.caFile != "" {
+		tc, err := apiclient.TLSConfig(s.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ilad-ca-file: %w", err)
+		}
+		o.TLS = tc
+	}
+	return locator.NewClientWith(addr, o)
 }

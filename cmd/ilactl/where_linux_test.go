@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/ilamesh/ilamesh/locator/where"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
+	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // whereDP fits *datapath.Datapath to locator.Datapath for agents with no
@@ -62,6 +64,7 @@ func TestWhereAgainstAgents(t *testing.T) {
 	dir := t.TempDir()
 	locs := map[string]ila.Locator{"nve1": 0x2001_0db8_0000_0001, "nve2": 0x2001_0db8_0000_0002}
 	dps := map[string]*datapath.Datapath{}
+	handlers := map[string]http.Handler{}
 	var wg sync.WaitGroup
 	actx, stop := context.WithCancel(context.Background())
 	t.Cleanup(func() { stop(); wg.Wait() })
@@ -85,6 +88,7 @@ func TestWhereAgainstAgents(t *testing.T) {
 			t.Fatal(err)
 		}
 		hs := &http.Server{Handler: a.Handler()}
+		handlers[name] = a.Handler()
 		wg.Add(2)
 		go func() { defer wg.Done(); a.Run(actx) }()
 		go func() { defer wg.Done(); hs.Serve(ln) }()
@@ -148,6 +152,27 @@ func TestWhereAgainstAgents(t *testing.T) {
 	if _, err := ilactl(t, append(base, sir.Addr(0x9999).String())...); err == nil || !strings.Contains(err.Error(), "not in the store") {
 		t.Errorf("unknown address: %v", err)
 	}
+	// nve2's API also on TCP behind a token, advertised in its heartbeat:
+	// where finds it there (no socket pattern given), with the token.
+	const tok = "read-only-token-0123456789"
+	tcp := httptest.NewServer(locator.RequireToken(handlers["nve2"], nil, []string{tok}))
+	t.Cleanup(tcp.Close)
+	rep0 := svc.Handle(ctx, netip.MustParseAddrPort("[::1]:9"), &regproto.Message{Type: regproto.TypeRequest, NVE: "nve2", Heartbeat: true, Applied: 1, API: tcp.URL})
+	if rep0.Status != regproto.StatusAccepted {
+		t.Fatalf("heartbeat: %+v", rep0)
+	}
+	tokFile := filepath.Join(dir, "ilad.token")
+	if err := os.WriteFile(tokFile, []byte("read-only "+tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adv := []string{"--api", srv.URL, "where", "t1/db", "--ilad-addr", "nve1=" + filepath.Join(dir, "nve1.sock")}
+	if out, err := ilactl(t, append(adv, "--ilad-token-file", tokFile)...); err != nil || strings.Count(out, " ok ") != 2 {
+		t.Errorf("where through the advertised address: %v\n%s", err, out)
+	}
+	if out, err := ilactl(t, adv...); err == nil || !strings.Contains(out, "unreachable") {
+		t.Errorf("advertised address without the token: %v\n%s", err, out)
+	}
+
 	// An NVE whose ilad does not answer is reported, not skipped.
 	out, err = ilactl(t, "--api", srv.URL, "where", "t1/db", "--ilad-socket", filepath.Join(dir, "{nve}.sock"), "--ilad-addr", "nve2="+filepath.Join(dir, "gone.sock"))
 	if err == nil || !strings.Contains(out, "unreachable") {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // Roles of ilad.
@@ -71,6 +73,16 @@ type config struct {
 	// API is the local API address: a unix socket path (default
 	// /run/ilad/<node>.sock) or HOST:PORT (inside the NVE's namespace).
 	API string `json:"api,omitempty"`
+	// APITokenFile, APICert and APIKey secure a HOST:PORT API: bearer
+	// tokens (mapsrv's token file format; "read-only TOKEN" lines may
+	// only read: ilactl where and monitor), needed on TCP, and TLS, needed
+	// off loopback. APIAdvertise is the URL operators reach it at
+	// (https://[fd99::1]:7483): heartbeats carry it to mapsrv's NVE status,
+	// where ilactl where finds it.
+	APITokenFile string `json:"api_token_file,omitempty"`
+	APICert      string `json:"api_cert,omitempty"`
+	APIKey       string `json:"api_key,omitempty"`
+	APIAdvertise string `json:"api_advertise,omitempty"`
 	// Metrics is the Prometheus listen address (HOST:PORT inside the NVE's
 	// namespace); empty: off.
 	Metrics string `json:"metrics,omitempty"`
@@ -114,6 +126,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		file                                                string
 		node, uplink, underlay, mapsrv, keyFile, mapsrvName string
 		notify, prefix, bpffs, api, metrics, netns, mode    string
+		apiTokens, apiCert, apiKey, apiAdvertise            string
 		missPolicy, stateFile, logLevel, logFormat          string
 		role, events                                        string
 		etcdCert, etcdKey, etcdCA                           string
@@ -147,6 +160,10 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&etcdPasswordFile, "etcd-password-file", "", "`file` holding the password of -etcd-user")
 	fs.StringVar(&bpffs, "bpffs", "", "bpffs pin `directory` (default /sys/fs/bpf/ila/<node>)")
 	fs.StringVar(&api, "api", "", "local API `address`: socket path or HOST:PORT (default /run/ilad/<node>.sock)")
+	fs.StringVar(&apiTokens, "api-token-file", "", "bearer tokens a HOST:PORT -api requires (`file`: mapsrv's token file format, \"read-only TOKEN\" lines may only read)")
+	fs.StringVar(&apiCert, "api-cert", "", "serve a HOST:PORT -api over TLS with this PEM certificate `file` (needed off loopback)")
+	fs.StringVar(&apiKey, "api-key", "", "private key `file` (PEM) of -api-cert")
+	fs.StringVar(&apiAdvertise, "api-advertise", "", "`URL` operators reach the local API at (e.g. https://[fd99::1]:7483): sent to mapsrv in heartbeats, where ilactl where finds it")
 	fs.StringVar(&metrics, "metrics", "", "Prometheus listen `address` HOST:PORT (in the NVE namespace; empty: off)")
 	fs.StringVar(&netns, "netns", "", "network `namespace` to operate in (path or name under /var/run/netns)")
 	fs.StringVar(&mode, "mode", "push", "table `mode`: push (full table) or pull (cache misses only)")
@@ -202,6 +219,10 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	str("etcd-password-file", &cfg.Files.PasswordFile, etcdPasswordFile)
 	str("bpffs", &cfg.BPFFS, bpffs)
 	str("api", &cfg.API, api)
+	str("api-token-file", &cfg.APITokenFile, apiTokens)
+	str("api-cert", &cfg.APICert, apiCert)
+	str("api-key", &cfg.APIKey, apiKey)
+	str("api-advertise", &cfg.APIAdvertise, apiAdvertise)
 	str("metrics", &cfg.Metrics, metrics)
 	str("netns", &cfg.NetNS, netns)
 	str("miss-policy", &cfg.MissPolicy, missPolicy)
@@ -324,6 +345,9 @@ func (c *config) check() error {
 	if c.API == "" && c.Role == roleNVE {
 		c.API = filepath.Join("/run/ilad", c.Node+".sock")
 	}
+	if err := c.checkAPI(); err != nil {
+		return err
+	}
 	if c.StateFile == "" && c.Role == roleNVE {
 		c.StateFile = filepath.Join("/run/ilad", c.Node+".tasks.json")
 	}
@@ -368,10 +392,41 @@ func (c *config) checkRouter() error {
 		{c.NotifyListen.IsValid(), "-notify-listen"},
 		{c.StateFile != "" && c.StateFile != "none", "-state-file"},
 		{len(c.Tasks) > 0, "tasks"},
+		{c.APIAdvertise != "", "-api-advertise (it travels in heartbeats)"},
 		{c.Mode == locator.ModePull, "-mode pull"},
 	} {
 		if x.given {
 			return fmt.Errorf("role router: %s is an NVE's setting (a router holds the whole table on -ports and attaches no tasks)", x.what)
+		}
+	}
+	return nil
+}
+
+// checkAPI checks the local API's security settings (locator.CheckAPIAddr)
+// and its advertised URL.
+func (c *config) checkAPI() error {
+	if (c.APICert == "") != (c.APIKey == "") {
+		return errors.New("-api-cert and -api-key go together")
+	}
+	if c.API != "" {
+		if err := locator.CheckAPIAddr(c.API, c.APITokenFile != "", c.APICert != ""); err != nil {
+			return err
+		}
+	} else if c.APITokenFile != "" || c.APICert != "" {
+		return errors.New("-api-token-file, -api-cert: no -api to secure")
+	}
+	if c.APIAdvertise != "" {
+		u, err := url.Parse(c.APIAdvertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" || len(c.APIAdvertise) > 255 {
+			return fmt.Errorf("-api-advertise %q: want http(s)://HOST:PORT, at most 255 bytes", c.APIAdvertise)
+		}
+		if c.API == "" || strings.HasPrefix(c.API, "/") || strings.HasPrefix(c.API, "unix:") {
+			return fmt.Errorf("-api-advertise %s: the local API is not on TCP (-api HOST:PORT)", c.APIAdvertise)
+		}
+	}
+	if c.APITokenFile != "" {
+		if _, err := mapsrv.ReadTokenRoles(c.APITokenFile); err != nil {
+			return fmt.Errorf("-api-token-file: %w", err)
 		}
 	}
 	return nil

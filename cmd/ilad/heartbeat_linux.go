@@ -20,7 +20,7 @@ func (r registrar) Heartbeat(ctx context.Context, epoch uint32, hold time.Durati
 			applied = a.AppliedRevision()
 		}
 	}
-	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch, Lifetime: units, Applied: applied})
+	rep, err := r.c.Do(ctx, &regproto.Message{Heartbeat: true, Epoch: epoch, Lifetime: units, Applied: applied, API: r.api})
 	if err != nil {
 		return 0, err
 	}

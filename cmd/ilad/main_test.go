@@ -51,6 +51,14 @@ func TestRunBadInput(t *testing.T) {
 		{"router with uplink", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-uplink", "eth0"}, "-uplink is an NVE's setting"},
 		{"router with mapsrv", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480", "-key-file", "/k"}, "-mapsrv is an NVE's setting"},
 		{"router in pull mode", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-mode", "pull"}, "-mode pull is an NVE's setting"},
+		{"tcp api without tokens", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api", "[::1]:7483"}, "give -api-token-file"},
+		{"tcp api off loopback without tls", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api", "[fd00::1]:7483", "-api-token-file", "/nonexistent"}, "give -api-cert and -api-key"},
+		{"tcp api token file missing", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api", "[::1]:7483", "-api-token-file", "/nonexistent"}, "-api-token-file: api token file"},
+		{"api cert without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api-cert", "/c"}, "-api-cert and -api-key go together"},
+		{"tokens on a socket", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api", "/run/a.sock", "-api-token-file", "/t"}, "is a unix socket"},
+		{"advertise a socket", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api-advertise", "https://[fd00::1]:7483"}, "not on TCP"},
+		{"advertise not a url", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-api-advertise", "fd00::1:7483"}, "want http(s)://HOST:PORT"},
+		{"router advertises", []string{"-role", "router", "-node", "r", "-ports", "eth1", "-etcd", "unix:///x", "-api-advertise", "https://[fd00::1]:7483"}, "-api-advertise"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

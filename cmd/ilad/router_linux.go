@@ -72,7 +72,7 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	defer closeEvents()
 	lc := cfg.Config
 	lc.Datapath = &dpAdapter{Datapath: dp, netns: cfg.NetNS}
-	lc.Source = etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+	lc.Source = etcdstore.NewWatcher(cli, cli, watchOptions(cfg.EtcdPrefix, log.With("component", "watch")))
 	lc.Logger = log.With("component", "agent")
 	policies := newTenantPolicies(dp, log.With("component", "policy"))
 	lc.OnEvent = bs.wrap(func(ev ila.Event) {
@@ -102,6 +102,12 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	if apiLn != nil {
 		// Attach and prepare are refused (ErrRouter): a router has no tasks.
 		h := locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(agent.Handler()) // GET /v1/monitor
+		sln, sh, err := secureAPI(cfg, apiLn, h, log)
+		if err != nil {
+			apiLn.Close()
+			return err
+		}
+		apiLn, h = sln, sh
 		apiSrv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
 			BaseContext: func(net.Listener) context.Context { return gctx }} // monitor streams end with ilad
 		g.Go(func() error { return serve(gctx, apiSrv, apiLn) })

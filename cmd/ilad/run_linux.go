@@ -20,6 +20,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/ila/datapath"
+	"github.com/ilamesh/ilamesh/internal/etcdtls"
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/l2compat"
 	"github.com/ilamesh/ilamesh/locator"
@@ -102,7 +103,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer cli.Close()
 	store := etcdstore.New(cli)
-	watcher := etcdstore.NewWatcher(cli, cli, etcdstore.WatchOptions{Prefix: cfg.EtcdPrefix, Logger: log.With("component", "watch")})
+	watcher := etcdstore.NewWatcher(cli, cli, watchOptions(cfg.EtcdPrefix, log.With("component", "watch")))
 
 	// Registration keys, client and notification server.
 	var (
@@ -152,7 +153,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// Replies are accepted only when signed by a mapsrv key, not by
 		// another NVE's key that happens to be in the file.
 		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName}}
-		reg = registrar{c: regCli, agent: &agentRef}
+		reg = registrar{c: regCli, agent: &agentRef, api: cfg.APIAdvertise}
 	} else {
 		log.Warn("no -mapsrv: tasks are attached locally but not registered")
 	}
@@ -268,6 +269,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		apiHandler = bs.handler(apiHandler)
 	}
 	apiHandler = locator.NewMonitor(newDPEvents(dp, inNS), cfg.Node).Handler(apiHandler) // GET /v1/monitor
+	sln, sh, err := secureAPI(cfg, apiLn, apiHandler, log)
+	if err != nil {
+		apiLn.Close()
+		return err
+	}
+	apiLn, apiHandler = sln, sh
 	apiSrv := &http.Server{Handler: apiHandler, ReadHeaderTimeout: 5 * time.Second}
 	var metricsLn net.Listener
 	reg2 := prometheus.NewRegistry()
@@ -340,6 +347,7 @@ func etcdClient(cfg *config, ns *netns.NS) (*clientv3.Client, error) {
 			return c, err
 		})}
 	}
+	etcdtls.Resume(&ecfg)
 	cli, err := clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -491,8 +499,10 @@ func (m missReader) ReadMiss(ctx context.Context) (locator.Miss, error) {
 // registrar fits regproto.Client to locator.Registrar.
 type registrar struct {
 	c *regproto.Client
-	// agent, once set, gives the applied revision heartbeats report.
+	// agent, once set, gives the applied revision heartbeats report; api
+	// is the local API's URL they advertise (-api-advertise).
 	agent *atomic.Pointer[locator.Agent]
+	api   string
 }
 
 func (r registrar) Register(ctx context.Context, reg locator.Registration) (time.Duration, error) {
@@ -625,4 +635,11 @@ func (o ownedBy) PublicKey(id uint32) (string, ed25519.PublicKey, bool) {
 		return "", nil, false
 	}
 	return owner, pub, true
+}
+
+// watchOptions are the mapping watch's options of either role: retries
+// at most 500 ms apart while etcd is away, so that the watch resumes
+// within about that once it is back (issue 18 weakness 6).
+func watchOptions(prefix string, log *slog.Logger) etcdstore.WatchOptions {
+	return etcdstore.WatchOptions{Prefix: prefix, Logger: log, MaxBackoff: 500 * time.Millisecond}
 }

@@ -23,8 +23,8 @@ func livenessFlags(fs *flag.FlagSet, c *mapsrv.LivenessConfig) {
 
 // livenessMetrics exposes the liveness counters.
 type livenessMetrics struct {
-	svc                                            *mapsrv.Service
-	nves, heartbeats, fenced, changes, tasks, last *prometheus.Desc
+	svc                                                     *mapsrv.Service
+	nves, heartbeats, fenced, changes, tasks, last, applied *prometheus.Desc
 }
 
 func newLivenessMetrics(svc *mapsrv.Service) *livenessMetrics {
@@ -36,11 +36,12 @@ func newLivenessMetrics(svc *mapsrv.Service) *livenessMetrics {
 		changes:    prometheus.NewDesc("ila_mapsrv_nve_state_changes_total", "NVE liveness changes written, by new state (alive: a dead NVE rejoined).", []string{"state"}, nil),
 		tasks:      prometheus.NewDesc("ila_mapsrv_failover_tasks_total", "Tasks of dead NVEs, by outcome (standby: moved to it; suspended: no usable standby), and standby registrations.", []string{"outcome"}, nil),
 		last:       prometheus.NewDesc("ila_mapsrv_last_failover_seconds", "Last NVE death: detection (last heartbeat to decision) and commit (state and every task).", []string{"phase"}, nil),
+		applied:    prometheus.NewDesc("ila_mapsrv_nve_applied_revision", "Store revision each NVE this replica hears has applied to its datapath, as its last heartbeat said.", []string{"nve"}, nil),
 	}
 }
 
 func (m *livenessMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.nves, m.heartbeats, m.fenced, m.changes, m.tasks, m.last} {
+	for _, d := range []*prometheus.Desc{m.nves, m.heartbeats, m.fenced, m.changes, m.tasks, m.last, m.applied} {
 		ch <- d
 	}
 }
@@ -63,4 +64,7 @@ func (m *livenessMetrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.tasks, prometheus.CounterValue, float64(st.Standbys), "standby_registered")
 	c(m.last, prometheus.GaugeValue, st.LastDetection.Seconds(), "detection")
 	c(m.last, prometheus.GaugeValue, st.LastCommit.Seconds(), "commit")
+	for nve, a := range m.svc.AppliedRevisions() {
+		c(m.applied, prometheus.GaugeValue, float64(a.Applied), nve)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ilamesh/ilamesh/internal/metriclist"
 	"io"
 	"net"
 	"net/http"
@@ -173,6 +174,10 @@ func TestRunRegisterRestart(t *testing.T) {
 	if err != nil || rep.Err() != nil {
 		t.Fatalf("udp registration: %+v, %v", rep, err)
 	}
+	// A heartbeat reporting the NVE's applied revision (its metric below).
+	if rep, err := c.Do(t.Context(), &regproto.Message{Heartbeat: true, Applied: 42}); err != nil || rep.Err() != nil {
+		t.Fatalf("heartbeat: %+v, %v", rep, err)
+	}
 	// The API refuses bad input with clear errors.
 	ctx := t.Context()
 	for _, tc := range []struct {
@@ -215,7 +220,8 @@ func TestRunRegisterRestart(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`ila_mapsrv_registrations_total{result="accepted"} 1`, `ila_mapsrv_auth_failures_total 0`, `ila_mapsrv_watch_lag_seconds_bucket`} {
+	metriclist.Check(t, "mapsrv", metrics) // promlint, and deploy/grafana/metrics/mapsrv.txt
+	for _, want := range []string{`ila_mapsrv_registrations_total{result="accepted"} 1`, `ila_mapsrv_nve_applied_revision{nve="nve1"} 42`, `ila_mapsrv_auth_failures_total 0`, `ila_mapsrv_watch_lag_seconds_bucket`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -1,6 +1,7 @@
 // Package etcdtls builds the etcd client TLS settings every daemon shares:
 // a client certificate (etcd's client-cert-auth) and a CA bundle for the
-// cluster's server certificates.
+// cluster's server certificates; and the reconnect settings of the
+// watchers (Resume).
 package etcdtls
 
 import (
@@ -9,8 +10,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Files names the PEM files of an etcd client's TLS setup. The zero value
@@ -70,4 +75,19 @@ func (f Files) Config() (*tls.Config, error) {
 		return nil, fmt.Errorf("etcd tls: %w", err)
 	}
 	return c, nil
+}
+
+// Resume are the etcd client settings of the long-running watchers (ilad
+// in both roles, dnsbridge): gRPC reconnects at most 500 ms apart (its
+// default backoff grows to 2 minutes, so a watch resumed seconds after an
+// etcd restart: issue 18 weakness 6), and keepalives find a dead
+// connection within about 15 s (etcd refuses pings more often than every
+// 5 s by default).
+func Resume(c *clientv3.Config) {
+	c.DialKeepAliveTime = 10 * time.Second
+	c.DialKeepAliveTimeout = 5 * time.Second
+	c.DialOptions = append(c.DialOptions, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+		MinConnectTimeout: 2 * time.Second,
+	}))
 }

@@ -13,6 +13,21 @@
 // or where.Converge, which checks again until the report is consistent
 // (datapaths still applying a change are "behind", not wrong) or ctx ends.
 //
+// In the lab (deploy/lab) the NVEs' local APIs are the sockets
+// <state-dir>/ilad-<nve>.sock and the ILA router's
+// <state-dir>/ilad-router.sock (ilad-router-<dc> for the other data
+// centres of --dcs); the store is the lab's mapsrv API client (or an
+// etcdstore.Watcher over the read-only etcd user):
+//
+//	rc, _ := locator.NewClient(filepath.Join(stateDir, "ilad-router.sock"))
+//	nodes := where.NVEs(where.SocketPattern(filepath.Join(stateDir, "ilad-{nve}.sock")),
+//		where.Node{Name: "router", Agent: rc})
+//	rep, err := where.Converge(ctx, api, nodes, where.Query{}, 100*time.Millisecond)
+//	// err != nil: not equal within ctx; rep.Problems() says where.
+//
+// An NVE that is down (its ilad killed) is StatusUnreachable: leave it
+// out of nodes, or expect it in the report.
+//
 // Check asks the agents first and reads the store after, so that a change
 // committed in between shows as "behind" (the node has not applied the
 // task's revision yet) rather than "wrong".
@@ -146,8 +161,9 @@ type NodeReport struct {
 	Mode    string `json:"mode,omitempty"`
 	Synced  bool   `json:"synced"`
 	Applied int64  `json:"applied_revision"`
-	// Lag is the store's revision minus Applied (revisions of the whole
-	// etcd, other keys included: a measure, not a count of mappings).
+	// Lag is the revision of the newest record the store holds (task, NVE
+	// or domain) minus Applied, at least 0: a measure in etcd revisions,
+	// not a count of mappings (a delete leaves no record to compare).
 	Lag   int64  `json:"lag"`
 	Error string `json:"error,omitempty"`
 }
@@ -306,6 +322,7 @@ type storeTask struct {
 
 type snap struct {
 	rev     int64
+	newest  int64 // highest revision of a listed record
 	nves    []ila.NVE
 	domains map[string]ila.Domain
 	tasks   []storeTask
@@ -325,6 +342,9 @@ func snapshot(ctx context.Context, store Store) (*snap, error) {
 	err := store.Watch(wctx, func(ev ila.Event) {
 		if synced {
 			return
+		}
+		if ev.Type != ila.EventSynced {
+			s.newest = max(s.newest, ev.Revision)
 		}
 		switch ev.Type {
 		case ila.EventTaskUpsert:
@@ -422,7 +442,7 @@ func compare(s *snap, ns []Node, views []view, q Query) *Report {
 			r.Consistent = false
 		} else {
 			nr.Role, nr.Mode, nr.Synced, nr.Applied = v.v.Role, v.v.Mode, v.v.Synced, v.v.Applied
-			nr.Lag = max(s.rev-v.v.Applied, 0)
+			nr.Lag = max(s.newest-v.v.Applied, 0)
 			held[i] = entries{}
 			for _, e := range v.v.Entries {
 				held[i][e.SIR] = e

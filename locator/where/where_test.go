@@ -115,6 +115,12 @@ func TestCheckStatuses(t *testing.T) {
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("statuses (-want +got):\n%s", diff)
 			}
+			if tc.name == "behind, wrong, suspended still mapped, left over" {
+				// The newest record is at 10 (the synced revision 12 is not a record's).
+				if r.Nodes[0].Lag != 1 || r.Nodes[1].Lag != 0 {
+					t.Errorf("lags %d %d, want 1 0", r.Nodes[0].Lag, r.Nodes[1].Lag)
+				}
+			}
 			if r.Consistent != tc.consistent || r.Revision != 12 {
 				t.Errorf("consistent %v revision %d, want %v 12; problems %q", r.Consistent, r.Revision, tc.consistent, r.Problems())
 			}

@@ -71,7 +71,10 @@ const (
 	// OptApplied: 8 bytes, may skip: in a heartbeat, the store (etcd)
 	// revision the NVE's datapath has applied (failover.go).
 	OptApplied OptionType = 142
-	OptAuth    OptionType = 127 // 32 bytes: HMAC-SHA256, always last
+	// OptAPI: 1-255 bytes UTF-8, may skip: in a heartbeat, the URL of the
+	// NVE's local API for operators (ilad -api-advertise).
+	OptAPI  OptionType = 143
+	OptAuth OptionType = 127 // 32 bytes: HMAC-SHA256, always last
 	// OptSig replaces OptAuth for a key that is an Ed25519 key pair (the
 	// mapping service's): 64 bytes, an Ed25519 signature, always last.
 	// Receivers verify it with the public key only, so holding it does not
@@ -86,7 +89,7 @@ var optionNames = map[OptionType]string{
 	OptMAC: "mac", OptVMID: "vm-id", OptIPv6: "ipv6-address", OptIPv4: "ipv4-address",
 	OptLifetime: "lifetime", OptStatus: "status", OptTenant: "tenant", OptDomain: "domain",
 	OptVNI: "vni", OptLocator: "locator", OptNVE: "nve", OptMoveMode: "move-mode", OptAuth: "auth", OptSig: "signature",
-	OptRole: "role", OptEpoch: "epoch", OptApplied: "applied revision",
+	OptRole: "role", OptEpoch: "epoch", OptApplied: "applied revision", OptAPI: "api address",
 }
 
 func (t OptionType) String() string {

@@ -35,8 +35,12 @@ func (r Role) Valid() bool { return r <= RoleStandby }
 // the skip bit, is above the 32 bits of the seen mask).
 const epochBit OptionType = 31
 
-// appliedBit is the duplicate-detection bit of OptApplied.
-const appliedBit OptionType = 30
+// appliedBit and apiBit are the duplicate-detection bits of OptApplied
+// and OptAPI.
+const (
+	appliedBit OptionType = 30
+	apiBit     OptionType = 29
+)
 
 // appendFailover appends the Role, Epoch and Applied options (absent when zero).
 func (m *Message) appendFailover(dst []byte) []byte {

@@ -12,7 +12,7 @@ import (
 func TestFailoverFieldsRoundTrip(t *testing.T) {
 	for _, m := range []*Message{
 		{Type: TypeRequest, Seq: 1, Timestamp: testTime, KeyID: 7, NVE: "nve-a", Heartbeat: true, Epoch: 3},
-		{Type: TypeRequest, Seq: 2, Timestamp: testTime, KeyID: 7, NVE: "nve-a", Heartbeat: true, Epoch: 3, Applied: 1<<40 + 7},
+		{Type: TypeRequest, Seq: 2, Timestamp: testTime, KeyID: 7, NVE: "nve-a", Heartbeat: true, Epoch: 3, Applied: 1<<40 + 7, API: "https://[fd99::1]:7483"},
 		{Type: TypeReply, Seq: 1, Timestamp: testTime, KeyID: 99, Status: StatusRejected, Reason: ReasonFenced, Epoch: 4},
 		func() *Message { m := fullRequest(); m.Role, m.Epoch = RoleStandby, 0xfffffffe; return m }(),
 	} {
@@ -58,6 +58,8 @@ func TestFailoverFieldsMalformed(t *testing.T) {
 		"applied length 4":    base(byte(OptApplied), 4, 0, 0, 0, 1),
 		"applied twice":       base(byte(OptApplied), 8, 0, 0, 0, 0, 0, 0, 0, 1, byte(OptApplied), 8, 0, 0, 0, 0, 0, 0, 0, 2),
 		"applied above int64": base(byte(OptApplied), 8, 0x80, 0, 0, 0, 0, 0, 0, 1),
+		"api twice":           base(byte(OptAPI), 1, 'a', byte(OptAPI), 1, 'b'),
+		"api control char":    base(byte(OptAPI), 1, 0x07),
 	} {
 		if _, err := Parse(b, testKeys); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)

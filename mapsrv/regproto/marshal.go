@@ -135,7 +135,7 @@ func (m *Message) appendBody(dst []byte, auth OptionType, authLen int) ([]byte, 
 	for _, s := range []struct {
 		t OptionType
 		v string
-	}{{OptNVE, m.NVE}, {OptVMID, m.VMID}, {OptTenant, m.Tenant}, {OptDomain, m.Domain}} {
+	}{{OptNVE, m.NVE}, {OptVMID, m.VMID}, {OptTenant, m.Tenant}, {OptDomain, m.Domain}, {OptAPI, m.API}} {
 		if s.v == "" {
 			continue
 		}

@@ -41,8 +41,10 @@ type Message struct {
 	Role      Role
 	Epoch     uint32
 	// Applied is, in a heartbeat, the store revision the NVE's datapath
-	// has applied (0: not reported).
+	// has applied (0: not reported); API the URL of its local API for
+	// operators (empty: none).
 	Applied int64
+	API     string
 }
 
 // LifetimeUnit is the unit of the Lifetime field.

@@ -210,6 +210,11 @@ func (m *Message) parseOptions(b []byte) error {
 				return fmt.Errorf("%s option at offset %d: repeated: %w", t, at, ErrMalformed)
 			}
 			seen |= optBit(appliedBit)
+		case OptAPI:
+			if seen&optBit(apiBit) != 0 {
+				return fmt.Errorf("%s option at offset %d: repeated: %w", t, at, ErrMalformed)
+			}
+			seen |= optBit(apiBit)
 		case OptVMID, OptTenant, OptDomain, OptNVE:
 		case OptAuth, OptSig:
 			return fmt.Errorf("authentication option at offset %d is not last: %w", at, ErrMalformed)
@@ -254,7 +259,7 @@ func (m *Message) parseOptions(b []byte) error {
 			if err := m.parseFailover(t, v, at); err != nil {
 				return err
 			}
-		case OptVMID, OptTenant, OptDomain, OptNVE:
+		case OptVMID, OptTenant, OptDomain, OptNVE, OptAPI:
 			s := string(v)
 			if err := checkString(s); err != nil {
 				return fmt.Errorf("%s option at offset %d: %v: %w", t, at, err, ErrMalformed)
@@ -268,6 +273,8 @@ func (m *Message) parseOptions(b []byte) error {
 				m.Domain = s
 			case OptNVE:
 				m.NVE = s
+			case OptAPI:
+				m.API = s
 			}
 		}
 	}
