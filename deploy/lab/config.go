@@ -62,6 +62,10 @@ type Config struct {
 	// Short intervals on a loaded machine declare NVEs dead that are only
 	// slow: tests that are not about failover keep the default.
 	Heartbeat time.Duration
+	// FlapMoves is how many moves of one task mapsrv allows within its
+	// flap damping window (3 min) [mapsrv's default, 5]; the chaos
+	// suite's random moves need many.
+	FlapMoves int
 	// Progress, if set, is told what the lab is doing.
 	Progress func(string)
 	// Logger [discard].
@@ -125,6 +129,9 @@ func (c *Config) validate() error {
 	}
 	if c.Lifetime != 0 && c.Lifetime < 4*time.Second {
 		return fmt.Errorf("lifetime %v: want at least 4s (the protocol counts 4s units)", c.Lifetime)
+	}
+	if c.FlapMoves < 0 {
+		return fmt.Errorf("flap moves %d: want 0 (mapsrv's default) or more", c.FlapMoves)
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = time.Second

@@ -218,7 +218,7 @@ func (l *Lab) plan() *Topology {
 			ReadOnlyUser: etcdOperator, ReadOnlyPasswordFile: filepath.Join(l.dir, "etcd-auth", etcdOperator+".password")},
 		DNS:    DNS{Netns: l.nsName("ctl"), Addr: netip.AddrPortFrom(ControlAddr, DNSPort).String(), Zone: Zone},
 		Router: Router{Netns: l.nsName("fabric"), Mode: "none"},
-		Timers: Timers{Heartbeat: Duration(c.Heartbeat), Lifetime: Duration(c.Lifetime)},
+		Timers: Timers{Heartbeat: Duration(c.Heartbeat), Lifetime: Duration(c.Lifetime), FlapMoves: c.FlapMoves},
 	}
 	task := 0
 	for n := 1; n <= c.NVEs; n++ {

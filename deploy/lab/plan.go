@@ -157,6 +157,9 @@ type Task struct {
 type Timers struct {
 	Heartbeat Duration `json:"heartbeat"`
 	Lifetime  Duration `json:"lifetime,omitempty"`
+	// FlapMoves is mapsrv's flap damping limit (--flap-moves; 0: its
+	// default).
+	FlapMoves int `json:"flap_moves,omitempty"`
 }
 
 // Mapsrv is where the mapping service listens.
