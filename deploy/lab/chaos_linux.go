@@ -521,7 +521,7 @@ func (r *ChaosResult) judge() {
 			r.Problems = append(r.Problems, fmt.Sprintf("ping lost %d of %d", r.PingLost, r.PingSent))
 		}
 	}
-	if r.MoverLost > 0 {
+	if r.MoverLost > allowed {
 		r.Problems = append(r.Problems, fmt.Sprintf("the victim's ping towards the moved task lost %d of %d", r.MoverLost, r.MoverSent))
 	}
 	if !r.TCPSurvived {
