@@ -109,7 +109,12 @@ func (l *Lab) FabricPortAddrs(nve string) ([]netip.Addr, error) {
 const (
 	ChaosKillIlad   = "kill-ilad"   // kill -9 of the victim NVE's ilad, started again after the fault
 	ChaosKillMapsrv = "kill-mapsrv" // kill -9 of mapsrv (and the etcd it embeds)
-	ChaosKillEtcd   = "kill-etcd"   // the lab's etcd is embedded in mapsrv: kill -9 of that process
+	// ChaosKillEtcd kills etcd: every member of the lab's cluster
+	// (--etcd-members 3), or with the embedded etcd mapsrv's process.
+	ChaosKillEtcd = "kill-etcd"
+	// ChaosEtcdLeader kills the leader of the lab's etcd cluster (needs
+	// `ilalab up --etcd-members 3`).
+	ChaosEtcdLeader = "etcd-leader"
 	ChaosKillRouter = "kill-router" // kill -9 of the ILA router
 	ChaosLinkFlap1s = "link-flap-1s"
 	ChaosLinkFlap5s = "link-flap-5s"
@@ -125,7 +130,7 @@ const (
 )
 
 // ChaosScenarios lists the scenarios `ilalab chaos --all` runs, in order.
-var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosMoves}
+var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosMoves}
 
 // ChaosConfig configures Chaos. Zero values have defaults (in brackets).
 type ChaosConfig struct {
@@ -210,6 +215,9 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	}
 	if l.cfg.UnderlayOnly {
 		return nil, errors.New("chaos: the lab runs no ILA daemons (--underlay-only)")
+	}
+	if cfg.Scenario == ChaosEtcdLeader && l.topo.Etcd.Members <= 1 {
+		return nil, errors.New("chaos etcd-leader: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)")
 	}
 	if len(l.topo.NVEs) < 3 {
 		return nil, fmt.Errorf("chaos: needs 3 NVEs (victim, mover's source and destination), the lab has %d", len(l.topo.NVEs))
@@ -305,12 +313,29 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	case ChaosKillIlad:
 		moveDuring()
 		faultErr = l.killFor(ctx, procIlad(victim.NVE), cfg.Fault, func() error { return l.StartIlad(ctx, victim.NVE) })
-	case ChaosKillMapsrv, ChaosKillEtcd:
-		if cfg.Scenario == ChaosKillEtcd {
-			r.Notes = append(r.Notes, "the lab's etcd is embedded in mapsrv: this kills that process (as kill-mapsrv)")
-		}
+	case ChaosKillMapsrv:
 		moveDuring()
 		faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+	case ChaosKillEtcd:
+		moveDuring()
+		if l.topo.Etcd.Members <= 1 {
+			r.Notes = append(r.Notes, "the lab's etcd is embedded in mapsrv: this kills that process (as kill-mapsrv)")
+			faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+			break
+		}
+		var members []int
+		for i := 1; i <= l.topo.Etcd.Members; i++ {
+			members = append(members, i)
+		}
+		faultErr = l.killEtcdFor(ctx, members, cfg.Fault)
+	case ChaosEtcdLeader:
+		var leader int
+		if leader, faultErr = l.EtcdLeader(ctx, 10*time.Second); faultErr != nil {
+			break
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("killed the etcd leader, e%d of %d", leader, l.topo.Etcd.Members))
+		moveDuring()
+		faultErr = l.killEtcdFor(ctx, []int{leader}, cfg.Fault)
 	case ChaosKillRouter:
 		moveDuring()
 		faultErr = l.killFor(ctx, procRouter, cfg.Fault, func() error { return l.restartRouter() })
@@ -407,10 +432,8 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 
 // killFor kills a daemon with SIGKILL, waits d and starts it again.
 func (l *Lab) killFor(ctx context.Context, proc string, d time.Duration, start func() error) error {
-	if _, ok := l.procs[proc]; !ok {
-		if p, ok := readPIDs(l.dir)[proc]; ok {
-			l.procs[proc] = p
-		}
+	if p, ok := readPIDs(l.dir)[proc]; ok && (l.procs[proc] == nil || l.procs[proc].PID != p.PID) {
+		l.procs[proc] = p
 	}
 	l.progress("kill -9 %s for %v", proc, d)
 	if err := l.Kill(proc); err != nil {
@@ -419,6 +442,32 @@ func (l *Lab) killFor(ctx context.Context, proc string, d time.Duration, start f
 	sleepCtx(ctx, d)
 	if err := start(); err != nil {
 		return fmt.Errorf("start %s again: %w", proc, err)
+	}
+	return l.save()
+}
+
+// killEtcdFor kills etcd members with SIGKILL, waits d and starts them
+// again (they rejoin with their data).
+func (l *Lab) killEtcdFor(ctx context.Context, members []int, d time.Duration) error {
+	for _, i := range members {
+		if p, ok := readPIDs(l.dir)[procEtcd(i)]; ok && (l.procs[procEtcd(i)] == nil || l.procs[procEtcd(i)].PID != p.PID) {
+			l.procs[procEtcd(i)] = p
+		}
+		l.progress("kill -9 %s for %v", procEtcd(i), d)
+		if err := l.Kill(procEtcd(i)); err != nil {
+			return err
+		}
+	}
+	sleepCtx(ctx, d)
+	for _, i := range members {
+		if err := l.StartEtcdMember(i); err != nil {
+			return fmt.Errorf("start %s again: %w", procEtcd(i), err)
+		}
+	}
+	for _, i := range members {
+		if err := l.waitEtcdMember(ctx, i, 15*time.Second); err != nil {
+			return err
+		}
 	}
 	return l.save()
 }

@@ -244,6 +244,9 @@ func (l *Lab) plan() *Topology {
 		}
 	}
 	planVMs(t, c.VMTasks)
+	if c.EtcdMembers > 1 {
+		l.planEtcdCluster(t, c.EtcdMembers)
+	}
 	return t
 }
 

@@ -188,6 +188,10 @@ type Etcd struct {
 	// and cannot write it (etcdctl --user NAME --password "$(cat FILE)").
 	ReadOnlyUser         string `json:"read_only_user,omitempty"`
 	ReadOnlyPasswordFile string `json:"read_only_password_file,omitempty"`
+	// Members is the number of members of the lab's own etcd cluster
+	// (`ilalab up --etcd-members 3`, etcdcluster_linux.go); 0: mapsrv's
+	// embedded etcd.
+	Members int `json:"members,omitempty"`
 }
 
 // DNS is where the DNS bridge answers.
