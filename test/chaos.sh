@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 out=${2:-/tmp/ilalab-chaos}
 moves=${MOVES:-1000}
-scenarios=${SCENARIOS:-"kill-ilad kill-mapsrv kill-etcd kill-router link-flap-1s link-flap-5s reg-loss moves"}
+# kill-etcd@3 is kill-etcd against a 3-member etcd cluster
+# (--etcd-members 3; etcd-leader always runs on one).
+scenarios=${SCENARIOS:-"kill-ilad kill-mapsrv kill-etcd kill-etcd@3 etcd-leader kill-router link-flap-1s link-flap-5s reg-loss moves"}
 mkdir -p "$out/bin"
 go build -o "$out/bin/" ./cmd/mapsrv ./cmd/ilad ./cmd/dnsbridge ./cmd/ilactl ./cmd/ilalab ./cmd/ila-cni
 ilalab="$out/bin/ilalab"
@@ -25,11 +27,13 @@ for s in $scenarios; do
 	[ "$s" = moves ] && variants="--move=false"
 	for v in $variants; do
 		for i in $(seq "$runs"); do
-			"$ilalab" up -q --name "$name" --state-dir "$state" --host-link=false --flap-moves $((moves + 10)) --bin-dir "$out/bin" >/dev/null
+			members=1
+			case $s in *@3 | etcd-leader) members=3 ;; esac
+			"$ilalab" up -q --name "$name" --state-dir "$state" --host-link=false --flap-moves $((moves + 10)) --etcd-members $members --bin-dir "$out/bin" >/dev/null
 			tag="$s"
 			[ "$v" = --move=true ] && tag="$s+move"
 			rc=0
-			"$ilalab" chaos "$s" "$v" --moves "$moves" -o json --state-dir "$state" -q >"$out/$tag-$i.json" 2>"$out/$tag-$i.err" || rc=$?
+			"$ilalab" chaos "${s%@3}" "$v" --moves "$moves" -o json --state-dir "$state" -q >"$out/$tag-$i.json" 2>"$out/$tag-$i.err" || rc=$?
 			if [ -s "$out/$tag-$i.json" ]; then
 				python3 - "$out/$tag-$i.json" "$tag" "$i" <<'PY'
 import json, sys

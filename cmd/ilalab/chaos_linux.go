@@ -60,6 +60,10 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var results []*lab.ChaosResult
 	failed := 0
 	for _, s := range scenarios {
+		if *all && s == lab.ChaosEtcdLeader && l.Topology().Etcd.Members <= 1 {
+			fmt.Fprintf(stderr, "ilalab: chaos %s skipped: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)\n", s)
+			continue
+		}
 		for range *runs {
 			cfg.Scenario = s
 			r, err := l.Chaos(ctx, cfg)
