@@ -111,7 +111,10 @@ func (a *Agent) heartbeat(ctx context.Context, iv time.Duration) {
 	case err == nil:
 		h.sent.Add(1)
 		if h.down.Swap(false) {
-			a.log.Info("heartbeats answered again", "epoch", cur)
+			// The path to mapsrv is back (a link came up): renew the
+			// registrations now rather than at the end of their backoff.
+			a.log.Info("heartbeats answered again; registering the tasks again", "epoch", cur)
+			a.kickRegistrations()
 		}
 		if cur != e {
 			h.epoch.Store(cur)
@@ -172,14 +175,20 @@ func (a *Agent) rejoin(ctx context.Context, epoch uint32, iv time.Duration) {
 	a.hb.epoch.Store(cur)
 	a.hb.rejoined.Add(1)
 	a.log.Info("nve rejoined", "epoch", cur)
+	a.kickRegistrations()
+}
+
+// kickRegistrations makes every local task's registration loop register
+// now.
+func (a *Agent) kickRegistrations() {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, lt := range a.locals {
 		select {
 		case lt.kick <- struct{}{}:
 		default:
 		}
 	}
-	a.mu.Unlock()
 }
 
 // storeTask reads a task from the store (the watch cache may lag behind a

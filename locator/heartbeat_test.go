@@ -2,6 +2,7 @@ package locator_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -198,6 +199,50 @@ func TestRestartHold(t *testing.T) {
 		defer ms.mu.Unlock()
 		if n := len(ms.holds); n < 2 || ms.holds[n-1] != 8*time.Second || ms.holds[n-2] != 0 {
 			t.Errorf("holds sent %v, want zeros then 8s at the end", ms.holds)
+		}
+	})
+}
+
+// TestReregisterWhenPathReturns (issue 18, weakness 2): while the path to
+// mapsrv is down the registration retries back off (to 5 s); when
+// heartbeats are answered again, the agent registers its tasks at once
+// instead of at the end of its backoff.
+func TestReregisterWhenPathReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		reg := &locatortest.Registrar{Grant: 4 * time.Second} // renewed every 2 s
+		ms := &fakeMapsrv{epoch: 1}
+		a := newAgent(t, "", dp, src, func(c *locator.Config) {
+			c.Registrar, c.Heartbeater, c.Lookup = reg, ms, src
+			c.Heartbeat = ila.Duration(100 * time.Millisecond)
+		})
+		stop := run(t, a)
+		defer stop()
+		synctest.Wait()
+		s := spec("web1", "veth-1", 0x1001)
+		if err := a.Attach(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+		// The path goes: heartbeats and registrations fail for 20 s,
+		// long enough for the retries to back off to their longest.
+		ms.set(func(m *fakeMapsrv) { m.down = true })
+		reg.SetErr(errors.New("no registration reply"))
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+		n := len(reg.Registrations())
+		// Back.
+		ms.set(func(m *fakeMapsrv) { m.down = false })
+		reg.SetErr(nil)
+		time.Sleep(300 * time.Millisecond)
+		synctest.Wait()
+		if got := len(reg.Registrations()); got == n {
+			t.Fatalf("no registration within 300ms of the path's return (%d before)", n)
+		}
+		for _, ts := range a.Tasks() {
+			if ts.Name == "web1" && (!ts.Registered || ts.Error != "") {
+				t.Errorf("web1 after the path returned: registered %v, error %q", ts.Registered, ts.Error)
+			}
 		}
 	})
 }

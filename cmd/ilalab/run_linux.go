@@ -26,6 +26,7 @@ commands:
   standby  give a task a hot standby on another NVE: ilalab standby TASK --on NVE
   fail     make an NVE die (ilad killed, link down) or mapsrv (killed): ilalab fail NVE|mapsrv
   recover  bring back what fail took down: ilalab recover NVE|mapsrv
+  chaos    faults under traffic, with counts and a consistency check: ilalab chaos SCENARIO|--all [--move]
   demo     up, traffic, a hot move under traffic (or --scenario failover), report, down
   down     remove everything the lab made (idempotent); --all: what dead runs left
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDemo(ctx, args, stdout, stderr)
 	case "standby", "fail", "recover":
 		return cmdFailover(ctx, cmd, args, stdout, stderr)
+	case "chaos":
+		return cmdChaos(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -126,6 +129,8 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
 	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "registration lifetime the NVEs ask for (default ilad's, 2m; at least 4s)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 100*time.Millisecond, "NVE heartbeat interval (mapsrv declares an NVE dead after 3)")
+	fs.IntVar(&cfg.EtcdMembers, "etcd-members", 1, "etcd members: 1 is mapsrv's embedded etcd; 3 or 5 run an etcd cluster (the etcd binary: apt install etcd-server) in the control namespace")
+	fs.IntVar(&cfg.FlapMoves, "flap-moves", 0, "moves of one task mapsrv allows within 3 minutes before it damps them (default mapsrv's, 5; `ilalab chaos moves` needs many)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
 	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")
 	return cfg

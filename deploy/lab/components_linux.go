@@ -206,6 +206,9 @@ func (l *Lab) startControl(ctx context.Context) error {
 	if err := ensureBPFFS(); err != nil {
 		return err
 	}
+	if err := l.startEtcdCluster(ctx); err != nil {
+		return err
+	}
 	if err := l.startMapsrv(ctx); err != nil {
 		return err
 	}
@@ -250,11 +253,20 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
 	etcdDir := filepath.Join(l.dir, "etcd")
 	args := mapsrvArgs(etcdDir, t.Etcd.Endpoints[0], netip.AddrPortFrom(ControlAddr, APIPort).String(), t.Mapsrv.Registration, l.keysPath())
-	if t.Etcd.ReadOnlyUser != "" {
-		args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
+	var env []string
+	if t.Etcd.Members > 1 {
+		l.progress("starting mapsrv (etcd cluster of %d) in %s", t.Etcd.Members, ctl.name())
+		var err error
+		if args, env, err = l.mapsrvClusterArgs(); err != nil {
+			return err
+		}
+	} else {
+		l.progress("starting mapsrv (embedded etcd) in %s", ctl.name())
+		if t.Etcd.ReadOnlyUser != "" {
+			args = append(args, "--etcd-rbac-users", filepath.Join(l.etcdAuthDir(), "users"), "--etcd-root-password-file", l.etcdPasswordFile("root"))
+		}
 	}
 	args = append(args, l.mapsrvTimerArgs()...)
 	if t.Mapsrv.TokenFile != "" {
@@ -264,7 +276,7 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 		dir := filepath.Dir(ca)
 		args = append(args, "--api-cert", filepath.Join(dir, "server.crt"), "--api-key", filepath.Join(dir, "server.key"))
 	}
-	p, err := l.start(procMapsrv, ctl.ns, l.bins[BinMapsrv], args...)
+	p, err := l.startEnv(procMapsrv, ctl.ns, env, l.bins[BinMapsrv], args...)
 	if err != nil {
 		return err
 	}

@@ -62,6 +62,14 @@ type Config struct {
 	// Short intervals on a loaded machine declare NVEs dead that are only
 	// slow: tests that are not about failover keep the default.
 	Heartbeat time.Duration
+	// EtcdMembers runs an etcd cluster of this many members (the etcd
+	// binary, in the control namespace) for mapsrv instead of its
+	// embedded etcd [1: embedded]; 3 or 5.
+	EtcdMembers int
+	// FlapMoves is how many moves of one task mapsrv allows within its
+	// flap damping window (3 min) [mapsrv's default, 5]; the chaos
+	// suite's random moves need many.
+	FlapMoves int
 	// Progress, if set, is told what the lab is doing.
 	Progress func(string)
 	// Logger [discard].
@@ -125,6 +133,17 @@ func (c *Config) validate() error {
 	}
 	if c.Lifetime != 0 && c.Lifetime < 4*time.Second {
 		return fmt.Errorf("lifetime %v: want at least 4s (the protocol counts 4s units)", c.Lifetime)
+	}
+	switch c.EtcdMembers {
+	case 0, 1, 3, 5:
+	default:
+		return fmt.Errorf("etcd members %d: want 1 (mapsrv's embedded etcd), 3 or 5", c.EtcdMembers)
+	}
+	if c.EtcdMembers > 1 && c.UnderlayOnly {
+		return fmt.Errorf("etcd members %d: not with underlay-only", c.EtcdMembers)
+	}
+	if c.FlapMoves < 0 {
+		return fmt.Errorf("flap moves %d: want 0 (mapsrv's default) or more", c.FlapMoves)
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = time.Second

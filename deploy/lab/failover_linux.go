@@ -23,10 +23,14 @@ const FailMapsrv = "mapsrv"
 
 // mapsrvTimerArgs are mapsrv's liveness flags.
 func (l *Lab) mapsrvTimerArgs() []string {
+	var args []string
 	if hb := time.Duration(l.topo.Timers.Heartbeat); hb > 0 {
-		return []string{"--heartbeat-interval", hb.String()}
+		args = append(args, "--heartbeat-interval", hb.String())
 	}
-	return nil
+	if n := l.topo.Timers.FlapMoves; n > 0 {
+		args = append(args, "--flap-moves", strconv.Itoa(n))
+	}
+	return args
 }
 
 // iladTimerArgs are ilad's heartbeat and lifetime flags.

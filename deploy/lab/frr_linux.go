@@ -351,11 +351,11 @@ func (l *Lab) fabricOf(nve NVE, fab *node, mk func(string) (*node, error)) (*nod
 	if err != nil {
 		return nil, err
 	}
-	for _, kv := range [][2]string{
+	for _, kv := range append([][2]string{
 		{"net.ipv6.conf.all.forwarding", "1"},
 		{"net.ipv6.conf.all.accept_dad", "0"},
 		{"net.ipv6.conf.default.accept_dad", "0"},
-	} {
+	}, keepAddrSysctls...) {
 		if err := n.sysctl(kv[0], kv[1]); err != nil {
 			return nil, err
 		}

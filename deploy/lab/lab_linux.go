@@ -218,7 +218,7 @@ func (l *Lab) plan() *Topology {
 			ReadOnlyUser: etcdOperator, ReadOnlyPasswordFile: filepath.Join(l.dir, "etcd-auth", etcdOperator+".password")},
 		DNS:    DNS{Netns: l.nsName("ctl"), Addr: netip.AddrPortFrom(ControlAddr, DNSPort).String(), Zone: Zone},
 		Router: Router{Netns: l.nsName("fabric"), Mode: "none"},
-		Timers: Timers{Heartbeat: Duration(c.Heartbeat), Lifetime: Duration(c.Lifetime)},
+		Timers: Timers{Heartbeat: Duration(c.Heartbeat), Lifetime: Duration(c.Lifetime), FlapMoves: c.FlapMoves},
 	}
 	task := 0
 	for n := 1; n <= c.NVEs; n++ {
@@ -244,6 +244,9 @@ func (l *Lab) plan() *Topology {
 		}
 	}
 	planVMs(t, c.VMTasks)
+	if c.EtcdMembers > 1 {
+		l.planEtcdCluster(t, c.EtcdMembers)
+	}
 	return t
 }
 
@@ -268,11 +271,11 @@ func (l *Lab) buildUnderlay() error {
 		return err
 	}
 	for _, n := range []*node{fab, ctl} {
-		for _, kv := range [][2]string{
+		for _, kv := range append([][2]string{
 			{"net.ipv6.conf.all.forwarding", "1"},
 			{"net.ipv6.conf.all.accept_dad", "0"},
 			{"net.ipv6.conf.default.accept_dad", "0"},
-		} {
+		}, keepAddrSysctls...) {
 			if err := n.sysctl(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -302,12 +305,12 @@ func (l *Lab) buildUnderlay() error {
 		if err != nil {
 			return err
 		}
-		for _, kv := range [][2]string{
+		for _, kv := range append([][2]string{
 			{"net.ipv6.conf.all.forwarding", "1"},
 			{"net.ipv4.ip_forward", "1"},
 			{"net.ipv6.conf.all.accept_dad", "0"},
 			{"net.ipv6.conf.default.accept_dad", "0"},
-		} {
+		}, keepAddrSysctls...) {
 			if err := nn.sysctl(kv[0], kv[1]); err != nil {
 				return err
 			}
@@ -371,6 +374,17 @@ func (l *Lab) buildUnderlay() error {
 		}
 	}
 	return nil
+}
+
+// keepAddrSysctls keep the static addresses of an underlay port that
+// goes down (a flapping link, `ilalab chaos link-flap-1s`): without them
+// the kernel flushes the port's IPv6 addresses, nothing puts them back,
+// and with them go the fabric's route to the NVE's locator and the NVE's
+// path to mapsrv. Routes through the port are still flushed; the fabric's
+// routing (FRR) learns them again when the port comes back.
+var keepAddrSysctls = [][2]string{
+	{"net.ipv6.conf.all.keep_addr_on_down", "1"},
+	{"net.ipv6.conf.default.keep_addr_on_down", "1"},
 }
 
 // taskSysctls are the sysctls of a task namespace.

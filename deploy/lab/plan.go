@@ -157,6 +157,9 @@ type Task struct {
 type Timers struct {
 	Heartbeat Duration `json:"heartbeat"`
 	Lifetime  Duration `json:"lifetime,omitempty"`
+	// FlapMoves is mapsrv's flap damping limit (--flap-moves; 0: its
+	// default).
+	FlapMoves int `json:"flap_moves,omitempty"`
 }
 
 // Mapsrv is where the mapping service listens.
@@ -185,6 +188,10 @@ type Etcd struct {
 	// and cannot write it (etcdctl --user NAME --password "$(cat FILE)").
 	ReadOnlyUser         string `json:"read_only_user,omitempty"`
 	ReadOnlyPasswordFile string `json:"read_only_password_file,omitempty"`
+	// Members is the number of members of the lab's own etcd cluster
+	// (`ilalab up --etcd-members 3`, etcdcluster_linux.go); 0: mapsrv's
+	// embedded etcd.
+	Members int `json:"members,omitempty"`
 }
 
 // DNS is where the DNS bridge answers.

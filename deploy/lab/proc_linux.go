@@ -70,6 +70,11 @@ type proc struct {
 // sees /sys/fs/bpf), in its own session, logging to <state>/logs/<name>.log,
 // and records its pid in <state>/pids/<name>.pid.
 func (l *Lab) start(name string, ns *netns.NS, bin string, args ...string) (*proc, error) {
+	return l.startEnv(name, ns, nil, bin, args...)
+}
+
+// startEnv is start with env added to the child's environment.
+func (l *Lab) startEnv(name string, ns *netns.NS, env []string, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(l.dir, "logs", name+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("log dir: %w", err)
@@ -83,6 +88,9 @@ func (l *Lab) start(name string, ns *netns.NS, bin string, args ...string) (*pro
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = l.dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	start := cmd.Start
 	if ns != nil {

@@ -181,10 +181,60 @@ func Remove(name string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount netns %s: %w", name, err)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(path)
+	if errors.Is(err, unix.EBUSY) {
+		// Still a mount point: the name was mounted before Dir became a
+		// (recursive) bind mount of itself, as `ip netns add` makes it on
+		// a machine where it is not one yet, so a copy of the mount hides
+		// the original beneath that bind mount.
+		err = removeCovered(path)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove netns %s: %w", name, err)
 	}
 	return nil
+}
+
+// removeCovered removes the namespace file path whose original mount is
+// covered by a later bind mount of its directory: in a private mount
+// namespace on a thread that is then thrown away, it unmounts what covers
+// the directory and the mounts on the file, and unlinks the file; the
+// kernel then detaches the mounts left on it in every other mount
+// namespace.
+func removeCovered(path string) error {
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread leaves the host mount namespace and
+		// the runtime terminates it when this goroutine exits.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNS | unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+			errc <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		dir := filepath.Dir(path)
+		for range 8 {
+			for unix.Unmount(path, unix.MNT_DETACH) == nil {
+			}
+			err := os.Remove(path)
+			if !errors.Is(err, unix.EBUSY) {
+				if errors.Is(err, os.ErrNotExist) {
+					err = fmt.Errorf("%s is not beneath a bind mount of %s: %w", path, dir, unix.EBUSY)
+				}
+				errc <- err
+				return
+			}
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				errc <- fmt.Errorf("still mounted, and %s is not a mount point: %w", dir, unix.EBUSY)
+				return
+			}
+		}
+		errc <- fmt.Errorf("still mounted beneath 8 mounts of %s: %w", dir, unix.EBUSY)
+	}()
+	return <-errc
 }
 
 // List returns the names of the namespaces under Dir.

@@ -1,0 +1,637 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/ilamesh/ilamesh/ila"
+	"github.com/ilamesh/ilamesh/locator"
+)
+
+// fabricNetnsOf is the fabric namespace of n's data centre.
+func (l *Lab) fabricNetnsOf(n *NVE) string {
+	if d := l.dcIndex(n.DC); d <= len(l.topo.Fabric.DCs) && l.topo.Fabric.DCs[d-1].FabricNetns != "" {
+		return l.topo.Fabric.DCs[d-1].FabricNetns
+	}
+	return l.topo.FabricNetns
+}
+
+// FlapLink sets NVE nve's fabric port (the fabric's end of its underlay
+// link) down, waits down, and sets it up again, as a switch port that
+// flaps: the NVE's end loses its carrier meanwhile. Nothing is restored
+// by the lab afterwards: the fabric's routing (FRR) and the daemons must
+// recover on their own.
+func (l *Lab) FlapLink(ctx context.Context, nve string, down time.Duration) error {
+	n, err := l.topo.NVEByName(nve)
+	if err != nil {
+		return err
+	}
+	fab, err := l.node(l.fabricNetnsOf(n))
+	if err != nil {
+		return err
+	}
+	link, err := fab.link(n.Name)
+	if err != nil {
+		return err
+	}
+	if err := fab.h.LinkSetDown(link); err != nil {
+		return fmt.Errorf("flap %s: set %s down in %s: %w", nve, n.Name, fab.name(), err)
+	}
+	t := time.NewTimer(down)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	if err := fab.h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("flap %s: set %s up in %s: %w", nve, n.Name, fab.name(), err)
+	}
+	return ctx.Err()
+}
+
+// IladTasks is what NVE nve's ilad says of its local tasks (its local API).
+func (l *Lab) IladTasks(ctx context.Context, nve string) ([]locator.TaskStatus, error) {
+	if _, err := l.topo.NVEByName(nve); err != nil {
+		return nil, err
+	}
+	c, err := locator.NewClient(l.iladSock(nve))
+	if err != nil {
+		return nil, err
+	}
+	ts, err := c.Tasks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tasks of %s: %w", nve, err)
+	}
+	return ts, nil
+}
+
+// FabricPortAddrs lists the IPv6 addresses of the fabric's port to NVE nve.
+func (l *Lab) FabricPortAddrs(nve string) ([]netip.Addr, error) {
+	n, err := l.topo.NVEByName(nve)
+	if err != nil {
+		return nil, err
+	}
+	fab, err := l.node(l.fabricNetnsOf(n))
+	if err != nil {
+		return nil, err
+	}
+	link, err := fab.link(n.Name)
+	if err != nil {
+		return nil, err
+	}
+	as, err := fab.h.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s in %s: %w", n.Name, fab.name(), err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
+// Chaos scenarios (`ilalab chaos`, docs/RELIABILITY.md). The victim is
+// the second NVE (its first task is the flows' destination), the mover a
+// task of the third NVE that moves to the first during the fault.
+const (
+	ChaosKillIlad   = "kill-ilad"   // kill -9 of the victim NVE's ilad, started again after the fault
+	ChaosKillMapsrv = "kill-mapsrv" // kill -9 of mapsrv (and the etcd it embeds)
+	// ChaosKillEtcd kills etcd: every member of the lab's cluster
+	// (--etcd-members 3), or with the embedded etcd mapsrv's process.
+	ChaosKillEtcd = "kill-etcd"
+	// ChaosEtcdLeader kills the leader of the lab's etcd cluster (needs
+	// `ilalab up --etcd-members 3`).
+	ChaosEtcdLeader = "etcd-leader"
+	ChaosKillRouter = "kill-router" // kill -9 of the ILA router
+	ChaosLinkFlap1s = "link-flap-1s"
+	ChaosLinkFlap5s = "link-flap-5s"
+	// ChaosRegLoss drops 30% of the registration protocol's packets
+	// (UDP to and from mapsrv's registration port, move notifications)
+	// in the control namespace, with nftables (this kernel has no
+	// sch_netem for `tc netem`).
+	ChaosRegLoss = "reg-loss"
+	// ChaosMoves moves random tasks between random NVEs (Moves of them,
+	// one after another; mapsrv's flap damping must allow it: `ilalab up
+	// --flap-moves`), then checks consistency.
+	ChaosMoves = "moves"
+)
+
+// ChaosScenarios lists the scenarios `ilalab chaos --all` runs, in order.
+var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosMoves}
+
+// ChaosConfig configures Chaos. Zero values have defaults (in brackets).
+type ChaosConfig struct {
+	Scenario string
+	// Fault is how long the fault lasts [2s; the link flaps 1s and 5s;
+	// registration loss 5s].
+	Fault time.Duration
+	// Before and After are how long the flows run before the fault and
+	// after it ends [1s, 3s].
+	Before, After time.Duration
+	// Move moves the mover task during the fault.
+	Move bool
+	// Moves is the number of moves of the moves scenario [1000].
+	Moves int
+	// Settle is how long the lab may take to become consistent after the
+	// scenario [15s].
+	Settle time.Duration
+	// Seed seeds the moves scenario's choices [the time].
+	Seed uint64
+}
+
+// ChaosMove is one move made during a scenario and what became of it.
+type ChaosMove struct {
+	Task string `json:"task"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	// Err is the error the move reported ("" if it succeeded).
+	Err string `json:"error,omitempty"`
+	// StoreNVE is where the store has the task after the scenario.
+	StoreNVE string   `json:"store_nve"`
+	Took     Duration `json:"took"`
+}
+
+// ChaosResult is what one scenario measured.
+type ChaosResult struct {
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	Fault    Duration  `json:"fault"`
+	// Window is the loss the scenario justifies (the victim's own link
+	// is down): pings sent meanwhile are lost; 0: none.
+	Window   Duration     `json:"window"`
+	Flows    []*FlowStats `json:"flows"`
+	PingLost int          `json:"ping_lost"`
+	PingSent int          `json:"ping_sent"`
+	// MoverLost and MoverSent count the victim's ping towards the task
+	// that moves (with ChaosConfig.Move).
+	MoverLost   int         `json:"mover_ping_lost,omitempty"`
+	MoverSent   int         `json:"mover_ping_sent,omitempty"`
+	LongestGap  Duration    `json:"longest_gap"`
+	TCPSurvived bool        `json:"tcp_survived"`
+	Moves       []ChaosMove `json:"moves,omitempty"`
+	// MovesFailed counts moves that reported failure, FailedButHappened
+	// those of them the store has on their destination anyway,
+	// OKButNotHappened successful moves the store does not have there.
+	MovesFailed       int          `json:"moves_failed"`
+	FailedButHappened int          `json:"failed_but_happened"`
+	OKButNotHappened  int          `json:"ok_but_not_happened"`
+	Consistency       *Consistency `json:"consistency"`
+	Notes             []string     `json:"notes,omitempty"`
+	Problems          []string     `json:"problems,omitempty"`
+	Verdict           string       `json:"verdict"`
+}
+
+// flapRelearn is how long after a flapped port comes back the fabric may
+// take to route the NVE's locator again: FRR's zebra re-resolves the BGP
+// route's next hop once the port's connected route is back (measured
+// 100-200 ms on a loaded 2-core machine).
+const flapRelearn = 300 * time.Millisecond
+
+// chaosPingInterval and chaosStreamInterval are the flows' rates.
+const (
+	chaosPingInterval   = 10 * time.Millisecond
+	chaosStreamInterval = 10 * time.Millisecond
+)
+
+// Chaos runs one scenario under a 10 ms ping and a TCP stream from the
+// first NVE's task to the victim's, then checks that every NVE agrees
+// with the store (CheckConsistency) and judges the run.
+func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) {
+	if !slices.Contains(ChaosScenarios, cfg.Scenario) {
+		return nil, fmt.Errorf("chaos scenario %q: want one of %s", cfg.Scenario, strings.Join(ChaosScenarios, ", "))
+	}
+	if l.cfg.UnderlayOnly {
+		return nil, errors.New("chaos: the lab runs no ILA daemons (--underlay-only)")
+	}
+	if cfg.Scenario == ChaosEtcdLeader && l.topo.Etcd.Members <= 1 {
+		return nil, errors.New("chaos etcd-leader: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)")
+	}
+	if len(l.topo.NVEs) < 3 {
+		return nil, fmt.Errorf("chaos: needs 3 NVEs (victim, mover's source and destination), the lab has %d", len(l.topo.NVEs))
+	}
+	if cfg.Fault == 0 {
+		cfg.Fault = 2 * time.Second
+		switch cfg.Scenario {
+		case ChaosLinkFlap1s:
+			cfg.Fault = time.Second
+		case ChaosLinkFlap5s, ChaosRegLoss:
+			cfg.Fault = 5 * time.Second
+		}
+	}
+	if cfg.Before == 0 {
+		cfg.Before = time.Second
+	}
+	if cfg.After == 0 {
+		cfg.After = 3 * time.Second
+	}
+	if cfg.Moves == 0 {
+		cfg.Moves = 1000
+	}
+	if cfg.Settle == 0 {
+		cfg.Settle = 15 * time.Second
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = uint64(time.Now().UnixNano())
+	}
+	src, victim, mover, err := l.chaosCast()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []*Task{src, victim, mover} {
+		m, err := l.Mapped(ctx, t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("chaos: %w", err)
+		}
+		if m.NVE != t.NVE || m.State != string(ila.StateActive) {
+			return nil, fmt.Errorf("chaos: the lab is not as it started: the store has %s %s on %s, the lab on %s (an earlier failed move?); start a fresh lab", t.Name, m.State, m.NVE, t.NVE)
+		}
+	}
+	homes := map[string]string{}
+	for _, t := range l.topo.Tasks {
+		homes[t.Name] = t.NVE
+	}
+	r := &ChaosResult{Scenario: cfg.Scenario, Started: time.Now(), Fault: Duration(cfg.Fault)}
+	if cfg.Scenario == ChaosMoves {
+		r.Fault = 0
+	}
+	l.progress("chaos %s: ping and TCP %s -> %s (on %s)", cfg.Scenario, src.Name, victim.Name, victim.NVE)
+
+	// The flows, until stop.
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	type flow struct {
+		st  *FlowStats
+		err error
+	}
+	pingc, tcpc, moverc := make(chan flow, 1), make(chan flow, 1), make(chan flow, 1)
+	go func() {
+		st, err := l.Ping(fctx, src.Name, victim.SIR, chaosPingInterval, 0, 500*time.Millisecond)
+		pingc <- flow{st, err}
+	}()
+	if cfg.Move {
+		// The victim's task towards the task that moves: the victim's
+		// NVE must follow the move (weakness 1: a stale NVE).
+		go func() {
+			st, err := l.Ping(fctx, victim.Name, mover.SIR, chaosPingInterval, 0, 500*time.Millisecond)
+			moverc <- flow{st, err}
+		}()
+	} else {
+		close(moverc)
+	}
+	go func() {
+		st, err := l.Stream(fctx, src.Name, victim.Name, chaosStreamInterval)
+		tcpc <- flow{st, err}
+	}()
+	sleepCtx(ctx, cfg.Before)
+
+	movec := make(chan ChaosMove, 1)
+	moveDuring := func() {
+		if !cfg.Move {
+			close(movec)
+			return
+		}
+		go func() {
+			sleepCtx(ctx, cfg.Fault/2)
+			movec <- l.chaosMove(ctx, mover.Name, l.topo.NVEs[0].Name)
+		}()
+	}
+	var faultErr error
+	switch cfg.Scenario {
+	case ChaosKillIlad:
+		moveDuring()
+		faultErr = l.killFor(ctx, procIlad(victim.NVE), cfg.Fault, func() error { return l.StartIlad(ctx, victim.NVE) })
+	case ChaosKillMapsrv:
+		moveDuring()
+		faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+	case ChaosKillEtcd:
+		moveDuring()
+		if l.topo.Etcd.Members <= 1 {
+			r.Notes = append(r.Notes, "the lab's etcd is embedded in mapsrv: this kills that process (as kill-mapsrv)")
+			faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+			break
+		}
+		var members []int
+		for i := 1; i <= l.topo.Etcd.Members; i++ {
+			members = append(members, i)
+		}
+		faultErr = l.killEtcdFor(ctx, members, cfg.Fault)
+	case ChaosEtcdLeader:
+		var leader int
+		if leader, faultErr = l.EtcdLeader(ctx, 10*time.Second); faultErr != nil {
+			break
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("killed the etcd leader, e%d of %d", leader, l.topo.Etcd.Members))
+		moveDuring()
+		faultErr = l.killEtcdFor(ctx, []int{leader}, cfg.Fault)
+	case ChaosKillRouter:
+		moveDuring()
+		faultErr = l.killFor(ctx, procRouter, cfg.Fault, func() error { return l.restartRouter() })
+	case ChaosLinkFlap1s, ChaosLinkFlap5s:
+		if !l.frr() {
+			r.Notes = append(r.Notes, "static fabric: nothing re-learns the route the kernel flushes when the port goes down (use the FRR fabric)")
+		}
+		r.Window = Duration(cfg.Fault + flapRelearn)
+		moveDuring()
+		faultErr = l.FlapLink(ctx, victim.NVE, cfg.Fault)
+	case ChaosRegLoss:
+		moveDuring()
+		faultErr = l.regLossFor(ctx, 30, cfg.Fault)
+	case ChaosMoves:
+		close(movec)
+		r.Moves = l.randomMoves(ctx, cfg.Moves, cfg.Seed)
+	}
+	if faultErr != nil {
+		stop()
+		<-pingc
+		<-tcpc
+		<-moverc
+		return nil, fmt.Errorf("chaos %s: %w", cfg.Scenario, faultErr)
+	}
+	if m, ok := <-movec; ok {
+		r.Moves = append(r.Moves, m)
+	}
+	sleepCtx(ctx, cfg.After)
+	stop()
+	p, t := <-pingc, <-tcpc
+	if p.err != nil {
+		return nil, fmt.Errorf("chaos %s: ping: %w", cfg.Scenario, p.err)
+	}
+	r.Flows = append(r.Flows, p.st)
+	r.PingLost, r.PingSent, r.LongestGap = p.st.Lost, p.st.Sent, p.st.LongestGap
+	if t.err != nil {
+		r.Flows = append(r.Flows, &FlowStats{Name: "tcp " + src.Name + " -> " + victim.Name, Kind: "tcp", Error: t.err.Error()})
+	} else {
+		r.Flows = append(r.Flows, t.st)
+		r.TCPSurvived = t.st.Error == ""
+	}
+	if m, ok := <-moverc; ok {
+		if m.err != nil {
+			return nil, fmt.Errorf("chaos %s: ping: %w", cfg.Scenario, m.err)
+		}
+		r.Flows = append(r.Flows, m.st)
+		r.MoverLost, r.MoverSent = m.st.Lost, m.st.Sent
+	}
+	c, err := l.CheckConsistency(ctx, cfg.Settle)
+	if err != nil {
+		return nil, fmt.Errorf("chaos %s: %w", cfg.Scenario, err)
+	}
+	r.Consistency = c
+	l.judgeMoves(ctx, r)
+	r.judge()
+	// Back home, for the next scenario.
+	for _, t := range l.topo.Tasks {
+		if h := homes[t.Name]; t.NVE != h && t.VM == nil && !t.IPv4.IsValid() {
+			if m := l.chaosMove(ctx, t.Name, h); m.Err != "" {
+				r.Notes = append(r.Notes, fmt.Sprintf("moving %s back to %s failed: %s", t.Name, h, m.Err))
+			}
+		}
+	}
+	return r, nil
+}
+
+// chaosCast picks the flows' source task (on the first NVE), the victim
+// task (on the second) and the mover (on the third).
+func (l *Lab) chaosCast() (src, victim, mover *Task, err error) {
+	first := func(nve string) *Task {
+		for i := range l.topo.Tasks {
+			t := &l.topo.Tasks[i]
+			if t.NVE == nve && t.VM == nil && !t.IPv4.IsValid() && t.Tenant == l.topo.Tasks[0].Tenant {
+				return t
+			}
+		}
+		return nil
+	}
+	src, victim, mover = first(l.topo.NVEs[0].Name), first(l.topo.NVEs[1].Name), first(l.topo.NVEs[2].Name)
+	if src == nil || victim == nil || mover == nil {
+		return nil, nil, nil, errors.New("chaos: needs an IPv6 task of one tenant on each of the first three NVEs (move them back?)")
+	}
+	return src, victim, mover, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// killFor kills a daemon with SIGKILL, waits d and starts it again.
+func (l *Lab) killFor(ctx context.Context, proc string, d time.Duration, start func() error) error {
+	if p, ok := readPIDs(l.dir)[proc]; ok && (l.procs[proc] == nil || l.procs[proc].PID != p.PID) {
+		l.procs[proc] = p
+	}
+	l.progress("kill -9 %s for %v", proc, d)
+	if err := l.Kill(proc); err != nil {
+		return err
+	}
+	sleepCtx(ctx, d)
+	if err := start(); err != nil {
+		return fmt.Errorf("start %s again: %w", proc, err)
+	}
+	return l.save()
+}
+
+// killEtcdFor kills etcd members with SIGKILL, waits d and starts them
+// again (they rejoin with their data).
+func (l *Lab) killEtcdFor(ctx context.Context, members []int, d time.Duration) error {
+	for _, i := range members {
+		if p, ok := readPIDs(l.dir)[procEtcd(i)]; ok && (l.procs[procEtcd(i)] == nil || l.procs[procEtcd(i)].PID != p.PID) {
+			l.procs[procEtcd(i)] = p
+		}
+		l.progress("kill -9 %s for %v", procEtcd(i), d)
+		if err := l.Kill(procEtcd(i)); err != nil {
+			return err
+		}
+	}
+	sleepCtx(ctx, d)
+	for _, i := range members {
+		if err := l.StartEtcdMember(i); err != nil {
+			return fmt.Errorf("start %s again: %w", procEtcd(i), err)
+		}
+	}
+	for _, i := range members {
+		if err := l.waitEtcdMember(ctx, i, 15*time.Second); err != nil {
+			return err
+		}
+	}
+	return l.save()
+}
+
+// restartRouter starts the ILA router again after it was killed.
+func (l *Lab) restartRouter() error {
+	fab, err := l.node(l.topo.FabricNetns)
+	if err != nil {
+		return err
+	}
+	p, err := l.start(procRouter, fab.ns, l.bins[BinIlad], l.routerArgs()...)
+	if err != nil {
+		return err
+	}
+	l.topo.Router.PID = p.PID
+	return nil
+}
+
+// chaosMove moves task to NVE to (hot) and records what it reported.
+func (l *Lab) chaosMove(ctx context.Context, task, to string) ChaosMove {
+	t, err := l.topo.TaskByName(task)
+	if err != nil {
+		return ChaosMove{Task: task, To: to, Err: err.Error()}
+	}
+	m := ChaosMove{Task: task, From: t.NVE, To: to}
+	l.progress("moving %s from %s to %s", task, t.NVE, to)
+	start := time.Now()
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := l.Move(mctx, task, to, MoveHot); err != nil {
+		m.Err = err.Error()
+	}
+	m.Took = Duration(time.Since(start))
+	return m
+}
+
+// randomMoves makes n hot moves of random tasks to random other NVEs,
+// one after another.
+func (l *Lab) randomMoves(ctx context.Context, n int, seed uint64) []ChaosMove {
+	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
+	var ts []string
+	for _, t := range l.topo.Tasks {
+		if t.VM == nil && !t.IPv4.IsValid() {
+			ts = append(ts, t.Name)
+		}
+	}
+	var out []ChaosMove
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		name := ts[rng.IntN(len(ts))]
+		t, _ := l.topo.TaskByName(name)
+		var to []string
+		for _, nv := range l.topo.NVEs {
+			if nv.Name != t.NVE && !nv.Failed {
+				to = append(to, nv.Name)
+			}
+		}
+		m := l.chaosMove(ctx, name, to[rng.IntN(len(to))])
+		out = append(out, m)
+		if i%50 == 49 {
+			l.progress("%d of %d moves", i+1, n)
+		}
+	}
+	return out
+}
+
+// judgeMoves compares each move's report with the store: the last move
+// of each task must have left it where the report says.
+func (l *Lab) judgeMoves(ctx context.Context, r *ChaosResult) {
+	last := map[string]int{}
+	for i, m := range r.Moves {
+		last[m.Task] = i
+		if m.Err != "" {
+			r.MovesFailed++
+		}
+	}
+	for task, i := range last {
+		m := &r.Moves[i]
+		mt, err := l.Mapped(ctx, task)
+		if err != nil {
+			m.StoreNVE = "? (" + err.Error() + ")"
+			continue
+		}
+		m.StoreNVE = mt.NVE
+		switch {
+		case m.Err != "" && mt.NVE == m.To:
+			r.FailedButHappened++
+		case m.Err == "" && mt.NVE != m.To:
+			r.OKButNotHappened++
+		}
+	}
+}
+
+// judge sums the result up against issue 18's targets.
+func (r *ChaosResult) judge() {
+	allowed := int(time.Duration(r.Window) / chaosPingInterval)
+	if r.PingLost > allowed {
+		if allowed > 0 {
+			r.Problems = append(r.Problems, fmt.Sprintf("ping lost %d of %d, more than the %v the victim's link was down (%d)", r.PingLost, r.PingSent, time.Duration(r.Window), allowed))
+		} else {
+			r.Problems = append(r.Problems, fmt.Sprintf("ping lost %d of %d", r.PingLost, r.PingSent))
+		}
+	}
+	if r.MoverLost > allowed {
+		r.Problems = append(r.Problems, fmt.Sprintf("the victim's ping towards the moved task lost %d of %d", r.MoverLost, r.MoverSent))
+	}
+	if !r.TCPSurvived {
+		err := ""
+		if len(r.Flows) > 1 {
+			err = r.Flows[1].Error
+		}
+		r.Problems = append(r.Problems, "TCP stream broke: "+err)
+	}
+	if r.FailedButHappened > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d moves reported failure and happened anyway", r.FailedButHappened))
+	}
+	if r.OKButNotHappened > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d moves reported success and did not happen", r.OKButNotHappened))
+	}
+	if c := r.Consistency; c != nil && !c.OK {
+		r.Problems = append(r.Problems, "inconsistent after "+time.Duration(c.Settled).Round(time.Millisecond).String()+": "+strings.Join(c.Problems, "; "))
+	}
+	if len(r.Problems) == 0 {
+		r.Verdict = "PASS"
+	} else {
+		r.Verdict = "FAIL: " + strings.Join(r.Problems, "; ")
+	}
+}
+
+// Text writes the result in plain words.
+func (r *ChaosResult) Text(w io.Writer) {
+	fmt.Fprintf(w, "chaos %s (fault %v), %s\n", r.Scenario, time.Duration(r.Fault), r.Started.UTC().Format(time.RFC3339))
+	for _, f := range r.Flows {
+		fmt.Fprintf(w, "  %s: sent %d, lost %d, longest gap %v", f.Name, f.Sent, f.Lost, time.Duration(f.LongestGap).Round(time.Millisecond))
+		if f.Error != "" {
+			fmt.Fprintf(w, ", broke: %s", f.Error)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(r.Moves) > 0 {
+		fmt.Fprintf(w, "  moves: %d, reported failed %d, failed but happened %d, succeeded but did not happen %d\n", len(r.Moves), r.MovesFailed, r.FailedButHappened, r.OKButNotHappened)
+		shown := 0
+		for _, m := range r.Moves {
+			if m.Err != "" && shown < 5 {
+				fmt.Fprintf(w, "    %s %s -> %s: %s", m.Task, m.From, m.To, m.Err)
+				if m.StoreNVE != "" {
+					fmt.Fprintf(w, " (store: %s)", m.StoreNVE)
+				}
+				fmt.Fprintln(w)
+				shown++
+			}
+		}
+		if len(r.Moves) <= 3 {
+			for _, m := range r.Moves {
+				if m.Err == "" {
+					fmt.Fprintf(w, "    %s %s -> %s in %v (store: %s)\n", m.Task, m.From, m.To, time.Duration(m.Took).Round(time.Millisecond), m.StoreNVE)
+				}
+			}
+		}
+	}
+	if r.Consistency != nil {
+		fmt.Fprintf(w, "  %s", r.Consistency.Text())
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	fmt.Fprintf(w, "  %s\n", r.Verdict)
+}
