@@ -111,3 +111,51 @@ func TestNoMassExpiryUnderPing(t *testing.T) {
 		}
 	}
 }
+
+// TestFailRouter: the lab's ILA router (inside the fabric namespace) dies
+// and recovers. A host outside ILA (the control namespace) reaches tasks
+// only through it: nothing comes back while it is dead, everything once
+// it is back; tasks on NVEs, which hold the mappings, never need it.
+func TestFailRouter(t *testing.T) {
+	l := upLab(t, lab.Config{Fabric: lab.FabricStatic})
+	ctx := t.Context()
+	ctl := l.Topology().Mapsrv.Netns
+	t3 := task(t, l, "t3")
+	fromCtl := func(n int) *lab.FlowStats {
+		t.Helper()
+		st, err := l.PingFrom(ctx, ctl, "ctl", t3.SIR, 20*time.Millisecond, n, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if err := l.Recover(ctx, lab.FailRouter); err == nil || !strings.Contains(err.Error(), "has not failed") {
+		t.Errorf("recover of a router that has not failed: %v", err)
+	}
+	if st := fromCtl(20); st.Received == 0 {
+		t.Fatalf("the control namespace does not reach %s through the router: %+v", t3.SIR, st)
+	}
+	if err := l.Fail(ctx, lab.FailRouter); err != nil {
+		t.Fatalf("fail router: %v", err)
+	}
+	if l.Running(lab.ProcRouter) {
+		t.Error("the router's ilad runs after fail router")
+	}
+	if st := fromCtl(20); st.Received != 0 {
+		t.Errorf("the control namespace reaches %s with the router dead: %d of %d answered", t3.SIR, st.Received, st.Sent)
+	}
+	pingAll(t, l, "t1", t3.SIR, 20)
+	if err := l.Fail(ctx, lab.FailRouter); err == nil {
+		t.Error("failing the router twice was accepted")
+	}
+	if err := l.Recover(ctx, lab.FailRouter); err != nil {
+		t.Fatalf("recover router: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for fromCtl(5).Received == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the control namespace does not reach %s 10s after the router recovered", t3.SIR)
+		}
+	}
+	pingAll(t, l, "t1", t3.SIR, 20)
+}

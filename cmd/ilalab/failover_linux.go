@@ -33,8 +33,8 @@ func cmdFailover(ctx context.Context, cmd string, args []string, stdout, stderr 
 	}
 	usage := map[string]string{
 		"standby": "ilalab standby TASK --on NVE",
-		"fail":    "ilalab fail NVE|mapsrv",
-		"recover": "ilalab recover NVE|mapsrv",
+		"fail":    "ilalab fail NVE|mapsrv|router|routerN",
+		"recover": "ilalab recover NVE|mapsrv|router|routerN",
 	}[cmd]
 	if target == "" || (cmd == "standby") != (*on != "") {
 		return errors.New(cmd + ": usage: " + usage)

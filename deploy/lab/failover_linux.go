@@ -43,7 +43,8 @@ func (l *Lab) iladTimerArgs() []string {
 
 // Fail makes a component of the lab die: an NVE (its ilad killed with
 // SIGKILL, its underlay link down on both ends: the host is gone), mapsrv
-// (killed). Failing what already failed is an error.
+// (killed), an ILA router (router, or router1.. with several: see
+// failRouter). Failing what already failed is an error.
 func (l *Lab) Fail(ctx context.Context, what string) error {
 	switch what {
 	case FailMapsrv:
@@ -53,9 +54,12 @@ func (l *Lab) Fail(ctx context.Context, what string) error {
 		l.progress("failing mapsrv (kill)")
 		return l.Kill(procMapsrv)
 	}
+	if l.topo.isRouter(what) {
+		return l.failRouter(what)
+	}
 	n, err := l.topo.NVEByName(what)
 	if err != nil {
-		return fmt.Errorf("fail %q: not an NVE or %s: %w", what, FailMapsrv, err)
+		return fmt.Errorf("fail %q: not an NVE, %s or a router: %w", what, FailMapsrv, err)
 	}
 	if n.Failed {
 		return fmt.Errorf("fail %s: already failed (ilalab recover %s)", n.Name, n.Name)
@@ -82,9 +86,12 @@ func (l *Lab) Recover(ctx context.Context, what string) error {
 		}
 		return l.StartMapsrv(ctx)
 	}
+	if l.topo.isRouter(what) {
+		return l.recoverRouter(ctx, what)
+	}
 	n, err := l.topo.NVEByName(what)
 	if err != nil {
-		return fmt.Errorf("recover %q: not an NVE or %s: %w", what, FailMapsrv, err)
+		return fmt.Errorf("recover %q: not an NVE, %s or a router: %w", what, FailMapsrv, err)
 	}
 	if !n.Failed {
 		return fmt.Errorf("recover %s: it has not failed", n.Name)

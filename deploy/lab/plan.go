@@ -85,19 +85,22 @@ func IPv4Of(n int) netip.Addr {
 
 // Topology is what `ilalab up` prints and writes to <state-dir>/topology.json.
 type Topology struct {
-	Name        string    `json:"name"`
-	StateDir    string    `json:"state_dir"`
-	FabricNetns string    `json:"fabric_netns"`
-	Domain      DomainT   `json:"domain"`
-	NVEs        []NVE     `json:"nves"`
-	Tasks       []Task    `json:"tasks"`
-	Mapsrv      Mapsrv    `json:"mapsrv"`
-	Etcd        Etcd      `json:"etcd"`
-	DNS         DNS       `json:"dns"`
-	Router      Router    `json:"router"`
-	Timers      Timers    `json:"timers"`
-	HostLink    *HostLink `json:"host_link,omitempty"`
-	Components  []string  `json:"components"`
+	Name        string  `json:"name"`
+	StateDir    string  `json:"state_dir"`
+	FabricNetns string  `json:"fabric_netns"`
+	Domain      DomainT `json:"domain"`
+	NVEs        []NVE   `json:"nves"`
+	Tasks       []Task  `json:"tasks"`
+	Mapsrv      Mapsrv  `json:"mapsrv"`
+	Etcd        Etcd    `json:"etcd"`
+	DNS         DNS     `json:"dns"`
+	Router      Router  `json:"router"`
+	// Routers are the ILA routers in namespaces of their own
+	// (Config.Routers); Router then describes them in a word.
+	Routers    []RouterNS `json:"routers,omitempty"`
+	Timers     Timers     `json:"timers"`
+	HostLink   *HostLink  `json:"host_link,omitempty"`
+	Components []string   `json:"components"`
 	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
 	CNINetwork string   `json:"cni_network,omitempty"`
 	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
@@ -210,6 +213,8 @@ type Router struct {
 	// Metrics is the router's Prometheus listener, inside Netns.
 	Metrics string `json:"metrics,omitempty"`
 	PID     int    `json:"pid,omitempty"`
+	// Failed: `ilalab fail router` killed it and removed its programs.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // TaskByName returns the named task.
