@@ -85,22 +85,19 @@ func IPv4Of(n int) netip.Addr {
 
 // Topology is what `ilalab up` prints and writes to <state-dir>/topology.json.
 type Topology struct {
-	Name        string  `json:"name"`
-	StateDir    string  `json:"state_dir"`
-	FabricNetns string  `json:"fabric_netns"`
-	Domain      DomainT `json:"domain"`
-	NVEs        []NVE   `json:"nves"`
-	Tasks       []Task  `json:"tasks"`
-	Mapsrv      Mapsrv  `json:"mapsrv"`
-	Etcd        Etcd    `json:"etcd"`
-	DNS         DNS     `json:"dns"`
-	Router      Router  `json:"router"`
-	// Routers are the ILA routers in namespaces of their own
-	// (Config.Routers); Router then describes them in a word.
-	Routers    []RouterNS `json:"routers,omitempty"`
-	Timers     Timers     `json:"timers"`
-	HostLink   *HostLink  `json:"host_link,omitempty"`
-	Components []string   `json:"components"`
+	Name        string    `json:"name"`
+	StateDir    string    `json:"state_dir"`
+	FabricNetns string    `json:"fabric_netns"`
+	Domain      DomainT   `json:"domain"`
+	NVEs        []NVE     `json:"nves"`
+	Tasks       []Task    `json:"tasks"`
+	Mapsrv      Mapsrv    `json:"mapsrv"`
+	Etcd        Etcd      `json:"etcd"`
+	DNS         DNS       `json:"dns"`
+	Router      Router    `json:"router"`
+	Timers      Timers    `json:"timers"`
+	HostLink    *HostLink `json:"host_link,omitempty"`
+	Components  []string  `json:"components"`
 	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
 	CNINetwork string   `json:"cni_network,omitempty"`
 	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
@@ -108,6 +105,9 @@ type Topology struct {
 	// Fabric says how the fabric routes the locators (frr or static)
 	// and lists the data centres.
 	Fabric FabricT `json:"fabric"`
+	// Routers are the ILA routers in namespaces of their own
+	// (Config.Routers); Router then describes them in a word.
+	Routers []RouterNS `json:"routers,omitempty"`
 }
 
 // DomainT describes the lab's ILA domain.
