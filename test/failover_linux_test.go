@@ -159,3 +159,27 @@ func TestFailRouter(t *testing.T) {
 	}
 	pingAll(t, l, "t1", t3.SIR, 20)
 }
+
+// TestFailoverCycles is the short form of the "no split brain" target
+// (docs/FAILOVER.md, `ilalab demo --scenario failover --cycles 100`): t3
+// and its standby take turns on nve3 and nve1 over 3 fail/recover
+// cycles; the store never holds two records for t3 nor do two NVEs hold
+// it as their own, and a recovered NVE never takes it back.
+func TestFailoverCycles(t *testing.T) {
+	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
+	rep, err := l.RunFailoverCycles(t.Context(), 3, 500*time.Millisecond)
+	if rep != nil {
+		var sb strings.Builder
+		rep.Text(&sb)
+		t.Log("\n" + sb.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Done != 3 || rep.SplitBrain != 0 || rep.StealBacks != 0 || len(rep.Problems) != 0 {
+		t.Errorf("cycles: done %d of 3, split brain %d, steal-backs %d, problems %q", rep.Done, rep.SplitBrain, rep.StealBacks, rep.Problems)
+	}
+	if rep.Samples < 10 {
+		t.Errorf("only %d samples of the store and the NVEs over 3 cycles", rep.Samples)
+	}
+}

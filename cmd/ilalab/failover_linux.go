@@ -81,3 +81,22 @@ func failoverDemo(ctx context.Context, l *lab.Lab, before, after time.Duration, 
 	}
 	return err
 }
+
+// failoverCycles runs `ilalab demo --scenario failover --cycles N`.
+func failoverCycles(ctx context.Context, l *lab.Lab, n int, settle time.Duration, outDir string, stdout, stderr io.Writer) error {
+	rep, err := l.RunFailoverCycles(ctx, n, settle)
+	endProgress(stderr)
+	if rep == nil {
+		return err
+	}
+	rep.Text(stdout)
+	path := filepath.Join(outDir, "failover-cycles.json")
+	if werr := lab.WriteReport(path, rep); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(stdout, "\nreport: %s\n", path)
+	if err == nil && len(rep.Problems) > 0 {
+		err = fmt.Errorf("demo: %d problem(s), see the report above", len(rep.Problems))
+	}
+	return err
+}
