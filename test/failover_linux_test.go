@@ -183,3 +183,43 @@ func TestFailoverCycles(t *testing.T) {
 		t.Errorf("only %d samples of the store and the NVEs over 3 cycles", rep.Samples)
 	}
 }
+
+// TestFailoverDemo runs `ilalab demo --scenario failover` (its figures
+// are docs/FAILOVER.md's, not judged here): t3's NVE dies under a 10 ms
+// ping and a TCP echo flow from t1; the ping comes back from the standby,
+// the TCP connection (whose state the lab's standby does not have) breaks
+// after the failure and a new one carries data, and the recovered NVE
+// does not take t3 back.
+func TestFailoverDemo(t *testing.T) {
+	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
+	rep, err := l.RunFailoverDemo(t.Context(), time.Second, time.Second, t.TempDir())
+	if rep != nil && len(rep.Flows) > 0 {
+		var sb strings.Builder
+		rep.Text(&sb)
+		t.Log("\n" + sb.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failover == nil || rep.Failover.To != "nve2" || rep.AfterRecover.NVE != "nve2" {
+		t.Fatalf("failover %+v, after the recovery on %q: want t3 on nve2 and kept there", rep.Failover, rep.AfterRecover.NVE)
+	}
+	if len(rep.Flows) != 2 {
+		t.Fatalf("flows %d, want ping and tcp", len(rep.Flows))
+	}
+	end := rep.Flows[0].FirstSent.Add(4 * time.Second) // before 1s + after >= 3s
+	for _, f := range rep.Flows {
+		if f.Received == 0 || f.LastArrival.Before(end.Add(-time.Second)) {
+			t.Errorf("%s: received %d, last at %v: traffic did not resume after the failover", f.Name, f.Received, f.LastArrival)
+		}
+	}
+	if rep.TCP == nil || rep.TCP.Connections < 2 || len(rep.TCP.Breaks) == 0 {
+		t.Fatalf("tcp %+v: want the connection broken by the failover and a new one", rep.TCP)
+	}
+	b := rep.TCP.Breaks[0]
+	if b.At.Before(rep.Failover.FailedAt) || b.FirstEcho.IsZero() {
+		t.Errorf("tcp break %+v: want it after the failure (%v) and data on the next connection", b, rep.Failover.FailedAt)
+	}
+	t.Logf("tcp: break seen %v after the failure (%s), first echo on the new connection %v after it",
+		b.At.Sub(rep.Failover.FailedAt), b.Error, b.FirstEcho.Sub(rep.Failover.FailedAt))
+}

@@ -27,6 +27,8 @@ func TestRunErrors(t *testing.T) {
 		{"up with missing components", []string{"up", "--bin-dir", "EMPTY", "--state-dir", "STATE", "--name", "ilatestx"}, "component not available", true},
 		{"demo with 2 nves", []string{"demo", "--nves", "2"}, "needs at least 3 NVEs", true},
 		{"demo unknown scenario", []string{"demo", "--scenario", "meteor"}, `scenario "meteor": want move or failover`, false},
+		{"demo cycles without failover", []string{"demo", "--cycles", "3"}, "--cycles 3: want a positive count with --scenario failover", false},
+		{"demo negative cycles", []string{"demo", "--scenario", "failover", "--cycles", "-1"}, "--cycles -1", false},
 		{"fail without target", []string{"fail"}, "usage: ilalab fail NVE|mapsrv", false},
 		{"recover without target", []string{"recover"}, "usage: ilalab recover NVE|mapsrv", false},
 		{"standby without --on", []string{"standby", "t1"}, "usage: ilalab standby TASK --on NVE", false},
