@@ -3,6 +3,10 @@
 package test
 
 import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +171,7 @@ func TestFailRouter(t *testing.T) {
 // it as their own, and a recovered NVE never takes it back.
 func TestFailoverCycles(t *testing.T) {
 	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
-	rep, err := l.RunFailoverCycles(t.Context(), 3, 500*time.Millisecond)
+	rep, err := l.RunFailoverCycles(t.Context(), lab.CyclesConfig{Cycles: 3, Settle: 500 * time.Millisecond})
 	if rep != nil {
 		var sb strings.Builder
 		rep.Text(&sb)
@@ -222,4 +226,31 @@ func TestFailoverDemo(t *testing.T) {
 	}
 	t.Logf("tcp: break seen %v after the failure (%s), first echo on the new connection %v after it",
 		b.At.Sub(rep.Failover.FailedAt), b.Error, b.FirstEcho.Sub(rep.Failover.FailedAt))
+}
+
+// TestFailoverCyclesCatchSteal: the cycles' steal-back check fires when
+// the task does go back to the recovered NVE (here an operator's move in
+// the store, injected after the recovery).
+func TestFailoverCyclesCatchSteal(t *testing.T) {
+	l := upLab(t, lab.Config{Heartbeat: 100 * time.Millisecond})
+	topo := l.Topology()
+	move := func(ctx context.Context, recovered string) error {
+		out, err := exec.CommandContext(ctx, "ip", "netns", "exec", topo.Mapsrv.Netns, filepath.Join(binDir, "ilactl"),
+			"--api", topo.Mapsrv.API, "--ca-file", topo.Mapsrv.CAFile, "--token-file", topo.Mapsrv.TokenFile,
+			"task", "move", "t3", "--tenant", task(t, l, "t3").Tenant, "--to", recovered, "--mode", "cold").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ilactl task move: %w: %s", err, out)
+		}
+		return nil
+	}
+	rep, err := l.RunFailoverCycles(t.Context(), lab.CyclesConfig{Cycles: 2, Settle: 500 * time.Millisecond, Inject: move})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	rep.Text(&sb)
+	t.Log("\n" + sb.String())
+	if rep.StealBacks != 1 || rep.Done != 0 || !strings.HasPrefix(rep.Verdict, "FAIL") {
+		t.Errorf("steal-backs %d, cycles done %d, verdict %q: want the move back caught in the first cycle", rep.StealBacks, rep.Done, rep.Verdict)
+	}
 }

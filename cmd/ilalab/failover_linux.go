@@ -84,7 +84,7 @@ func failoverDemo(ctx context.Context, l *lab.Lab, before, after time.Duration, 
 
 // failoverCycles runs `ilalab demo --scenario failover --cycles N`.
 func failoverCycles(ctx context.Context, l *lab.Lab, n int, settle time.Duration, outDir string, stdout, stderr io.Writer) error {
-	rep, err := l.RunFailoverCycles(ctx, n, settle)
+	rep, err := l.RunFailoverCycles(ctx, lab.CyclesConfig{Cycles: n, Settle: settle})
 	endProgress(stderr)
 	if rep == nil {
 		return err

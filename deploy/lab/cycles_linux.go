@@ -58,6 +58,8 @@ type cycler struct {
 	api   *apiclient.Client
 	mu    sync.Mutex
 	ilads map[string]*locator.Client
+	// inject is CyclesConfig.Inject.
+	inject func(ctx context.Context, recovered string) error
 }
 
 // ilad returns the client of nve's ilad API.
@@ -91,6 +93,19 @@ type cycleSide struct {
 	nve, netns string
 }
 
+// CyclesConfig says how RunFailoverCycles runs.
+type CyclesConfig struct {
+	// Cycles is the number of fail/recover cycles (at least 1).
+	Cycles int
+	// Settle is how long each cycle watches the mapping after the failed
+	// NVE recovered and let the task go [1s].
+	Settle time.Duration
+	// Inject, if set, runs in each cycle once the recovered NVE has let
+	// the task go, before the settle watch: a fault the checks must catch
+	// (a test's move back to the recovered NVE).
+	Inject func(ctx context.Context, recovered string) error
+}
+
 // RunFailoverCycles gives the last IPv6 task a hot standby on the second
 // task's NVE and runs n cycles: the NVE holding the task fails, mapsrv
 // moves the task to the standby, the failed NVE recovers (and must let the
@@ -98,7 +113,11 @@ type cycleSide struct {
 // fails the other NVE. Throughout, the store and the NVEs are sampled for
 // a split brain and a steal-back. It stops at the first cycle that does
 // not fail over (the report says so).
-func (lab *Lab) RunFailoverCycles(ctx context.Context, n int, settle time.Duration) (*CyclesReport, error) {
+func (lab *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*CyclesReport, error) {
+	n, settle := cfg.Cycles, cfg.Settle
+	if settle == 0 {
+		settle = time.Second
+	}
 	if n < 1 {
 		return nil, fmt.Errorf("failover cycles: %d: want at least 1", n)
 	}
@@ -106,7 +125,7 @@ func (lab *Lab) RunFailoverCycles(ctx context.Context, n int, settle time.Durati
 	if err != nil {
 		return nil, err
 	}
-	l := &cycler{Lab: lab, api: api, ilads: map[string]*locator.Client{}}
+	l := &cycler{Lab: lab, api: api, ilads: map[string]*locator.Client{}, inject: cfg.Inject}
 	var v6 []*Task
 	for i := range l.topo.Tasks {
 		if !l.topo.Tasks[i].IPv4.IsValid() && l.topo.Tasks[i].VM == nil {
@@ -193,6 +212,11 @@ func (l *cycler) failoverCycle(ctx context.Context, rep *CyclesReport, dst *Task
 	// The recovered NVE lets the task go and must not take it back.
 	if err := l.waitReleased(ctx, dst, from.nve, 10*time.Second); err != nil {
 		return err
+	}
+	if l.inject != nil {
+		if err := l.inject(ctx, from.nve); err != nil {
+			return fmt.Errorf("inject: %w", err)
+		}
 	}
 	deadline := time.Now().Add(settle)
 	for time.Now().Before(deadline) {
