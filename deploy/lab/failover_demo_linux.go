@@ -161,11 +161,7 @@ func (l *Lab) RunFailoverDemo(ctx context.Context, before, after time.Duration, 
 	at, note := firstTextLine(filepath.Join(logs, procMapsrv+".log"), failedAt, `msg="nve state"`, "nve="+failed, "state=dead")
 	ev("mapsrv declares "+failed+" dead", at, note)
 	ev("mapsrv commits "+dst.Name+" on "+standby, fr.Committed, "")
-	router := procRouter
-	if len(l.topo.Routers) > 0 {
-		router = l.topo.Routers[0].Name
-	}
-	at, note = firstLine(l.eventsPath(router), failedAt, dst.SIR.String(), to.Locator.String())
+	at, note = firstLine(l.eventsPath(l.routerEvents()), failedAt, dst.SIR.String(), to.Locator.String())
 	ev("ILA router applies the new mapping", at, note)
 	at, note = firstLine(filepath.Join(logs, procIlad(standby)+".log"), failedAt, "standby task promoted", dst.SIR.String())
 	ev(standby+" promotes its standby", at, note)

@@ -125,6 +125,7 @@ func (l *Lab) startRouter(ctx context.Context) error {
 	}
 	t.Router.PinPath = filepath.Join(l.pinRoot(), "router")
 	t.Router.Metrics = routerMetrics
+	_ = os.Remove(l.iladSock(procRouter)) // left by a killed router
 	p, err := l.start(procRouter, fab.ns, l.bins[BinIlad], l.routerArgs()...)
 	if err != nil {
 		return err
@@ -191,6 +192,7 @@ func (l *Lab) startRouterNS(ctx context.Context, r *RouterNS) error {
 		"--etcd", strings.Join(l.topo.Etcd.Endpoints, ","),
 		"--bpffs", r.PinPath,
 		"--metrics", r.Metrics,
+		"--api", l.iladSock(r.Name), // read-only: ilactl where
 		"--events", l.eventsPath(r.Name),
 		"--log-format", "json",
 		"--bgp-asn", strconv.Itoa(fabricASNBase+d),
@@ -200,12 +202,22 @@ func (l *Lab) startRouterNS(ctx context.Context, r *RouterNS) error {
 		"--bgp-hold-time", bgpHold.String(),
 		"--bgp-next-hop", r.Addr.String(),
 	)
+	_ = os.Remove(l.iladSock(r.Name))
 	p, err := l.start(r.Name, rn.ns, l.bins[BinIlad], args...)
 	if err != nil {
 		return err
 	}
 	r.PID = p.PID
 	return l.waitMetrics(ctx, r.Name, r.Netns, r.Metrics)
+}
+
+// routerEvents names the router whose events file the demos read: the
+// router, or the first of several.
+func (l *Lab) routerEvents() string {
+	if len(l.topo.Routers) > 0 {
+		return l.topo.Routers[0].Name
+	}
+	return procRouter
 }
 
 func routerIndex(name string) int {
