@@ -117,10 +117,30 @@ func (l *Lab) nveLink(n *NVE, up bool) error {
 	if err != nil {
 		return err
 	}
+	if err := setLinkPair(nn, "up0", fab, n.Name, up); err != nil || !up {
+		return err
+	}
+	// The kernel dropped the IPv6 addresses and routes of the links when
+	// they went down: put back what buildUnderlay made.
+	if err := fab.addr(n.Name, netip.PrefixFrom(fabricSide(n.Index), 64)); err != nil {
+		return err
+	}
+	if err := nn.addr("up0", netip.PrefixFrom(n.Underlay, 64)); err != nil {
+		return err
+	}
+	if err := fab.route(n.Locator.Prefix(), n.Underlay, n.Name); err != nil {
+		return err
+	}
+	return nn.route(netip.MustParsePrefix("::/0"), fabricSide(n.Index), "up0")
+}
+
+// setLinkPair sets both ends of a link (a's end ai, b's end bi) up or
+// down; up waits until both are operationally up.
+func setLinkPair(a *node, ai string, b *node, bi string, up bool) error {
 	for _, e := range []struct {
 		nd  *node
 		if_ string
-	}{{nn, "up0"}, {fab, n.Name}} {
+	}{{a, ai}, {b, bi}} {
 		if up {
 			if err := e.nd.up(e.if_); err != nil {
 				return err
@@ -140,21 +160,7 @@ func (l *Lab) nveLink(n *NVE, up bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bothUp(ctx, nn, "up0", fab, n.Name); err != nil {
-		return err
-	}
-	// The kernel dropped the IPv6 addresses and routes of the links when
-	// they went down: put back what buildUnderlay made.
-	if err := fab.addr(n.Name, netip.PrefixFrom(fabricSide(n.Index), 64)); err != nil {
-		return err
-	}
-	if err := nn.addr("up0", netip.PrefixFrom(n.Underlay, 64)); err != nil {
-		return err
-	}
-	if err := fab.route(n.Locator.Prefix(), n.Underlay, n.Name); err != nil {
-		return err
-	}
-	return nn.route(netip.MustParsePrefix("::/0"), fabricSide(n.Index), "up0")
+	return bothUp(ctx, a, ai, b, bi)
 }
 
 // Standby gives task a hot standby on NVE nve: a replica namespace with

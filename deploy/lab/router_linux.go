@@ -349,30 +349,7 @@ func (l *Lab) routerLink(r *RouterNS, up bool) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range []struct {
-		nd  *node
-		if_ string
-	}{{rn, "fab0"}, {fab, r.FabricIf}} {
-		if up {
-			if err := e.nd.up(e.if_); err != nil {
-				return err
-			}
-			continue
-		}
-		link, err := e.nd.link(e.if_)
-		if err != nil {
-			return err
-		}
-		if err := e.nd.h.LinkSetDown(link); err != nil {
-			return fmt.Errorf("set %s down in %s: %w", e.if_, e.nd.name(), err)
-		}
-	}
-	if !up {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := bothUp(ctx, rn, "fab0", fab, r.FabricIf); err != nil {
+	if err := setLinkPair(rn, "fab0", fab, r.FabricIf, up); err != nil || !up {
 		return err
 	}
 	return l.routerAddrs(r, fab, rn)
