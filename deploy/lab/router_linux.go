@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+
+	"github.com/ilamesh/ilamesh/ila/datapath"
 )
 
 // The lab's ILA routers (ilad -role router). Either one router inside the
@@ -278,12 +279,8 @@ func (l *Lab) failRouter(what string) error {
 		if err := l.Kill(procRouter); err != nil {
 			return err
 		}
-		if err := os.RemoveAll(l.topo.Router.PinPath); err != nil {
+		if err := removeRouterDatapath(l.topo.Router.PinPath, filepath.Join("/var/run/netns", l.topo.FabricNetns), l.routerPorts()); err != nil {
 			return fmt.Errorf("fail router: remove its programs: %w", err)
-		}
-		// The kernel releases the unpinned links a moment later.
-		if err := l.waitNoTCX(l.topo.FabricNetns, l.routerPorts(), 5*time.Second); err != nil {
-			return fmt.Errorf("fail router: %w", err)
 		}
 		l.topo.Router.Failed = true
 		return l.save()
@@ -389,40 +386,28 @@ func (n *node) bgpNextHops(dst netip.Prefix) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// waitNoTCX waits until no program is attached to the tcx ingress hook of
-// the ports in namespace nsName.
-func (l *Lab) waitNoTCX(nsName string, ports []string, timeout time.Duration) error {
-	n, err := l.node(nsName)
+// removeRouterDatapath removes what a router host's death takes with it:
+// the programs on its ports (detached here, at once, rather than by the
+// kernel's deferred release of unpinned links) and its pinned maps.
+func removeRouterDatapath(pin, nsPath string, ports []string) error {
+	dp, err := datapath.Open(datapath.Config{Router: true, PinPath: pin})
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		var attached []string
-		for _, p := range ports {
-			lk, err := n.link(p)
-			if err != nil {
-				return err
-			}
-			var q *link.QueryResult
-			err = n.ns.Do(func() error {
-				var err error
-				q, err = link.QueryPrograms(link.QueryOptions{Target: lk.Attrs().Index, Attach: ebpf.AttachTCXIngress})
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("programs on %s in %s: %w", p, nsName, err)
-			}
-			if len(q.Programs) > 0 {
-				attached = append(attached, p)
-			}
+	var errs []error
+	for _, p := range ports {
+		if err := dp.Detach(datapath.Attachment{Ifname: p, NetNS: nsPath, Role: datapath.RoleRouter}); err != nil {
+			errs = append(errs, err)
 		}
-		if len(attached) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("programs still attached to %s in %s after %v", strings.Join(attached, ", "), nsName, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	if err := dp.Unpin(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := dp.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(pin); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
