@@ -3,9 +3,11 @@
 package test
 
 import (
+	"context"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -209,4 +211,112 @@ func TestInterDCMove(t *testing.T) {
 		}
 	}
 	pingAll(t, l, "t1", t3.SIR, 30)
+}
+
+// waitSIRNextHops waits up to d until the fabric routes the SIR prefix
+// over exactly want (BGP, ECMP) and returns how long that took.
+func waitSIRNextHops(t *testing.T, l *lab.Lab, want []netip.Addr, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got, err := l.SIRNextHops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(got, want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("SIR prefix %s in the fabric: via %v after %v, want via %v", lab.SIRPrefix, got, d, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAnycastSIRRouters: two ILA routers, each in its own namespace on a
+// link to the fabric, announce the SIR prefix to the fabric's FRR, which
+// routes it over both (ECMP). A host outside ILA (the control namespace:
+// no mapping, its packets to a SIR address take a router) pings t3 every
+// 10 ms while each router in turn fails (ilad killed, link down) and
+// recovers: the fabric drops the dead router's path and the pings keep
+// being answered by the other.
+func TestAnycastSIRRouters(t *testing.T) {
+	if !lab.FRRInstalled() {
+		t.Skip("e2e: FRR is not installed (apt install frr)")
+	}
+	l := upLab(t, lab.Config{Fabric: lab.FabricFRR, Routers: 2})
+	ctx := t.Context()
+	topo := l.Topology()
+	if len(topo.Routers) != 2 {
+		t.Fatalf("topology routers %+v: want 2", topo.Routers)
+	}
+	r1, r2 := topo.Routers[0], topo.Routers[1]
+	both := []netip.Addr{r1.Addr, r2.Addr}
+	slices.SortFunc(both, netip.Addr.Compare)
+	took := waitSIRNextHops(t, l, both, 15*time.Second)
+	t.Logf("fabric routes %s over both routers %v (after %v)", lab.SIRPrefix, both, took)
+	out, err := l.Vtysh(ctx, "", "show bgp ipv6 unicast "+lab.SIRPrefix.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vtysh show bgp ipv6 unicast %s:\n%s", lab.SIRPrefix, out)
+	if !strings.Contains(out, "multipath") {
+		t.Errorf("FRR does not use both paths of %s as multipath:\n%s", lab.SIRPrefix, out)
+	}
+	ctl := topo.Mapsrv.Netns
+	t3 := task(t, l, "t3")
+	st, err := l.PingFrom(ctx, ctl, "ctl", t3.SIR, 20*time.Millisecond, 10, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Received == 0 {
+		t.Fatalf("the control namespace does not reach %s through the routers: %+v", t3.SIR, st)
+	}
+	for _, r := range []lab.RouterNS{r1, r2} {
+		other := r2
+		if r.Name == r2.Name {
+			other = r1
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		pc := make(chan *lab.FlowStats, 1)
+		go func() {
+			st, err := l.PingFrom(pctx, ctl, "ctl", t3.SIR, 10*time.Millisecond, 0, 300*time.Millisecond)
+			if err != nil {
+				st = &lab.FlowStats{Error: err.Error()}
+			}
+			pc <- st
+		}()
+		time.Sleep(500 * time.Millisecond)
+		if err := l.Fail(ctx, r.Name); err != nil {
+			cancel()
+			t.Fatalf("fail %s: %v", r.Name, err)
+		}
+		took := waitSIRNextHops(t, l, []netip.Addr{other.Addr}, 15*time.Second)
+		t.Logf("%s failed: the fabric routes %s over %s only, after %v", r.Name, lab.SIRPrefix, other.Name, took)
+		time.Sleep(time.Second)
+		cancel()
+		f := <-pc
+		logFlow(t, f)
+		if f.Error != "" || f.Received == 0 {
+			t.Fatalf("ping from outside across the failure of %s: %+v", r.Name, f)
+		}
+		if since := time.Since(f.LastArrival); since > 1200*time.Millisecond {
+			t.Errorf("last reply %v before the end: traffic from outside did not resume over %s", since, other.Name)
+		}
+		if err := l.Fail(ctx, r.Name); err == nil {
+			t.Errorf("failing %s twice was accepted", r.Name)
+		}
+		if err := l.Recover(ctx, r.Name); err != nil {
+			t.Fatalf("recover %s: %v", r.Name, err)
+		}
+		took = waitSIRNextHops(t, l, both, 20*time.Second)
+		t.Logf("%s recovered: both routers again after %v", r.Name, took)
+	}
+	if err := l.Recover(ctx, r1.Name); err == nil || !strings.Contains(err.Error(), "has not failed") {
+		t.Errorf("recover of a router that has not failed: %v", err)
+	}
+	if err := l.Fail(ctx, "router"); err == nil || !strings.Contains(err.Error(), "router1, router2") {
+		t.Errorf("fail router with two routers: %v, want the routers named", err)
+	}
+	pingAll(t, l, "t1", t3.SIR, 20)
 }

@@ -25,6 +25,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	workload := fs.String("workload", "", "vm: live-migrate a QEMU guest (adds one VM task) instead of moving a container task")
 	via := fs.String("via", lab.ViaAuto, "how the hot move carries the task's link: auto (dual for IPv6 tasks, else carry), carry (the NVE end of its veth moves; loses the packets that arrive while the device is between namespaces) or dual (make-before-break with a second veth: lossless)")
 	scenario := fs.String("scenario", "move", "move (a hot move under traffic) or failover (the NVE of a task with a hot standby dies under a 10 ms ping, then recovers; docs/FAILOVER.md)")
+	cycles := fs.Int("cycles", 0, "failover: instead of one failover under traffic, N fail/recover cycles checked for a split brain and a steal-back (failover-cycles.json; docs/FAILOVER.md)")
+	settle := fs.Duration("settle", time.Second, "failover --cycles: how long each cycle watches the mapping after the failed NVE recovered")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -33,6 +35,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if *scenario != "move" && *scenario != "failover" {
 		return fmt.Errorf("demo: scenario %q: want move or failover", *scenario)
+	}
+	if *cycles < 0 || *cycles > 0 && *scenario != "failover" {
+		return fmt.Errorf("demo: --cycles %d: want a positive count with --scenario failover", *cycles)
 	}
 	if err := needRoot(); err != nil {
 		return err
@@ -79,6 +84,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *scenario == "failover" {
 		if *workload != "" && *workload != "container" {
 			return fmt.Errorf("demo: --scenario failover runs with the default workload, not %q", *workload)
+		}
+		if *cycles > 0 {
+			return failoverCycles(ctx, l, *cycles, *settle, outDir, stdout, stderr)
 		}
 		return failoverDemo(ctx, l, *before, *after, outDir, stdout, stderr)
 	}

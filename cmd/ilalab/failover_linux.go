@@ -33,8 +33,8 @@ func cmdFailover(ctx context.Context, cmd string, args []string, stdout, stderr 
 	}
 	usage := map[string]string{
 		"standby": "ilalab standby TASK --on NVE",
-		"fail":    "ilalab fail NVE|mapsrv",
-		"recover": "ilalab recover NVE|mapsrv",
+		"fail":    "ilalab fail NVE|mapsrv|router|routerN",
+		"recover": "ilalab recover NVE|mapsrv|router|routerN",
 	}[cmd]
 	if target == "" || (cmd == "standby") != (*on != "") {
 		return errors.New(cmd + ": usage: " + usage)
@@ -77,6 +77,25 @@ func failoverDemo(ctx context.Context, l *lab.Lab, before, after time.Duration, 
 		fmt.Fprintf(stdout, "\nreport: %s\n", filepath.Join(outDir, "failover-report.json"))
 	}
 	if err == nil && rep != nil && len(rep.Problems) > 0 {
+		err = fmt.Errorf("demo: %d problem(s), see the report above", len(rep.Problems))
+	}
+	return err
+}
+
+// failoverCycles runs `ilalab demo --scenario failover --cycles N`.
+func failoverCycles(ctx context.Context, l *lab.Lab, n int, settle time.Duration, outDir string, stdout, stderr io.Writer) error {
+	rep, err := l.RunFailoverCycles(ctx, lab.CyclesConfig{Cycles: n, Settle: settle})
+	endProgress(stderr)
+	if rep == nil {
+		return err
+	}
+	rep.Text(stdout)
+	path := filepath.Join(outDir, "failover-cycles.json")
+	if werr := lab.WriteReport(path, rep); werr != nil {
+		return errors.Join(err, werr)
+	}
+	fmt.Fprintf(stdout, "\nreport: %s\n", path)
+	if err == nil && len(rep.Problems) > 0 {
 		err = fmt.Errorf("demo: %d problem(s), see the report above", len(rep.Problems))
 	}
 	return err

@@ -2,10 +2,12 @@
 // one machine: a fabric (underlay + ILA router), NVEs running ilad, tasks,
 // and a control namespace running mapsrv (embedded etcd) and dnsbridge.
 //
-//	ilalab up [--nves N] [--tasks-per-nve M] [--ipv4-tenant] [--state-dir DIR]
+//	ilalab up [--nves N] [--tasks-per-nve M] [--ipv4-tenant] [--routers N] [--state-dir DIR]
 //	ilalab status [-o json]
 //	ilalab move TASK --to NVE [--mode hot|warm|cold]
-//	ilalab demo
+//	ilalab standby TASK --on NVE
+//	ilalab fail|recover NVE|mapsrv|router|routerN
+//	ilalab demo [--scenario failover [--cycles N]]
 //	ilalab down [--all]
 //
 // It needs root. See deploy/lab for the addressing plan.

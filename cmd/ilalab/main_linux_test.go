@@ -27,11 +27,16 @@ func TestRunErrors(t *testing.T) {
 		{"up with missing components", []string{"up", "--bin-dir", "EMPTY", "--state-dir", "STATE", "--name", "ilatestx"}, "component not available", true},
 		{"demo with 2 nves", []string{"demo", "--nves", "2"}, "needs at least 3 NVEs", true},
 		{"demo unknown scenario", []string{"demo", "--scenario", "meteor"}, `scenario "meteor": want move or failover`, false},
+		{"demo cycles without failover", []string{"demo", "--cycles", "3"}, "--cycles 3: want a positive count with --scenario failover", false},
+		{"demo negative cycles", []string{"demo", "--scenario", "failover", "--cycles", "-1"}, "--cycles -1", false},
 		{"fail without target", []string{"fail"}, "usage: ilalab fail NVE|mapsrv", false},
 		{"recover without target", []string{"recover"}, "usage: ilalab recover NVE|mapsrv", false},
 		{"standby without --on", []string{"standby", "t1"}, "usage: ilalab standby TASK --on NVE", false},
 		{"fail with --on", []string{"fail", "nve1", "--on", "nve2"}, "usage: ilalab fail", false},
 		{"fail without a lab", []string{"fail", "nve1", "--state-dir", "/nonexistent/ilalab"}, "no lab in /nonexistent/ilalab", true},
+		{"up with routers and a static fabric", []string{"up", "--routers", "2", "--fabric", "static", "--state-dir", "STATE", "--name", "ilatestr"}, "need --fabric frr and one DC", true},
+		{"up with routers and 2 DCs", []string{"up", "--routers", "1", "--dcs", "2", "--state-dir", "STATE", "--name", "ilatestr"}, "need --fabric frr and one DC", true},
+		{"up with too many routers", []string{"up", "--routers", "9", "--state-dir", "STATE", "--name", "ilatestr"}, "routers 9: want 0..8", true},
 		{"up with a short lifetime", []string{"up", "--lifetime", "2s", "--state-dir", "STATE", "--name", "ilatesty"}, "lifetime 2s: want at least 4s", true},
 	}
 	for _, tc := range tests {

@@ -24,8 +24,8 @@ commands:
   status   show the lab (-o json for the topology)
   move     move a task to another NVE: ilalab move TASK --to NVE [--mode hot|warm|cold]
   standby  give a task a hot standby on another NVE: ilalab standby TASK --on NVE
-  fail     make an NVE die (ilad killed, link down) or mapsrv (killed): ilalab fail NVE|mapsrv
-  recover  bring back what fail took down: ilalab recover NVE|mapsrv
+  fail     make an NVE die (ilad killed, link down), mapsrv (killed) or an ILA router: ilalab fail NVE|mapsrv|router|routerN
+  recover  bring back what fail took down: ilalab recover NVE|mapsrv|router|routerN
   chaos    faults under traffic, with counts and a consistency check: ilalab chaos SCENARIO|--all [--move]
   demo     up, traffic, a hot move under traffic (or --scenario failover), report, down
   down     remove everything the lab made (idempotent); --all: what dead runs left
@@ -126,6 +126,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.IntVar(&cfg.VMTasks, "vm-tasks", 0, "add VM tasks: QEMU guests (TCG) on a tap in their NVE's namespace, from the last NVE backwards (needs qemu-system-x86, busybox-static and apt access to the linux-image-amd64 package)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.IntVar(&cfg.DCs, "dcs", 1, "data centres: each a fabric (FRR) with its NVEs and ILA router, joined by an interconnect with eBGP (needs --fabric frr)")
+	fs.IntVar(&cfg.Routers, "routers", 0, "ILA routers in namespaces of their own, each announcing the SIR prefix to the fabric's FRR over BGP (anycast, ECMP; needs --fabric frr, one DC); 0: one router inside the fabric namespace")
 	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
 	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "registration lifetime the NVEs ask for (default ilad's, 2m; at least 4s)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 100*time.Millisecond, "NVE heartbeat interval (mapsrv declares an NVE dead after 3)")
@@ -236,7 +237,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "mapsrv registration\t%s\t%s\t\n", t.Mapsrv.Netns, t.Mapsrv.Registration)
 	fmt.Fprintf(tw, "etcd\t%s\t%s\t\n", t.Mapsrv.Netns, strings.Join(t.Etcd.Endpoints, ","))
 	fmt.Fprintf(tw, "dns (%s)\t%s\t%s\t%s\n", t.DNS.Zone, t.DNS.Netns, t.DNS.Addr, st.Procs["dnsbridge"])
-	fmt.Fprintf(tw, "ila router\t%s\t%s\t%s\n", t.Router.Netns, t.Router.Mode, st.Procs["router"])
+	if len(t.Routers) == 0 {
+		fmt.Fprintf(tw, "ila router\t%s\t%s\t%s\n", t.Router.Netns, t.Router.Mode, st.Procs["router"])
+	}
+	for _, r := range t.Routers {
+		fmt.Fprintf(tw, "ila %s (anycast %s)\t%s\t%s\t%s\n", r.Name, t.Domain.SIR, r.Netns, r.Addr, st.Procs[r.Name])
+	}
 	if len(t.Missing) > 0 {
 		fmt.Fprintf(tw, "\nmissing components: %s\n", strings.Join(t.Missing, ", "))
 	}

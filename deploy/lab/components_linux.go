@@ -229,19 +229,9 @@ func (l *Lab) startControl(ctx context.Context) error {
 		append(l.etcdAuth(etcdDNSBridge, "--etcd-user", "--etcd-password-file"), dnsbridgeArgs(t.Etcd.Endpoints, t.DNS.Addr)...)...); err != nil {
 		return err
 	}
-	l.progress("starting the ILA router (ilad -role router) in %s", t.FabricNetns)
-	fab, err := l.node(t.FabricNetns)
-	if err != nil {
+	if err := l.startRouters(ctx); err != nil {
 		return err
 	}
-	t.Router.PinPath = filepath.Join(l.pinRoot(), "router")
-	t.Router.Metrics = routerMetrics
-	p, err := l.start(procRouter, fab.ns, l.bins[BinIlad], l.routerArgs()...)
-	if err != nil {
-		return err
-	}
-	t.Router.PID = p.PID
-	t.Router.Mode = "ila-r full table (ilad -role router) on " + strings.Join(l.routerPorts(), ",")
 	return l.save()
 }
 

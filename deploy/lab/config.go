@@ -51,6 +51,12 @@ type Config struct {
 	// FRR, its share of the NVEs and its ILA router, the fabrics joined
 	// by an interconnect link with eBGP. More than one needs Fabric frr.
 	DCs int
+	// Routers puts that many ILA routers in namespaces of their own
+	// (<name>-rtr<i>), each joined to the fabric by a link and announcing
+	// the SIR prefix to the fabric's FRR over BGP: anycast, ECMP in the
+	// fabric [0: one router inside the fabric namespace]. Needs Fabric
+	// frr and one DC.
+	Routers int
 	// OwnerDir is where the lab records the process that built it, for
 	// DownAll [owner.DefaultDir].
 	OwnerDir string
@@ -127,6 +133,12 @@ func (c *Config) validate() error {
 	}
 	if c.DCs > 1 && (c.Fabric == "static" || c.UnderlayOnly) {
 		return fmt.Errorf("dcs %d: the data centres route each other's locators with BGP: needs --fabric frr", c.DCs)
+	}
+	if c.Routers < 0 || c.Routers > 8 {
+		return fmt.Errorf("routers %d: want 0..8", c.Routers)
+	}
+	if c.Routers > 0 && (c.Fabric == "static" || c.UnderlayOnly || c.DCs > 1) {
+		return fmt.Errorf("routers %d: routers in their own namespaces announce the SIR prefix over BGP: need --fabric frr and one DC", c.Routers)
 	}
 	if c.VMTasks < 0 || c.VMTasks > 0 && c.UnderlayOnly || c.NVEs*c.TasksPerNVE+c.VMTasks > 250 {
 		return fmt.Errorf("vm tasks %d: want 0..%d, not with underlay-only", c.VMTasks, 250-c.NVEs*c.TasksPerNVE)

@@ -203,7 +203,7 @@ func (l *Lab) convergence(task *Task, mr *MoveResult) []NodeUpdate {
 	if l.cfg.UnderlayOnly {
 		return []NodeUpdate{mk("fabric", "plain route", mr.Committed, "")}
 	}
-	at, note := firstLine(l.eventsPath("router"), mr.Start, sir, loc)
+	at, note := firstLine(l.eventsPath(l.routerEvents()), mr.Start, sir, loc)
 	out = append(out, mk("router", "events-router.jsonl (mapping applied)", at, note))
 	for _, n := range l.topo.NVEs {
 		p := filepath.Join(l.dir, "logs", procIlad(n.Name)+".log")

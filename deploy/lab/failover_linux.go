@@ -47,7 +47,8 @@ func (l *Lab) iladTimerArgs() []string {
 
 // Fail makes a component of the lab die: an NVE (its ilad killed with
 // SIGKILL, its underlay link down on both ends: the host is gone), mapsrv
-// (killed). Failing what already failed is an error.
+// (killed), an ILA router (router, or router1.. with several: see
+// failRouter). Failing what already failed is an error.
 func (l *Lab) Fail(ctx context.Context, what string) error {
 	switch what {
 	case FailMapsrv:
@@ -57,9 +58,12 @@ func (l *Lab) Fail(ctx context.Context, what string) error {
 		l.progress("failing mapsrv (kill)")
 		return l.Kill(procMapsrv)
 	}
+	if l.topo.isRouter(what) {
+		return l.failRouter(what)
+	}
 	n, err := l.topo.NVEByName(what)
 	if err != nil {
-		return fmt.Errorf("fail %q: not an NVE or %s: %w", what, FailMapsrv, err)
+		return fmt.Errorf("fail %q: not an NVE, %s or a router: %w", what, FailMapsrv, err)
 	}
 	if n.Failed {
 		return fmt.Errorf("fail %s: already failed (ilalab recover %s)", n.Name, n.Name)
@@ -86,9 +90,12 @@ func (l *Lab) Recover(ctx context.Context, what string) error {
 		}
 		return l.StartMapsrv(ctx)
 	}
+	if l.topo.isRouter(what) {
+		return l.recoverRouter(ctx, what)
+	}
 	n, err := l.topo.NVEByName(what)
 	if err != nil {
-		return fmt.Errorf("recover %q: not an NVE or %s: %w", what, FailMapsrv, err)
+		return fmt.Errorf("recover %q: not an NVE, %s or a router: %w", what, FailMapsrv, err)
 	}
 	if !n.Failed {
 		return fmt.Errorf("recover %s: it has not failed", n.Name)
@@ -114,10 +121,30 @@ func (l *Lab) nveLink(n *NVE, up bool) error {
 	if err != nil {
 		return err
 	}
+	if err := setLinkPair(nn, "up0", fab, n.Name, up); err != nil || !up {
+		return err
+	}
+	// The kernel dropped the IPv6 addresses and routes of the links when
+	// they went down: put back what buildUnderlay made.
+	if err := fab.addr(n.Name, netip.PrefixFrom(fabricSide(n.Index), 64)); err != nil {
+		return err
+	}
+	if err := nn.addr("up0", netip.PrefixFrom(n.Underlay, 64)); err != nil {
+		return err
+	}
+	if err := fab.route(n.Locator.Prefix(), n.Underlay, n.Name); err != nil {
+		return err
+	}
+	return nn.route(netip.MustParsePrefix("::/0"), fabricSide(n.Index), "up0")
+}
+
+// setLinkPair sets both ends of a link (a's end ai, b's end bi) up or
+// down; up waits until both are operationally up.
+func setLinkPair(a *node, ai string, b *node, bi string, up bool) error {
 	for _, e := range []struct {
 		nd  *node
 		if_ string
-	}{{nn, "up0"}, {fab, n.Name}} {
+	}{{a, ai}, {b, bi}} {
 		if up {
 			if err := e.nd.up(e.if_); err != nil {
 				return err
@@ -137,21 +164,7 @@ func (l *Lab) nveLink(n *NVE, up bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bothUp(ctx, nn, "up0", fab, n.Name); err != nil {
-		return err
-	}
-	// The kernel dropped the IPv6 addresses and routes of the links when
-	// they went down: put back what buildUnderlay made.
-	if err := fab.addr(n.Name, netip.PrefixFrom(fabricSide(n.Index), 64)); err != nil {
-		return err
-	}
-	if err := nn.addr("up0", netip.PrefixFrom(n.Underlay, 64)); err != nil {
-		return err
-	}
-	if err := fab.route(n.Locator.Prefix(), n.Underlay, n.Name); err != nil {
-		return err
-	}
-	return nn.route(netip.MustParsePrefix("::/0"), fabricSide(n.Index), "up0")
+	return bothUp(ctx, a, ai, b, bi)
 }
 
 // Standby gives task a hot standby on NVE nve: a replica namespace with

@@ -88,8 +88,13 @@ func (l *Lab) frrConfig(dc *DC, d int) string {
 	// eBGP and is kept out of the kernel: here the local router's
 	// programs take SIR traffic on the fabric's ports before the kernel
 	// routes it.
+	// With the routers in namespaces of their own (Config.Routers) the
+	// SIR prefix they announce is routed: over each live router (ECMP).
 	fmt.Fprintf(&b, "ipv6 prefix-list ila-sir seq 5 permit %s\n!\n", SIRPrefix)
-	b.WriteString("route-map fabric-rib deny 10\n match ipv6 address prefix-list ila-sir\nexit\n!\nroute-map fabric-rib permit 20\nexit\n!\n")
+	if len(l.topo.Routers) == 0 {
+		b.WriteString("route-map fabric-rib deny 10\n match ipv6 address prefix-list ila-sir\nexit\n!\n")
+	}
+	b.WriteString("route-map fabric-rib permit 20\nexit\n!\n")
 	hold := int(bgpHold / time.Second)
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id 10.255.%d.1\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n bgp graceful-restart\n timers bgp %d %d\n", asn, d, hold/3, hold)
 	var peers []string
@@ -100,9 +105,15 @@ func (l *Lab) frrConfig(dc *DC, d int) string {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s description %s\n", n.Underlay, asn, n.Underlay, n.Name)
 		peers = append(peers, n.Underlay.String())
 	}
-	fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s description ila-router\n neighbor %s update-source %s\n",
-		routerLoopback(d), asn, routerLoopback(d), routerLoopback(d), fabricLoopback(d))
-	peers = append(peers, routerLoopback(d).String())
+	if len(l.topo.Routers) == 0 {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s description ila-router\n neighbor %s update-source %s\n",
+			routerLoopback(d), asn, routerLoopback(d), routerLoopback(d), fabricLoopback(d))
+		peers = append(peers, routerLoopback(d).String())
+	}
+	for _, r := range l.topo.Routers {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s description %s\n", r.Addr, asn, r.Addr, r.Name)
+		peers = append(peers, r.Addr.String())
+	}
 	for _, x := range l.dcLinks(dc.Name) {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s description %s\n", x.peer, x.peerASN, x.peer, x.peerDC)
 		peers = append(peers, x.peer.String())
@@ -113,6 +124,10 @@ func (l *Lab) frrConfig(dc *DC, d int) string {
 	b.WriteString(" address-family ipv6 unicast\n")
 	for _, p := range peers {
 		fmt.Fprintf(&b, "  neighbor %s activate\n", p)
+	}
+	if len(l.topo.Routers) > 0 {
+		// Anycast: the same SIR prefix from every router, all used.
+		b.WriteString("  maximum-paths ibgp 8\n")
 	}
 	b.WriteString("  table-map fabric-rib\n exit-address-family\n!\n")
 	return b.String()
@@ -173,8 +188,12 @@ func (l *Lab) startFRR(ctx context.Context) error {
 		_ = os.Chown(conf, uid, gid)
 		l.progress("starting FRR (zebra, bgpd) in %s, AS %d", dc.FabricNetns, dc.ASN)
 		common := []string{"-N", dc.FabricNetns, "-u", "frr", "-g", "frr", "--log", "stdout"}
+		zconf, err := l.zebraConfig(dc, uid, gid)
+		if err != nil {
+			return err
+		}
 		if _, err := l.start(procFRR(dc.Name, "zebra"), fab.ns, filepath.Join(frrDir, "zebra"),
-			append(common, "-f", "/dev/null")...); err != nil {
+			append(common, "-f", zconf)...); err != nil {
 			return err
 		}
 		if err := waitFile(ctx, filepath.Join(dc.FRRDir, "zserv.api"), 10*time.Second); err != nil {
@@ -189,6 +208,24 @@ func (l *Lab) startFRR(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// zebraConfig writes zebra's configuration of data centre dc and returns
+// its path (/dev/null: none). With the routers in namespaces of their own
+// the SIR prefix is an ECMP route, which zebra must install without kernel
+// nexthop groups: when a router's link goes down the kernel removes its
+// nexthop from the group, and zebra 8.4 never puts it back once the router
+// returns (the route keeps one path).
+func (l *Lab) zebraConfig(dc *DC, uid, gid int) (string, error) {
+	if len(l.topo.Routers) == 0 {
+		return "/dev/null", nil
+	}
+	p := filepath.Join(dc.FRRDir, "zebra.conf")
+	if err := os.WriteFile(p, []byte("no zebra nexthop kernel enable\n"), 0o644); err != nil {
+		return "", fmt.Errorf("zebra config: %w", err)
+	}
+	_ = os.Chown(p, uid, gid)
+	return p, nil
 }
 
 func waitFile(ctx context.Context, path string, d time.Duration) error {

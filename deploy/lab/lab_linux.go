@@ -121,6 +121,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 	}
 	l.topo = l.plan()
 	l.planFabric()
+	if err := l.planRouters(); err != nil {
+		return l, err
+	}
 	if err := l.save(); err != nil {
 		return l, err
 	}

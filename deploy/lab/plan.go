@@ -105,6 +105,9 @@ type Topology struct {
 	// Fabric says how the fabric routes the locators (frr or static)
 	// and lists the data centres.
 	Fabric FabricT `json:"fabric"`
+	// Routers are the ILA routers in namespaces of their own
+	// (Config.Routers); Router then describes them in a word.
+	Routers []RouterNS `json:"routers,omitempty"`
 }
 
 // DomainT describes the lab's ILA domain.
@@ -217,6 +220,8 @@ type Router struct {
 	// Metrics is the router's Prometheus listener, inside Netns.
 	Metrics string `json:"metrics,omitempty"`
 	PID     int    `json:"pid,omitempty"`
+	// Failed: `ilalab fail router` killed it and removed its programs.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // TaskByName returns the named task.

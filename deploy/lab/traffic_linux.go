@@ -28,7 +28,14 @@ func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval tim
 	if err != nil {
 		return nil, err
 	}
-	n, err := l.node(task.Netns)
+	return l.PingFrom(ctx, task.Netns, src, dst, interval, count, linger)
+}
+
+// PingFrom is Ping from any namespace of the lab (the control namespace:
+// a host outside ILA, whose packets to SIR addresses take an ILA router);
+// src names it in the stats.
+func (l *Lab) PingFrom(ctx context.Context, nsName, src string, dst netip.Addr, interval time.Duration, count int, linger time.Duration) (*FlowStats, error) {
+	n, err := l.node(nsName)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +50,7 @@ func (l *Lab) Ping(ctx context.Context, src string, dst netip.Addr, interval tim
 		c, err = icmp.ListenPacket(network, laddr)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("icmp socket in %s: %w", task.Netns, err)
+		return nil, fmt.Errorf("icmp socket in %s: %w", nsName, err)
 	}
 	defer c.Close()
 	if !dst.Is4() {
