@@ -67,6 +67,8 @@ type localTask struct {
 	// mapping service justified, while its port is alive here: the
 	// registration loop claims it back (reassert.go).
 	reassert bool
+	// handover: the source side of a migration (Handover).
+	handover *handover
 }
 
 type inflight struct {
@@ -125,6 +127,9 @@ type Stats struct {
 	RegAccepted, RegRejected, RegErrors          uint64
 	Deregistrations                              uint64
 	MovesAway, Notifications, InFlightExpired    uint64
+	// EarlyRedirects counts handovers that redirected a stopped guest's
+	// packets before the move committed (Handover).
+	EarlyRedirects uint64
 	// Suspended counts local tasks whose delivery stopped for a cold or
 	// warm move.
 	Suspended      uint64

@@ -51,6 +51,33 @@ func (qmpHypervisor) WaitRunning(ctx context.Context, sock string) (time.Time, e
 	}
 }
 
+var _ locator.RunStateWatcher = qmpHypervisor{}
+
+// WatchRunState implements locator.RunStateWatcher: QEMU's STOP and
+// RESUME events, until ctx ends or QEMU goes away.
+func (qmpHypervisor) WatchRunState(ctx context.Context, sock string, fn func(running bool, at time.Time)) error {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := qmp.Dial(dctx, sock, func(e qmp.Event) {
+		switch e.Name {
+		case "STOP":
+			fn(false, e.Time)
+		case "RESUME":
+			fn(true, e.Time)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	select {
+	case <-m.Done():
+		return nil
+	case <-ctx.Done():
+		return nil
+	}
+}
+
 // Announce implements locator.Hypervisor.
 func (qmpHypervisor) Announce(ctx context.Context, sock string) error {
 	m, err := qmp.Dial(ctx, sock, nil)
