@@ -129,16 +129,13 @@ func (a *Agent) redirectEarly(lt *localTask, at time.Time) {
 	}
 	dn := a.bySIR[lt.key.sir]
 	m := ila.Mapping{SIR: lt.key.sir, Identifier: lt.key.id, Locator: h.to, Csum: a.domains[dn].d.Csum}
-	if at.IsZero() {
-		at = a.cfg.Now()
-	}
-	h.redirectedAt = at
+	h.redirectedAt = a.cfg.Now() // ours: the hypervisor's stop (at) came before
 	// In-flight first, then local delivery goes: the datapath prefers a
 	// local entry, so no packet falls between the two.
 	a.setInFlight(lt.key, m, a.cfg.Now().Add(handoverHold))
 	a.dpErr("delete local", a.cfg.Datapath.DeleteLocal(lt.key.sir, lt.key.id), "sir", lt.spec.SIR)
 	a.st.EarlyRedirects++
-	a.log.Info("guest stopped: redirecting its packets to the destination", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", h.to)
+	a.log.Info("guest stopped: redirecting its packets to the destination", "task", lt.spec.Name, "sir", lt.spec.SIR, "locator", h.to, "after_stop", durationSince(at, h.redirectedAt))
 }
 
 // restoreLocal ends lt's early redirect: local delivery comes back; a.mu

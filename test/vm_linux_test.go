@@ -19,7 +19,8 @@ import (
 // namespace) between NVEs under a 10 ms ping and a TCP echo stream, as
 // libvirt would: the destination QEMU starts incoming, the libvirt hook
 // (ilactl hook libvirt) prepares the task there, QMP migrate, the guest's
-// announce commits it, the source's release detaches it. Loss is allowed
+// announce commits it, the source's release detaches it; the source's
+// ilad, told where the guest goes, redirects from its stop on. Loss is allowed
 // only while the guest is paused (QEMU's downtime until the commit); TCP
 // survives and DNS follows.
 func TestVMLiveMigration(t *testing.T) {
@@ -68,6 +69,13 @@ func TestVMLiveMigration(t *testing.T) {
 	v := rep.VM
 	if v.CommittedBy != "frame" || v.FirstFrame.IsZero() || v.Committed.Before(v.FirstFrame) || v.GuestResumed.Before(v.GuestStopped) || v.TotalTime <= 0 {
 		t.Errorf("migration figures: %+v", v)
+	}
+	// The old NVE was told where the guest goes (the handover) and
+	// redirected its packets from the guest's stop on.
+	if v.EarlyRedirect.IsZero() {
+		t.Errorf("the old NVE never redirected early (handover): %+v", v)
+	} else if !v.EarlyRedirect.Before(v.Committed) {
+		t.Logf("early redirect %v after the commit %v (a busy machine)", v.EarlyRedirect, v.Committed)
 	}
 	p, s := rep.Flows[0], rep.Flows[1]
 	if p.Sent < 150 || s.Sent < 100 {
