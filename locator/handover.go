@@ -89,7 +89,11 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 	if !h.Now && (sock == "" || !watch) {
 		return fmt.Errorf("handover of task %s: nothing tells when its guest stops (no QMP socket, or no hypervisor monitor): give qmp or now", name)
 	}
-	a.endHandover(lt)
+	if lt.handover != nil {
+		// Replaced: its redirect (if any) ends with it.
+		a.restoreLocal(lt, "handover replaced")
+		a.endHandover(lt)
+	}
 	hctx, cancel := context.WithCancel(a.runCtx)
 	ho := &handover{to: h.Locator, cancel: cancel}
 	lt.handover = ho

@@ -130,13 +130,14 @@ func TestHandoverRedirectsOnStop(t *testing.T) {
 }
 
 // A handover with now (the orchestrator saw the guest stop) redirects at
-// once; with nothing else happening, local delivery comes back after the
-// hold time.
+// once; armed again, the first redirect ends; with nothing else happening,
+// local delivery comes back after the hold time.
 func TestHandoverNowExpires(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		hv := &runStates{}
 		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
 		src.SetDomain(dom)
-		a := newAgent(t, "", dp, src)
+		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Hypervisor = hv })
 		stop := run(t, a)
 		defer stop()
 		synctest.Wait()
@@ -151,6 +152,20 @@ func TestHandoverNowExpires(t *testing.T) {
 		}
 		if _, ok := dp.LocalEntries()[k]; ok || dp.InFlightEntries()[k].Mapping.Locator != locB {
 			t.Fatal("handover now: not redirected")
+		}
+		// Armed again (another destination, on the guest's stop): the
+		// first redirect ends, the new one waits for the stop.
+		if err := a.Handover(t.Context(), "vm", locator.HandoverSpec{Locator: locC, QMP: "/run/vm.qmp"}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if _, ok := dp.LocalEntries()[k]; !ok || len(dp.InFlightEntries()) != 0 {
+			t.Fatal("handover armed again: the first redirect stays")
+		}
+		hv.set("/run/vm.qmp", false)
+		synctest.Wait()
+		if _, ok := dp.LocalEntries()[k]; ok || dp.InFlightEntries()[k].Mapping.Locator != locC {
+			t.Fatal("guest stopped: not redirected to the new destination")
 		}
 		time.Sleep(time.Minute)
 		synctest.Wait()
