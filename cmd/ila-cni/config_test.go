@@ -123,6 +123,7 @@ func FuzzParseConf(f *testing.F) {
 		`{"name":"n","ipam":{"type":"host-local","ranges":[[{"subnet":"fd00::/64"}]]},"mtu":1400}`,
 		`{"name":"n","prevResult":{"cniVersion":"1.1.0","ips":[{"address":"fd00::1/128"}]}}`,
 		`{"name":"n","cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}]}`,
+		`{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":100,"subnet":"10.0.0.0/24","gateway":"10.0.0.1","routes":["0.0.0.0/0"]},"args":{"cni":{"ila_task":"a_b","ila_prepare":true}}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(s))
@@ -141,6 +142,9 @@ func FuzzParseConf(f *testing.F) {
 		}
 		if c.Address == addrMapsrv && c.Mapsrv.URL == "" {
 			t.Fatalf("accepted mapsrv address source without URL")
+		}
+		if v := c.IPv4; v != nil && (c.Address != addrMapsrv || v.VNI == 0 || !v.Subnet.Addr().Is4() || v.Gateway.IsValid() != (len(v.Routes) > 0)) {
+			t.Fatalf("accepted ipv4 section %+v (address %q)", v, c.Address)
 		}
 	})
 }
