@@ -211,6 +211,21 @@ func linkIn(t *testing.T, path, name string) bool {
 	return strings.Contains(string(out), " "+name+"@") || strings.Contains(string(out), " "+name+":")
 }
 
+// addOK runs ADD through the reference plugins' testutils and returns
+// its result.
+func addOK(t *testing.T, args *skel.CmdArgs) (*current.Result, types.Result) {
+	t.Helper()
+	r, _, err := testutils.CmdAddWithArgs(args, func() error { return cmdAdd(args) })
+	if err != nil {
+		t.Fatalf("ADD %s: %v", args.ContainerID, err)
+	}
+	res, err := current.GetResult(r)
+	if err != nil {
+		t.Fatalf("ADD %s: result %v: %v", args.ContainerID, r, err)
+	}
+	return res, r
+}
+
 func TestLab(t *testing.T) {
 	c := upCNILab(t)
 	t.Run("testutils", func(t *testing.T) { testUtils(t, c) })
@@ -229,14 +244,7 @@ func testUtils(t *testing.T, c *cniLab) {
 	conf := c.pluginConf(t, 0, nil)
 	path := container(t, netns.Unique("cnic"))
 	args := &skel.CmdArgs{ContainerID: "c1", Netns: path, IfName: "eth0", StdinData: conf, Args: "K8S_POD_NAMESPACE=apps;K8S_POD_NAME=db-0"}
-	r, _, err := testutils.CmdAddWithArgs(args, func() error { return cmdAdd(args) })
-	if err != nil {
-		t.Fatalf("ADD: %v", err)
-	}
-	res, err := current.GetResult(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, _ := addOK(t, args)
 	if len(res.IPs) != 1 || len(res.Interfaces) != 2 || res.IPs[0].Gateway.String() != "fe80::1" {
 		t.Fatalf("result %+v: want one IP via fe80::1 on two interfaces", res)
 	}
@@ -304,11 +312,7 @@ func testUtils(t *testing.T, c *cniLab) {
 			"ips": []map[string]any{{"address": addr.String() + "/128"}}}
 	})
 	ch := &skel.CmdArgs{ContainerID: "c4", Netns: container(t, netns.Unique("cnic")), IfName: "eth0", StdinData: chained}
-	r, _, err = testutils.CmdAddWithArgs(ch, func() error { return cmdAdd(ch) })
-	if err != nil {
-		t.Fatalf("chained ADD: %v", err)
-	}
-	res, _ = current.GetResult(r)
+	res, r := addOK(t, ch)
 	if len(res.Interfaces) != 3 || res.Interfaces[0].Name != "lo0" || res.IPs[0].Address.IP.String() != addr.String() || *res.IPs[0].Interface != 2 {
 		t.Errorf("chained result %s: want prevResult's interface kept and the address on ours", r)
 	}
@@ -632,14 +636,7 @@ func testIPv4(t *testing.T, c *cniLab) {
 	})
 	path := container(t, netns.Unique("cni4"))
 	args := &skel.CmdArgs{ContainerID: "v4c1", Netns: path, IfName: "eth0", StdinData: conf, Args: "K8S_POD_NAMESPACE=legacy;K8S_POD_NAME=app-0"}
-	r, _, err := testutils.CmdAddWithArgs(args, func() error { return cmdAdd(args) })
-	if err != nil {
-		t.Fatalf("ADD: %v", err)
-	}
-	res, err := current.GetResult(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, r := addOK(t, args)
 	if len(res.IPs) != 2 {
 		t.Fatalf("result %s: want the SIR address and an IPv4 address", r)
 	}
@@ -735,13 +732,9 @@ func testPrepare(t *testing.T, c *cniLab) {
 			cniArgs += ";ILA_PREPARE=true"
 		}
 		a := &skel.CmdArgs{ContainerID: id, Netns: container(t, netns.Unique("cnip")), IfName: "eth0", StdinData: c.pluginConf(t, i, nil), Args: cniArgs}
-		r, _, err := testutils.CmdAddWithArgs(a, func() error { return cmdAdd(a) })
-		if err != nil {
-			t.Fatalf("ADD %s on %s: %v", podName, c.topo.NVEs[i].Name, err)
-		}
-		res, err := current.GetResult(r)
-		if err != nil || len(res.IPs) != 1 {
-			t.Fatalf("ADD %s: result %v, %v", podName, r, err)
+		res, r := addOK(t, a)
+		if len(res.IPs) != 1 {
+			t.Fatalf("ADD %s on %s: result %v", podName, c.topo.NVEs[i].Name, r)
 		}
 		sir, _ := netip.AddrFromSlice(res.IPs[0].Address.IP)
 		return a, sir

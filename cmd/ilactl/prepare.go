@@ -42,10 +42,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json() {
-				return g.printJSON(st)
-			}
-			return printTasks(g, []locator.TaskStatus{st})
+			return printTask(g, st)
 		},
 	}
 	f.add(cmd)
@@ -113,10 +110,7 @@ destination and before QEMU's migrate.`,
 			if err != nil {
 				return err
 			}
-			if g.json() {
-				return g.printJSON(st)
-			}
-			return printTasks(g, []locator.TaskStatus{st})
+			return printTask(g, st)
 		},
 	}
 	f.add(cmd)
@@ -125,4 +119,12 @@ destination and before QEMU's migrate.`,
 	cmd.Flags().BoolVar(&h.Now, "now", false, "redirect at once (the guest has stopped)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
+}
+
+// printTask prints one task's status as JSON or a table row.
+func printTask(g *globals, st locator.TaskStatus) error {
+	if g.json() {
+		return g.printJSON(st)
+	}
+	return printTasks(g, []locator.TaskStatus{st})
 }
