@@ -22,10 +22,12 @@ import (
 // state changes: QEMU's STOP (at a migration's last copy) and RESUME (the
 // guest runs again: at the source, the migration failed).
 type RunStateWatcher interface {
-	// WatchRunState calls fn with running false when the guest stops and
-	// true when it runs again (at the hypervisor's time) until ctx ends
-	// or the monitor goes away (the hypervisor exited), then returns.
-	WatchRunState(ctx context.Context, socket string, fn func(running bool, at time.Time)) error
+	// WatchRunState connects to the guest's monitor and returns once it
+	// watches (an error if it cannot). From then on it calls fn with
+	// running false when the guest stops and true when it runs again (at
+	// the hypervisor's time) until ctx ends or the monitor goes away (the
+	// hypervisor exited); then it closes done.
+	WatchRunState(ctx context.Context, socket string, fn func(running bool, at time.Time)) (done <-chan struct{}, err error)
 }
 
 // ErrNotActive: the task is prepared here, not active: it has nothing to
@@ -61,25 +63,32 @@ const handoverHold = 30 * time.Second
 // redirected to the destination until the move commits (then the move's
 // own in-flight redirect takes over), the guest runs here again (local
 // delivery comes back) or handoverHold ends. Arming it again replaces the
-// previous one. The mapping is not touched. Errors: ErrNotFound (no such
-// local task), ErrPrepared (a prepared task has nothing to hand over).
+// previous one. The mapping is not touched. With a QMP socket it returns
+// once it watches the guest's run state (an error if it cannot connect).
+// Errors: ErrNotFound (no such local task), ErrNotActive (a prepared task
+// has nothing to hand over).
 func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error {
-	_ = ctx
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	lt := a.locals[name]
+	bad := func(err error) error {
+		a.mu.Unlock()
+		return fmt.Errorf("handover of task %s: %w", name, err)
+	}
 	if lt == nil {
-		return fmt.Errorf("handover of task %s: %w", name, ErrNotFound)
+		return bad(ErrNotFound)
+	}
+	if a.runCtx == nil {
+		return bad(errors.New("locator agent: not running"))
 	}
 	if lt.spec.Standby {
-		return fmt.Errorf("handover of task %s: %w", name, ErrNotActive)
+		return bad(ErrNotActive)
 	}
 	dn, ok := a.bySIR[lt.key.sir]
 	if !ok {
-		return fmt.Errorf("handover of task %s: its domain is not known yet", name)
+		return bad(errors.New("its domain is not known yet"))
 	}
 	if own, ok := a.locatorFor(dn); ok && own == h.Locator || h.Locator == 0 {
-		return fmt.Errorf("handover of task %s: locator %v: want the destination's (not zero, not ours)", name, h.Locator)
+		return bad(fmt.Errorf("locator %v: want the destination's (not zero, not ours)", h.Locator))
 	}
 	sock := h.QMP
 	if sock == "" {
@@ -87,7 +96,7 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 	}
 	sw, watch := a.cfg.Hypervisor.(RunStateWatcher)
 	if !h.Now && (sock == "" || !watch) {
-		return fmt.Errorf("handover of task %s: nothing tells when its guest stops (no QMP socket, or no hypervisor monitor): give qmp or now", name)
+		return bad(errors.New("nothing tells when its guest stops (no QMP socket, or no hypervisor monitor): give qmp or now"))
 	}
 	if lt.handover != nil {
 		// Replaced: its redirect (if any) ends with it.
@@ -97,28 +106,47 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 	hctx, cancel := context.WithCancel(a.runCtx)
 	ho := &handover{to: h.Locator, cancel: cancel}
 	lt.handover = ho
-	a.log.Info("handover armed", "task", name, "locator", h.Locator, "qmp", sock, "now", h.Now)
 	if h.Now {
+		a.log.Info("handover armed", "task", name, "locator", h.Locator, "now", true)
 		a.redirectEarly(lt, a.cfg.Now())
+		a.mu.Unlock()
 		return nil
 	}
+	a.mu.Unlock()
+	// Watching before returning: the caller migrates next, and the
+	// guest's stop must not come before we listen.
+	stop := context.AfterFunc(ctx, cancel) // the caller gave up while we connect
+	done, err := sw.WatchRunState(hctx, sock, func(running bool, at time.Time) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.locals[name] != lt || lt.handover != ho {
+			return
+		}
+		if running {
+			a.restoreLocal(lt, "the guest runs here again")
+		} else {
+			a.redirectEarly(lt, at)
+		}
+	})
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		cancel()
+		a.mu.Lock()
+		if lt.handover == ho {
+			lt.handover = nil
+		}
+		a.mu.Unlock()
+		return fmt.Errorf("handover of task %s: hypervisor monitor %s: %w", name, sock, err)
+	}
+	a.log.Info("handover armed", "task", name, "locator", h.Locator, "qmp", sock)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		err := sw.WatchRunState(hctx, sock, func(running bool, at time.Time) {
-			a.mu.Lock()
-			defer a.mu.Unlock()
-			if a.locals[name] != lt || lt.handover != ho {
-				return
-			}
-			if running {
-				a.restoreLocal(lt, "the guest runs here again")
-			} else {
-				a.redirectEarly(lt, at)
-			}
-		})
-		if err != nil && hctx.Err() == nil {
-			a.log.Warn("handover: hypervisor monitor (the move's commit redirects)", "task", name, "qmp", sock, "err", err)
+		select {
+		case <-done:
+		case <-hctx.Done():
 		}
 	}()
 	return nil

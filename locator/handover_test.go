@@ -21,18 +21,25 @@ type runStates struct {
 	fns map[string]func(bool, time.Time)
 }
 
-func (r *runStates) WatchRunState(ctx context.Context, sock string, fn func(bool, time.Time)) error {
+func (r *runStates) WatchRunState(ctx context.Context, sock string, fn func(bool, time.Time)) (<-chan struct{}, error) {
+	if sock == "/run/gone.qmp" {
+		return nil, errors.New("connect: no such file")
+	}
 	r.mu.Lock()
 	if r.fns == nil {
 		r.fns = map[string]func(bool, time.Time){}
 	}
 	r.fns[sock] = fn
 	r.mu.Unlock()
-	<-ctx.Done()
-	r.mu.Lock()
-	delete(r.fns, sock)
-	r.mu.Unlock()
-	return nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		r.mu.Lock()
+		delete(r.fns, sock)
+		r.mu.Unlock()
+	}()
+	return done, nil
 }
 
 // set reports the guest behind sock running or stopped; false if nothing
@@ -84,15 +91,19 @@ func TestHandoverRedirectsOnStop(t *testing.T) {
 			t.Fatal("a refused handover changed the datapath")
 		}
 
+		// QMP socket gone: an error, nothing armed.
+		if err := a.Handover(t.Context(), "vm", locator.HandoverSpec{Locator: locB, QMP: "/run/gone.qmp"}); err == nil {
+			t.Error("handover with the monitor gone: no error")
+		}
+		if s := state(t, a, "vm"); s.HandoverTo != 0 {
+			t.Errorf("a failed handover is armed: %+v", s)
+		}
 		if err := a.Handover(t.Context(), "vm", locator.HandoverSpec{Locator: locB, QMP: "/run/vm.qmp"}); err != nil {
 			t.Fatal(err)
 		}
-		synctest.Wait()
-		if _, ok := dp.LocalEntries()[k]; !ok || len(dp.InFlightEntries()) != 0 {
-			t.Fatal("armed handover redirects before the guest stopped")
-		}
+		// Armed when Handover returns: the guest's stop right after is seen.
 		if !hv.set("/run/vm.qmp", false) {
-			t.Fatal("nothing watches the guest's run state")
+			t.Fatal("nothing watches the guest's run state when Handover returns")
 		}
 		synctest.Wait()
 		if _, ok := dp.LocalEntries()[k]; ok {

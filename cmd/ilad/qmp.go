@@ -54,8 +54,9 @@ func (qmpHypervisor) WaitRunning(ctx context.Context, sock string) (time.Time, e
 var _ locator.RunStateWatcher = qmpHypervisor{}
 
 // WatchRunState implements locator.RunStateWatcher: QEMU's STOP and
-// RESUME events, until ctx ends or QEMU goes away.
-func (qmpHypervisor) WatchRunState(ctx context.Context, sock string, fn func(running bool, at time.Time)) error {
+// RESUME events, from the connection (within 5 s) until ctx ends or QEMU
+// goes away.
+func (qmpHypervisor) WatchRunState(ctx context.Context, sock string, fn func(running bool, at time.Time)) (<-chan struct{}, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := qmp.Dial(dctx, sock, func(e qmp.Event) {
@@ -67,15 +68,18 @@ func (qmpHypervisor) WatchRunState(ctx context.Context, sock string, fn func(run
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer m.Close()
-	select {
-	case <-m.Done():
-		return nil
-	case <-ctx.Done():
-		return nil
-	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer m.Close()
+		select {
+		case <-m.Done():
+		case <-ctx.Done():
+		}
+	}()
+	return done, nil
 }
 
 // Announce implements locator.Hypervisor.
