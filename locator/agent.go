@@ -71,6 +71,8 @@ type localTask struct {
 	// was accepted since it was attached or committed here. A commit not
 	// claimed yet may still be aborted (Abort).
 	claimed bool
+	// handover: the source side of a migration (Handover).
+	handover *handover
 }
 
 type inflight struct {
@@ -133,6 +135,9 @@ type Stats struct {
 	RegAccepted, RegRejected, RegErrors          uint64
 	Deregistrations                              uint64
 	MovesAway, Notifications, InFlightExpired    uint64
+	// EarlyRedirects counts handovers that redirected a stopped guest's
+	// packets before the move committed (Handover).
+	EarlyRedirects uint64
 	// Suspended counts local tasks whose delivery stopped for a cold or
 	// warm move.
 	Suspended      uint64

@@ -18,6 +18,8 @@ import (
 //	POST /v1/tasks/{name}/commit    commit a prepared task -> TaskStatus
 //	POST /v1/tasks/{name}/abort     drop a prepared task, or a committed one
 //	                                whose claim was not accepted (mapping untouched)
+//	POST /v1/tasks/{name}/handover  at the source: redirect to the destination
+//	                                when the guest stops (body: HandoverSpec)
 //
 // 404: no such task (commit of a task never prepared), 409: a conflicting
 // task at prepare, 412: abort of a task that is not prepared (active), 424:
@@ -75,6 +77,27 @@ func (a *Agent) prepareRoutes(mux *http.ServeMux) {
 				writeErr(w, http.StatusUnprocessableEntity, err)
 			default:
 				writeErr(w, http.StatusInternalServerError, err)
+			}
+			return
+		}
+		a.writeTask(w, http.StatusOK, r.PathValue("name"))
+	})
+	mux.HandleFunc("POST /v1/tasks/{name}/handover", func(w http.ResponseWriter, r *http.Request) {
+		var h HandoverSpec
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&h); err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("handover: %w", err))
+			return
+		}
+		if err := a.Handover(r.Context(), r.PathValue("name"), h); err != nil {
+			switch {
+			case errors.Is(err, ErrNotFound):
+				writeErr(w, http.StatusNotFound, err)
+			case errors.Is(err, ErrNotActive):
+				writeErr(w, http.StatusConflict, err)
+			default:
+				writeErr(w, http.StatusBadRequest, err)
 			}
 			return
 		}
@@ -142,4 +165,12 @@ func (c *Client) Commit(ctx context.Context, name string) (TaskStatus, error) {
 // Abort drops a prepared task.
 func (c *Client) Abort(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(name)+"/abort", nil, nil)
+}
+
+// Handover arms the early redirect of a migrating task at its source (see
+// Agent.Handover).
+func (c *Client) Handover(ctx context.Context, name string, h HandoverSpec) (TaskStatus, error) {
+	var s TaskStatus
+	err := c.do(ctx, http.MethodPost, "/v1/tasks/"+url.PathEscape(name)+"/handover", h, &s)
+	return s, err
 }

@@ -33,6 +33,11 @@ type TaskStatus struct {
 	CommittedAt time.Time `json:"committed_at,omitzero"`
 	CommittedBy string    `json:"committed_by,omitempty"`
 	MovedAt     time.Time `json:"moved_at,omitzero"`
+	// HandoverTo is where the task is migrating (Handover), RedirectedAt
+	// when its guest stopped here and its packets began to be redirected
+	// there.
+	HandoverTo   ila.Locator `json:"handover_to,omitzero"`
+	RedirectedAt time.Time   `json:"redirected_at,omitzero"`
 }
 
 // Attach attaches a task to this NVE: prepares its port, attaches the
@@ -253,6 +258,7 @@ func (a *Agent) forgetLocal(lt *localTask) {
 		lt.cancel()
 	}
 	lt.stopWatchers()
+	a.endHandover(lt)
 }
 
 // releasePort undoes the port setup; the port may be gone (moved away).

@@ -59,6 +59,7 @@ func (a *Agent) expire(k key, f *inflight) {
 	delete(a.inflight, k)
 	a.st.InFlightExpired++
 	a.dpErr("delete in-flight", a.cfg.Datapath.DeleteInFlight(k.sir, k.id), "sir", k.sir.Addr(k.id))
+	a.handoverExpired(k)
 	a.syncKey(k)
 }
 

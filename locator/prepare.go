@@ -338,5 +338,8 @@ func (a *Agent) statusOf(lt *localTask) TaskStatus {
 	if m := lt.mig; m != nil {
 		s.PreparedAt, s.FirstFrame, s.CommittedAt, s.CommittedBy = m.preparedAt, m.firstFrame, m.committedAt, m.committedBy
 	}
+	if h := lt.handover; h != nil {
+		s.HandoverTo, s.RedirectedAt = h.to, h.redirectedAt
+	}
 	return s
 }

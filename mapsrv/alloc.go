@@ -41,7 +41,11 @@ type Allocation struct {
 	Name       string         `json:"name"`
 	Identifier ila.Identifier `json:"identifier"`
 	SIR        netip.Addr     `json:"sir"`
-	Created    time.Time      `json:"created"`
+	// VNI and IPv4: an IPv4 tenant's allocation (AllocRequest.VNI); the
+	// identifier is the VN-IPv4 identifier of the two.
+	VNI     uint32     `json:"vni,omitempty"`
+	IPv4    netip.Addr `json:"ipv4,omitzero"`
+	Created time.Time  `json:"created"`
 }
 
 // AllocOwner is the value of an identifier reservation: who holds it.
@@ -56,6 +60,41 @@ type AllocRequest struct {
 	Domain string `json:"domain,omitempty"`
 	Tenant string `json:"tenant,omitempty"` // default "default"
 	Name   string `json:"name"`
+	// VNI and IPv4Net ask for an IPv4 tenant's address: a free address of
+	// IPv4Net (neither its network nor its broadcast address, nor one of
+	// IPv4Exclude, such as the subnet's gateway) whose VN-IPv4 identifier
+	// (ila.NewVNIPv4) no task and no other allocation holds. Zero: a LUID.
+	VNI         uint32       `json:"vni,omitempty"`
+	IPv4Net     netip.Prefix `json:"ipv4_net,omitzero"`
+	IPv4Exclude []netip.Addr `json:"ipv4_exclude,omitempty"`
+}
+
+// maxIPv4Exclude bounds AllocRequest.IPv4Exclude.
+const maxIPv4Exclude = 64
+
+// check reports a request that cannot be served (ErrInvalid).
+func (r AllocRequest) check() error {
+	if r.VNI == 0 {
+		if r.IPv4Net.IsValid() || len(r.IPv4Exclude) > 0 {
+			return fmt.Errorf("allocate %s/%s: ipv4_net and ipv4_exclude need a vni: %w", r.Tenant, r.Name, ErrInvalid)
+		}
+		return nil
+	}
+	if r.VNI > ila.MaxVNID {
+		return fmt.Errorf("allocate %s/%s: vni %d: above %d: %w", r.Tenant, r.Name, r.VNI, ila.MaxVNID, ErrInvalid)
+	}
+	if !r.IPv4Net.Addr().Is4() || r.IPv4Net.Bits() < 8 || r.IPv4Net.Bits() > 30 {
+		return fmt.Errorf("allocate %s/%s: ipv4_net %v: want an IPv4 subnet from /8 to /30: %w", r.Tenant, r.Name, r.IPv4Net, ErrInvalid)
+	}
+	if len(r.IPv4Exclude) > maxIPv4Exclude {
+		return fmt.Errorf("allocate %s/%s: %d ipv4_exclude addresses, at most %d: %w", r.Tenant, r.Name, len(r.IPv4Exclude), maxIPv4Exclude, ErrInvalid)
+	}
+	for _, a := range r.IPv4Exclude {
+		if !a.Is4() {
+			return fmt.Errorf("allocate %s/%s: ipv4_exclude %v: want an IPv4 address: %w", r.Tenant, r.Name, a, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // DecodeAllocation decodes the value of an allocation key and checks it
@@ -70,6 +109,11 @@ func DecodeAllocation(key string, b []byte) (Allocation, error) {
 	}
 	if a.Domain == "" || !a.SIR.Is6() || ila.IdentifierOf(a.SIR) != a.Identifier {
 		return a, fmt.Errorf("allocation %s: no domain, or sir %s does not carry identifier %s: %w", key, a.SIR, a.Identifier, ErrMalformed)
+	}
+	if a.VNI != 0 || a.IPv4.IsValid() {
+		if id, err := ila.NewVNIPv4(a.VNI, a.IPv4); err != nil || id != a.Identifier {
+			return a, fmt.Errorf("allocation %s: identifier %s is not vni %d with ipv4 %v: %w", key, a.Identifier, a.VNI, a.IPv4, ErrMalformed)
+		}
 	}
 	return a, nil
 }
@@ -93,6 +137,9 @@ func (s *Service) AllocateAddress(ctx context.Context, r AllocRequest) (a Alloca
 		return a, false, err
 	}
 	if err := CheckName("task", r.Name); err != nil {
+		return a, false, err
+	}
+	if err := r.check(); err != nil {
 		return a, false, err
 	}
 	d, err := s.allocDomain(ctx, r.Domain)
@@ -139,6 +186,9 @@ func (s *Service) allocate(ctx context.Context, d ila.Domain, r AllocRequest) (A
 			if a.Domain != d.Name {
 				return a, false, fmt.Errorf("task %s/%s: has an address in domain %s, not %s: %w", r.Tenant, r.Name, a.Domain, d.Name, ErrConflict)
 			}
+			if a.VNI != r.VNI || r.VNI != 0 && !r.IPv4Net.Contains(a.IPv4) {
+				return a, false, fmt.Errorf("task %s/%s: has the address %s (vni %d, ipv4 %v), not one of vni %d in %v: %w", r.Tenant, r.Name, a.SIR, a.VNI, a.IPv4, r.VNI, r.IPv4Net, ErrConflict)
+			}
 			return a, false, nil
 		}
 		s.malformed(akv, err) // replaced below
@@ -149,14 +199,19 @@ func (s *Service) allocate(ctx context.Context, d ila.Domain, r AllocRequest) (A
 	if nkv.Revision != 0 {
 		if x, err := DecodeIndex(nkv.Key, nkv.Value); err == nil && x.Domain == d.Name {
 			rec, _, err := s.resolve(ctx, "", "", x.Domain, x.Identifier)
-			if err == nil && rec.Tenant == r.Tenant && rec.Name == r.Name && rec.VNI == 0 {
+			if err == nil && rec.Tenant == r.Tenant && rec.Name == r.Name && rec.VNI == r.VNI && (r.VNI == 0 || r.IPv4Net.Contains(rec.IPv4)) {
 				id, adopt = x.Identifier, true
 			}
 		}
 	}
 	for try := 0; ; try++ {
 		if !adopt {
-			if id, err = randomLUID(d); err != nil {
+			if r.VNI != 0 {
+				id, err = s.freeIPv4(ctx, d, r)
+			} else {
+				id, err = randomLUID(d)
+			}
+			if err != nil {
 				return Allocation{}, false, err
 			}
 		}
@@ -176,6 +231,9 @@ func (s *Service) allocate(ctx context.Context, d ila.Domain, r AllocRequest) (A
 			return Allocation{}, false, fmt.Errorf("task %s/%s: its address %s is allocated to %s/%s: %w", r.Tenant, r.Name, d.SIR.Addr(id), own.Tenant, own.Name, ErrConflict)
 		}
 		a := Allocation{Domain: d.Name, Tenant: r.Tenant, Name: r.Name, Identifier: id, SIR: d.SIR.Addr(id), Created: s.cfg.Now().UTC()}
+		if r.VNI != 0 {
+			a.VNI, a.IPv4 = r.VNI, id.IPv4()
+		}
 		b := &txnBuilder{}
 		b.cond(akv)
 		b.cond(ikv)
@@ -198,6 +256,59 @@ func decodeOwner(kv KV) (AllocOwner, error) {
 		return o, fmt.Errorf("allocation owner %s: %w: %w", kv.Key, ErrMalformed, err)
 	}
 	return o, nil
+}
+
+// freeIPv4 returns the VN-IPv4 identifier of an address of r.IPv4Net
+// that no task and no allocation of r.VNI in domain d holds, starting the
+// search at a random address (so that concurrent allocations rarely
+// race).
+func (s *Service) freeIPv4(ctx context.Context, d ila.Domain, r AllocRequest) (ila.Identifier, error) {
+	base, err := ila.NewVNIPv4(r.VNI, netip.IPv4Unspecified())
+	if err != nil {
+		return 0, fmt.Errorf("allocate %s/%s: %w: %w", r.Tenant, r.Name, ErrInvalid, err)
+	}
+	// The identifiers of one VNI share their 8 high hex digits.
+	head := strings.TrimPrefix(TaskKey(d.Name, base), MapPrefix+d.Name+"/")[:8]
+	used := map[uint32]bool{}
+	for _, prefix := range []string{AllocIDPrefix + d.Name + "/" + head, MapPrefix + d.Name + "/" + head} {
+		kvs, _, err := s.store.List(ctx, prefix)
+		if err != nil {
+			return 0, s.storeErr(fmt.Errorf("list vni %d identifiers: %w", r.VNI, err))
+		}
+		for _, kv := range kvs {
+			hex := kv.Key[strings.LastIndexByte(kv.Key, '/')+1:]
+			var id ila.Identifier
+			if err := id.UnmarshalText([]byte(hex)); err == nil {
+				used[uint32(id)] = true
+			}
+		}
+	}
+	for _, a := range r.IPv4Exclude {
+		b := a.As4()
+		used[binary.BigEndian.Uint32(b[:])] = true
+	}
+	nb := r.IPv4Net.Masked().Addr().As4()
+	first := binary.BigEndian.Uint32(nb[:]) + 1
+	n := uint32(1)<<(32-r.IPv4Net.Bits()) - 2 // without network and broadcast
+	var rb [4]byte
+	if _, err := rand.Read(rb[:]); err != nil {
+		return 0, fmt.Errorf("allocate: random address: %w", err)
+	}
+	start := binary.BigEndian.Uint32(rb[:]) % n
+	for i := range n {
+		v := first + (start+i)%n
+		if used[v] {
+			continue
+		}
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], v)
+		id, err := ila.NewVNIPv4(r.VNI, netip.AddrFrom4(b))
+		if err != nil || d.CheckIdentifier(id) != nil {
+			continue
+		}
+		return id, nil
+	}
+	return 0, fmt.Errorf("allocate %s/%s: no free address of vni %d in %v: %w", r.Tenant, r.Name, r.VNI, r.IPv4Net, ErrConflict)
 }
 
 // randomLUID draws a LUID the domain accepts.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/mapsrv"
@@ -114,5 +115,67 @@ func TestAllocateErrors(t *testing.T) {
 	}
 	if a, created, err := f.svc.AllocateAddress(ctx, mapsrv.AllocRequest{Domain: "prod", Name: "y"}); err != nil || !created || !sirPrefix.Contains(a.SIR) {
 		t.Errorf("allocate over a malformed value: %v, %v, created %v", a, err, created)
+	}
+}
+
+func TestAllocateIPv4(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	subnet := netip.MustParsePrefix("10.7.0.0/29") // 6 host addresses
+	gw := netip.MustParseAddr("10.7.0.1")
+	req := func(name string) mapsrv.AllocRequest {
+		return mapsrv.AllocRequest{Tenant: "v4", Name: name, VNI: 70, IPv4Net: subnet, IPv4Exclude: []netip.Addr{gw}}
+	}
+	// A registered task of the VNI holds its address: never handed out.
+	taken := netip.MustParseAddr("10.7.0.3")
+	id, _ := ila.NewVNIPv4(70, taken)
+	if _, err := f.svc.Register(ctx, mapsrv.Registration{NVE: "a", Tenant: "v4", Name: "old", SIR: sirPrefix.Addr(id), IPv4: taken, VNI: 70, Lifetime: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]string{}
+	for _, n := range []string{"p1", "p2", "p3", "p4"} {
+		a, created, err := f.svc.AllocateAddress(ctx, req(n))
+		if err != nil || !created {
+			t.Fatalf("allocate %s: %v (created %v)", n, err, created)
+		}
+		want, _ := ila.NewVNIPv4(70, a.IPv4)
+		if a.VNI != 70 || !subnet.Contains(a.IPv4) || a.IPv4 == gw || a.IPv4 == taken || a.Identifier != want || a.SIR != sirPrefix.Addr(want) {
+			t.Fatalf("allocation %+v: want a VN-IPv4 identifier of vni 70 in %v, not %v or %v", a, subnet, gw, taken)
+		}
+		if o, dup := seen[a.IPv4]; dup || a.IPv4 == subnet.Addr() || a.IPv4 == netip.MustParseAddr("10.7.0.7") {
+			t.Fatalf("%s got %v (held by %q, or the network or broadcast address)", n, a.IPv4, o)
+		}
+		seen[a.IPv4] = n
+	}
+	// The same name again: the same address.
+	if a, created, err := f.svc.AllocateAddress(ctx, req("p1")); err != nil || created || seen[a.IPv4] != "p1" {
+		t.Fatalf("allocate p1 again: %+v, %v, created %v", a, err, created)
+	}
+	// The registered task asking adopts its address.
+	if a, created, err := f.svc.AllocateAddress(ctx, req("old")); err != nil || !created || a.IPv4 != taken {
+		t.Fatalf("allocate for the registered task: %+v, %v, created %v; want %v", a, err, created, taken)
+	}
+	// Six host addresses, one excluded, five held: full.
+	if _, _, err := f.svc.AllocateAddress(ctx, req("p5")); !errors.Is(err, mapsrv.ErrConflict) {
+		t.Fatalf("allocate in a full subnet: %v, want ErrConflict", err)
+	}
+	// A name holding a LUID does not get an IPv4 address, and back.
+	if _, _, err := f.svc.AllocateAddress(ctx, mapsrv.AllocRequest{Tenant: "v4", Name: "p1"}); !errors.Is(err, mapsrv.ErrConflict) {
+		t.Errorf("p1 without vni: %v, want ErrConflict", err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  mapsrv.AllocRequest
+	}{
+		{"subnet without vni", mapsrv.AllocRequest{Name: "x", IPv4Net: subnet}},
+		{"vni without subnet", mapsrv.AllocRequest{Name: "x", VNI: 70}},
+		{"ipv6 subnet", mapsrv.AllocRequest{Name: "x", VNI: 70, IPv4Net: netip.MustParsePrefix("2001:db8::/64")}},
+		{"host route", mapsrv.AllocRequest{Name: "x", VNI: 70, IPv4Net: netip.MustParsePrefix("10.0.0.1/32")}},
+		{"vni too large", mapsrv.AllocRequest{Name: "x", VNI: 1 << 28, IPv4Net: subnet}},
+		{"ipv6 exclude", mapsrv.AllocRequest{Name: "x", VNI: 70, IPv4Net: subnet, IPv4Exclude: []netip.Addr{netip.MustParseAddr("::1")}}},
+	} {
+		if _, _, err := f.svc.AllocateAddress(ctx, tc.req); !errors.Is(err, mapsrv.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", tc.name, err)
+		}
 	}
 }

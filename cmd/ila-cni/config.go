@@ -57,6 +57,45 @@ type NetConf struct {
 	// DataDir keeps one small file per attachment (what DEL and GC undo)
 	// [/var/lib/cni/ila-cni].
 	DataDir string `json:"data_dir,omitempty"`
+	// IPv4 makes the network's tasks IPv4 tenant tasks (l2compat: a VXLAN
+	// per VNI, ARP answered from the mapping): each gets an address of the
+	// subnet besides its SIR address, which is the VN-IPv4 identifier of
+	// the two. Needs address "mapsrv" (mapsrv allocates the IPv4 address).
+	IPv4 *IPv4Conf `json:"ipv4,omitempty"`
+	// Args is CNI's "args" convention: args.cni holds per-attachment
+	// options, which Multus fills from a pod's network annotation
+	// ("cni-args"). CNI_ARGS can give the same (ILA_TASK, ILA_PREPARE).
+	Args *struct {
+		CNI AttachArgs `json:"cni"`
+	} `json:"args,omitempty"`
+}
+
+// IPv4Conf is the IPv4 side of an IPv4 tenant's network.
+type IPv4Conf struct {
+	// VNI of the tenant's virtual network (1 to 2^28-1).
+	VNI uint32 `json:"vni"`
+	// Subnet the addresses are allocated from (/8 to /30).
+	Subnet netip.Prefix `json:"subnet"`
+	// Gateway is a router of the subnet (optional; never allocated): the
+	// result names it and routes Routes via it.
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	// Routes via Gateway [0.0.0.0/0 when Gateway is set].
+	Routes []netip.Prefix `json:"routes,omitempty"`
+}
+
+// AttachArgs are per-attachment options.
+type AttachArgs struct {
+	// Task names the task instead of task_name's rule: the VM a KubeVirt
+	// migration target pod carries is the task of its source pod, whose
+	// pod name differs.
+	Task string `json:"ila_task,omitempty"`
+	// Prepare makes the ADD a prepare (the target pod of a live
+	// migration): port, local delivery and address ready, no
+	// registration; the task commits, moving its mapping here, on its
+	// first frame on the port (the guest's RARP or gratuitous ARP after
+	// the switchover) or by `ilactl commit`; a DEL before the commit (a
+	// failed migration) aborts it without touching the mapping.
+	Prepare bool `json:"ila_prepare,omitempty"`
 }
 
 // MapsrvConf is how to reach mapsrv's management API.
@@ -156,6 +195,32 @@ func parseConf(b []byte) (*NetConf, error) {
 	if c.NVENetns != "" && !filepath.IsAbs(c.NVENetns) {
 		return nil, bad("nve_netns %q: want an absolute path (/var/run/netns/NAME)", c.NVENetns)
 	}
+	if v := c.IPv4; v != nil {
+		switch {
+		case c.Address != addrMapsrv:
+			return nil, bad("ipv4 needs address \"mapsrv\" (mapsrv allocates the IPv4 address), not %q", c.Address)
+		case v.VNI == 0 || v.VNI > ila.MaxVNID:
+			return nil, bad("ipv4.vni %d: want 1 to %d", v.VNI, ila.MaxVNID)
+		case !v.Subnet.Addr().Is4() || v.Subnet.Bits() < 8 || v.Subnet.Bits() > 30:
+			return nil, bad("ipv4.subnet %v: want an IPv4 subnet from /8 to /30", v.Subnet)
+		case v.Gateway.IsValid() && (!v.Gateway.Is4() || !v.Subnet.Contains(v.Gateway)):
+			return nil, bad("ipv4.gateway %v: want an address of ipv4.subnet %v", v.Gateway, v.Subnet)
+		case len(v.Routes) > 0 && !v.Gateway.IsValid():
+			return nil, bad("ipv4.routes need ipv4.gateway")
+		}
+		v.Subnet = v.Subnet.Masked()
+		for _, r := range v.Routes {
+			if !r.Addr().Is4() {
+				return nil, bad("ipv4.routes: %v is not an IPv4 prefix", r)
+			}
+		}
+		if v.Gateway.IsValid() && len(v.Routes) == 0 {
+			v.Routes = []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
+		}
+	}
+	if c.Args != nil && c.Args.CNI.Task != "" && !goodName(c.Args.CNI.Task) {
+		return nil, bad("args.cni.ila_task %q: want 1 to 253 bytes without '/', spaces or control characters", c.Args.CNI.Task)
+	}
 	return c, nil
 }
 
@@ -188,9 +253,40 @@ func cniArgs(s string) (map[string]string, error) {
 	return m, nil
 }
 
+// attachArgs are the per-attachment options of a container: args.cni of
+// the config, overridden by CNI_ARGS (ILA_TASK, ILA_PREPARE=true|false).
+func (c *NetConf) attachArgs(args string) (AttachArgs, error) {
+	var a AttachArgs
+	if c.Args != nil {
+		a = c.Args.CNI
+	}
+	m, err := cniArgs(args)
+	if err != nil {
+		return a, err
+	}
+	if v, ok := m["ILA_TASK"]; ok {
+		a.Task = v
+	}
+	if v, ok := m["ILA_PREPARE"]; ok {
+		switch v {
+		case "true", "1":
+			a.Prepare = true
+		case "false", "0", "":
+			a.Prepare = false
+		default:
+			return a, types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("CNI_ARGS: ILA_PREPARE=%q: want true or false", v), "")
+		}
+	}
+	return a, nil
+}
+
 // taskName is the task name of a container under c.
 func (c *NetConf) taskName(containerID, args string) (string, error) {
 	m, err := cniArgs(args)
+	if err != nil {
+		return "", err
+	}
+	a, err := c.attachArgs(args)
 	if err != nil {
 		return "", err
 	}
@@ -198,6 +294,9 @@ func (c *NetConf) taskName(containerID, args string) (string, error) {
 	if ns, pod := m["K8S_POD_NAMESPACE"], m["K8S_POD_NAME"]; c.TaskName == "pod" && ns != "" && pod != "" {
 		// Namespaces are DNS labels (no '_'): the split is unambiguous.
 		name = ns + "_" + pod
+	}
+	if a.Task != "" {
+		name = a.Task
 	}
 	if !goodName(name) {
 		return "", types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("task name %q (from the container ID or K8S_POD_*): want 1 to 253 bytes without '/' or spaces", name), "")
@@ -222,7 +321,11 @@ type attachment struct {
 	Task        string     `json:"task"`
 	Tenant      string     `json:"tenant"`
 	SIR         netip.Addr `json:"sir"`
+	IPv4        netip.Addr `json:"ipv4,omitzero"`
 	Address     string     `json:"address"`
+	// Prepared: the ADD prepared the task (a migration target); DEL
+	// aborts it if it is still prepared.
+	Prepared bool `json:"prepared,omitempty"`
 	// Allocated: this ADD made the mapsrv allocation.
 	Allocated bool `json:"allocated,omitempty"`
 }

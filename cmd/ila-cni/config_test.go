@@ -2,11 +2,13 @@ package main
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestParseConf(t *testing.T) {
@@ -37,6 +39,22 @@ func TestParseConf(t *testing.T) {
 		{name: "relative data dir", in: `{"name":"n","data_dir":"x","mapsrv":{"url":"http://a:1"}}`, code: types.ErrInvalidNetworkConfig},
 		{name: "release without mapsrv", in: `{"name":"n","ipam":{"type":"static"},"release_on_del":true}`, code: types.ErrInvalidNetworkConfig},
 		{name: "wrong type", in: `{"name":"n","mtu":"big"}`, code: types.ErrDecodingFailure},
+		{name: "ipv4 tenant", in: `{"name":"n","tenant":"v4","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":100,"subnet":"10.100.0.9/24","gateway":"10.100.0.1"},"args":{"cni":{"ila_task":"vm1","ila_prepare":true}}}`,
+			want: &NetConf{PluginConf: types.PluginConf{Name: "n"}, Mapsrv: MapsrvConf{URL: "http://a:1"}, Tenant: "v4", TaskName: "pod", Address: addrMapsrv, DataDir: defaultDataDir,
+				IPv4: &IPv4Conf{VNI: 100, Subnet: netip.MustParsePrefix("10.100.0.0/24"), Gateway: netip.MustParseAddr("10.100.0.1"), Routes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
+				Args: &struct {
+					CNI AttachArgs `json:"cni"`
+				}{AttachArgs{Task: "vm1", Prepare: true}}}},
+		{name: "ipv4 without mapsrv", in: `{"name":"n","ipam":{"type":"static"},"ipv4":{"vni":1,"subnet":"10.0.0.0/24"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 without vni", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"subnet":"10.0.0.0/24"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 vni too large", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":268435456,"subnet":"10.0.0.0/24"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 subnet v6", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"fd00::/64"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 subnet /31", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"10.0.0.0/31"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 gateway outside", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"10.0.0.0/24","gateway":"10.0.1.1"}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 routes without gateway", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"10.0.0.0/24","routes":["0.0.0.0/0"]}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 route v6", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"10.0.0.0/24","gateway":"10.0.0.1","routes":["::/0"]}}`, code: types.ErrInvalidNetworkConfig},
+		{name: "ipv4 bad subnet", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":1,"subnet":"ten"}}`, code: types.ErrDecodingFailure},
+		{name: "bad ila_task", in: `{"name":"n","mapsrv":{"url":"http://a:1"},"args":{"cni":{"ila_task":"a/b"}}}`, code: types.ErrInvalidNetworkConfig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseConf([]byte(tc.in))
@@ -50,7 +68,7 @@ func TestParseConf(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
@@ -74,6 +92,9 @@ func TestTaskName(t *testing.T) {
 		{pod, "c 1", "", "", true},
 		{pod, "c1", "K8S_POD_NAMESPACE=a;K8S_POD_NAME=b/c", "", true},
 		{pod, strings.Repeat("x", 254), "", "", true},
+		{pod, "c1", "K8S_POD_NAMESPACE=prod;K8S_POD_NAME=virt-launcher-vm1-target;ILA_TASK=prod_vm1", "prod_vm1", false},
+		{pod, "c1", "ILA_TASK=a/b", "", true},
+		{pod, "c1", "ILA_PREPARE=maybe", "", true},
 	} {
 		got, err := tc.conf.taskName(tc.id, tc.args)
 		if (err != nil) != tc.wantError || got != tc.want {
@@ -102,6 +123,7 @@ func FuzzParseConf(f *testing.F) {
 		`{"name":"n","ipam":{"type":"host-local","ranges":[[{"subnet":"fd00::/64"}]]},"mtu":1400}`,
 		`{"name":"n","prevResult":{"cniVersion":"1.1.0","ips":[{"address":"fd00::1/128"}]}}`,
 		`{"name":"n","cni.dev/valid-attachments":[{"containerID":"c","ifname":"eth0"}]}`,
+		`{"name":"n","mapsrv":{"url":"http://a:1"},"ipv4":{"vni":100,"subnet":"10.0.0.0/24","gateway":"10.0.0.1","routes":["0.0.0.0/0"]},"args":{"cni":{"ila_task":"a_b","ila_prepare":true}}}`,
 		`[]`, `null`, ``,
 	} {
 		f.Add([]byte(s))
@@ -121,5 +143,33 @@ func FuzzParseConf(f *testing.F) {
 		if c.Address == addrMapsrv && c.Mapsrv.URL == "" {
 			t.Fatalf("accepted mapsrv address source without URL")
 		}
+		if v := c.IPv4; v != nil && (c.Address != addrMapsrv || v.VNI == 0 || !v.Subnet.Addr().Is4() || v.Gateway.IsValid() != (len(v.Routes) > 0)) {
+			t.Fatalf("accepted ipv4 section %+v (address %q)", v, c.Address)
+		}
 	})
+}
+
+func TestAttachArgs(t *testing.T) {
+	conf := &NetConf{Args: &struct {
+		CNI AttachArgs `json:"cni"`
+	}{AttachArgs{Task: "ns_vm1", Prepare: true}}}
+	for _, tc := range []struct {
+		conf *NetConf
+		args string
+		want AttachArgs
+	}{
+		{&NetConf{}, "", AttachArgs{}},
+		{&NetConf{}, "ILA_PREPARE=true;ILA_TASK=ns_vm1", AttachArgs{Task: "ns_vm1", Prepare: true}},
+		{&NetConf{}, "ILA_PREPARE=1", AttachArgs{Prepare: true}},
+		{conf, "", AttachArgs{Task: "ns_vm1", Prepare: true}},
+		{conf, "ILA_PREPARE=false", AttachArgs{Task: "ns_vm1"}}, // CNI_ARGS win
+	} {
+		got, err := tc.conf.attachArgs(tc.args)
+		if err != nil {
+			t.Fatalf("attachArgs(%q): %v", tc.args, err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("attachArgs(%q) (-want +got):\n%s", tc.args, diff)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func upCNILab(t *testing.T) *cniLab {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cfg := lab.Config{Name: netns.Unique("cni"), StateDir: filepath.Join(t.TempDir(), "s"), NVEs: 2, TasksPerNVE: 1, BinDir: bin,
+	cfg := lab.Config{Name: netns.Unique("cni"), StateDir: filepath.Join(t.TempDir(), "s"), NVEs: 2, TasksPerNVE: 1, IPv4Tenant: true, BinDir: bin,
 		Progress: func(s string) { t.Log(s) }}
 	l, err := lab.Up(t.Context(), cfg)
 	t.Cleanup(func() {
@@ -85,7 +85,13 @@ func upCNILab(t *testing.T) *cniLab {
 // plugin config, with fields changed by mod.
 func (c *cniLab) pluginConf(t *testing.T, i int, mod func(map[string]any)) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(c.topo.NVEs[i].CNINetconfDir, lab.CNIConfFile))
+	return c.pluginConfOf(t, i, lab.CNIConfFile, mod)
+}
+
+// pluginConfOf is pluginConf of the config list in file.
+func (c *cniLab) pluginConfOf(t *testing.T, i int, file string, mod func(map[string]any)) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.topo.NVEs[i].CNINetconfDir, file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,12 +211,29 @@ func linkIn(t *testing.T, path, name string) bool {
 	return strings.Contains(string(out), " "+name+"@") || strings.Contains(string(out), " "+name+":")
 }
 
+// addOK runs ADD through the reference plugins' testutils and returns
+// its result.
+func addOK(t *testing.T, args *skel.CmdArgs) (*current.Result, types.Result) {
+	t.Helper()
+	r, _, err := testutils.CmdAddWithArgs(args, func() error { return cmdAdd(args) })
+	if err != nil {
+		t.Fatalf("ADD %s: %v", args.ContainerID, err)
+	}
+	res, err := current.GetResult(r)
+	if err != nil {
+		t.Fatalf("ADD %s: result %v: %v", args.ContainerID, r, err)
+	}
+	return res, r
+}
+
 func TestLab(t *testing.T) {
 	c := upCNILab(t)
 	t.Run("testutils", func(t *testing.T) { testUtils(t, c) })
 	t.Run("errors", func(t *testing.T) { testErrors(t, c) })
 	t.Run("cnitool", func(t *testing.T) { testCNITool(t, c) })
 	t.Run("host-local", func(t *testing.T) { testHostLocal(t, c) })
+	t.Run("ipv4", func(t *testing.T) { testIPv4(t, c) })
+	t.Run("prepare", func(t *testing.T) { testPrepare(t, c) })
 }
 
 // testUtils drives the plugin in process with the reference plugins'
@@ -221,14 +244,7 @@ func testUtils(t *testing.T, c *cniLab) {
 	conf := c.pluginConf(t, 0, nil)
 	path := container(t, netns.Unique("cnic"))
 	args := &skel.CmdArgs{ContainerID: "c1", Netns: path, IfName: "eth0", StdinData: conf, Args: "K8S_POD_NAMESPACE=apps;K8S_POD_NAME=db-0"}
-	r, _, err := testutils.CmdAddWithArgs(args, func() error { return cmdAdd(args) })
-	if err != nil {
-		t.Fatalf("ADD: %v", err)
-	}
-	res, err := current.GetResult(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, _ := addOK(t, args)
 	if len(res.IPs) != 1 || len(res.Interfaces) != 2 || res.IPs[0].Gateway.String() != "fe80::1" {
 		t.Fatalf("result %+v: want one IP via fe80::1 on two interfaces", res)
 	}
@@ -296,11 +312,7 @@ func testUtils(t *testing.T, c *cniLab) {
 			"ips": []map[string]any{{"address": addr.String() + "/128"}}}
 	})
 	ch := &skel.CmdArgs{ContainerID: "c4", Netns: container(t, netns.Unique("cnic")), IfName: "eth0", StdinData: chained}
-	r, _, err = testutils.CmdAddWithArgs(ch, func() error { return cmdAdd(ch) })
-	if err != nil {
-		t.Fatalf("chained ADD: %v", err)
-	}
-	res, _ = current.GetResult(r)
+	res, r := addOK(t, ch)
 	if len(res.Interfaces) != 3 || res.Interfaces[0].Name != "lo0" || res.IPs[0].Address.IP.String() != addr.String() || *res.IPs[0].Interface != 2 {
 		t.Errorf("chained result %s: want prevResult's interface kept and the address on ours", r)
 	}
@@ -597,4 +609,212 @@ func testHostLocal(t *testing.T, c *cniLab) {
 	if len(leases) != 0 {
 		t.Errorf("host-local leases left after DEL: %v", leases)
 	}
+}
+
+// v4Task is the lab's IPv4 tenant task on NVE i.
+func (c *cniLab) v4Task(t *testing.T, i int) lab.Task {
+	t.Helper()
+	for _, task := range c.topo.Tasks {
+		if task.IPv4.IsValid() && task.NVE == c.topo.NVEs[i].Name {
+			return task
+		}
+	}
+	t.Fatalf("no IPv4 tenant task on %s", c.topo.NVEs[i].Name)
+	return lab.Task{}
+}
+
+// testIPv4: an IPv4 tenant's pod gets its SIR address and an IPv4
+// address allocated by mapsrv (a VN-IPv4 identifier), with the gateway and
+// routes of the config, and reaches the tenant's task on the other NVE
+// over the VXLAN of its VNI; cnitool does the same with the lab's ila-v4
+// network.
+func testIPv4(t *testing.T, c *cniLab) {
+	ctx := t.Context()
+	gw := netip.MustParseAddr("10.100.0.254")
+	conf := c.pluginConfOf(t, 0, lab.CNIConfFileIPv4, func(p map[string]any) {
+		p["ipv4"] = map[string]any{"vni": lab.IPv4VNI, "subnet": lab.IPv4Net.String(), "gateway": gw.String(), "routes": []string{"192.0.2.0/24"}}
+	})
+	path := container(t, netns.Unique("cni4"))
+	args := &skel.CmdArgs{ContainerID: "v4c1", Netns: path, IfName: "eth0", StdinData: conf, Args: "K8S_POD_NAMESPACE=legacy;K8S_POD_NAME=app-0"}
+	res, r := addOK(t, args)
+	if len(res.IPs) != 2 {
+		t.Fatalf("result %s: want the SIR address and an IPv4 address", r)
+	}
+	sir, _ := netip.AddrFromSlice(res.IPs[0].Address.IP)
+	v4, _ := netip.AddrFromSlice(res.IPs[1].Address.IP.To4())
+	id, _ := ila.NewVNIPv4(lab.IPv4VNI, v4)
+	if ones, _ := res.IPs[1].Address.Mask.Size(); ones != lab.IPv4Net.Bits() || !lab.IPv4Net.Contains(v4) || v4 == gw || !res.IPs[1].Gateway.Equal(net.IP(gw.AsSlice())) {
+		t.Fatalf("IPv4 %v via %v: want an address of %v (not the gateway %v) via it", res.IPs[1].Address, res.IPs[1].Gateway, lab.IPv4Net, gw)
+	}
+	if ila.IdentifierOf(sir) != id || res.IPs[0].Gateway.String() != "fe80::1" {
+		t.Fatalf("SIR %v via %v: want the VN-IPv4 identifier %v via fe80::1", sir, res.IPs[0].Gateway, id)
+	}
+	if len(res.Routes) != 2 || res.Routes[1].Dst.String() != "192.0.2.0/24" || !res.Routes[1].GW.Equal(net.IP(gw.AsSlice())) {
+		t.Errorf("routes %v: want ::/0 via fe80::1 and 192.0.2.0/24 via %v", res.Routes, gw)
+	}
+	if out, _ := exec.Command("ip", "-n", filepath.Base(path), "-4", "route", "show", "192.0.2.0/24").CombinedOutput(); !strings.Contains(string(out), "via "+gw.String()) {
+		t.Errorf("container route 192.0.2.0/24: %q, want via %v", out, gw)
+	}
+	rec, err := c.api(t).Task(ctx, lab.IPv4Tenant, "legacy_app-0")
+	if err != nil || rec.NVE != c.topo.NVEs[0].Name || rec.IPv4 != v4 || rec.VNI != lab.IPv4VNI || rec.SIR != sir {
+		t.Fatalf("mapping of legacy_app-0: %+v, %v; want %v (vni %d, %v) on %s", rec, err, v4, lab.IPv4VNI, sir, c.topo.NVEs[0].Name)
+	}
+	pingFrom(t, path, c.v4Task(t, 1).IPv4)
+	if err := testutils.CmdCheckWithArgs(args, func() error { return cmdCheck(args) }); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	for i := range 2 {
+		if err := testutils.CmdDelWithArgs(args, func() error { return cmdDel(args) }); err != nil {
+			t.Fatalf("DEL #%d: %v", i+1, err)
+		}
+	}
+
+	// cnitool with the lab's ila-v4 network, on nve2.
+	if c.topo.CNINetworkIPv4 != lab.CNINetworkIPv4 {
+		t.Fatalf("topology: cni_network_ipv4 %q, want %q", c.topo.CNINetworkIPv4, lab.CNINetworkIPv4)
+	}
+	const pod = "K8S_POD_NAMESPACE=legacy;K8S_POD_NAME=app-1"
+	b := container(t, netns.Unique("cni4"))
+	c.delOnCleanup(t, 1, pod, lab.CNINetworkIPv4, b, c.topo.NVEs[1].CNINetconfDir, c.topo.CNIBinDir)
+	out, err := c.cnitool(t, 1, pod, "add", lab.CNINetworkIPv4, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res2 current.Result
+	if err := json.Unmarshal(out, &res2); err != nil || len(res2.IPs) != 2 || res2.IPs[1].Address.IP.To4() == nil || res2.IPs[1].Gateway != nil {
+		t.Fatalf("cnitool add %s: %s (%v); want the SIR and an on-link IPv4 address", lab.CNINetworkIPv4, out, err)
+	}
+	pingFrom(t, b, c.v4Task(t, 0).IPv4)
+	if _, err := c.cnitool(t, 1, pod, "check", lab.CNINetworkIPv4, b); err != nil {
+		t.Error(err)
+	}
+	if _, err := c.cnitool(t, 1, pod, "del", lab.CNINetworkIPv4, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// taskOn returns NVE i's view of task name.
+func (c *cniLab) taskOn(t *testing.T, i int, name string) (locator.TaskStatus, error) {
+	t.Helper()
+	cl, err := locator.NewClient(filepath.Join(c.topo.StateDir, "ilad-"+c.topo.NVEs[i].Name+".sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl.Task(t.Context(), name)
+}
+
+// waitMapping waits until the mapping of tenant/name is on NVE i.
+func (c *cniLab) waitMapping(t *testing.T, ac *apiclient.Client, tenant, name string, i int) {
+	t.Helper()
+	var rec mapsrv.TaskRecord
+	var err error
+	for range 50 {
+		if rec, err = ac.Task(t.Context(), tenant, name); err == nil && rec.NVE == c.topo.NVEs[i].Name {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("mapping of %s/%s: %+v, %v; want it on %s", tenant, name, rec, err, c.topo.NVEs[i].Name)
+}
+
+// testPrepare is KubeVirt's live migration through CNI: the target pod
+// (another pod name, the VM's task named by ILA_TASK) is prepared, not
+// registered, and the mapping moves on the task's first frame there or on
+// an explicit commit; a target deleted before its commit (a failed
+// migration) is aborted and moves nothing.
+func testPrepare(t *testing.T, c *cniLab) {
+	ac := c.api(t)
+	const task = "vms_vm1"
+	add := func(i int, id, podName string, prepare bool) (*skel.CmdArgs, netip.Addr) {
+		t.Helper()
+		cniArgs := "K8S_POD_NAMESPACE=vms;K8S_POD_NAME=" + podName + ";ILA_TASK=" + task
+		if prepare {
+			cniArgs += ";ILA_PREPARE=true"
+		}
+		a := &skel.CmdArgs{ContainerID: id, Netns: container(t, netns.Unique("cnip")), IfName: "eth0", StdinData: c.pluginConf(t, i, nil), Args: cniArgs}
+		res, r := addOK(t, a)
+		if len(res.IPs) != 1 {
+			t.Fatalf("ADD %s on %s: result %v", podName, c.topo.NVEs[i].Name, r)
+		}
+		sir, _ := netip.AddrFromSlice(res.IPs[0].Address.IP)
+		return a, sir
+	}
+	del := func(a *skel.CmdArgs) {
+		t.Helper()
+		if err := testutils.CmdDelWithArgs(a, func() error { return cmdDel(a) }); err != nil {
+			t.Fatalf("DEL %s: %v", a.ContainerID, err)
+		}
+	}
+	state := func(i int) locator.TaskStatus {
+		t.Helper()
+		st, err := c.taskOn(t, i, task)
+		if err != nil {
+			t.Fatalf("task %s on %s: %v", task, c.topo.NVEs[i].Name, err)
+		}
+		return st
+	}
+
+	src, sir := add(0, "vm1-a", "virt-launcher-vm1-a", false)
+	c.waitMapping(t, ac, "default", task, 0)
+
+	// The migration target on nve2: same address, prepared, mapping stays.
+	dst, sir2 := add(1, "vm1-b", "virt-launcher-vm1-b", true)
+	if sir2 != sir {
+		t.Fatalf("target pod got %v, want the VM's address %v", sir2, sir)
+	}
+	if st := state(1); st.State != locator.StatePrepared || st.Registered {
+		t.Fatalf("target on %s: state %q, registered %v; want prepared, not registered", c.topo.NVEs[1].Name, st.State, st.Registered)
+	}
+	if err := testutils.CmdCheckWithArgs(dst, func() error { return cmdCheck(dst) }); err != nil {
+		t.Errorf("CHECK of the prepared target: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if rec, err := ac.Task(t.Context(), "default", task); err != nil || rec.NVE != c.topo.NVEs[0].Name {
+		t.Fatalf("mapping while prepared: %+v, %v; want it still on %s", rec, err, c.topo.NVEs[0].Name)
+	}
+	// The guest runs at the target: its first packet commits.
+	pingFrom(t, dst.Netns, c.topo.Tasks[0].SIR)
+	c.waitMapping(t, ac, "default", task, 1)
+	if st := state(1); st.State != locator.StateActive || st.CommittedBy != locator.CommitByFrame {
+		t.Errorf("target after its first frame: state %q, committed by %q; want active by %q", st.State, st.CommittedBy, locator.CommitByFrame)
+	}
+	// The source pod goes: the mapping stays at the target.
+	del(src)
+	time.Sleep(300 * time.Millisecond)
+	c.waitMapping(t, ac, "default", task, 1)
+
+	// A failed migration back to nve1: the target pod is deleted before
+	// any commit; nothing of it is left, the mapping did not move.
+	failed, _ := add(0, "vm1-c", "virt-launcher-vm1-c", true)
+	if st := state(0); st.State != locator.StatePrepared {
+		t.Fatalf("second target: state %q, want prepared", st.State)
+	}
+	del(failed)
+	if _, err := c.taskOn(t, 0, task); !errors.Is(err, locator.ErrNotFound) {
+		t.Errorf("aborted target: ilad on %s still has %s (%v)", c.topo.NVEs[0].Name, task, err)
+	}
+	if linkIn(t, "/var/run/netns/"+c.topo.NVEs[0].Netns, hostIfname("ila", "vm1-c", "eth0")) {
+		t.Errorf("aborted target: veth left")
+	}
+	c.waitMapping(t, ac, "default", task, 1)
+
+	// An explicit commit (ilactl commit, or the orchestrator through
+	// ilad's API) before the guest sent anything.
+	back, _ := add(0, "vm1-d", "virt-launcher-vm1-d", true)
+	cl, err := locator.NewClient(filepath.Join(c.topo.StateDir, "ilad-"+c.topo.NVEs[0].Name+".sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Commit(t.Context(), task); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	c.waitMapping(t, ac, "default", task, 0)
+	if st := state(0); st.CommittedBy != locator.CommitByAPI {
+		t.Errorf("committed by %q, want %q", st.CommittedBy, locator.CommitByAPI)
+	}
+	del(dst) // the old target, now a source: the mapping stays
+	time.Sleep(300 * time.Millisecond)
+	c.waitMapping(t, ac, "default", task, 0)
+	pingFrom(t, back.Netns, c.topo.Tasks[1].SIR)
+	del(back)
 }

@@ -209,6 +209,10 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	aa, err := c.attachArgs(args.Args)
+	if err != nil {
+		return err
+	}
 	if args.IfName == "" || len(args.IfName) > 15 {
 		return cniErr(types.ErrInvalidEnvironmentVariables, "CNI_IFNAME %q: want 1 to 15 characters", args.IfName)
 	}
@@ -229,18 +233,25 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 	}()
 
 	var prev *current.Result
-	att := attachment{ContainerID: args.ContainerID, IfName: args.IfName, HostIf: hostIfname(c.Name, args.ContainerID, args.IfName), Task: name, Tenant: c.Tenant, Address: c.Address}
+	att := attachment{ContainerID: args.ContainerID, IfName: args.IfName, HostIf: hostIfname(c.Name, args.ContainerID, args.IfName), Task: name, Tenant: c.Tenant, Address: c.Address, Prepared: aa.Prepare}
 	switch c.Address {
 	case addrMapsrv:
 		mc, err := e.mapsrvClient()
 		if err != nil {
 			return err
 		}
-		a, err := mc.Allocate(e.ctx, mapsrv.AllocRequest{Domain: c.Domain, Tenant: c.Tenant, Name: name})
+		req := mapsrv.AllocRequest{Domain: c.Domain, Tenant: c.Tenant, Name: name}
+		if v := c.IPv4; v != nil {
+			req.VNI, req.IPv4Net = v.VNI, v.Subnet
+			if v.Gateway.IsValid() {
+				req.IPv4Exclude = []netip.Addr{v.Gateway}
+			}
+		}
+		a, err := mc.Allocate(e.ctx, req)
 		if err != nil {
 			return mapsrvErr("allocate an address", err)
 		}
-		att.SIR, att.Allocated = a.SIR, a.New
+		att.SIR, att.IPv4, att.Allocated = a.SIR, a.IPv4, a.New
 		if a.New {
 			u.push(func() { _ = mc.Release(context.Background(), c.Tenant, name) })
 		}
@@ -300,11 +311,15 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 		return cniErr(types.ErrInternal, "veth %s: %v", args.IfName, err)
 	}
 	spec := locator.TaskSpec{Name: name, Tenant: c.Tenant, Domain: c.Domain, Iface: att.HostIf, SIR: att.SIR, MAC: mac}
-	if !att.Allocated {
+	if c.IPv4 != nil {
+		spec.IPv4, spec.VNI = att.IPv4, c.IPv4.VNI
+	}
+	if !att.Allocated && !aa.Prepare {
 		// The address may be registered on another NVE (the pod re-created
 		// here while its old sandbox lives on): the port is prepared here
 		// in standby first, which is what justifies the claim that
-		// follows (docs/registration.md section 7.4).
+		// follows (docs/registration.md section 7.4). A prepared
+		// migration target's commit sends its standby registration itself.
 		sb := spec
 		sb.Standby = true
 		if _, err := e.ilad.Attach(e.ctx, sb); err != nil {
@@ -312,12 +327,21 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 		}
 		u.push(func() { _ = e.ilad.Detach(context.Background(), name) })
 	}
-	st, err := e.ilad.Attach(e.ctx, spec)
-	if err != nil {
-		return iladErr("attach task "+name, err)
+	var st locator.TaskStatus
+	if aa.Prepare {
+		// A migration target: ready, not registered; the first frame of
+		// the task here (or `ilactl commit`) moves the mapping.
+		if st, err = e.ilad.Prepare(e.ctx, spec); err != nil {
+			return iladErr("prepare task "+name, err)
+		}
+		u.push(func() { _ = e.ilad.Abort(context.Background(), name) })
+	} else {
+		if st, err = e.ilad.Attach(e.ctx, spec); err != nil {
+			return iladErr("attach task "+name, err)
+		}
+		u.push(func() { _ = e.ilad.Detach(context.Background(), name) })
 	}
-	u.push(func() { _ = e.ilad.Detach(context.Background(), name) })
-	if st.Error != "" && !st.Registered {
+	if !aa.Prepare && st.Error != "" && !st.Registered {
 		// Not refused, not yet answered: ilad keeps registering. Say so
 		// on stderr (the runtime logs it); the ADD stands.
 		fmt.Fprintf(os.Stderr, "ila-cni: task %s attached, registration pending: %s\n", name, st.Error)
@@ -333,6 +357,16 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 		Routes: []*types.Route{{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: net.IP(gateway.AsSlice())}},
 		DNS:    c.DNS,
 	}
+	if v := c.IPv4; v != nil {
+		ipc := &current.IPConfig{Interface: current.Int(1), Address: net.IPNet{IP: net.IP(att.IPv4.AsSlice()), Mask: net.CIDRMask(v.Subnet.Bits(), 32)}}
+		if v.Gateway.IsValid() {
+			ipc.Gateway = net.IP(v.Gateway.AsSlice())
+			for _, r := range v.Routes {
+				res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: net.IP(r.Addr().AsSlice()), Mask: net.CIDRMask(r.Bits(), 32)}, GW: ipc.Gateway})
+			}
+		}
+		res.IPs = append(res.IPs, ipc)
+	}
 	if err := cont.Do(func(ns.NetNS) error { return ipam.ConfigureIface(args.IfName, res) }); err != nil {
 		return cniErr(types.ErrInternal, "configure %s: %v", args.IfName, err)
 	}
@@ -343,7 +377,9 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 		// Chained: keep what came before, add ours.
 		off := len(prev.Interfaces)
 		res.Interfaces = append(prev.Interfaces, res.Interfaces...)
-		res.IPs[0].Interface = current.Int(off + 1)
+		for _, ipc := range res.IPs {
+			ipc.Interface = current.Int(off + 1)
+		}
 		res.Routes = append(prev.Routes, res.Routes...)
 		if c.DNS.IsEmpty() {
 			res.DNS = prev.DNS
@@ -388,10 +424,21 @@ func (e *env) remove(att attachment, stdin []byte) error {
 		for _, t := range tasks {
 			// Only the task on this veth: the same name attached by a
 			// newer ADD (another container of the pod) stays.
-			if t.Name == att.Task && t.Iface == att.HostIf {
-				if err := e.ilad.Detach(e.ctx, att.Task); err != nil && !errors.Is(err, locator.ErrNotFound) {
-					return iladErr("detach task "+att.Task, err)
+			if t.Name != att.Task || t.Iface != att.HostIf {
+				continue
+			}
+			if t.State == locator.StatePrepared {
+				// A migration target deleted before its commit (the
+				// migration failed): the mapping stays where it is.
+				if err := e.ilad.Abort(e.ctx, att.Task); err != nil && !errors.Is(err, locator.ErrNotFound) && !errors.Is(err, locator.ErrNotPrepared) {
+					return iladErr("abort prepared task "+att.Task, err)
 				}
+				if err == nil {
+					continue
+				}
+			}
+			if err := e.ilad.Detach(e.ctx, att.Task); err != nil && !errors.Is(err, locator.ErrNotFound) {
+				return iladErr("detach task "+att.Task, err)
 			}
 		}
 	}
@@ -434,8 +481,10 @@ func check(e *env, args *skel.CmdArgs) error {
 	switch {
 	case i < 0:
 		return cniErr(types.ErrInternal, "task %s: not attached to ilad here (moved to another NVE?)", att.Task)
-	case tasks[i].Iface != att.HostIf || tasks[i].SIR != att.SIR:
-		return cniErr(types.ErrInternal, "task %s: attached on %s with %s, want %s with %s", att.Task, tasks[i].Iface, tasks[i].SIR, att.HostIf, att.SIR)
+	case tasks[i].Iface != att.HostIf || tasks[i].SIR != att.SIR || tasks[i].IPv4 != att.IPv4:
+		return cniErr(types.ErrInternal, "task %s: attached on %s with %s %v, want %s with %s %v", att.Task, tasks[i].Iface, tasks[i].SIR, tasks[i].IPv4, att.HostIf, att.SIR, att.IPv4)
+	case tasks[i].State == locator.StatePrepared && att.Prepared:
+		// A migration target waiting for its commit: as it should be.
 	case !tasks[i].Registered:
 		return cniErr(types.ErrInternal, "task %s: not registered with the mapping service (%s)", att.Task, tasks[i].Error)
 	}
@@ -453,14 +502,19 @@ func check(e *env, args *skel.CmdArgs) error {
 		if err != nil {
 			return cniErr(types.ErrInternal, "addresses of %s: %v", args.IfName, err)
 		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok {
-				if x, ok := netip.AddrFromSlice(n.IP); ok && x == att.SIR {
-					return nil
+		for _, want := range []netip.Addr{att.SIR, att.IPv4} {
+			if want.IsValid() && !slices.ContainsFunc(addrs, func(a net.Addr) bool {
+				n, ok := a.(*net.IPNet)
+				if !ok {
+					return false
 				}
+				x, _ := netip.AddrFromSlice(n.IP)
+				return x.Unmap() == want
+			}) {
+				return cniErr(types.ErrInternal, "container interface %s: no address %s", args.IfName, want)
 			}
 		}
-		return cniErr(types.ErrInternal, "container interface %s: no address %s", args.IfName, att.SIR)
+		return nil
 	})
 }
 

@@ -253,3 +253,52 @@ func TestLibvirtHookErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoverCmd: at the source (here web is active), "ilactl handover
+// --now" redirects web's packets to the destination's locator at once;
+// bad input is refused and changes nothing.
+func TestHandoverCmd(t *testing.T) {
+	sock, dp, _ := hookIlad(t, tapPorts{"tap-web": true})
+	c, err := locator.NewClient(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log, err := hook(t, sock, domainXML(webMeta, ""), "web", "started", "begin", "-"); err != nil {
+		t.Fatalf("started: %v (%s)", err, log)
+	}
+	if _, err := c.Commit(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		root := newRootCmd(&out, &errb)
+		root.SetArgs(append([]string{"handover", "--ilad", sock, "-o", "json"}, args...))
+		err := root.ExecuteContext(t.Context())
+		return out.String() + errb.String(), err
+	}
+	for _, args := range [][]string{
+		{"web"},                                 // no --to
+		{"web", "--to", "nowhere", "--now"},     // not a locator
+		{"web", "--to", "2001:0:0:b"},           // nothing tells when the guest stops
+		{"nope", "--to", "2001:0:0:b", "--now"}, // no such task
+	} {
+		if out, err := run(args...); err == nil {
+			t.Errorf("handover %v: no error (%s)", args, out)
+		}
+	}
+	if n := len(dp.InFlightEntries()); n != 0 || len(dp.LocalEntries()) != 1 {
+		t.Fatalf("refused handovers changed the datapath: %d in-flight, %d local", n, len(dp.LocalEntries()))
+	}
+	out, err := run("web", "--to", "2001:0:0:b", "--now")
+	if err != nil {
+		t.Fatalf("handover: %v (%s)", err, out)
+	}
+	if !strings.Contains(out, `"redirected_at"`) || len(dp.LocalEntries()) != 0 {
+		t.Errorf("handover --now: %s; %d local entries left, want the redirect", out, len(dp.LocalEntries()))
+	}
+	for _, f := range dp.InFlightEntries() {
+		if f.Mapping.Locator != 0x2001_0000_0000_000b {
+			t.Errorf("in-flight to %v, want 2001:0:0:b", f.Mapping.Locator)
+		}
+	}
+}

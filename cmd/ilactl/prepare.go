@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
 
 	"github.com/spf13/cobra"
@@ -41,10 +42,7 @@ func newCommitCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json() {
-				return g.printJSON(st)
-			}
-			return printTasks(g, []locator.TaskStatus{st})
+			return printTask(g, st)
 		},
 	}
 	f.add(cmd)
@@ -75,4 +73,58 @@ func newAbortCmd(g *globals) *cobra.Command {
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// newHandoverCmd arms the early redirect at the source of a live
+// migration.
+func newHandoverCmd(g *globals) *cobra.Command {
+	var f iladFlags
+	var to string
+	var h locator.HandoverSpec
+	cmd := &cobra.Command{
+		Use:   "handover NAME --to LOCATOR [--qmp SOCKET | --now]",
+		Short: "At the source of a live migration: redirect the task's packets to its destination from the guest's stop on",
+		Long: `handover tells the ilad of the NVE a task is leaving where it goes (the
+destination NVE's locator, where the task is prepared). When the guest stops
+here (QEMU's STOP on the monitor socket --qmp, by default the one the task
+was attached with) or at once with --now, the packets still arriving here
+for the task are redirected to the destination, whose prepared port holds
+them until the guest runs there, instead of being delivered to the stopped
+guest. The move's commit then takes over; if the guest runs here again (a
+failed migration), or nothing commits within 30 s, local delivery comes
+back. The mapping is not touched. Run it after "ilactl prepare" at the
+destination and before QEMU's migrate.`,
+		Example: `  ilactl handover web --node nve1 --to fd00:1c:0:2 --qmp /run/qemu/web-ilad.qmp`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			loc, err := ila.ParseLocator(to)
+			if err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			h.Locator = loc
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Handover(cmd.Context(), args[0], h)
+			if err != nil {
+				return err
+			}
+			return printTask(g, st)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&to, "to", "", "locator of the destination NVE (for the task's domain)")
+	cmd.Flags().StringVar(&h.QMP, "qmp", "", "QEMU monitor socket of the VM on this host (default: the task's own)")
+	cmd.Flags().BoolVar(&h.Now, "now", false, "redirect at once (the guest has stopped)")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// printTask prints one task's status as JSON or a table row.
+func printTask(g *globals, st locator.TaskStatus) error {
+	if g.json() {
+		return g.printJSON(st)
+	}
+	return printTasks(g, []locator.TaskStatus{st})
 }

@@ -51,6 +51,37 @@ func (qmpHypervisor) WaitRunning(ctx context.Context, sock string) (time.Time, e
 	}
 }
 
+var _ locator.RunStateWatcher = qmpHypervisor{}
+
+// WatchRunState implements locator.RunStateWatcher: QEMU's STOP and
+// RESUME events, from the connection (within 5 s) until ctx ends or QEMU
+// goes away.
+func (qmpHypervisor) WatchRunState(ctx context.Context, sock string, fn func(running bool, at time.Time)) (<-chan struct{}, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := qmp.Dial(dctx, sock, func(e qmp.Event) {
+		switch e.Name {
+		case "STOP":
+			fn(false, e.Time)
+		case "RESUME":
+			fn(true, e.Time)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer m.Close()
+		select {
+		case <-m.Done():
+		case <-ctx.Done():
+		}
+	}()
+	return done, nil
+}
+
 // Announce implements locator.Hypervisor.
 func (qmpHypervisor) Announce(ctx context.Context, sock string) error {
 	m, err := qmp.Dial(ctx, sock, nil)

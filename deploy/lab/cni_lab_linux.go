@@ -27,30 +27,46 @@ const BinILACNI = "ila-cni"
 // CNIConfFile is the name of the config file in each NVE's directory.
 const CNIConfFile = "10-ila.conflist"
 
-// cniConfList is the network config list of NVE n.
-func (l *Lab) cniConfList(n *NVE) map[string]any {
+// CNINetworkIPv4 is the lab's CNI network of the IPv4 tenant (with
+// --ipv4-tenant): tasks get an address of IPv4Net in VNI IPv4VNI besides
+// their SIR address. Its config is CNIConfFileIPv4 in the same directory.
+const (
+	CNINetworkIPv4  = "ila-v4"
+	CNIConfFileIPv4 = "20-ila-v4.conflist"
+)
+
+// cniConfList is the network config list of NVE n; ipv4: the IPv4
+// tenant's.
+func (l *Lab) cniConfList(n *NVE, ipv4 bool) map[string]any {
 	t := l.topo
-	return map[string]any{
-		"cniVersion": "1.1.0",
-		"name":       CNINetwork,
-		"plugins": []map[string]any{{
-			"type":        BinILACNI,
-			"ilad_socket": l.iladSock(n.Name),
-			"nve_netns":   filepath.Join("/var/run/netns", n.Netns),
-			"domain":      Domain,
-			"tenant":      IPv6Tenant,
-			"address":     "mapsrv",
-			"mapsrv":      map[string]string{"url": t.Mapsrv.API, "token_file": t.Mapsrv.TokenFile, "ca_file": t.Mapsrv.CAFile},
-			// One host, several NVEs: each keeps its own records.
-			"data_dir": filepath.Join(l.dir, "cni-data", n.Name),
-		}},
+	plugin := map[string]any{
+		"type":        BinILACNI,
+		"ilad_socket": l.iladSock(n.Name),
+		"nve_netns":   filepath.Join("/var/run/netns", n.Netns),
+		"domain":      Domain,
+		"tenant":      IPv6Tenant,
+		"address":     "mapsrv",
+		"mapsrv":      map[string]string{"url": t.Mapsrv.API, "token_file": t.Mapsrv.TokenFile, "ca_file": t.Mapsrv.CAFile},
+		// One host, several NVEs: each keeps its own records.
+		"data_dir": filepath.Join(l.dir, "cni-data", n.Name),
 	}
+	name := CNINetwork
+	if ipv4 {
+		name = CNINetworkIPv4
+		plugin["tenant"] = IPv4Tenant
+		// The lab's IPv4 subnet has no router: on-link only.
+		plugin["ipv4"] = map[string]any{"vni": IPv4VNI, "subnet": IPv4Net.String()}
+	}
+	return map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": []map[string]any{plugin}}
 }
 
 // writeCNI writes every NVE's CNI config and names it in the topology.
 func (l *Lab) writeCNI() error {
 	t := l.topo
 	t.CNINetwork = CNINetwork
+	if l.cfg.IPv4Tenant {
+		t.CNINetworkIPv4 = CNINetworkIPv4
+	}
 	if p, err := findBin(l.cfg.BinDir, BinILACNI); err == nil {
 		t.CNIBinDir = filepath.Dir(p)
 	}
@@ -60,12 +76,18 @@ func (l *Lab) writeCNI() error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("cni config dir: %w", err)
 		}
-		b, err := json.MarshalIndent(l.cniConfList(n), "", "  ")
-		if err != nil {
-			return err
+		files := map[string]bool{CNIConfFile: false}
+		if l.cfg.IPv4Tenant {
+			files[CNIConfFileIPv4] = true
 		}
-		if err := os.WriteFile(filepath.Join(dir, CNIConfFile), append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("cni config: %w", err)
+		for file, ipv4 := range files {
+			b, err := json.MarshalIndent(l.cniConfList(n, ipv4), "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), append(b, '\n'), 0o644); err != nil {
+				return fmt.Errorf("cni config: %w", err)
+			}
 		}
 		n.CNINetconfDir = dir
 	}

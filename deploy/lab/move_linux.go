@@ -143,27 +143,10 @@ func (l *Lab) moveVia(ctx context.Context, taskName, toName, mode, via string, h
 			return r, err
 		}
 	case mode == MoveHot:
-		// The commit (mapsrv, then every NVE by its watch, the old one
-		// turning its entry into an in-flight redirect) runs while the link
-		// is carried over; the new NVE's ilad attaches the port as soon as
-		// it arrives, which installs local delivery and registers the task
-		// there (a re-registration of the committed move).
-		errc := make(chan error, 1)
-		go func() {
-			at, err := l.apiMove(ctx, task, to, mode)
-			r.Committed = at
-			errc <- err
-		}()
-		lerr := l.moveLink(task, from, to)
-		r.LinkMoved = time.Now()
-		cerr := <-errc
-		if err := errors.Join(lerr, cerr); err != nil {
+		// The prepare/commit path of a live migration (carry_linux.go).
+		if err := l.moveCarry(ctx, task, from, to, r); err != nil {
 			return r, err
 		}
-		if err := l.attachTask(ctx, task, to.Name); err != nil {
-			return r, err
-		}
-		r.Attached = time.Now()
 	default:
 		// Cold/warm: mapsrv suspends the task, the link comes over, the
 		// task registers at its destination, which resumes it.

@@ -99,9 +99,11 @@ type Topology struct {
 	HostLink    *HostLink `json:"host_link,omitempty"`
 	Components  []string  `json:"components"`
 	// CNINetwork and CNIBinDir: cnitool's network name and CNI_PATH (cni_lab.go).
-	CNINetwork string   `json:"cni_network,omitempty"`
-	CNIBinDir  string   `json:"cni_bin_dir,omitempty"`
-	Missing    []string `json:"missing,omitempty"`
+	CNINetwork string `json:"cni_network,omitempty"`
+	// CNINetworkIPv4 is the IPv4 tenant's network (--ipv4-tenant).
+	CNINetworkIPv4 string   `json:"cni_network_ipv4,omitempty"`
+	CNIBinDir      string   `json:"cni_bin_dir,omitempty"`
+	Missing        []string `json:"missing,omitempty"`
 	// Fabric says how the fabric routes the locators (frr or static)
 	// and lists the data centres.
 	Fabric FabricT `json:"fabric"`

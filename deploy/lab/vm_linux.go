@@ -179,6 +179,17 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 		return rep, fmt.Errorf("prepare %s on %s (libvirt hook): %w", t.Name, to.Name, err)
 	}
 	r.LinkMoved = time.Now() // the destination's tap is ready
+	// The source's ilad learns where the guest goes: from its stop on
+	// (its own QMP monitor) it redirects the guest's packets there, where
+	// the prepared tap holds them until the guest runs.
+	fromc, err := locator.NewClient(l.iladSock(from.Name))
+	if err != nil {
+		return rep, err
+	}
+	scfg := src.Config()
+	if _, err := fromc.Handover(ctx, t.Name, locator.HandoverSpec{Locator: to.Locator, QMP: scfg.AgentQMPSocket()}); err != nil {
+		l.progress("handover of %s at %s (the commit will redirect): %v", t.Name, from.Name, err)
+	}
 	m, err := src.Migrate(ctx, dst)
 	if err != nil {
 		dst.Kill()
@@ -195,6 +206,9 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 	t.NVE = to.Name
 	t.VM.Dir, t.VM.Gen, t.VM.PID = dcfg.Dir, oldGen+1, dst.PID()
 	cerr := l.waitCommitted(ctx, t, to, m.Resumed, r, rep)
+	if st, err := fromc.Task(ctx, t.Name); err == nil {
+		rep.EarlyRedirect = st.RedirectedAt
+	}
 	// The source: QEMU exits, libvirt releases the domain.
 	qerr := src.Quit(ctx)
 	_ = os.Remove(filepath.Join(l.dir, "pids", fmt.Sprintf("qemu-%s-%d.pid", t.Name, oldGen)))

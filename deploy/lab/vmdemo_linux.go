@@ -137,6 +137,9 @@ func (r *Report) classifyLoss() {
 			switched = c.Applied
 		}
 	}
+	if !v.EarlyRedirect.IsZero() && v.EarlyRedirect.Before(switched) {
+		switched = v.EarlyRedirect // the handover: redirected from the guest's stop
+	}
 	if switched.Before(v.GuestResumed) {
 		switched = v.GuestResumed
 	}

@@ -75,6 +75,10 @@ type VMReport struct {
 	// ResumeToRedirect is the window from the guest's resume to that
 	// redirect: what arrives at the old NVE in it is lost.
 	ResumeToRedirect Duration `json:"resume_to_old_nve_redirect"`
+	// EarlyRedirect is when the source NVE began redirecting to the
+	// destination on the guest's stop (the handover; ilad's time), before
+	// the commit: then nothing arriving there after the stop is lost.
+	EarlyRedirect time.Time `json:"old_nve_early_redirect,omitzero"`
 	// Loss sorts each flow's lost packets by when they were sent.
 	Loss       []VMFlowLoss `json:"loss"`
 	ReleaseLog string       `json:"release_log,omitempty"`
@@ -94,6 +98,9 @@ func (r *Report) vmText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Live migration (QEMU): total %v, downtime %v (QEMU's figures); guest stopped %s, resumed %s (paused %v).\n",
 		time.Duration(v.TotalTime), time.Duration(v.Downtime), at(v.GuestStopped), at(v.GuestResumed), time.Duration(v.Paused).Round(10*time.Microsecond))
+	if !v.EarlyRedirect.IsZero() {
+		fmt.Fprintf(w, "The old NVE redirected to the new one from the guest's stop on (%s), before the commit.\n", at(v.EarlyRedirect))
+	}
 	for _, l := range v.Loss {
 		if l.Lost > 0 {
 			fmt.Fprintf(w, "%s lost %d: %d sent before the guest stopped, %d in its pause, %d between its resume and the old NVE's redirect (%s), %d after, %d at the end of the flow.\n",

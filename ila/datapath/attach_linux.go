@@ -106,15 +106,17 @@ func (d *Datapath) Attach(a Attachment) error {
 		}
 		var l link.Link
 		err := errors.ErrUnsupported
-		if !d.forceClsact {
+		filter := d.forceClsact || a.Role == RoleTask && !d.cfg.TaskTCX
+		if !filter {
 			err = netns.DoPath(a.NetNS, func() error {
 				var err error
 				l, err = link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: p.prog, Attach: p.at})
 				return err
 			})
 		}
-		if d.forceClsact || errors.Is(err, ebpf.ErrNotSupported) {
-			// No tcx (kernel < 6.6): clsact + direct-action bpf filter.
+		if filter || errors.Is(err, ebpf.ErrNotSupported) {
+			// A task port (Config.TaskTCX), or no tcx (kernel < 6.6):
+			// clsact + direct-action bpf filter.
 			f := clsactFilter{netns: a.NetNS, ifindex: ifindex, egress: p.at == ebpf.AttachTCXEgress}
 			if err := f.attach(p.prog, p.name); err != nil {
 				return fmt.Errorf("attach %s: clsact fallback: %w", a, err)
@@ -141,7 +143,7 @@ func (d *Datapath) Detach(a Attachment) error {
 	if err := a.validate(); err != nil {
 		return err
 	}
-	_, pts, err := d.points(a)
+	ifindex, pts, err := d.points(a)
 	if err != nil {
 		return err
 	}
@@ -159,12 +161,19 @@ func (d *Datapath) Detach(a Attachment) error {
 		l, ok := d.links[p.name]
 		if !ok {
 			pf := d.pinFile(p.name)
-			if pf == "" {
-				continue
-			}
-			if l, err = link.LoadPinnedLink(pf, nil); err != nil {
-				if !errors.Is(err, os.ErrNotExist) {
+			if pf != "" {
+				l, err = link.LoadPinnedLink(pf, nil)
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					errs = append(errs, fmt.Errorf("detach %s: load pinned link: %w", a, err))
+					continue
+				}
+			}
+			if l == nil {
+				if a.Role == RoleTask {
+					// A task port's filter attached by an earlier
+					// process (not recorded here); none is fine.
+					f := clsactFilter{netns: a.NetNS, ifindex: ifindex, egress: p.at == ebpf.AttachTCXEgress}
+					_ = f.detach()
 				}
 				continue
 			}

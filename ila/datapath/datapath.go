@@ -61,6 +61,15 @@ type Config struct {
 	// UnknownPolicy applies to traffic for our locators with an unknown
 	// identifier.
 	UnknownPolicy UnknownPolicy
+	// TaskTCX attaches task-facing ports (RoleTask) with tcx links. By
+	// default they get clsact bpf filters instead: creating a tcx link
+	// waits for an RCU grace period per direction while holding the RTNL
+	// (about 23 ms for the two here, BenchmarkAttachTask), a filter does
+	// not (about 0.6 ms), and attaching a task's port is on the path of a
+	// live migration's prepare and of a moved link. Uplink and router
+	// ports use tcx (attached once). A port attached with a tcx link by an
+	// earlier process keeps it (the link is updated).
+	TaskTCX bool
 }
 
 func (c *Config) validate() error {

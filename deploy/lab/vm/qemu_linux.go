@@ -71,6 +71,11 @@ func (c *Config) validate() error {
 // QMPSocket is the QMP socket of the QEMU of cfg.
 func (c *Config) QMPSocket() string { return filepath.Join(c.Dir, "qmp.sock") }
 
+// AgentQMPSocket is a second QMP monitor of the QEMU of cfg, for the
+// NVE's ilad (QEMU serves one client per monitor): it watches the guest
+// stop at the source of a migration (locator.Agent.Handover).
+func (c *Config) AgentQMPSocket() string { return filepath.Join(c.Dir, "ilad-qmp.sock") }
+
 // MigrationSocket is where an incoming QEMU listens for the migration
 // stream.
 func (c *Config) MigrationSocket() string { return filepath.Join(c.Dir, "migrate.sock") }
@@ -105,7 +110,7 @@ func Start(ctx context.Context, cfg Config) (*QEMU, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
 	}
-	for _, p := range []string{cfg.QMPSocket(), cfg.MigrationSocket(), cfg.ConsoleLog()} {
+	for _, p := range []string{cfg.QMPSocket(), cfg.AgentQMPSocket(), cfg.MigrationSocket(), cfg.ConsoleLog()} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
 		}
@@ -190,6 +195,7 @@ func (c *Config) args() []string {
 		"-kernel", c.Image.Kernel, "-initrd", c.Image.Initrd, "-append", c.Net.cmdline(),
 		"-serial", "file:" + c.ConsoleLog(),
 		"-qmp", "unix:" + c.QMPSocket() + ",server=on,wait=off",
+		"-qmp", "unix:" + c.AgentQMPSocket() + ",server=on,wait=off",
 		"-netdev", "tap,id=n0,ifname=" + c.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,romfile=,mac=" + c.MAC.String(),
 	}
