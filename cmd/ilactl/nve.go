@@ -16,7 +16,7 @@ func newNVECmd(g *globals) *cobra.Command {
 		Use:   "nve",
 		Short: "Add, list and show NVEs (hosts tasks attach to)",
 	}
-	cmd.AddCommand(newNVEAddCmd(g), newNVEListCmd(g), newNVEGetCmd(g))
+	cmd.AddCommand(newNVEAddCmd(g), newNVEListCmd(g), newNVEGetCmd(g), newNVEStatusCmd(g))
 	cmd.AddCommand(newNVEBGPCmds(g)...)
 	return cmd
 }

@@ -284,3 +284,39 @@ func (s *iladSecurity) dial(addr string) (*locator.Client, error) {
 	}
 	return locator.NewClientWith(addr, o)
 }
+
+// newNVEStatusCmd is "ilactl nve status": what the NVEs last reported
+// about their datapaths (mapsrv's NVE status keys).
+func newNVEStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the store revision each NVE's datapath has applied, as its heartbeats said, and its advertised local API",
+		Long: `status lists what the NVEs last reported in their heartbeats: the store
+(etcd) revision their datapath has applied, when, to which mapsrv replica,
+and the URL of their local API (ilad -api-advertise). ilactl where compares
+each datapath with the store itself.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			api, err := g.mapsrvClient()
+			if err != nil {
+				return err
+			}
+			st, err := api.NVEStatuses(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(st)
+			}
+			var rows [][]string
+			for _, s := range st {
+				apiURL := s.API
+				if apiURL == "" {
+					apiURL = "-"
+				}
+				rows = append(rows, []string{s.NVE, fmt.Sprint(s.Applied), s.Reported.Format(time.RFC3339Nano), s.Replica, apiURL})
+			}
+			return g.printTable([]string{"NVE", "APPLIED", "REPORTED", "REPLICA", "API"}, rows)
+		},
+	}
+}

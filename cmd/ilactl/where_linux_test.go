@@ -165,6 +165,9 @@ func TestWhereAgainstAgents(t *testing.T) {
 	if err := os.WriteFile(tokFile, []byte("read-only "+tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if out, err := ilactl(t, "--api", srv.URL, "nve", "status"); err != nil || !strings.Contains(out, "nve2") || !strings.Contains(out, tcp.URL) {
+		t.Errorf("nve status: %v\n%s", err, out)
+	}
 	adv := []string{"--api", srv.URL, "where", "t1/db", "--ilad-addr", "nve1=" + filepath.Join(dir, "nve1.sock")}
 	if out, err := ilactl(t, append(adv, "--ilad-token-file", tokFile)...); err != nil || strings.Count(out, " ok ") != 2 {
 		t.Errorf("where through the advertised address: %v\n%s", err, out)
