@@ -32,9 +32,9 @@ func TestChaosShort(t *testing.T) {
 	} else {
 		t.Logf("static fabric: %s skipped (nothing re-learns a flushed route)", lab.ChaosLinkFlap1s)
 	}
-	// Last: the move during a mapsrv outage fails (nothing can register
-	// it), must not happen later (weakness 4), and leaves the lab's second
-	// link behind (ilalab's dual move does not undo it yet).
+	// Last: the move during a mapsrv outage fails (the lab's move asks
+	// mapsrv first, before any link changes; a commit that fails later is
+	// undone) and must not happen later (weakness 4).
 	scenarios = append(scenarios, lab.ChaosKillMapsrv)
 	for _, s := range scenarios {
 		r, err := l.Chaos(t.Context(), lab.ChaosConfig{Scenario: s, Move: true, After: 2 * time.Second})

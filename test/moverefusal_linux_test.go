@@ -5,6 +5,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -102,6 +103,10 @@ func checkUnmoved(t *testing.T, l *lab.Lab, name, nve, other string) {
 		t.Errorf("%s keeps a standby after the failed or refused move: %+v", name, *rec.Standby)
 	}
 	whereOK(t, l, name)
+	if tk.IPv4.IsValid() {
+		pingAll(t, l, "t4", tk.IPv4, 20) // t4: the IPv4 tenant's task on nve1
+		return
+	}
 	pingAll(t, l, "t1", tk.SIR, 20)
 }
 
@@ -109,7 +114,7 @@ func checkUnmoved(t *testing.T, l *lab.Lab, name, nve, other string) {
 // happen later (issue 18, weakness 4); a move that flap damping refuses is
 // refused before anything changes (weakness 5).
 func TestMoveRefusals(t *testing.T) {
-	l := upLab(t, lab.Config{})
+	l := upLab(t, lab.Config{IPv4Tenant: true})
 	t2 := task(t, l, "t2")
 	reach(t, l, "t1", t2.SIR)
 
@@ -175,5 +180,19 @@ func TestMoveRefusals(t *testing.T) {
 			t.Errorf("ping across the refused move: lost %d of %d", f.Lost, f.Sent)
 		}
 		checkUnmoved(t, l, "t3", on, other)
+	})
+
+	t.Run("ipv4 task, given up before the commit", func(t *testing.T) {
+		// The IPv4 half of the undo: t5's subnet route and its MAC at
+		// nve3's bridge have moved to the new link when the move gives
+		// up; the route returns to the old link.
+		t5 := task(t, l, "t5")
+		reach(t, l, "t4", t5.IPv4)
+		_, err := l.MoveDualHeld(t.Context(), "t5", "nve3", func() error { return errors.New("test: given up before the commit") })
+		if err == nil || !strings.Contains(err.Error(), "given up") {
+			t.Errorf("move given up before the commit: %v", err)
+		}
+		checkUnmoved(t, l, "t5", "nve2", "nve3")
+		pingAll(t, l, "t6", t5.IPv4, 20)
 	})
 }
