@@ -629,6 +629,9 @@ func (r *ChaosResult) Text(w io.Writer) {
 	}
 	if r.Consistency != nil {
 		fmt.Fprintf(w, "  %s", r.Consistency.Text())
+		if t := r.Consistency.InitiallyText(); t != "" {
+			fmt.Fprintf(w, "    %s\n", t)
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
