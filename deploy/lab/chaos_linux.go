@@ -338,7 +338,7 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 		faultErr = l.killEtcdFor(ctx, []int{leader}, cfg.Fault)
 	case ChaosKillRouter:
 		moveDuring()
-		faultErr = l.killFor(ctx, procRouter, cfg.Fault, func() error { return l.restartRouter() })
+		faultErr = l.killFor(ctx, procRouter, cfg.Fault, func() error { return l.startRouter(ctx) })
 	case ChaosLinkFlap1s, ChaosLinkFlap5s:
 		if !l.frr() {
 			r.Notes = append(r.Notes, "static fabric: nothing re-learns the route the kernel flushes when the port goes down (use the FRR fabric)")
@@ -470,20 +470,6 @@ func (l *Lab) killEtcdFor(ctx context.Context, members []int, d time.Duration) e
 		}
 	}
 	return l.save()
-}
-
-// restartRouter starts the ILA router again after it was killed.
-func (l *Lab) restartRouter() error {
-	fab, err := l.node(l.topo.FabricNetns)
-	if err != nil {
-		return err
-	}
-	p, err := l.start(procRouter, fab.ns, l.bins[BinIlad], l.routerArgs()...)
-	if err != nil {
-		return err
-	}
-	l.topo.Router.PID = p.PID
-	return nil
 }
 
 // chaosMove moves task to NVE to (hot) and records what it reported.
@@ -629,6 +615,9 @@ func (r *ChaosResult) Text(w io.Writer) {
 	}
 	if r.Consistency != nil {
 		fmt.Fprintf(w, "  %s", r.Consistency.Text())
+		if t := r.Consistency.InitiallyText(); t != "" {
+			fmt.Fprintf(w, "    %s\n", t)
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)

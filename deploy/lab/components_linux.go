@@ -323,6 +323,9 @@ func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
 // api returns a client of mapsrv's API whose connections are opened inside
 // the control namespace, with the lab's token.
 func (l *Lab) api() (*apiclient.Client, error) {
+	if l.apiC != nil {
+		return l.apiC, nil
+	}
 	hc, err := l.ctlHTTP()
 	if err != nil {
 		return nil, err
@@ -331,7 +334,12 @@ func (l *Lab) api() (*apiclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: hc, Timeout: 5 * time.Second})
+	c, err := apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: hc, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	l.apiC, l.apiHC = c, hc
+	return c, nil
 }
 
 // ctlHTTP is an HTTP client that dials from the control namespace.

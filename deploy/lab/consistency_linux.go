@@ -29,19 +29,28 @@ type Consistency struct {
 	// Unreachable lists "src -> dst" pairs of tasks without an answer.
 	Unreachable []string `json:"unreachable,omitempty"`
 	Problems    []string `json:"problems,omitempty"`
-	OK          bool     `json:"ok"`
+	// Initially are the problems of the first check, before the lab
+	// settled (none: consistent at once).
+	Initially []string `json:"initially,omitempty"`
+	OK        bool     `json:"ok"`
 }
 
 // CheckConsistency checks until the lab is consistent or settle has
 // passed, and returns the last check.
 func (l *Lab) CheckConsistency(ctx context.Context, settle time.Duration) (*Consistency, error) {
 	start := time.Now()
+	var initially []string
+	first := true
 	for {
 		c, err := l.consistency(ctx)
 		if err != nil && time.Since(start) > settle {
 			return nil, err
 		}
 		if err == nil {
+			if first {
+				initially, first = c.Problems, false
+			}
+			c.Initially = initially
 			c.Settled = Duration(time.Since(start))
 			if c.OK || time.Since(start) > settle || ctx.Err() != nil {
 				return c, nil
@@ -153,4 +162,18 @@ func (c *Consistency) Text() string {
 		fmt.Fprintf(&b, "  %s\n", p)
 	}
 	return b.String()
+}
+
+// InitiallyText says what the first check found, if the lab was not
+// consistent at once.
+func (c *Consistency) InitiallyText() string {
+	if len(c.Initially) == 0 {
+		return ""
+	}
+	n := min(len(c.Initially), 5)
+	s := "at first: " + strings.Join(c.Initially[:n], "; ")
+	if n < len(c.Initially) {
+		s += fmt.Sprintf(" (and %d more)", len(c.Initially)-n)
+	}
+	return s
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/internal/netns"
 	"github.com/ilamesh/ilamesh/internal/owner"
+	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
 )
 
 // Lab is a running lab.
@@ -30,6 +32,12 @@ type Lab struct {
 	procs map[string]*proc
 	bins  map[string]string
 	nodes map[string]*node // by netns name
+	// apiC is mapsrv's API client, made once: a client (and HTTP
+	// transport) per call left its keep-alive connections open until
+	// mapsrv's per-host limit (64) refused new ones, after a few hundred
+	// moves.
+	apiC  *apiclient.Client
+	apiHC *http.Client
 }
 
 func (l *Lab) progress(format string, args ...any) {
@@ -59,6 +67,10 @@ func (l *Lab) node(name string) (*node, error) {
 
 // Close releases handles; the lab keeps running.
 func (l *Lab) Close() {
+	if l.apiHC != nil {
+		l.apiHC.CloseIdleConnections()
+	}
+	l.apiC, l.apiHC = nil, nil
 	for _, n := range l.nodes {
 		n.close()
 	}
