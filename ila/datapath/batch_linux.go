@@ -42,6 +42,14 @@ type refDelta struct {
 	n    int
 }
 
+// pendRef is the reference count change of one queued write.
+type pendRef struct {
+	had         bool
+	oldLoc, loc ila.Locator
+	sir         ila.SIRPrefix
+	mode        ila.CsumMode
+}
+
 func (d *Datapath) upsertMappings(ms []ila.Mapping) (int, error) {
 	old, err := d.oldMappings(ms)
 	if err != nil {
@@ -64,7 +72,7 @@ func (d *Datapath) upsertMappings(ms []ila.Mapping) (int, error) {
 		vals []xlatIlaMapVal
 		idx  []int // the index in ms of each of keys
 		// pend: this chunk's reference changes, applied once it is written.
-		pend  []func()
+		pend  []pendRef
 		done  int // entries of ms that took effect
 		first error
 	)
@@ -73,8 +81,14 @@ func (d *Datapath) upsertMappings(ms []ila.Mapping) (int, error) {
 			return nil
 		}
 		w, err := d.objs.IlaMappings.BatchUpdate(keys, vals, &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
-		for _, f := range pend[:w] {
-			f()
+		for _, p := range pend[:w] {
+			if p.had && p.oldLoc == p.loc {
+				continue
+			}
+			delta(p.loc, p.sir, p.mode, 1)
+			if p.had {
+				delta(p.oldLoc, 0, 0, -1)
+			}
 		}
 		if err != nil {
 			done = idx[w]
@@ -106,15 +120,7 @@ func (d *Datapath) upsertMappings(ms []ila.Mapping) (int, error) {
 		oldLoc := ila.Locator(he(o.Loc))
 		// Later entries of ms see this one as written; if the chunk
 		// fails before it, the error ends the batch anyway.
-		loc, sir, mode := m.Locator, m.SIR, m.Csum
-		pend = append(pend, func() {
-			if !had || oldLoc != loc {
-				delta(loc, sir, mode, 1)
-				if had {
-					delta(oldLoc, 0, 0, -1)
-				}
-			}
-		})
+		pend = append(pend, pendRef{had: had, oldLoc: oldLoc, loc: m.Locator, sir: m.SIR, mode: m.Csum})
 		keys = append(keys, k)
 		vals = append(vals, v)
 		idx = append(idx, i)
@@ -206,8 +212,8 @@ func (d *Datapath) addRefs(loc ila.Locator, n int) error {
 // lookup each for a small batch, the whole table read in batches for a
 // large one.
 func (d *Datapath) oldMappings(ms []ila.Mapping) (map[xlatIlaKey]xlatIlaMapVal, error) {
-	old := make(map[xlatIlaKey]xlatIlaMapVal, len(ms))
 	if len(ms) <= dumpLimit {
+		old := make(map[xlatIlaKey]xlatIlaMapVal, len(ms))
 		for _, m := range ms {
 			k := key(m.SIR, m.Identifier)
 			var v xlatIlaMapVal
@@ -217,6 +223,7 @@ func (d *Datapath) oldMappings(ms []ila.Mapping) (map[xlatIlaKey]xlatIlaMapVal, 
 		}
 		return old, nil
 	}
+	old := map[xlatIlaKey]xlatIlaMapVal{}
 	err := d.dumpMappings(func(k xlatIlaKey, v xlatIlaMapVal) bool {
 		old[k] = v
 		return true

@@ -303,7 +303,7 @@ func BenchmarkScaleHitPath(b *testing.B) {
 						}
 						// Every pass must have been a translation (a
 						// hit), not a miss that happens to redirect.
-						if got := after.Translated - before.Translated; !v.empty && got != n {
+						if got := after.Translated - before.Translated; !v.empty && got < n {
 							return fmt.Errorf("%d of %d passes translated", got, n)
 						}
 						return nil
