@@ -255,3 +255,17 @@ func (d *Datapath) dumpMappings(fn func(xlatIlaKey, xlatIlaMapVal) bool) error {
 		}
 	}
 }
+
+// MappingsMemory returns the kernel memory the mapping table takes (the
+// map's memlock figure: its buckets and entries).
+func (d *Datapath) MappingsMemory() (uint64, error) {
+	info, err := d.objs.IlaMappings.Info()
+	if err != nil {
+		return 0, fmt.Errorf("mapping table info: %w", err)
+	}
+	m, ok := info.Memlock()
+	if !ok {
+		return 0, fmt.Errorf("mapping table info: no memlock figure: %w", ErrNotSupported)
+	}
+	return m, nil
+}
