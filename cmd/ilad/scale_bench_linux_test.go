@@ -339,8 +339,8 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 		<-errs
 	}
 	up0, del0 := cdp.upserts.Load(), cdp.deletes.Load()
-	// The sampler: how many mappings the datapath holds, as often as it
-	// can read them, until the resync ends.
+	// The sampler: how many mappings the datapath holds, every 20 ms (a
+	// read of a million takes longer than that) until the resync ends.
 	minSeen := n
 	stop := make(chan struct{})
 	sampled := make(chan int)
@@ -357,6 +357,7 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 			_ = base.Mappings(func(ila.Mapping) bool { cnt++; return true })
 			minSeen = min(minSeen, cnt)
 			samples++
+			time.Sleep(20 * time.Millisecond)
 		}
 	}()
 	t0 := time.Now()
