@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dpCfg := datapath.Config{PinPath: cfg.BPFFS}
+	dpCfg := datapath.Config{PinPath: cfg.BPFFS, MaxMappings: cfg.MaxMappings}
 	if cfg.MissPolicy == "drop" {
 		dpCfg.MissPolicy = datapath.MissDrop
 	}
