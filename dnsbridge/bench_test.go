@@ -9,8 +9,11 @@ import (
 )
 
 // benchZone returns a synced zone of n tasks.
-func benchZone(b *testing.B, n int) (*Server, []ila.Task) {
-	s, err := New(Config{})
+func benchZone(b *testing.B, n int) (*Server, []ila.Task) { return benchZoneCfg(b, n, Config{}) }
+
+// benchZoneCfg returns a synced zone of n tasks served with cfg.
+func benchZoneCfg(b *testing.B, n int, cfg Config) (*Server, []ila.Task) {
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

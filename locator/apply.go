@@ -102,7 +102,7 @@ func (a *Agent) domainUpsert(d ila.Domain) {
 	}
 	for tk := range a.tasks {
 		if tk.domain == d.Name {
-			a.syncKey(key{d.SIR, tk.id})
+			a.listedKey(key{d.SIR, tk.id})
 		}
 	}
 }
@@ -134,7 +134,7 @@ func (a *Agent) taskUpsert(t ila.Task) {
 		return // installed when the domain arrives
 	}
 	k := key{d.d.SIR, t.Identifier}
-	a.syncKey(k)
+	a.listedKey(k)
 	if had && a.synced && prev.t.Locator != t.Locator && t.Locator != 0 && !t.Updated.IsZero() {
 		a.conv.observe(a.cfg.Now().Sub(t.Updated)) // a move, now in the datapath (convergence.go)
 	}

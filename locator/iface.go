@@ -38,6 +38,15 @@ type Datapath interface {
 	DetachPort(ifname string, ifindex int) error
 }
 
+// MappingBatcher is a Datapath that writes many mappings at once. The
+// agent uses it, when the datapath has it, for the initial load and the
+// resync after a re-list (a million mappings one by one take a minute).
+type MappingBatcher interface {
+	// UpsertMappings writes ms as UpsertMapping would one after the other
+	// and returns how many of them (a prefix of ms) took effect.
+	UpsertMappings(ms []ila.Mapping) (int, error)
+}
+
 // Local is the local delivery entry of a task attached to this NVE.
 type Local struct {
 	SIR        ila.SIRPrefix

@@ -72,6 +72,17 @@ func (a *Agent) syncKey(k key) {
 	}
 }
 
+// listedKey syncs k after a store change. While a (re)list is under way
+// (not synced) it leaves the mappings of tasks that are not local or in
+// flight here to the end of the list (sync), which writes them all in one
+// batch: meanwhile the datapath keeps forwarding with what it holds.
+func (a *Agent) listedKey(k key) {
+	if !a.synced && a.localByKey[k] == nil && a.inflight[k] == nil {
+		return
+	}
+	a.syncKey(k)
+}
+
 // sync ends a (re)list: what was not listed in this generation is gone,
 // and the datapath converges to exactly the store's state.
 func (a *Agent) sync() {
@@ -115,14 +126,44 @@ func (a *Agent) reconcileAll() {
 			keys[key{d.d.SIR, tk.id}] = true
 		}
 	}
+	// Entries are replaced in place, never deleted and written again:
+	// forwarding carries on through a resync.
+	var ups []ila.Mapping
 	for k := range keys {
-		a.syncKey(k)
+		if m, want := a.desired(k); want {
+			if cur, have := a.installed[k]; !have || cur != m {
+				ups = append(ups, m)
+			}
+			continue
+		}
+		a.syncKey(k) // a delete
 	}
+	a.upsertAll(ups)
 	for k := range a.wanted {
 		if _, ok := a.desired(k); !ok && a.bySIR[k.sir] != "" {
 			if _, ok := a.tasks[tkey{a.bySIR[k.sir], k.id}]; !ok {
 				delete(a.wanted, k) // gone from the store
 			}
 		}
+	}
+}
+
+// upsertAll writes ms (in one batch when the datapath can) and records
+// what took effect. After a failed batch the rest is written one by one,
+// so that each bad entry is reported and skipped.
+func (a *Agent) upsertAll(ms []ila.Mapping) {
+	if b, ok := a.cfg.Datapath.(MappingBatcher); ok && len(ms) > 1 {
+		n, err := b.UpsertMappings(ms)
+		for _, m := range ms[:n] {
+			a.installed[key{m.SIR, m.Identifier}] = m
+		}
+		if err == nil {
+			return
+		}
+		a.log.Warn("datapath batch write stopped; writing the rest one by one", "written", n, "of", len(ms), "err", err)
+		ms = ms[n:]
+	}
+	for _, m := range ms {
+		a.syncKey(key{m.SIR, m.Identifier})
 	}
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,18 +67,57 @@ func quantiles(d []time.Duration) (p50, p99, max time.Duration) {
 	return q(0.50), q(0.99), d[len(d)-1]
 }
 
+// ILA_BENCH_AGENTS=1000 (a comma-separated list) sets the agent counts
+// (default 1,10,100). ILA_BENCH_PROXY=1 runs each count twice: the agents
+// watching etcd directly, and through an etcd gRPC proxy (etcdtest.StartProxy:
+// grpc-proxy's KV and watch services, identical watches coalesced into
+// one); the raw watchers always watch etcd directly. "cpu-us/event" is the
+// process CPU time (all of it: etcd, mapsrv, the agents or watchers) of
+// each phase divided by the events delivered (moves x agents).
 func BenchmarkMoveConvergence(b *testing.B) {
 	real := os.Getenv("ILA_BENCH_REAL") == "1"
 	if real {
 		testutil.Privileged(b)
 	}
-	for _, n := range []int{1, 10, 100} {
-		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) { benchMoves(b, n, real) })
+	counts := []int{1, 10, 100}
+	if s := os.Getenv("ILA_BENCH_AGENTS"); s != "" {
+		counts = nil
+		for _, f := range strings.Split(s, ",") {
+			v, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || v <= 0 {
+				b.Fatalf("ILA_BENCH_AGENTS=%q: want positive integers", s)
+			}
+			counts = append(counts, v)
+		}
+	}
+	proxies := []bool{false}
+	if os.Getenv("ILA_BENCH_PROXY") == "1" {
+		proxies = []bool{false, true}
+	}
+	for _, n := range counts {
+		for _, proxy := range proxies {
+			name := fmt.Sprintf("agents=%d", n)
+			if proxy {
+				name += "/grpc-proxy"
+			}
+			b.Run(name, func(b *testing.B) { benchMoves(b, n, real, proxy) })
+		}
 	}
 }
 
-func benchMoves(b *testing.B, n int, real bool) {
+// cpuTime is the process's user+system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchMoves(b *testing.B, n int, real, proxy bool) {
 	cli, eps := etcdtest.Start(b)
+	agentEps := eps
+	if proxy {
+		agentEps = etcdtest.StartProxy(b, eps)
+	}
 	ctx := b.Context()
 	// Flap damping must not stop a benchmark that moves one task hundreds
 	// of times a second, but the record must stay the size it has in
@@ -118,7 +159,7 @@ func benchMoves(b *testing.B, n int, real bool) {
 			dp = realDP{d}
 		}
 		chans[i] = make(chan stamp, 4096)
-		c := etcdtest.NewClient(b, eps)
+		c := etcdtest.NewClient(b, agentEps)
 		ch := chans[i]
 		a, err := locator.New(locator.Config{
 			Node: fmt.Sprintf("bench%d", i), Locators: []locator.LocatorSpec{{Locator: ila.Locator(0x2001_0db8_0001_0000 + uint64(i))}},
@@ -166,6 +207,7 @@ func benchMoves(b *testing.B, n int, real bool) {
 	time.Sleep(200 * time.Millisecond) // watchers established
 
 	var agentLat, agentAll, commitLat, rawLat, rawAll []time.Duration
+	var agentCPU, rawCPU time.Duration
 	b.ResetTimer()
 	for m := range b.N {
 		to := m%2 + 1
@@ -173,6 +215,7 @@ func benchMoves(b *testing.B, n int, real bool) {
 			to = 0
 		}
 		want := locs[to]
+		c0 := cpuTime()
 		t0 := time.Now()
 		if _, err := svc.Move(ctx, mapsrv.MoveRequest{Tenant: "t", Name: "mover", Domain: "prod", To: "nve" + strconv.Itoa(to)}); err != nil {
 			b.Fatal(err)
@@ -190,7 +233,9 @@ func benchMoves(b *testing.B, n int, real bool) {
 			}
 		}
 		agentAll = append(agentAll, worst)
+		agentCPU += cpuTime() - c0
 
+		c0 = cpuTime()
 		t0 = time.Now()
 		if _, err := cli.Put(ctx, "/bench/raw/k", strconv.Itoa(m)); err != nil {
 			b.Fatal(err)
@@ -202,6 +247,7 @@ func benchMoves(b *testing.B, n int, real bool) {
 			worst = max(worst, d)
 		}
 		rawAll = append(rawAll, worst)
+		rawCPU += cpuTime() - c0
 	}
 	b.StopTimer()
 	if r, err := cli.Get(ctx, mapsrv.TaskKey("prod", id)); err == nil && len(r.Kvs) == 1 {
@@ -216,6 +262,9 @@ func benchMoves(b *testing.B, n int, real bool) {
 	if real {
 		kind = "real eBPF datapath maps"
 	}
+	if proxy {
+		kind += ", agents through an etcd gRPC proxy"
+	}
 	b.Logf("%d agents, %d moves, %s", n, b.N, kind)
 	b.Logf("move -> agent datapath, per agent:   p50 %v p99 %v max %v", a50, a99, amax)
 	b.Logf("move -> all agents converged:        p50 %v p99 %v max %v", w50, w99, wmax)
@@ -228,4 +277,9 @@ func benchMoves(b *testing.B, n int, real bool) {
 	b.ReportMetric(float64(c99.Microseconds())/1000, "commit-p99-ms")
 	b.ReportMetric(float64(r50.Microseconds())/1000, "raw-p50-ms")
 	b.ReportMetric(float64(r99.Microseconds())/1000, "raw-p99-ms")
+	b.ReportMetric(float64(w99.Microseconds())/1000, "all-p99-ms")
+	b.ReportMetric(float64(v99.Microseconds())/1000, "raw-all-p99-ms")
+	events := float64(b.N * n)
+	b.ReportMetric(float64(agentCPU.Microseconds())/events, "cpu-us/event")
+	b.ReportMetric(float64(rawCPU.Microseconds())/events, "raw-cpu-us/event")
 }

@@ -70,6 +70,11 @@ type config struct {
 	// BPFFS is the pin directory (default /sys/fs/bpf/ila/<node>); a bpffs
 	// is mounted at /sys/fs/bpf if none holds it.
 	BPFFS string `json:"bpffs,omitempty"`
+	// MaxMappings sizes the datapath's mapping table (0: 1,048,576
+	// entries). An NVE in push mode and a router hold one entry per task:
+	// give them about twice the task count (docs/SCALE.md). Pinned tables
+	// of another size are not adopted (ilad says so): unpin them first.
+	MaxMappings int `json:"max_mappings,omitempty"`
 	// API is the local API address: a unix socket path (default
 	// /run/ilad/<node>.sock) or HOST:PORT (inside the NVE's namespace).
 	API string `json:"api,omitempty"`
@@ -134,7 +139,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		keyID                                               uint
 		inFlight, lifetime, pullTTL, heartbeat              time.Duration
 		missRate                                            float64
-		pullMax                                             int
+		pullMax, maxMappings                                int
 		locators, etcd, ports                               stringList
 		nd                                                  bool
 	)
@@ -173,6 +178,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&heartbeat, "heartbeat", time.Second, "heartbeat `interval` to mapsrv (its --heartbeat-interval; negative: none)")
 	fs.Float64Var(&missRate, "miss-rate", 200, "at most this many cache-miss `lookups` per second")
 	fs.DurationVar(&pullTTL, "pull-ttl", 5*time.Minute, "pull mode: an entry installed on a miss stays this `long` (a flow still using it misses again and pulls it again)")
+	fs.IntVar(&maxMappings, "max-mappings", 0, "size of the datapath's mapping `table` (0: 1048576); about twice the tasks for push mode and routers")
 	fs.IntVar(&pullMax, "pull-max", 0, "pull mode: at most this many `entries` installed on misses, the oldest evicted first (0: the datapath's size)")
 	fs.StringVar(&stateFile, "state-file", "", "`file` recording API-attached tasks across restarts (default /run/ilad/<node>.tasks.json; none: off)")
 	fs.BoolVar(&nd, "nd", true, "run the ND emulator on task ports")
@@ -251,6 +257,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if set["pull-max"] || cfg.PullMax == 0 {
 		cfg.PullMax = pullMax
 	}
+	if set["max-mappings"] || cfg.MaxMappings == 0 {
+		cfg.MaxMappings = maxMappings
+	}
 	if set["nd"] || cfg.ND == nil {
 		cfg.ND = &nd
 	}
@@ -319,6 +328,9 @@ func (c *config) check() error {
 	}
 	if len(c.Etcd) == 0 {
 		return errors.New("no etcd endpoint (use -etcd)")
+	}
+	if c.MaxMappings < 0 || c.MaxMappings > 1<<28 {
+		return fmt.Errorf("max mappings %d: want 0 (default) to %d", c.MaxMappings, 1<<28)
 	}
 	if _, err := c.Files.Config(); err != nil { // reads the files: fail now
 		return err

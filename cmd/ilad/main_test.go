@@ -31,6 +31,7 @@ func TestRunBadInput(t *testing.T) {
 		{"no locator", []string{"-node", "a", "-etcd", "unix:///x"}, "no locator"},
 		{"bad locator", []string{"-node", "a", "-locator", "2001::/48", "-etcd", "unix:///x"}, "flag -locator"},
 		{"no etcd", []string{"-node", "a", "-locator", "2001:0:0:1"}, "no etcd endpoint"},
+		{"negative table size", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-max-mappings", "-1"}, "max mappings"},
 		{"mapsrv without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480"}, "needs -key-file"},
 		{"bad mapsrv", []string{"-node", "a", "-mapsrv", "nohost"}, "flag -mapsrv"},
 		{"bad mode", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "both"}, "mode"},
@@ -93,7 +94,7 @@ func TestConfigFileAndFlags(t *testing.T) {
   "etcd_ca": "@CA@",
   "tasks": [{"name": "web", "tenant": "t1", "iface": "vweb", "sir": "3333:0:0:1::1001", "mac": "02:00:00:00:10:01"}]
 }`, "@CA@", ca)), 0o600)
-	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1", "-pull-max", "1000", "-etcd-cert", cert, "-etcd-key", key}, new(bytes.Buffer))
+	cfg, err := parseConfig([]string{"-config", file, "-uplink", "fab0", "-netns", "nve1", "-pull-max", "1000", "-max-mappings", "2097152", "-etcd-cert", cert, "-etcd-key", key}, new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +108,7 @@ func TestConfigFileAndFlags(t *testing.T) {
 		{"mode", string(cfg.Mode), "pull"},
 		{"pull ttl (file)", time.Duration(cfg.PullTTL).String(), "1m30s"},
 		{"pull max (flag)", fmt.Sprint(cfg.PullMax), "1000"},
+		{"max mappings (flag)", fmt.Sprint(cfg.MaxMappings), "2097152"},
 		{"etcd ca (file)", cfg.Files.CA, ca},
 		{"etcd cert (flag)", cfg.Files.Cert, cert},
 		{"api default", cfg.API, "/run/ilad/nve1.sock"},

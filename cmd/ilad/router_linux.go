@@ -39,7 +39,7 @@ func runRouter(ctx context.Context, cfg *config, log *slog.Logger, ns *netns.NS,
 	if err != nil {
 		return err
 	}
-	dp, err := datapath.Open(datapath.Config{Router: true, PinPath: cfg.BPFFS})
+	dp, err := datapath.Open(datapath.Config{Router: true, PinPath: cfg.BPFFS, MaxMappings: cfg.MaxMappings})
 	if err != nil {
 		return fmt.Errorf("datapath: %w", err)
 	}

@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dpCfg := datapath.Config{PinPath: cfg.BPFFS}
+	dpCfg := datapath.Config{PinPath: cfg.BPFFS, MaxMappings: cfg.MaxMappings}
 	if cfg.MissPolicy == "drop" {
 		dpCfg.MissPolicy = datapath.MissDrop
 	}
@@ -459,7 +459,10 @@ type dpAdapter struct {
 	netns string
 }
 
-var _ locator.Datapath = (*dpAdapter)(nil)
+var (
+	_ locator.Datapath       = (*dpAdapter)(nil)
+	_ locator.MappingBatcher = (*dpAdapter)(nil) // the initial load and resync in batches
+)
 
 func (d *dpAdapter) UpsertLocal(l locator.Local) error {
 	return d.Datapath.UpsertLocal(datapath.Local{SIR: l.SIR, Identifier: l.Identifier, Ifindex: l.Ifindex, MAC: l.MAC, Suspended: l.Suspended, Tenant: l.Tenant, IPv4: l.IPv4})

@@ -29,6 +29,8 @@ func (d *Datapath) AddLocator(loc ila.Locator, dom ila.Domain) error         { r
 func (d *Datapath) RemoveLocator(loc ila.Locator) error                      { return ErrNotSupported }
 func (d *Datapath) AddDomain(dom ila.Domain) error                           { return ErrNotSupported }
 func (d *Datapath) UpsertMapping(m ila.Mapping) error                        { return ErrNotSupported }
+func (d *Datapath) UpsertMappings(ms []ila.Mapping) (int, error)             { return 0, ErrNotSupported }
+func (d *Datapath) MappingsMemory() (uint64, error)                          { return 0, ErrNotSupported }
 func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error { return ErrNotSupported }
 func (d *Datapath) UpsertLocal(l Local) error                                { return ErrNotSupported }
 func (d *Datapath) DeleteLocal(sir ila.SIRPrefix, id ila.Identifier) error   { return ErrNotSupported }

@@ -319,19 +319,7 @@ func (d *Datapath) ExpireInFlight(now time.Time) (int, error) {
 
 // Mappings calls fn for every mapping until fn returns false.
 func (d *Datapath) Mappings(fn func(ila.Mapping) bool) error {
-	var (
-		k xlatIlaKey
-		v xlatIlaMapVal
-	)
-	it := d.objs.IlaMappings.Iterate()
-	for it.Next(&k, &v) {
-		m := ila.Mapping{SIR: ila.SIRPrefix(he(k.Sir)), Identifier: ila.Identifier(he(k.Id)), Locator: ila.Locator(he(v.Loc)), Csum: ila.CsumMode(v.Csum), Tenant: ila.TenantID(v.Tenant)}
-		if !fn(m) {
-			return nil
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("iterate mappings: %w", err)
-	}
-	return nil
+	return d.dumpMappings(func(k xlatIlaKey, v xlatIlaMapVal) bool {
+		return fn(ila.Mapping{SIR: ila.SIRPrefix(he(k.Sir)), Identifier: ila.Identifier(he(k.Id)), Locator: ila.Locator(he(v.Loc)), Csum: ila.CsumMode(v.Csum), Tenant: ila.TenantID(v.Tenant)})
+	})
 }

@@ -36,6 +36,7 @@ type Datapath struct {
 	inflight map[Key]InFlight
 	ports    map[string]int
 	ops      int
+	batches  int
 	// OnUpsert, if set, is called after every UpsertMapping (benchmarks).
 	OnUpsert func(ila.Mapping)
 	// Fail, if set, makes every operation return it.
@@ -54,6 +55,7 @@ func NewDatapath() *Datapath {
 var _ locator.Datapath = (*Datapath)(nil)
 var _ locator.InFlightLister = (*Datapath)(nil)
 var _ locator.LocalLister = (*Datapath)(nil)
+var _ locator.MappingBatcher = (*Datapath)(nil)
 
 func (d *Datapath) AddDomain(dom ila.Domain) error {
 	d.mu.Lock()
@@ -83,6 +85,27 @@ func (d *Datapath) UpsertMapping(m ila.Mapping) error {
 		f(m)
 	}
 	return nil
+}
+
+// UpsertMappings implements locator.MappingBatcher: UpsertMapping for
+// each (each counts as an op), counted as one batch.
+func (d *Datapath) UpsertMappings(ms []ila.Mapping) (int, error) {
+	d.mu.Lock()
+	d.batches++
+	d.mu.Unlock()
+	for i, m := range ms {
+		if err := d.UpsertMapping(m); err != nil {
+			return i, err
+		}
+	}
+	return len(ms), nil
+}
+
+// Batches counts UpsertMappings calls.
+func (d *Datapath) Batches() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.batches
 }
 
 func (d *Datapath) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {

@@ -12,6 +12,8 @@ import (
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/mapsrv"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Store is a mapsrv.Store over an etcd KV.
@@ -123,7 +125,48 @@ type rawKV struct {
 	ModRevision int64
 }
 
+// list reads every key under prefix at one revision. It streams the range
+// (RangeStream, etcd 3.7 and later), and falls back to pages of pageSize
+// keys on a server without it (older etcd, the gRPC proxy). The stream
+// matters at scale: etcd counts the whole rest of the range for every
+// page of a paged read, so paging a million keys visits 5*10^8 of them.
 func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
+	out, rev, err := listStream(ctx, kv, prefix)
+	if status.Code(err) == codes.Unimplemented {
+		return listPaged(ctx, kv, prefix)
+	}
+	return out, rev, err
+}
+
+func listStream(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream's goroutine on an early return
+	ch, err := kv.GetStream(sctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)))
+	if err != nil {
+		return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
+	}
+	var (
+		out []rawKV
+		rev int64
+	)
+	for resp := range ch {
+		if err := resp.Err(); err != nil {
+			return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
+		}
+		for _, kv := range resp.Kvs {
+			out = append(out, rawKV{Key: kv.Key, Value: kv.Value, ModRevision: kv.ModRevision})
+		}
+		if resp.Header != nil {
+			rev = resp.Header.Revision
+		}
+	}
+	if rev == 0 {
+		return nil, 0, fmt.Errorf("etcd list %s: stream ended without its revision", prefix)
+	}
+	return out, rev, nil
+}
+
+func listPaged(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
 	var rev int64
