@@ -347,13 +347,20 @@ func (s *splitSampler) stop() splitSamples {
 func (l *cycler) sampleSplitBrain(ctx context.Context, task *Task, every time.Duration) *splitSampler {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &splitSampler{cancel: cancel, done: make(chan struct{})}
+	// What the sampler reads of the lab, taken here: the cycle changes
+	// the topology (an NVE's state) meanwhile.
+	var nves []string
+	for _, nv := range l.topo.NVEs {
+		nves = append(nves, nv.Name)
+	}
+	c, err := l.Lab.api() // its own connection
+	if err != nil {
+		s.res.notes = append(s.res.notes, "sampler: "+err.Error())
+		close(s.done)
+		return s
+	}
 	go func() {
 		defer close(s.done)
-		c, err := l.Lab.api() // its own connection
-		if err != nil {
-			s.res.notes = append(s.res.notes, "sampler: "+err.Error())
-			return
-		}
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
@@ -368,13 +375,13 @@ func (l *cycler) sampleSplitBrain(ctx context.Context, task *Task, every time.Du
 				var mu sync.Mutex
 				var owners []string
 				var wg sync.WaitGroup
-				for _, nv := range l.topo.NVEs {
+				for _, nv := range nves {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						if owns, err := l.iladOwns(ctx, nv.Name, task); err == nil && owns {
+						if owns, err := l.iladOwns(ctx, nv, task); err == nil && owns {
 							mu.Lock()
-							owners = append(owners, nv.Name)
+							owners = append(owners, nv)
 							mu.Unlock()
 						}
 					}()
