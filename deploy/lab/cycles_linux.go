@@ -113,7 +113,7 @@ type CyclesConfig struct {
 // fails the other NVE. Throughout, the store and the NVEs are sampled for
 // a split brain and a steal-back. It stops at the first cycle that does
 // not fail over (the report says so).
-func (lab *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*CyclesReport, error) {
+func (base *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*CyclesReport, error) {
 	n, settle := cfg.Cycles, cfg.Settle
 	if settle == 0 {
 		settle = time.Second
@@ -121,11 +121,11 @@ func (lab *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*Cycle
 	if n < 1 {
 		return nil, fmt.Errorf("failover cycles: %d: want at least 1", n)
 	}
-	api, err := lab.api()
+	api, err := base.api()
 	if err != nil {
 		return nil, err
 	}
-	l := &cycler{Lab: lab, api: api, ilads: map[string]*locator.Client{}, inject: cfg.Inject}
+	l := &cycler{Lab: base, api: api, ilads: map[string]*locator.Client{}, inject: cfg.Inject}
 	var v6 []*Task
 	for i := range l.topo.Tasks {
 		if !l.topo.Tasks[i].IPv4.IsValid() && l.topo.Tasks[i].VM == nil {
