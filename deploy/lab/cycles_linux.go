@@ -113,7 +113,7 @@ type CyclesConfig struct {
 // fails the other NVE. Throughout, the store and the NVEs are sampled for
 // a split brain and a steal-back. It stops at the first cycle that does
 // not fail over (the report says so).
-func (lab *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*CyclesReport, error) {
+func (base *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*CyclesReport, error) {
 	n, settle := cfg.Cycles, cfg.Settle
 	if settle == 0 {
 		settle = time.Second
@@ -121,11 +121,11 @@ func (lab *Lab) RunFailoverCycles(ctx context.Context, cfg CyclesConfig) (*Cycle
 	if n < 1 {
 		return nil, fmt.Errorf("failover cycles: %d: want at least 1", n)
 	}
-	api, err := lab.api()
+	api, err := base.api()
 	if err != nil {
 		return nil, err
 	}
-	l := &cycler{Lab: lab, api: api, ilads: map[string]*locator.Client{}, inject: cfg.Inject}
+	l := &cycler{Lab: base, api: api, ilads: map[string]*locator.Client{}, inject: cfg.Inject}
 	var v6 []*Task
 	for i := range l.topo.Tasks {
 		if !l.topo.Tasks[i].IPv4.IsValid() && l.topo.Tasks[i].VM == nil {
@@ -347,13 +347,20 @@ func (s *splitSampler) stop() splitSamples {
 func (l *cycler) sampleSplitBrain(ctx context.Context, task *Task, every time.Duration) *splitSampler {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &splitSampler{cancel: cancel, done: make(chan struct{})}
+	// What the sampler reads of the lab, taken here: the cycle changes
+	// the topology (an NVE's state) meanwhile.
+	var nves []string
+	for _, nv := range l.topo.NVEs {
+		nves = append(nves, nv.Name)
+	}
+	c, err := l.Lab.api() // its own connection
+	if err != nil {
+		s.res.notes = append(s.res.notes, "sampler: "+err.Error())
+		close(s.done)
+		return s
+	}
 	go func() {
 		defer close(s.done)
-		c, err := l.Lab.api() // its own connection
-		if err != nil {
-			s.res.notes = append(s.res.notes, "sampler: "+err.Error())
-			return
-		}
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
@@ -368,13 +375,13 @@ func (l *cycler) sampleSplitBrain(ctx context.Context, task *Task, every time.Du
 				var mu sync.Mutex
 				var owners []string
 				var wg sync.WaitGroup
-				for _, nv := range l.topo.NVEs {
+				for _, nv := range nves {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						if owns, err := l.iladOwns(ctx, nv.Name, task); err == nil && owns {
+						if owns, err := l.iladOwns(ctx, nv, task); err == nil && owns {
 							mu.Lock()
-							owners = append(owners, nv.Name)
+							owners = append(owners, nv)
 							mu.Unlock()
 						}
 					}()
