@@ -112,6 +112,7 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 		a.mu.Unlock()
 		return nil
 	}
+	a.wg.Add(1) // the watch's, taken while the agent surely runs
 	a.mu.Unlock()
 	// Watching before returning: the caller migrates next, and the
 	// guest's stop must not come before we listen.
@@ -133,6 +134,7 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 	}
 	if err != nil {
 		cancel()
+		a.wg.Done()
 		a.mu.Lock()
 		if lt.handover == ho {
 			lt.handover = nil
@@ -141,7 +143,6 @@ func (a *Agent) Handover(ctx context.Context, name string, h HandoverSpec) error
 		return fmt.Errorf("handover of task %s: hypervisor monitor %s: %w", name, sock, err)
 	}
 	a.log.Info("handover armed", "task", name, "locator", h.Locator, "qmp", sock)
-	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		select {
