@@ -97,7 +97,7 @@ func TestWatchResumesAfterEtcdRestart(t *testing.T) {
 
 	srv.Close()
 	time.Sleep(3 * time.Second)
-	srv = etcdtest.StartServer(t, dir)
+	etcdtest.StartServer(t, dir) // the same data directory: etcd comes back
 	back := time.Now()
 	svc = writer()
 	if _, err := svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "web", To: "nve2"}); err != nil {

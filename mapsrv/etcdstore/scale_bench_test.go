@@ -24,7 +24,6 @@ type scaleRig struct {
 	svc   *mapsrv.Service
 	eps   []string
 	store *etcdstore.Store
-	next  int // next task index to register or move
 }
 
 func newScaleRig(b *testing.B, n int) *scaleRig {
