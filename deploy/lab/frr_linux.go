@@ -211,15 +211,15 @@ func (l *Lab) startFRR(ctx context.Context) error {
 }
 
 // zebraConfig writes zebra's configuration of data centre dc and returns
-// its path (/dev/null: none). With the routers in namespaces of their own
-// the SIR prefix is an ECMP route, which zebra must install without kernel
-// nexthop groups: when a router's link goes down the kernel removes its
-// nexthop from the group, and zebra 8.4 never puts it back once the router
-// returns (the route keeps one path).
+// its path. zebra installs routes without kernel nexthop groups: when a
+// port goes down the kernel removes the nexthops through it, and zebra 8.4
+// does not always put them back when the port returns. With the routers in
+// namespaces of their own the SIR prefix's ECMP route kept one path; with
+// the underlay ports keeping their addresses across a flap (an NVE's
+// locator route is not withdrawn by BGP then), the locator route of a
+// flapped NVE was sometimes never installed again ("Failed to enqueue
+// dataplane install" in zebra's log, TestFabricFRR under load).
 func (l *Lab) zebraConfig(dc *DC, uid, gid int) (string, error) {
-	if len(l.topo.Routers) == 0 {
-		return "/dev/null", nil
-	}
 	p := filepath.Join(dc.FRRDir, "zebra.conf")
 	if err := os.WriteFile(p, []byte("no zebra nexthop kernel enable\n"), 0o644); err != nil {
 		return "", fmt.Errorf("zebra config: %w", err)
