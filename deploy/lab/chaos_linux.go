@@ -4,9 +4,11 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -33,6 +35,11 @@ func (l *Lab) fabricNetnsOf(n *NVE) string {
 // by the lab afterwards: the fabric's routing (FRR) and the daemons must
 // recover on their own.
 func (l *Lab) FlapLink(ctx context.Context, nve string, down time.Duration) error {
+	return l.flapLink(ctx, nve, func() { sleepCtx(ctx, down) })
+}
+
+// flapLink sets nve's fabric port down, calls hold, and sets it up.
+func (l *Lab) flapLink(ctx context.Context, nve string, hold func()) error {
 	n, err := l.topo.NVEByName(nve)
 	if err != nil {
 		return err
@@ -48,12 +55,7 @@ func (l *Lab) FlapLink(ctx context.Context, nve string, down time.Duration) erro
 	if err := fab.h.LinkSetDown(link); err != nil {
 		return fmt.Errorf("flap %s: set %s down in %s: %w", nve, n.Name, fab.name(), err)
 	}
-	t := time.NewTimer(down)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	hold()
 	if err := fab.h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("flap %s: set %s up in %s: %w", nve, n.Name, fab.name(), err)
 	}
@@ -269,7 +271,12 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	}
 	l.progress("chaos %s: ping and TCP %s -> %s (on %s)", cfg.Scenario, src.Name, victim.Name, victim.NVE)
 
-	// The flows, until stop.
+	// The flows run on a view of the lab of their own (the Lab is not safe
+	// for concurrent use: the fault and the move change it meanwhile).
+	fv, err := l.flowView(src, victim, mover)
+	if err != nil {
+		return nil, err
+	}
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	type flow struct {
@@ -278,79 +285,75 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	}
 	pingc, tcpc, moverc := make(chan flow, 1), make(chan flow, 1), make(chan flow, 1)
 	go func() {
-		st, err := l.Ping(fctx, src.Name, victim.SIR, chaosPingInterval, 0, 500*time.Millisecond)
+		st, err := fv.Ping(fctx, src.Name, victim.SIR, chaosPingInterval, 0, 500*time.Millisecond)
 		pingc <- flow{st, err}
 	}()
 	if cfg.Move {
 		// The victim's task towards the task that moves: the victim's
 		// NVE must follow the move (weakness 1: a stale NVE).
 		go func() {
-			st, err := l.Ping(fctx, victim.Name, mover.SIR, chaosPingInterval, 0, 500*time.Millisecond)
+			st, err := fv.Ping(fctx, victim.Name, mover.SIR, chaosPingInterval, 0, 500*time.Millisecond)
 			moverc <- flow{st, err}
 		}()
 	} else {
 		close(moverc)
 	}
 	go func() {
-		st, err := l.Stream(fctx, src.Name, victim.Name, chaosStreamInterval)
+		st, err := fv.Stream(fctx, src.Name, victim.Name, chaosStreamInterval)
 		tcpc <- flow{st, err}
 	}()
 	sleepCtx(ctx, cfg.Before)
 
-	movec := make(chan ChaosMove, 1)
-	moveDuring := func() {
-		if !cfg.Move {
-			close(movec)
-			return
-		}
-		go func() {
+	// hold is the fault's duration: with a move, the move is made
+	// halfway through, in this goroutine; the fault lasts at least
+	// cfg.Fault, longer if the move takes longer.
+	var faultStart, faultEnd time.Time
+	hold := func() {
+		faultStart = time.Now()
+		if cfg.Move {
 			sleepCtx(ctx, cfg.Fault/2)
-			movec <- l.chaosMove(ctx, mover.Name, l.topo.NVEs[0].Name)
-		}()
+			r.Moves = append(r.Moves, l.chaosMove(ctx, mover.Name, l.topo.NVEs[0].Name))
+		}
+		if rest := cfg.Fault - time.Since(faultStart); rest > 0 {
+			sleepCtx(ctx, rest)
+		}
+		faultEnd = time.Now()
 	}
 	var faultErr error
 	switch cfg.Scenario {
 	case ChaosKillIlad:
-		moveDuring()
-		faultErr = l.killFor(ctx, procIlad(victim.NVE), cfg.Fault, func() error { return l.StartIlad(ctx, victim.NVE) })
+		faultErr = l.killFor(ctx, procIlad(victim.NVE), hold, func() error { return l.StartIlad(ctx, victim.NVE) })
 	case ChaosKillMapsrv:
-		moveDuring()
-		faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+		faultErr = l.killFor(ctx, procMapsrv, hold, func() error { return l.StartMapsrv(ctx) })
 	case ChaosKillEtcd:
-		moveDuring()
 		if l.topo.Etcd.Members <= 1 {
 			r.Notes = append(r.Notes, "the lab's etcd is embedded in mapsrv: this kills that process (as kill-mapsrv)")
-			faultErr = l.killFor(ctx, procMapsrv, cfg.Fault, func() error { return l.StartMapsrv(ctx) })
+			faultErr = l.killFor(ctx, procMapsrv, hold, func() error { return l.StartMapsrv(ctx) })
 			break
 		}
 		var members []int
 		for i := 1; i <= l.topo.Etcd.Members; i++ {
 			members = append(members, i)
 		}
-		faultErr = l.killEtcdFor(ctx, members, cfg.Fault)
+		faultErr = l.killEtcdFor(ctx, members, hold)
 	case ChaosEtcdLeader:
 		var leader int
 		if leader, faultErr = l.EtcdLeader(ctx, 10*time.Second); faultErr != nil {
 			break
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("killed the etcd leader, e%d of %d", leader, l.topo.Etcd.Members))
-		moveDuring()
-		faultErr = l.killEtcdFor(ctx, []int{leader}, cfg.Fault)
+		faultErr = l.killEtcdFor(ctx, []int{leader}, hold)
 	case ChaosKillRouter:
-		moveDuring()
-		faultErr = l.killFor(ctx, procRouter, cfg.Fault, func() error { return l.startRouter(ctx) })
+		faultErr = l.killFor(ctx, procRouter, hold, func() error { return l.startRouter(ctx) })
 	case ChaosLinkFlap1s, ChaosLinkFlap5s:
 		if !l.frr() {
 			r.Notes = append(r.Notes, "static fabric: nothing re-learns the route the kernel flushes when the port goes down (use the FRR fabric)")
 		}
-		r.Window = Duration(cfg.Fault + flapRelearn)
-		moveDuring()
-		faultErr = l.FlapLink(ctx, victim.NVE, cfg.Fault)
+		faultErr = l.flapLink(ctx, victim.NVE, hold)
+		r.Window = Duration(faultEnd.Sub(faultStart) + flapRelearn)
 	case ChaosRegLoss:
-		moveDuring()
-		faultErr = l.regLossFor(ctx, 30, cfg.Fault)
+		faultErr = l.regLoss(ctx, 30, hold)
 	case ChaosMoves:
-		close(movec)
 		r.Moves = l.randomMoves(ctx, cfg.Moves, cfg.Seed)
 	}
 	if faultErr != nil {
@@ -360,8 +363,8 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 		<-moverc
 		return nil, fmt.Errorf("chaos %s: %w", cfg.Scenario, faultErr)
 	}
-	if m, ok := <-movec; ok {
-		r.Moves = append(r.Moves, m)
+	if !faultEnd.IsZero() {
+		r.Fault = Duration(faultEnd.Sub(faultStart))
 	}
 	sleepCtx(ctx, cfg.After)
 	stop()
@@ -402,6 +405,26 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	return r, nil
 }
 
+// flowView is a copy of the lab for the flows' goroutines: its own
+// topology and node map (the nodes themselves are shared, and only used
+// through their namespace), with the flows' namespaces open.
+func (l *Lab) flowView(ts ...*Task) (*Lab, error) {
+	for _, t := range ts {
+		if _, err := l.node(t.Netns); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.Marshal(l.topo)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	var topo Topology
+	if err := json.Unmarshal(b, &topo); err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	return &Lab{cfg: l.cfg, dir: l.dir, topo: &topo, procs: map[string]*proc{}, bins: maps.Clone(l.bins), nodes: maps.Clone(l.nodes)}, nil
+}
+
 // chaosCast picks the flows' source task (on the first NVE), the victim
 // task (on the second) and the mover (on the third).
 func (l *Lab) chaosCast() (src, victim, mover *Task, err error) {
@@ -430,35 +453,35 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// killFor kills a daemon with SIGKILL, waits d and starts it again.
-func (l *Lab) killFor(ctx context.Context, proc string, d time.Duration, start func() error) error {
+// killFor kills a daemon with SIGKILL, calls hold and starts it again.
+func (l *Lab) killFor(ctx context.Context, proc string, hold func(), start func() error) error {
 	if p, ok := readPIDs(l.dir)[proc]; ok && (l.procs[proc] == nil || l.procs[proc].PID != p.PID) {
 		l.procs[proc] = p
 	}
-	l.progress("kill -9 %s for %v", proc, d)
+	l.progress("kill -9 %s", proc)
 	if err := l.Kill(proc); err != nil {
 		return err
 	}
-	sleepCtx(ctx, d)
+	hold()
 	if err := start(); err != nil {
 		return fmt.Errorf("start %s again: %w", proc, err)
 	}
 	return l.save()
 }
 
-// killEtcdFor kills etcd members with SIGKILL, waits d and starts them
-// again (they rejoin with their data).
-func (l *Lab) killEtcdFor(ctx context.Context, members []int, d time.Duration) error {
+// killEtcdFor kills etcd members with SIGKILL, calls hold and starts
+// them again (they rejoin with their data).
+func (l *Lab) killEtcdFor(ctx context.Context, members []int, hold func()) error {
 	for _, i := range members {
 		if p, ok := readPIDs(l.dir)[procEtcd(i)]; ok && (l.procs[procEtcd(i)] == nil || l.procs[procEtcd(i)].PID != p.PID) {
 			l.procs[procEtcd(i)] = p
 		}
-		l.progress("kill -9 %s for %v", procEtcd(i), d)
+		l.progress("kill -9 %s", procEtcd(i))
 		if err := l.Kill(procEtcd(i)); err != nil {
 			return err
 		}
 	}
-	sleepCtx(ctx, d)
+	hold()
 	for _, i := range members {
 		if err := l.StartEtcdMember(i); err != nil {
 			return fmt.Errorf("start %s again: %w", procEtcd(i), err)
@@ -584,7 +607,7 @@ func (r *ChaosResult) judge() {
 
 // Text writes the result in plain words.
 func (r *ChaosResult) Text(w io.Writer) {
-	fmt.Fprintf(w, "chaos %s (fault %v), %s\n", r.Scenario, time.Duration(r.Fault), r.Started.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "chaos %s (fault %v), %s\n", r.Scenario, time.Duration(r.Fault).Round(time.Millisecond), r.Started.UTC().Format(time.RFC3339))
 	for _, f := range r.Flows {
 		fmt.Fprintf(w, "  %s: sent %d, lost %d, longest gap %v", f.Name, f.Sent, f.Lost, time.Duration(f.LongestGap).Round(time.Millisecond))
 		if f.Error != "" {

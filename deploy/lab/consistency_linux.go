@@ -122,6 +122,12 @@ func (l *Lab) unreachablePairs(ctx context.Context) []string {
 			ts = append(ts, t)
 		}
 	}
+	// Opened here: the goroutines below only read the node map.
+	for _, t := range ts {
+		if _, err := l.node(t.Netns); err != nil {
+			return []string{t.Name + ": " + err.Error()}
+		}
+	}
 	type res struct {
 		pair string
 		ok   bool

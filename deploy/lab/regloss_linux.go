@@ -8,18 +8,17 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 )
 
 // regLossTable is the nftables table of the registration-loss fault.
 const regLossTable = "ilalab_chaos"
 
-// regLossFor drops pct percent of the registration protocol's packets in
-// the control namespace for d: UDP to mapsrv's registration port on the
+// regLoss drops pct percent of the registration protocol's packets in
+// the control namespace while hold runs: UDP to mapsrv's registration port on the
 // way in, from it and to the NVEs' notification port on the way out. The
 // kernel here has no sch_netem (`tc qdisc add ... netem` answers "unknown
 // qdisc"), so nftables' random number generator does the dropping.
-func (l *Lab) regLossFor(ctx context.Context, pct int, d time.Duration) error {
+func (l *Lab) regLoss(ctx context.Context, pct int, hold func()) error {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return fmt.Errorf("registration loss needs nft (apt install nftables): %w", err)
 	}
@@ -47,11 +46,11 @@ func (l *Lab) regLossFor(ctx context.Context, pct int, d time.Duration) error {
 	}
 	f.Close()
 	ns := l.topo.Mapsrv.Netns
-	l.progress("dropping %d%% of the registration protocol's packets in %s for %v", pct, ns, d)
+	l.progress("dropping %d%% of the registration protocol's packets in %s", pct, ns)
 	if out, err := l.inNS(ctx, ns, "nft", "-f", f.Name()); err != nil {
 		return fmt.Errorf("registration loss: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	sleepCtx(ctx, d)
+	hold()
 	out, _ := l.inNS(context.WithoutCancel(ctx), ns, "nft", "list", "table", "inet", regLossTable)
 	l.progress("registration loss rules at the end:\n%s", strings.TrimSpace(string(out)))
 	if _, err := l.inNS(context.WithoutCancel(ctx), ns, "nft", "delete", "table", "inet", regLossTable); err != nil {
