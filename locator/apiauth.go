@@ -1,7 +1,6 @@
 package locator
 
 import (
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ilamesh/ilamesh/internal/bearer"
 )
 
 // A local API on a TCP address (ilad -api HOST:PORT, for operators'
@@ -19,33 +20,15 @@ import (
 // RequireToken answers 401 to requests without one of the tokens, and 403
 // to a read-only token's requests that are not GET or HEAD.
 func RequireToken(next http.Handler, admin, readOnly []string) http.Handler {
-	type tok struct {
-		b        []byte
-		readOnly bool
-	}
-	var want []tok
-	for _, t := range admin {
-		want = append(want, tok{[]byte(t), false})
-	}
-	for _, t := range readOnly {
-		want = append(want, tok{[]byte(t), true})
-	}
+	tokens := bearer.New(admin, readOnly)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		match, ro := 0, false
-		for _, t := range want {
-			m := subtle.ConstantTimeCompare([]byte(got), t.b) // every token, constant time each
-			match |= m
-			if m == 1 {
-				ro = t.readOnly
-			}
-		}
-		if !ok || match != 1 {
+		_, _, role := tokens.Check(r)
+		if role == bearer.None {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ilad"`)
 			writeErr(w, http.StatusUnauthorized, errors.New("local API: a bearer token is required (Authorization: Bearer TOKEN)"))
 			return
 		}
-		if ro && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if !bearer.Allowed(role, r.Method) {
 			writeErr(w, http.StatusForbidden, errors.New("local API: a read-only token cannot change anything"))
 			return
 		}

@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
 	"strings"
+
+	"github.com/ilamesh/ilamesh/internal/bearer"
 )
 
 // MinTokenLen is the shortest management API token accepted.
@@ -100,50 +101,39 @@ func parseTokens(path string, b []byte) (TokenRoles, error) {
 // and 403 to a read-only token's requests that are not GET. It tells the
 // audit log (callerKey) who made the request.
 func requireToken(next http.Handler, admin, readOnly []string) http.Handler {
-	type tok struct {
-		b    []byte
-		role string
-	}
-	var want []tok
-	for _, t := range admin {
-		want = append(want, tok{[]byte(t), RoleAdmin})
-	}
-	for _, t := range readOnly {
-		want = append(want, tok{[]byte(t), RoleReadOnly})
-	}
+	tokens := bearer.New(admin, readOnly)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && (r.URL.Path == "/v1/health" || r.URL.Path == "/v1/version") {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		match, role := 0, ""
-		for _, t := range want {
-			// Every token is compared, in constant time per token.
-			m := subtle.ConstantTimeCompare([]byte(got), t.b)
-			match |= m
-			if m == 1 {
-				role = t.role
-			}
-		}
-		if !ok || match != 1 {
+		got, present, role := tokens.Check(r)
+		if role == bearer.None {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mapsrv"`)
 			msg := "management API: a bearer token is required (Authorization: Bearer TOKEN)"
-			if ok {
+			if present {
 				msg = "management API: token not accepted"
 			}
 			writeErr(w, http.StatusUnauthorized, "unauthorized", msg)
 			return
 		}
 		if c, _ := r.Context().Value(callerKey{}).(*caller); c != nil {
-			c.role, c.token = role, tokenID(got)
+			c.role, c.token = roleName(role), tokenID(got)
 		}
-		if role == RoleReadOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if !bearer.Allowed(role, r.Method) {
 			writeErr(w, http.StatusForbidden, "forbidden", "management API: a read-only token cannot change anything")
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// roleName is the role's name in the audit log.
+func roleName(r bearer.Role) string {
+	if r == bearer.ReadOnly {
+		return RoleReadOnly
+	}
+	return RoleAdmin
 }
 
 // tokenID names a token in the audit log without revealing it: the first
