@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,10 @@ type LivenessConfig struct {
 	// Replica names this replica in NVE records. Default "mapsrv". Give
 	// each replica its own name.
 	Replica string
+	// HostProbe, if set, asks whether the host at an NVE's underlay
+	// address still answers while the NVE is suspect; one that does is
+	// not declared dead (hostprobe.go). It must return by ctx's deadline.
+	HostProbe func(ctx context.Context, underlay netip.Addr) bool
 }
 
 func (c *LivenessConfig) validate() error {
@@ -103,6 +108,7 @@ type liveness struct {
 	resetAt time.Time // decider baseline after its own stall
 
 	heartbeats, fenced, deaths, revivals, suspects atomic.Uint64
+	hostAnswers, deathsHeld                        atomic.Uint64
 	failovers, suspensions, standbys               atomic.Uint64
 	lastDetect, lastCommit                         atomic.Int64 // nanoseconds
 }
@@ -117,6 +123,11 @@ type tracked struct {
 	applied, written int64
 	appliedAt        time.Time
 	api, writtenAPI  string // its local API's URL, reported and written
+	// hostSeen: when its host last answered a probe; probed: when the
+	// last probe started; probing: one is in flight; held: the death is
+	// held off because the host answers (logged once per episode).
+	hostSeen, probed time.Time
+	probing, held    bool
 }
 
 // LivenessStats are the liveness counters of this replica.
@@ -133,6 +144,10 @@ type LivenessStats struct {
 	// of the last death; LastCommit the time that death took to commit
 	// (state and every task).
 	LastDetection, LastCommit time.Duration
+	// HostAnswers counts probes of a suspect NVE's host that it
+	// answered; DeathsHeld, NVEs not declared dead because their host
+	// answered (hostprobe.go).
+	HostAnswers, DeathsHeld uint64
 }
 
 // LivenessStats returns the liveness counters.
@@ -143,6 +158,7 @@ func (s *Service) LivenessStats() LivenessStats {
 		Deaths: l.deaths.Load(), Revivals: l.revivals.Load(), Suspects: l.suspects.Load(),
 		Failovers: l.failovers.Load(), Suspensions: l.suspensions.Load(), Standbys: l.standbys.Load(),
 		LastDetection: time.Duration(l.lastDetect.Load()), LastCommit: time.Duration(l.lastCommit.Load()),
+		HostAnswers: l.hostAnswers.Load(), DeathsHeld: l.deathsHeld.Load(),
 	}
 	l.mu.Lock()
 	for _, t := range l.nves {
@@ -318,6 +334,7 @@ func (s *Service) livenessLoop(ctx context.Context) {
 	defer t.Stop()
 	last := time.Now()
 	var lastStatus time.Time
+	defer s.probes.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -369,8 +386,19 @@ func (s *Service) decide(ctx context.Context) {
 			base = l.resetAt
 		}
 		missed := now.Sub(base)
+		deadAfter := time.Duration(lc.DeadAfter) * lc.Interval
+		if lc.HostProbe != nil && ctx.Err() == nil && l.probeDue(t, now, lc.Interval) {
+			s.probes.Add(1)
+			go s.probeHost(ctx, name)
+		}
 		switch {
-		case t.state != NVEDead && missed >= time.Duration(lc.DeadAfter)*lc.Interval:
+		case t.state != NVEDead && missed >= deadAfter && lc.HostProbe != nil && hostAnswers(t, now, deadAfter):
+			if !t.held {
+				t.held = true
+				l.deathsHeld.Add(1)
+				s.log.Warn("nve agent silent, its host answers: not declared dead, tasks stay", "nve", name, "last_heard", t.heard.Format(time.RFC3339Nano), "host_answered", t.hostSeen.Format(time.RFC3339Nano))
+			}
+		case t.state != NVEDead && missed >= deadAfter:
 			todo = append(todo, due{name, t.state, NVEDead, t.heard, now.Sub(t.heard)})
 		case t.state == NVEAlive && missed >= time.Duration(lc.SuspectAfter)*lc.Interval:
 			todo = append(todo, due{name, t.state, NVESuspect, t.heard, now.Sub(t.heard)})

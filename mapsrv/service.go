@@ -177,6 +177,8 @@ type Service struct {
 	kvs   kvCache     // task and index entries this Service wrote
 	up    upState     // start of the expiry grace (grace.go)
 	live  liveness    // NVE heartbeats (liveness.go)
+	// probes: host probes in flight (hostprobe.go).
+	probes sync.WaitGroup
 }
 
 // New returns a Service over cfg.Store.

@@ -78,14 +78,16 @@ func newFixture(t *testing.T, mod func(*mapsrv.Config)) *fixture {
 	if err := svc.AddDomain(ctx, ila.Domain{Name: "prod", SIR: sirPrefix, Csum: ila.CsumNeutralMap}); err != nil {
 		t.Fatalf("add domain: %v", err)
 	}
+	underlay := netip.MustParseAddr("fd99::2") // a; b and c the next ones
 	for i, loc := range []ila.Locator{locA, locB, locC} {
 		n := mapsrv.NVERecord{
-			NVE:     ila.NVE{Name: []string{"a", "b", "c"}[i], Locators: []ila.Locator{loc}, Underlay: netip.MustParseAddr("fd99::1").Next()},
+			NVE:     ila.NVE{Name: []string{"a", "b", "c"}[i], Locators: []ila.Locator{loc}, Underlay: underlay},
 			RegAddr: netip.AddrPortFrom(netip.MustParseAddr("::1"), uint16(7000+i)),
 		}
 		if err := svc.AddNVE(ctx, n); err != nil {
 			t.Fatalf("add nve: %v", err)
 		}
+		underlay = underlay.Next()
 	}
 	return f
 }
