@@ -44,7 +44,7 @@ func TestFabricFRR(t *testing.T) {
 	if !lab.FRRInstalled() {
 		t.Skip("e2e: FRR is not installed (apt install frr)")
 	}
-	l := upLab(t, lab.Config{Fabric: lab.FabricFRR})
+	l := upLab(t, lab.Config{Fabric: lab.FabricFRR, BGPRestart: 10 * time.Second}) // the hung ilad below waits it out
 	topo := l.Topology()
 	if topo.Fabric.Kind != lab.FabricFRR || len(topo.Fabric.DCs) != 1 {
 		t.Fatalf("topology fabric %+v: want frr, one DC", topo.Fabric)

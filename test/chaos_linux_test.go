@@ -38,7 +38,16 @@ func TestChaosShort(t *testing.T) {
 	// undone) and must not happen later (weakness 4).
 	scenarios = append(scenarios, lab.ChaosKillMapsrv)
 	for _, s := range scenarios {
-		r, err := l.Chaos(t.Context(), lab.ChaosConfig{Scenario: s, Move: true, After: 2 * time.Second})
+		cfg := lab.ChaosConfig{Scenario: s, Move: true, After: 2 * time.Second}
+		if s == lab.ChaosKillIlad {
+			// Longer than the 10 s graceful restart the lab's NVEs used
+			// to offer the fabric: the victim's locator was withdrawn
+			// while its datapath still forwarded, and its pings towards
+			// the task moved meanwhile died (issue 18 weakness 1: 604 of
+			// 1821 lost with `ilalab up --bgp-restart 10s`).
+			cfg.Fault = 12 * time.Second
+		}
+		r, err := l.Chaos(t.Context(), cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}

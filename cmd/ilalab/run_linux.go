@@ -126,6 +126,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.IntVar(&cfg.VMTasks, "vm-tasks", 0, "add VM tasks: QEMU guests (TCG) on a tap in their NVE's namespace, from the last NVE backwards (needs qemu-system-x86, busybox-static and apt access to the linux-image-amd64 package)")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory holding mapsrv, ilad, dnsbridge, ilactl (default: beside ilalab, then $PATH)")
 	fs.IntVar(&cfg.DCs, "dcs", 1, "data centres: each a fabric (FRR) with its NVEs and ILA router, joined by an interconnect with eBGP (needs --fabric frr)")
+	fs.DurationVar(&cfg.BGPRestart, "bgp-restart", 0, "graceful restart time the NVEs offer the FRR fabric (default 120s): a crashed ilad keeps its locator routed this long")
 	fs.IntVar(&cfg.Routers, "routers", 0, "ILA routers in namespaces of their own, each announcing the SIR prefix to the fabric's FRR over BGP (anycast, ECMP; needs --fabric frr, one DC); 0: one router inside the fabric namespace")
 	fs.StringVar(&cfg.Fabric, "fabric", "", "how the fabric routes the locators: frr (FRR learns them from the NVEs over BGP) or static (default: frr where FRR is installed)")
 	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "registration lifetime the NVEs ask for (default ilad's, 2m; at least 4s)")

@@ -51,6 +51,10 @@ type Config struct {
 	// FRR, its share of the NVEs and its ILA router, the fabrics joined
 	// by an interconnect link with eBGP. More than one needs Fabric frr.
 	DCs int
+	// BGPRestart is the graceful restart time the NVEs' BGP speakers
+	// (ilad) offer the FRR fabric [120s]: a crashed or restarting ilad
+	// keeps its locator routed this long (a dead link withdraws at once).
+	BGPRestart time.Duration
 	// Routers puts that many ILA routers in namespaces of their own
 	// (<name>-rtr<i>), each joined to the fabric by a link and announcing
 	// the SIR prefix to the fabric's FRR over BGP: anycast, ECMP in the
@@ -124,6 +128,9 @@ func (c *Config) validate() error {
 	case "", "frr", "static":
 	default:
 		return fmt.Errorf("fabric %q: want frr or static", c.Fabric)
+	}
+	if c.BGPRestart < 0 || c.BGPRestart%time.Second != 0 || c.BGPRestart > 4095*time.Second {
+		return fmt.Errorf("bgp restart time %v: want whole seconds, 1s-4095s (BGP's graceful restart field)", c.BGPRestart)
 	}
 	if c.DCs == 0 {
 		c.DCs = 1

@@ -15,6 +15,9 @@ type FabricT struct {
 	Kind string `json:"kind"`
 	// DCs are the data centres, each with its fabric namespace.
 	DCs []DC `json:"dcs"`
+	// BGPRestartSeconds is the graceful restart time the NVEs offer the
+	// fabric (frr only; 0: the lab's default, 120 s).
+	BGPRestartSeconds int `json:"bgp_restart_seconds,omitempty"`
 }
 
 // DC is one data centre of the lab: its fabric namespace and, with FRR,
