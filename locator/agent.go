@@ -63,6 +63,9 @@ type localTask struct {
 	// it was accepted, which is what justifies that claim at mapsrv
 	// (docs/registration.md section 7.4).
 	wasStandby, standbyOK bool
+	// standbySent: a standby registration of it was sent (its answer may
+	// have been lost): an abort withdraws the standby role then too.
+	standbySent bool
 	// reassert: the store shows the task on another NVE after a move no
 	// mapping service justified, while its port is alive here: the
 	// registration loop claims it back (reassert.go).

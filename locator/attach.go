@@ -337,6 +337,11 @@ func (a *Agent) registerLoop(ctx context.Context, lt *localTask, firstCh chan er
 					a.registerStandby(ctx, lt, reg)
 				}
 			}
+			if reg.Standby {
+				a.mu.Lock()
+				lt.standbySent = true
+				a.mu.Unlock()
+			}
 			granted, err := a.cfg.Registrar.Register(ctx, reg)
 			if ctx.Err() != nil {
 				return

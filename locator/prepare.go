@@ -239,11 +239,16 @@ func (a *Agent) Abort(ctx context.Context, name string) error {
 	// A standby role this NVE registered (a plain standby's, or the one a
 	// commit sends before its claim) is withdrawn: the store must not
 	// name an NVE without the task's port as its standby (a failover
-	// would move it there). A prepared task never committed registered
-	// nothing.
+	// would move it there). The withdrawal is sent whenever a standby
+	// registration may have reached mapsrv, not only when its answer
+	// did: one accepted just before mapsrv died (its answer lost) stayed
+	// in the store (TestMoveRefusals, once in a loaded full run). A
+	// withdrawal from an NVE that is not the standby is refused and
+	// changes nothing; a prepared task never committed registered nothing.
 	wd, ok := a.registration(lt, 0)
 	runCtx := a.runCtx
-	ok = ok && runCtx != nil && a.cfg.Registrar != nil && (lt.standbyOK || !lt.spec.AutoCommit || (lt.mig != nil && !lt.mig.committedAt.IsZero()))
+	mayHaveRegistered := lt.standbySent || lt.standbyOK || !lt.spec.AutoCommit || (lt.mig != nil && !lt.mig.committedAt.IsZero())
+	ok = ok && runCtx != nil && a.cfg.Registrar != nil && mayHaveRegistered
 	a.mu.Unlock()
 	if !a.detach(name, false) {
 		return fmt.Errorf("abort task %s: %w", name, ErrNotFound)

@@ -72,6 +72,9 @@ func (a *Agent) yieldLocked(lt *localTask, err error) {
 func (a *Agent) registerStandby(ctx context.Context, lt *localTask, reg Registration) {
 	sb := reg
 	sb.Standby, sb.Mode = true, ila.MoveNone
+	a.mu.Lock()
+	lt.standbySent = true
+	a.mu.Unlock()
 	_, err := a.cfg.Registrar.Register(ctx, sb)
 	var rej *RejectedError
 	switch {
