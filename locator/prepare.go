@@ -290,7 +290,9 @@ func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) 
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		// At most 1 s apart: until it lands the store names a standby
+		// without a port, which a failover would move the task to.
+		backoff = min(2*backoff, time.Second)
 		a.mu.Lock()
 		back := a.localByKey[k] != nil
 		a.mu.Unlock()

@@ -95,12 +95,23 @@ func checkUnmoved(t *testing.T, l *lab.Lab, name, nve, other string) {
 		t.Errorf("%s at %s's ilad: %s (registered %v, error %q); want it gone", name, other, st.State, st.Registered, st.Error)
 	}
 	// No standby role is left at the other NVE (a failover would move
-	// the task to a port that is gone).
-	var rec mapsrv.TaskRecord
-	if out, err := ilactl(t, l, "task", "get", name, "--tenant", tk.Tenant, "-o", "json"); err != nil || json.Unmarshal(out, &rec) != nil {
-		t.Errorf("ilactl task get %s: %v\n%s", name, err, out)
-	} else if rec.Standby != nil {
-		t.Errorf("%s keeps a standby after the failed or refused move: %+v", name, *rec.Standby)
+	// the task to a port that is gone). The aborting NVE withdraws it
+	// once mapsrv answers again (retrying at most 1 s apart): give that
+	// a bounded time on a loaded machine.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var rec mapsrv.TaskRecord
+		out, err := ilactl(t, l, "task", "get", name, "--tenant", tk.Tenant, "-o", "json")
+		if err != nil || json.Unmarshal(out, &rec) != nil {
+			t.Errorf("ilactl task get %s: %v\n%s", name, err, out)
+			break
+		}
+		if rec.Standby == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s keeps a standby 10 s after the failed or refused move: %+v", name, *rec.Standby)
+			break
+		}
 	}
 	whereOK(t, l, name)
 	if tk.IPv4.IsValid() {
