@@ -41,6 +41,14 @@ type MoveBody struct {
 	Check bool `json:"check,omitempty"`
 }
 
+// ExpectBody is the body of POST /v1/tasks/{tenant}/{name}/expect: the
+// orchestrator announces that the task is about to move to NVE (a live
+// migration; expect.go).
+type ExpectBody struct {
+	NVE string       `json:"nve"`
+	TTL ila.Duration `json:"ttl,omitzero"` // 0: DefaultExpectTTL (1m); at most mapsrv --max-expect-ttl (10m)
+}
+
 // ErrorBody is the body of every error response.
 type ErrorBody struct {
 	Error string `json:"error"`
@@ -90,6 +98,8 @@ type APIOptions struct {
 //	DELETE /v1/tasks/{tenant}/{name}                   204
 //	POST   /v1/tasks/{tenant}/{name}/move    MoveBody  200 TaskRecord
 //	POST   /v1/tasks/{tenant}/{name}/clear-duplicate   200 TaskRecord
+//	POST   /v1/tasks/{tenant}/{name}/expect  ExpectBody 200 TaskRecord
+//	DELETE /v1/tasks/{tenant}/{name}/expect            204
 //	GET    /v1/mappings/{domain}/{identifier}          TaskRecord
 //	DELETE /v1/mappings/{domain}/{identifier}          204 (tasks without a name)
 //	GET    /v1/watch                                   JSON lines of ila.Event
@@ -120,6 +130,8 @@ func NewAPI(svc *Service, opts APIOptions) http.Handler {
 	mux.HandleFunc("DELETE /v1/tasks/{tenant}/{name}", a.deregister)
 	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/move", a.move)
 	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/clear-duplicate", a.clearDuplicate)
+	mux.HandleFunc("POST /v1/tasks/{tenant}/{name}/expect", a.expect) // expect.go
+	mux.HandleFunc("DELETE /v1/tasks/{tenant}/{name}/expect", a.unexpect)
 	mux.HandleFunc("GET /v1/mappings/{domain}/{identifier}", a.getMapping)
 	mux.HandleFunc("DELETE /v1/mappings/{domain}/{identifier}", a.deleteMapping)
 	mux.HandleFunc("GET /v1/watch", a.watch)

@@ -56,9 +56,9 @@ type claimState struct {
 	// OwnerGone: the NVE that hosts Task is declared dead or no longer
 	// exists (read only when the claimant is another NVE).
 	OwnerGone bool
-	// NoStandbyClaims: Config.NoStandbyClaims (the task's standby is not a
+	// StandbyClaims: Config.StandbyClaims (when the task's standby is a
 	// justification).
-	NoStandbyClaims bool
+	StandbyClaims StandbyClaims
 }
 
 // claimDecision is decideClaim's answer.
@@ -77,8 +77,12 @@ const (
 	// MovedByOperator: a move through the management API (Move), or the
 	// registration at the destination that completes one.
 	MovedByOperator = "operator"
-	// MovedByStandby: a claim from the task's standby, the NVE that
-	// registered a prepared port for it (failover.go).
+	// MovedByExpected: a claim from the task's standby (the NVE that
+	// registered a prepared port for it, failover.go) that an
+	// orchestrator's expectation named (expect.go).
+	MovedByExpected = "expected"
+	// MovedByStandby: a claim from the task's standby without an
+	// expectation (Config.StandbyClaims StandbyClaimsTrust).
 	MovedByStandby = "standby"
 	// MovedByFailover: mapsrv moved the task to its standby when its NVE
 	// was declared dead.
@@ -98,13 +102,34 @@ var ErrUnjustified = errors.New("claim not justified")
 // another NVE) to nve at now, or "" when nothing does.
 func justify(nve string, st claimState, now time.Time) string {
 	rec := st.Task
-	switch {
-	case !st.NoStandbyClaims && rec.Standby != nil && rec.Standby.NVE == nve:
-		return MovedByStandby
-	case st.OwnerGone,
-		!rec.Expiry.IsZero() && !rec.Expiry.After(now),
-		rec.State == ila.StateSuspended && rec.PendingNVE == "":
+	if by := standbyJustifies(nve, st, now); by != "" {
+		return by
+	}
+	if st.OwnerGone || !rec.Expiry.IsZero() && !rec.Expiry.After(now) || rec.State == ila.StateSuspended && rec.PendingNVE == "" {
 		return MovedByOrphan
+	}
+	return ""
+}
+
+// standbyJustifies returns what justifies a claim of st.Task by nve as
+// the task's standby, or "" when that does not: a standby registration is
+// the claimant's own word, and by default (StandbyClaimsExpected) it
+// counts only while an orchestrator's expectation names nve.
+func standbyJustifies(nve string, st claimState, now time.Time) string {
+	rec := st.Task
+	if rec.Standby == nil || rec.Standby.NVE != nve {
+		return ""
+	}
+	switch st.StandbyClaims {
+	case StandbyClaimsExpected:
+		if expects(rec, nve, now) {
+			return MovedByExpected
+		}
+	case StandbyClaimsTrust:
+		if expects(rec, nve, now) {
+			return MovedByExpected
+		}
+		return MovedByStandby
 	}
 	return ""
 }
@@ -149,11 +174,20 @@ func decideClaim(r Registration, nve string, id ila.Identifier, st claimState, n
 	if by == "" {
 		// Finding 3 of issue 17: one NVE's key claimed any task onto its
 		// own locator. A claim from an NVE that does not host the task
-		// needs a prepared port there (a standby registration), an
-		// operator's move (which completes above) or a task nothing
-		// hosts any more.
-		return claimDecision{Kind: claimRefuse, Err: finalError{fmt.Errorf("task %s/%s (%s) is on nve %s: a claim from nve %s is not justified (it is not the task's standby, no move to it is pending, nve %s is alive and the task's lifetime runs): %w: %w",
-			rec.Tenant, rec.Name, id, rec.NVE, nve, rec.NVE, ErrConflict, ErrUnjustified)}}
+		// needs a prepared port there that the orchestrator announced (a
+		// standby registration and an expectation), an operator's move
+		// (which completes above) or a task nothing hosts any more.
+		why := "it is not the task's standby"
+		if rec.Standby != nil && rec.Standby.NVE == nve {
+			switch st.StandbyClaims {
+			case StandbyClaimsOff:
+				why = "it is the task's standby, but standby claims are off"
+			default:
+				why = "it is the task's standby, but no unexpired expectation names it (POST /v1/tasks/{tenant}/{name}/expect, ilactl expect)"
+			}
+		}
+		return claimDecision{Kind: claimRefuse, Err: finalError{fmt.Errorf("task %s/%s (%s) is on nve %s: a claim from nve %s is not justified (%s, no move to it is pending, nve %s is alive and the task's lifetime runs): %w: %w",
+			rec.Tenant, rec.Name, id, rec.NVE, nve, why, rec.NVE, ErrConflict, ErrUnjustified)}}
 	}
 	mode := r.Mode
 	if mode == ila.MoveNone {

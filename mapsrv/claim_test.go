@@ -42,9 +42,17 @@ func TestDecideClaim(t *testing.T) {
 	failedSuspended := task(func(r *TaskRecord) { r.State = ila.StateSuspended }) // failover found no standby
 	expired := task(func(r *TaskRecord) { r.Expiry = t0.Add(-time.Second) })
 	notExpired := task(func(r *TaskRecord) { r.Expiry = t0.Add(time.Minute) })
+	// An orchestrator expects the task on nve until until.
+	expect := func(rec *TaskRecord, nve string, until time.Time) *TaskRecord {
+		c := *rec
+		c.Expect = &Expectation{NVE: nve, Since: t0.Add(-time.Second), Until: until}
+		return &c
+	}
 	free := claimState{NameFree: true, MACFree: true}
 	with := func(rec *TaskRecord) claimState { st := free; st.Task = rec; return st }
 	ownerGone := func(rec *TaskRecord) claimState { st := with(rec); st.OwnerGone = true; return st }
+	mode := func(st claimState, m StandbyClaims) claimState { st.StandbyClaims = m; return st }
+	trust := func(st claimState) claimState { return mode(st, StandbyClaimsTrust) }
 
 	type want struct {
 		Kind claimKind
@@ -85,28 +93,45 @@ func TestDecideClaim(t *testing.T) {
 		{name: "previous nve in flight with a mode: refused unless justified", nve: "n2", mode: ila.MoveHot, st: with(movedHere), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
 		{name: "previous nve after the in-flight time: refused unless justified", nve: "n2", st: with(movedLongAgo), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
 		{name: "stranger claims a task whose lifetime has not expired: refused", nve: "n2", st: with(notExpired), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
-		// Justified: the claimant is the task's standby (a prepared port).
-		{name: "standby claims: hot by default", nve: "n2", st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "standby claims, standbys do not justify claims: refused", nve: "n2", st: func() claimState { st := with(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
-		{name: "standby claims an orphan, standbys do not justify claims", nve: "n2", st: func() claimState { st := ownerGone(standbyN2(active)); st.NoStandbyClaims = true; return st }(), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
-		{name: "standby claims warm", nve: "n2", mode: ila.MoveWarm, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveWarm, By: MovedByStandby}},
-		{name: "standby claims cold", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
-		{name: "standby claims a suspended task", nve: "n2", st: with(standbyN2(suspendedHere)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "standby claims a task pending elsewhere", nve: "n2", st: with(standbyN2(task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n3", ila.MoveCold }))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "standby claims a duplicate task: the move rules refuse it", nve: "n2", st: with(standbyN2(duplicate)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "previous nve in flight with a mode, as standby", nve: "n2", mode: ila.MoveHot, st: with(standbyN2(movedHere)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "previous nve in flight, cold claim, as standby", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(movedHere)), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
-		{name: "previous nve after the in-flight time, as standby", nve: "n2", st: with(standbyN2(movedLongAgo)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
-		{name: "another nve while one is in flight, as standby", nve: "n2", st: with(standbyN2(task(func(r *TaskRecord) {
+		// The claimant is the task's standby (a prepared port): by default
+		// that justifies its claim only while an orchestrator's
+		// expectation names it (a compromised NVE registers as the
+		// standby of any task it wants, then claims it).
+		{name: "standby claims without an expectation: refused", nve: "n2", st: with(standbyN2(active)), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, ErrUnjustified}, final: true, msg: "no unexpired expectation names it"},
+		{name: "standby claims cold without an expectation: refused", nve: "n2", mode: ila.MoveCold, st: with(standbyN2(active)), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "standby claims, expectation expired: refused", nve: "n2", st: with(expect(standbyN2(active), "n2", t0)), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true, msg: "no unexpired expectation"},
+		{name: "standby claims, expectation names another nve: refused", nve: "n2", st: with(expect(standbyN2(active), "n3", t0.Add(time.Minute))), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "expected nve that is not the standby: refused", nve: "n3", st: with(expect(standbyN2(active), "n3", t0.Add(time.Minute))), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true, msg: "not the task's standby"},
+		{name: "expected nve without any standby: refused", nve: "n2", st: with(expect(active, "n2", t0.Add(time.Minute))), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "expected standby claims: hot by default", nve: "n2", st: with(expect(standbyN2(active), "n2", t0.Add(time.Minute))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByExpected}},
+		{name: "expected standby claims warm", nve: "n2", mode: ila.MoveWarm, st: with(expect(standbyN2(active), "n2", t0.Add(time.Second))), want: want{Kind: claimMove, Mode: ila.MoveWarm, By: MovedByExpected}},
+		{name: "expected standby claims a task pending elsewhere", nve: "n2", st: with(expect(standbyN2(task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n3", ila.MoveCold })), "n2", t0.Add(time.Minute))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByExpected}},
+		{name: "expected standby, standby claims off: refused", nve: "n2", st: mode(with(expect(standbyN2(active), "n2", t0.Add(time.Minute))), StandbyClaimsOff), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true, msg: "standby claims are off"},
+		{name: "standby claims an orphan, standby claims off", nve: "n2", st: mode(ownerGone(standbyN2(active)), StandbyClaimsOff), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		{name: "standby claims an orphan without an expectation", nve: "n2", st: ownerGone(standbyN2(active)), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
+		// --standby-claims=trust: the standby registration alone justifies
+		// the claim (operators who trust their NVEs).
+		{name: "trust: standby claims: hot by default", nve: "n2", st: trust(with(standbyN2(active))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "trust: expected standby claims", nve: "n2", st: trust(with(expect(standbyN2(active), "n2", t0.Add(time.Minute)))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByExpected}},
+		{name: "trust: stranger claims a task another nve is standby for: refused", nve: "n3", st: trust(with(standbyN2(active))), want: want{Kind: claimRefuse}, errIs: []error{ErrUnjustified}, final: true},
+		{name: "trust: standby claims warm", nve: "n2", mode: ila.MoveWarm, st: trust(with(standbyN2(active))), want: want{Kind: claimMove, Mode: ila.MoveWarm, By: MovedByStandby}},
+		{name: "trust: standby claims cold", nve: "n2", mode: ila.MoveCold, st: trust(with(standbyN2(active))), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
+		{name: "trust: standby claims a suspended task", nve: "n2", st: trust(with(standbyN2(suspendedHere))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "trust: standby claims a task pending elsewhere", nve: "n2", st: trust(with(standbyN2(task(func(r *TaskRecord) { r.State, r.PendingNVE, r.PendingMode = ila.StateSuspended, "n3", ila.MoveCold })))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "trust: standby claims a duplicate task: the move rules refuse it", nve: "n2", st: trust(with(standbyN2(duplicate))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "previous nve in flight with a mode, as expected standby", nve: "n2", mode: ila.MoveHot, st: with(expect(standbyN2(movedHere), "n2", t0.Add(time.Minute))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByExpected}},
+		{name: "trust: previous nve in flight, cold claim, as standby", nve: "n2", mode: ila.MoveCold, st: trust(with(standbyN2(movedHere))), want: want{Kind: claimMove, Mode: ila.MoveCold, By: MovedByStandby}},
+		{name: "trust: previous nve after the in-flight time, as standby", nve: "n2", st: trust(with(standbyN2(movedLongAgo))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		{name: "another nve while one is in flight, as expected standby", nve: "n2", st: with(expect(standbyN2(task(func(r *TaskRecord) {
 			r.Previous = []ila.Previous{{Locator: 0xfd00000000000003, NVE: "n3", Until: t0.Add(9 * time.Second)}}
-		}))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByStandby}},
+		})), "n2", t0.Add(time.Minute))), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByExpected}},
 		// Justified: nothing hosts the task any more.
 		{name: "the task's nve is dead or gone", nve: "n3", st: ownerGone(active), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
 		{name: "the task's lifetime expired", nve: "n3", st: with(expired), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
 		{name: "failover suspended the task (no standby)", nve: "n3", st: with(failedSuspended), want: want{Kind: claimMove, Mode: ila.MoveHot, By: MovedByOrphan}},
 		{name: "a failover-suspended task's own nve refreshes", nve: "n1", st: with(failedSuspended), want: want{Kind: claimRefresh}},
 		{name: "previous nve in flight without a mode: crossed re-registration", nve: "n2", st: with(movedHere), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
-		{name: "crossed re-registration of the standby", nve: "n2", st: with(standbyN2(movedHere)), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
+		{name: "crossed re-registration of the standby", nve: "n2", st: trust(with(standbyN2(movedHere))), want: want{Kind: claimRefuse}, errIs: []error{ErrConflict}, final: true, msg: "does not move it back"},
 		{name: "previous nve in flight, name taken", nve: "n2", st: claimState{Task: movedHere, MACFree: true}, want: want{Kind: claimRefuse}, errIs: []error{ErrConflict, errTaken}, msg: "name used"},
 	}
 	for _, tc := range tests {

@@ -209,6 +209,9 @@ func (s *Service) failoverTask(ctx context.Context, rec TaskRecord, kv KV, dead 
 			rec.State = ila.StateSuspended
 		}
 	}
+	if outcome == "standby" {
+		dropExpect(&rec, dead, now)
+	}
 	rec.Previous = prunePrevious(rec.Previous, now)
 	b.put(kv.Key, rec)
 	if err := s.commit(ctx, &b, "failover of "+kv.Key); err != nil {

@@ -201,8 +201,11 @@ func TestStandbyRefusals(t *testing.T) {
 	if _, err := f.svc.Heartbeat(ctx, "zz", 0); !errors.Is(err, mapsrv.ErrNotFound) {
 		t.Errorf("heartbeat from an unknown nve: %v, want ErrNotFound", err)
 	}
-	// The standby commits (the task moves to it by a claim): the standby
-	// entry is used up.
+	// The standby commits (the task moves to it by a claim, which the
+	// orchestrator expects): the standby entry is used up.
+	if _, err := f.svc.Expect(ctx, mapsrv.ExpectRequest{Tenant: "t1", Name: "web1", NVE: "b"}); err != nil {
+		t.Fatal(err)
+	}
 	f.register(t, "b", "web1", "2001:db8::1")
 	if got, _ := f.svc.Task(ctx, "t1", "web1"); got.NVE != "b" || got.Standby != nil {
 		t.Errorf("after the standby's claim: nve %s standby %+v", got.NVE, got.Standby)

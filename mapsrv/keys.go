@@ -163,6 +163,10 @@ type TaskRecord struct {
 	// Standby is the NVE that takes the task over if its NVE dies
 	// (failover.go).
 	Standby *Standby `json:"standby,omitempty"`
+	// Expect is the orchestrator's announcement of a move of the task
+	// (expect.go): while it lasts, a claim from the NVE it names, the
+	// task's standby, is justified.
+	Expect *Expectation `json:"expect,omitempty"`
 }
 
 // Index is the value of a name or MAC index entry.

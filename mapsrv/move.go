@@ -208,12 +208,14 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 		pin.Updated = now
 		b.put(nkv.Key, pin)
 	}
+	from := rec.NVE
 	notify, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
 	if err != nil {
 		return TaskRecord{}, err
 	}
 	rec.MovedBy = MovedByOperator
 	dropStandbyAt(&rec)
+	dropExpect(&rec, from, now)
 	rec.Previous = prunePrevious(rec.Previous, now)
 	if m.Check {
 		return rec, nil

@@ -378,9 +378,9 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	now := s.cfg.Now().UTC()
-	st.NoStandbyClaims = s.cfg.NoStandbyClaims
+	st.StandbyClaims = s.cfg.StandbyClaims
 	var okv KV // the hosting NVE's record, when the claim relies on its death
-	if t := st.Task; t != nil && t.NVE != nve.Name && t.PendingNVE != nve.Name && (st.NoStandbyClaims || t.Standby == nil || t.Standby.NVE != nve.Name) {
+	if t := st.Task; t != nil && t.NVE != nve.Name && t.PendingNVE != nve.Name && standbyJustifies(nve.Name, st, now) == "" {
 		// A claim from another NVE: is the one hosting the task still there?
 		own, kv, err := s.getNVE(ctx, t.NVE)
 		switch {
@@ -447,6 +447,7 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		}
 	}
 	dropStandbyAt(&rec)
+	dropExpect(&rec, tr.rec.NVE, now)
 	// Index updates: drop old entries that no longer apply.
 	if tr.exists && tr.rec.Name != "" && NameKey(tr.rec.Tenant, tr.rec.Name) != NameKey(r.Tenant, r.Name) {
 		b.del(NameKey(tr.rec.Tenant, tr.rec.Name))

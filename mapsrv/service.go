@@ -40,14 +40,18 @@ type Config struct {
 	// and changes nothing. Defaults 5 and 180s.
 	FlapMoves  int
 	FlapWindow time.Duration
-	// NoStandbyClaims: a standby registration does not justify a claim
-	// (it only serves failover), so a claim of a task that another live
-	// NVE hosts needs an operator's move through the API (claim.go,
-	// docs/registration.md section 7.4). A standby registration is the
-	// claimant's own word; with this set, one NVE's key cannot take a
-	// task from a live NVE at all. Default false (mapsrv
-	// --standby-claims=true).
-	NoStandbyClaims bool
+	// StandbyClaims says when a claim from a task's standby (an NVE that
+	// registered a prepared port for it) of a task another live NVE hosts
+	// is justified (claim.go, docs/registration.md section 7.4). A standby
+	// registration is the claimant's own word; the default,
+	// StandbyClaimsExpected, also wants the orchestrator's word: an
+	// unexpired expectation naming that NVE (Expect, POST
+	// /v1/tasks/{tenant}/{name}/expect). Default StandbyClaimsExpected
+	// (mapsrv --standby-claims=expected).
+	StandbyClaims StandbyClaims
+	// MaxExpectTTL bounds the lifetime of an expectation (Expect).
+	// Default DefaultMaxExpectTTL.
+	MaxExpectTTL time.Duration
 	// MaxLifetime caps granted lifetimes: a registration is granted the
 	// smaller of what it asks and MaxLifetime. Default DefaultMaxLifetime;
 	// upper bound MaxLifetime.
@@ -93,6 +97,15 @@ func (c *Config) validate() error {
 	}
 	if c.FlapWindow == 0 {
 		c.FlapWindow = 180 * time.Second
+	}
+	if c.StandbyClaims < StandbyClaimsExpected || c.StandbyClaims > StandbyClaimsOff {
+		return fmt.Errorf("mapsrv config: %v: want expected, trust or off", c.StandbyClaims)
+	}
+	if c.MaxExpectTTL < 0 {
+		return fmt.Errorf("mapsrv config: negative max expect ttl")
+	}
+	if c.MaxExpectTTL == 0 {
+		c.MaxExpectTTL = DefaultMaxExpectTTL
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = DefaultMaxLifetime

@@ -101,8 +101,21 @@ func (f *fixture) register(t *testing.T, nve, name string, sir string) mapsrv.Ta
 	return rec
 }
 
+// expected announces a move of the task at sir to nve (the orchestrator's
+// expectation) and registers nve as its standby (a prepared port there):
+// what justifies its claim of the task (TestStandbyClaimNeedsExpectation).
+func (f *fixture) expected(t *testing.T, nve, sir string) {
+	t.Helper()
+	a := netip.MustParseAddr(sir)
+	if _, err := f.svc.Expect(t.Context(), mapsrv.ExpectRequest{Domain: "prod", Identifier: ila.IdentifierOf(a), NVE: nve}); err != nil {
+		t.Fatalf("expect %s on %s: %v", sir, nve, err)
+	}
+	f.standby(t, nve, sir)
+}
+
 // standby registers nve as the standby of the task at sir (a prepared
-// port there): what justifies its claim of the task (TestUnjustifiedClaimRefused).
+// port there): the NVE's own word, which alone does not justify its claim
+// of the task (TestStandbyClaimNeedsExpectation).
 func (f *fixture) standby(t *testing.T, nve, sir string) {
 	t.Helper()
 	if _, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, SIR: netip.MustParseAddr(sir), Lifetime: time.Minute, Standby: true}); err != nil {
@@ -223,7 +236,7 @@ func TestNotifications(t *testing.T) {
 	}
 	// A registration at c (its standby) is a move from b: b and a (still
 	// in flight) are told.
-	f.standby(t, "c", "2001:db8::1")
+	f.expected(t, "c", "2001:db8::1")
 	f.register(t, "c", "vm1", "2001:db8::1")
 	deadline := time.Now().Add(5 * time.Second)
 	for len(f.notes.get()) < 3 && time.Now().Before(deadline) {
@@ -285,7 +298,7 @@ func TestClaimWhileSuspended(t *testing.T) {
 	if _, err := f.svc.Register(t.Context(), claimC); !errors.Is(err, mapsrv.ErrUnjustified) {
 		t.Fatalf("claim at c, not its standby, while suspended for b: %v, want ErrUnjustified", err)
 	}
-	f.standby(t, "c", "2001:db8::1")
+	f.expected(t, "c", "2001:db8::1")
 	rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: "c", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil {
 		t.Fatalf("claim at c while suspended for b: %v", err)
@@ -294,7 +307,7 @@ func TestClaimWhileSuspended(t *testing.T) {
 		t.Errorf("after the claim at c: nve %s state %s pending %q, want c, active, none", rec.NVE, rec.State, rec.PendingNVE)
 	}
 	// A cold claim without an announced move completes at once as well.
-	f.standby(t, "a", "2001:db8::1")
+	f.expected(t, "a", "2001:db8::1")
 	rec, err = f.svc.Register(t.Context(), mapsrv.Registration{NVE: "a", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveCold})
 	if err != nil || rec.NVE != "a" || rec.State != ila.StateActive || rec.Locator != locA {
 		t.Errorf("cold claim at a: %+v, %v; want active on a", rec, err)
@@ -317,7 +330,7 @@ func TestFlapDamping(t *testing.T) {
 		}
 	}
 	f.clk.Advance(time.Second)
-	f.standby(t, "c", "2001:db8::1") // what justifies c's claim below
+	f.expected(t, "c", "2001:db8::1") // what justifies c's claim below
 	before, _ := f.svc.Task(t.Context(), "t1", "vm1")
 	notes := len(f.notes.get())
 	// Asked first (Check), the 4th move is refused; made, it is refused
@@ -578,7 +591,7 @@ func TestReplicasShareStore(t *testing.T) {
 	f.register(t, "a", "vm1", "2001:db8::1")
 	// The other replica, knowing nothing, sees the task and moves it
 	// (b's standby registration through the first one justifies it).
-	f.standby(t, "b", "2001:db8::1")
+	f.expected(t, "b", "2001:db8::1")
 	rec, err := other.Register(ctx, mapsrv.Registration{NVE: "b", Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1")})
 	if err != nil || rec.Version != 2 || rec.NVE != "b" {
 		t.Fatalf("move through the other replica: %+v, %v", rec, err)
@@ -637,7 +650,7 @@ func TestRegisterCachedRecordMatchesStore(t *testing.T) {
 		// TestStaleRefreshDoesNotMoveBack) and is justified by a standby
 		// registration (TestUnjustifiedClaimRefused).
 		if i > 0 && steps[i-1] != nve {
-			f.standby(t, nve, "2001:db8::1")
+			f.expected(t, nve, "2001:db8::1")
 			f.clk.Advance(time.Second)
 		}
 		rec, err := f.svc.Register(t.Context(), mapsrv.Registration{NVE: nve, Tenant: "t1", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::1"), Lifetime: time.Minute, Mode: ila.MoveHot})
@@ -687,7 +700,7 @@ func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 	if _, err := f.svc.Register(t.Context(), claim); !errors.Is(err, mapsrv.ErrUnjustified) {
 		t.Fatalf("claim with a mode from a, not the task's standby: %v, want ErrUnjustified", err)
 	}
-	f.standby(t, "a", "2001:db8::1")
+	f.expected(t, "a", "2001:db8::1")
 	rec, err := f.svc.Register(t.Context(), claim)
 	if err != nil || rec.NVE != "a" || rec.Locator != locA {
 		t.Fatalf("claim with a mode from a: %v, at %s %s", err, rec.NVE, rec.Locator)
@@ -696,7 +709,7 @@ func TestStaleRefreshDoesNotMoveBack(t *testing.T) {
 	f.clk.Advance(11 * time.Second)
 	breg := reg
 	breg.NVE = "b"
-	f.standby(t, "b", "2001:db8::1")
+	f.expected(t, "b", "2001:db8::1")
 	if rec, err = f.svc.Register(t.Context(), breg); err != nil || rec.NVE != "b" {
 		t.Fatalf("bare registration from b after the in-flight time: %v, at %s", err, rec.NVE)
 	}

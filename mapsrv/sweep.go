@@ -14,7 +14,7 @@ import (
 // Sweep runs one pass of the lifetime sweeper: it deletes tasks whose
 // lifetime is over (with their index entries), rolls back suspensions
 // whose move timed out, and prunes previous locators whose in-flight time
-// is over. It returns the number of expired tasks.
+// and expectations whose time is over. It returns the number of expired tasks.
 // A task changed concurrently is left for the next pass.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	recs, kvs, err := s.tasks(ctx)
@@ -55,8 +55,12 @@ func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.
 		return true, nil
 	case s.suspendDue(rec, now):
 		return false, s.rollBack(ctx, rec, kv, now)
-	case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous):
+	case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous),
+		rec.Expect != nil && !rec.Expect.Until.After(now):
+		// In-flight entries and an expectation (expect.go) whose time is
+		// over.
 		rec.Previous = prunePrevious(rec.Previous, now)
+		dropExpect(&rec, rec.NVE, now)
 		var b txnBuilder
 		b.cond(kv)
 		b.put(kv.Key, rec)

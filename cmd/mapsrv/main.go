@@ -81,7 +81,8 @@ type config struct {
 	keyName       string
 	inFlight      time.Duration
 	suspendTO     time.Duration
-	standbyClaims bool
+	standbyClaims standbyClaimsFlag
+	maxExpectTTL  time.Duration
 	flapMoves     int
 	flapWindow    time.Duration
 	maxLifetime   time.Duration
@@ -121,7 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.keyName, "key-name", "mapsrv", "owner name of mapsrv's own key in --keys (signs replies and notifications)")
 	fs.DurationVar(&c.inFlight, "in-flight", 10*time.Second, "how long a previous NVE forwards in-flight packets after a hot move")
 	fs.DurationVar(&c.suspendTO, "suspend-timeout", 2*time.Minute, "how long a warm or cold move may keep a task suspended before it is rolled back to the NVE it was leaving")
-	fs.BoolVar(&c.standbyClaims, "standby-claims", true, "a claim from a task's standby (an NVE that registered a prepared port for it) moves the task; false: only an operator's move (API), a failover or a task nothing hosts justify a claim from another NVE (docs/registration.md 7.4)")
+	fs.Var(&c.standbyClaims, "standby-claims", "when a claim from a task's standby (an NVE that registered a prepared port for it) moves a task another live NVE hosts: expected (only while an orchestrator's expectation names that NVE: POST /v1/tasks/{tenant}/{name}/expect, ilactl expect), trust (always: any NVE's key can take any task), off (never: only an operator's move, a failover or a task nothing hosts justify such a claim); docs/registration.md 7.4")
+	fs.DurationVar(&c.maxExpectTTL, "max-expect-ttl", mapsrv.DefaultMaxExpectTTL, "longest time an expectation of a move (POST .../expect) may last; an orchestrator renews it for a longer migration")
 	fs.IntVar(&c.flapMoves, "flap-moves", 5, "moves of a task allowed within --flap-window; more are refused (nothing changes)")
 	fs.DurationVar(&c.flapWindow, "flap-window", 180*time.Second, "flap damping window")
 	fs.DurationVar(&c.maxLifetime, "max-lifetime", mapsrv.DefaultMaxLifetime, "longest lifetime granted: a registration gets the smaller of what it asks and this (at most 72h49m)")
@@ -150,6 +152,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--max-lifetime %s: must be positive and at most %s", c.maxLifetime, mapsrv.MaxLifetime)
 	case c.sweep <= 0:
 		return nil, fmt.Errorf("--sweep-interval %s: must be positive", c.sweep)
+	case c.maxExpectTTL <= 0:
+		return nil, fmt.Errorf("--max-expect-ttl %s: must be positive", c.maxExpectTTL)
 	case c.apiMaxConns <= 0:
 		return nil, fmt.Errorf("--api-max-conns %d: must be positive", c.apiMaxConns)
 	case c.apiPerHost <= 0:
@@ -300,16 +304,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	store := etcdstore.New(cli)
 	scfg := mapsrv.Config{
-		Store:           store,
-		InFlight:        cfg.inFlight,
-		SuspendTimeout:  cfg.suspendTO,
-		FlapMoves:       cfg.flapMoves,
-		FlapWindow:      cfg.flapWindow,
-		MaxLifetime:     cfg.maxLifetime,
-		SweepInterval:   cfg.sweep,
-		NoStandbyClaims: !cfg.standbyClaims,
-		Logger:          log.With("component", "service"),
-		Liveness:        cfg.live,
+		Store:          store,
+		InFlight:       cfg.inFlight,
+		SuspendTimeout: cfg.suspendTO,
+		FlapMoves:      cfg.flapMoves,
+		FlapWindow:     cfg.flapWindow,
+		MaxLifetime:    cfg.maxLifetime,
+		SweepInterval:  cfg.sweep,
+		StandbyClaims:  mapsrv.StandbyClaims(cfg.standbyClaims),
+		MaxExpectTTL:   cfg.maxExpectTTL,
+		Logger:         log.With("component", "service"),
+		Liveness:       cfg.live,
 	}
 	if notifier != nil {
 		scfg.Notifier = notifier
@@ -533,4 +538,19 @@ func apiTLS(ln net.Listener, cfg *config, log *slog.Logger) (net.Listener, error
 	}
 	log.Info("management api serves TLS", "cert", cfg.apiCert)
 	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
+
+// standbyClaimsFlag is --standby-claims: expected (the default), trust
+// (or true) or off (or false).
+type standbyClaimsFlag mapsrv.StandbyClaims
+
+func (f *standbyClaimsFlag) String() string { return mapsrv.StandbyClaims(*f).String() }
+
+func (f *standbyClaimsFlag) Set(s string) error {
+	m, err := mapsrv.ParseStandbyClaims(s)
+	if err != nil {
+		return fmt.Errorf("want expected, trust or off")
+	}
+	*f = standbyClaimsFlag(m)
+	return nil
 }

@@ -84,8 +84,11 @@ func TestRunReplayAfterRestart(t *testing.T) {
 	if rep := send(); rep.Err() != nil {
 		t.Fatalf("captured claim, first time: %+v", rep)
 	}
-	// nve2 takes the task (as its standby: a claim needs a justification,
-	// docs/registration.md section 7.4).
+	// nve2 takes the task (as its expected standby: a claim needs a
+	// justification, docs/registration.md section 7.4).
+	if _, err := ac.Expect(t.Context(), "t1", "vm1", mapsrv.ExpectBody{NVE: "nve2"}); err != nil {
+		t.Fatalf("expect vm1 on nve2: %v", err)
+	}
 	nve2 := &regproto.Client{Server: regAddr, KeyID: 3, Secret: keys[3].Secret, Keys: keys, ServerKeyID: 1}
 	defer nve2.Close()
 	sb := *claim

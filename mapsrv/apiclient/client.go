@@ -259,6 +259,31 @@ func (c *Client) Move(ctx context.Context, tenant, name string, m mapsrv.MoveBod
 	return rec, err
 }
 
+// Expect announces that the task tenant/name is about to move to e.NVE
+// (POST /v1/tasks/{tenant}/{name}/expect): an orchestrator calls it before
+// a live migration, and until the task moves or e.TTL passes that NVE's
+// claim of the task from its prepared port is justified. It returns the
+// task with the expectation (TaskRecord.Expect).
+func (c *Client) Expect(ctx context.Context, tenant, name string, e mapsrv.ExpectBody) (mapsrv.TaskRecord, error) {
+	var rec mapsrv.TaskRecord
+	p, err := taskPath(tenant, name)
+	if err != nil {
+		return rec, err
+	}
+	err = c.do(ctx, http.MethodPost, p+"/expect", e, &rec)
+	return rec, err
+}
+
+// Unexpect drops the task's expectation, if any (DELETE
+// /v1/tasks/{tenant}/{name}/expect): the migration was called off.
+func (c *Client) Unexpect(ctx context.Context, tenant, name string) error {
+	p, err := taskPath(tenant, name)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, p+"/expect", nil, nil)
+}
+
 // ClearDuplicate clears the duplicate mark flap damping put on the task
 // tenant/name (POST /v1/tasks/{tenant}/{name}/clear-duplicate).
 func (c *Client) ClearDuplicate(ctx context.Context, tenant, name string) (mapsrv.TaskRecord, error) {

@@ -455,3 +455,32 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestExpect: Expect records the expectation of a move (named in the
+// task), Unexpect drops it, and mapsrv's refusals come back as their
+// sentinels.
+func TestExpect(t *testing.T) {
+	srv := start(t, mapsrv.Config{}, mapsrv.APIOptions{})
+	c := newClient(t, apiclient.Config{URL: srv.url})
+	ctx := t.Context()
+	setup(t, c)
+	if _, err := c.Register(ctx, mapsrv.RegisterBody{NVE: "a", Tenant: "t", Name: "vm1", SIR: netip.MustParseAddr("2001:db8::5")}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.Expect(ctx, "t", "vm1", mapsrv.ExpectBody{NVE: "b", TTL: ila.Duration(30 * time.Second)})
+	if err != nil || rec.Expect == nil || rec.Expect.NVE != "b" || rec.Expect.Until.Sub(rec.Expect.Since) != 30*time.Second {
+		t.Fatalf("Expect = %+v, %v", rec.Expect, err)
+	}
+	if err := c.Unexpect(ctx, "t", "vm1"); err != nil {
+		t.Fatalf("Unexpect: %v", err)
+	}
+	if got, err := c.Task(ctx, "t", "vm1"); err != nil || got.Expect != nil {
+		t.Errorf("after Unexpect: %+v, %v", got.Expect, err)
+	}
+	if _, err := c.Expect(ctx, "t", "vm1", mapsrv.ExpectBody{NVE: "zz"}); !errors.Is(err, mapsrv.ErrNotFound) {
+		t.Errorf("Expect on an unknown nve: %v, want ErrNotFound", err)
+	}
+	if _, err := c.Expect(ctx, "t", "vm1", mapsrv.ExpectBody{NVE: "b", TTL: ila.Duration(time.Hour)}); !errors.Is(err, mapsrv.ErrInvalid) {
+		t.Errorf("Expect for an hour: %v, want ErrInvalid", err)
+	}
+}
