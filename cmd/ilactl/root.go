@@ -57,7 +57,7 @@ management API (--api or $ILACTL_API) or to ilad's local API.`,
 		newAddrCmd(g),
 		newDomainCmd(g), newNVECmd(g), newTaskCmd(g), newWatchCmd(g), newPolicyCmd(g),
 		newAttachCmd(g), newDetachCmd(g), newLocalTasksCmd(g),
-		newPrepareCmd(g), newCommitCmd(g), newAbortCmd(g), newHandoverCmd(g), newHookCmd(g),
+		newExpectCmd(g), newPrepareCmd(g), newCommitCmd(g), newAbortCmd(g), newHandoverCmd(g), newHookCmd(g),
 		newWhereCmd(g), newMonitorCmd(g),
 	)
 	return root

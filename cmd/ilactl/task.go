@@ -257,6 +257,9 @@ func (g *globals) printTasks(recs []mapsrv.TaskRecord) error {
 		if r.PendingNVE != "" {
 			state += " -> " + r.PendingNVE
 		}
+		if e := r.Expect; e != nil {
+			state += fmt.Sprintf(" (expected at %s until %s)", e.NVE, e.Until.UTC().Format("15:04:05"))
+		}
 		rows = append(rows, []string{r.Tenant, r.Name, r.Domain, r.Identifier.String(), r.SIR.String(), r.Locator.String(),
 			r.NVE, state, strconv.FormatInt(r.Version, 10), exp, orDash(strings.Join(prev, ", "))})
 	}

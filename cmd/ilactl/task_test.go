@@ -113,6 +113,30 @@ func TestMapsrvCommands(t *testing.T) {
 	if out := must("task", "get", "vm1", "--tenant", "t", "-o", "json"); !strings.Contains(out, `"nve": "a"`) || !strings.Contains(out, `"version": 1`) {
 		t.Errorf("task get after a move check:\n%s", out)
 	}
+	// The orchestrator's expectation of a move (before a live
+	// migration): shown in the record, dropped by --cancel.
+	rec = mapsrv.TaskRecord{}
+	if err := json.Unmarshal([]byte(must("expect", "vm1", "--tenant", "t", "--nve", "b", "--ttl", "90s", "-o", "json")), &rec); err != nil || rec.Expect == nil || rec.Expect.NVE != "b" || rec.Expect.Until.Sub(rec.Expect.Since) != 90*time.Second {
+		t.Errorf("expect -o json: %v, %+v", err, rec.Expect)
+	}
+	if out := must("task", "get", "vm1", "--tenant", "t"); !strings.Contains(out, "(expected at b until") {
+		t.Errorf("task get with an expectation:\n%s", out)
+	}
+	if out := must("expect", "vm1", "--tenant", "t", "--cancel"); strings.Contains(out, "expected at") {
+		t.Errorf("expect --cancel:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"expect", "vm1", "--tenant", "t"},                               // neither --nve nor --cancel
+		{"expect", "vm1", "--tenant", "t", "--nve", "b", "--cancel"},     // both
+		{"expect", "vm1", "--tenant", "t", "--nve", "b", "--ttl", "-1s"}, // negative
+		{"expect", "vm1", "--tenant", "t", "--nve", "b", "--ttl", "1h"},  // over mapsrv's maximum
+		{"expect", "vm1", "--tenant", "t", "--nve", "a"},                 // already there
+		{"expect", "vm1", "--tenant", "t", "--nve", "nope"},              // no such nve
+	} {
+		if out, err := cmd(args...); err == nil {
+			t.Errorf("ilactl %s: no error\n%s", strings.Join(args, " "), out)
+		}
+	}
 	out = must("task", "move", "vm1", "--tenant", "t", "--to", "b")
 	if !strings.Contains(out, "fd00:0:0:2") || !strings.Contains(out, "a@fd00:0:0:1 until") {
 		t.Errorf("task move output:\n%s", out)
@@ -184,6 +208,8 @@ func TestMapsrvCommands(t *testing.T) {
 		"synced", "domain-upsert", "nve-upsert", "nve-upsert",
 		"nve-upsert", "task-upsert", // vm1 (pins a's locator)
 		"task-upsert", // v4
+		"task-upsert", // expect vm1 at b (the record holds it)
+		"task-upsert", // expect --cancel
 		"task-upsert", // hot move to b
 		"task-upsert", // cold move back to a
 		"task-delete",
