@@ -757,7 +757,40 @@ func testPrepare(t *testing.T, c *cniLab) {
 	src, sir := add(0, "vm1-a", "virt-launcher-vm1-a", false)
 	c.waitMapping(t, ac, "default", task, 0)
 
+	// The orchestrator (KubeVirt's migration controller) tells mapsrv to
+	// expect the task on the target's NVE before the target pod's ADD:
+	// without it mapsrv refuses the commit's claim (a prepared port is
+	// the NVE's own word; docs/registration.md section 7.4).
+	expect := func(i int) {
+		t.Helper()
+		if _, err := ac.Expect(t.Context(), "default", task, mapsrv.ExpectBody{NVE: c.topo.NVEs[i].Name, TTL: ila.Duration(time.Minute)}); err != nil {
+			t.Fatalf("expect %s on %s: %v", task, c.topo.NVEs[i].Name, err)
+		}
+	}
+
+	// Without an expectation, a target that commits (its first frame)
+	// does not move the mapping: mapsrv refuses the claim.
+	rogue, _ := add(1, "vm1-x", "virt-launcher-vm1-x", true)
+	// Its first frame (the reply cannot come back: the mapping stays).
+	_ = exec.Command("ip", "netns", "exec", filepath.Base(rogue.Netns), "ping", "-c", "1", "-W", "1", c.topo.Tasks[0].SIR.String()).Run()
+	for i := 0; ; i++ {
+		st := state(1)
+		if st.State == locator.StateActive && st.Error != "" {
+			break // committed; its claim refused
+		}
+		if i == 50 {
+			t.Fatalf("unexpected target after its first frame: state %q, error %q; want committed with the claim refused", st.State, st.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if rec, err := ac.Task(t.Context(), "default", task); err != nil || rec.NVE != c.topo.NVEs[0].Name {
+		t.Fatalf("mapping after an unexpected target's commit: %+v, %v; want it still on %s", rec, err, c.topo.NVEs[0].Name)
+	}
+	del(rogue)
+
 	// The migration target on nve2: same address, prepared, mapping stays.
+	expect(1)
 	dst, sir2 := add(1, "vm1-b", "virt-launcher-vm1-b", true)
 	if sir2 != sir {
 		t.Fatalf("target pod got %v, want the VM's address %v", sir2, sir)
@@ -785,6 +818,7 @@ func testPrepare(t *testing.T, c *cniLab) {
 
 	// A failed migration back to nve1: the target pod is deleted before
 	// any commit; nothing of it is left, the mapping did not move.
+	expect(0)
 	failed, _ := add(0, "vm1-c", "virt-launcher-vm1-c", true)
 	if st := state(0); st.State != locator.StatePrepared {
 		t.Fatalf("second target: state %q, want prepared", st.State)
@@ -796,10 +830,14 @@ func testPrepare(t *testing.T, c *cniLab) {
 	if linkIn(t, "/var/run/netns/"+c.topo.NVEs[0].Netns, hostIfname("ila", "vm1-c", "eth0")) {
 		t.Errorf("aborted target: veth left")
 	}
+	if err := ac.Unexpect(t.Context(), "default", task); err != nil { // the orchestrator calls the migration off
+		t.Errorf("unexpect: %v", err)
+	}
 	c.waitMapping(t, ac, "default", task, 1)
 
 	// An explicit commit (ilactl commit, or the orchestrator through
 	// ilad's API) before the guest sent anything.
+	expect(0)
 	back, _ := add(0, "vm1-d", "virt-launcher-vm1-d", true)
 	cl, err := locator.NewClient(filepath.Join(c.topo.StateDir, "ilad-"+c.topo.NVEs[0].Name+".sock"))
 	if err != nil {

@@ -20,7 +20,9 @@ import (
 // unsolicited NA, a gratuitous ARP for an IPv4 task), and that first frame
 // commits it at the destination, which moves the mapping. What is lost is
 // what arrives while the device is between namespaces and the prepare.
-func (l *Lab) moveCarry(ctx context.Context, task *Task, from, to *NVE, r *MoveResult) error {
+// The lab, as the orchestrator, first tells mapsrv to expect the task at
+// the destination (expectMove): that is what justifies the commit's claim.
+func (l *Lab) moveCarry(ctx context.Context, task *Task, from, to *NVE, r *MoveResult) (err error) {
 	toc, err := locator.NewClient(l.iladSock(to.Name))
 	if err != nil {
 		return err
@@ -29,6 +31,15 @@ func (l *Lab) moveCarry(ctx context.Context, task *Task, from, to *NVE, r *MoveR
 	if err != nil {
 		return err
 	}
+	drop, err := l.expectMove(ctx, task, to, time.Minute)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			drop()
+		}
+	}()
 	if err := l.moveLink(task, from, to); err != nil {
 		return err
 	}

@@ -637,6 +637,32 @@ func maskOnes(n *net.IPNet) (int, int) {
 	return n.Mask.Size()
 }
 
+// expectMove tells mapsrv that task is about to move to the NVE to (POST
+// /v1/tasks/{tenant}/{name}/expect with the lab's admin token): the lab is
+// the orchestrator, and its word is what justifies to's claim of the task
+// from the port prepared there (mapsrv's default --standby-claims=expected,
+// docs/registration.md section 7.4). Every move that commits by a claim at
+// the destination (dual, carry, a VM's live migration) asks first; a move
+// that fails before its commit calls the returned drop (best effort: the
+// expectation also lapses after ttl).
+func (l *Lab) expectMove(ctx context.Context, task *Task, to *NVE, ttl time.Duration) (drop func(), err error) {
+	if l.cfg.UnderlayOnly {
+		return func() {}, nil
+	}
+	c, err := l.api()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Expect(ctx, task.Tenant, task.Name, mapsrv.ExpectBody{NVE: to.Name, TTL: ila.Duration(ttl)}); err != nil {
+		return nil, fmt.Errorf("expect %s on %s: %w", task.Name, to.Name, err)
+	}
+	return func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		defer cancel()
+		_ = c.Unexpect(dctx, task.Tenant, task.Name)
+	}, nil
+}
+
 // apiMove asks mapsrv to move task to the NVE to (POST
 // /v1/tasks/{tenant}/{name}/move) and returns the commit time mapsrv
 // recorded.

@@ -234,7 +234,22 @@ func (l *Lab) suspend(ctx context.Context, task *Task, from *NVE) error {
 // redirects whatever still arrives for the task in flight). An IPv4 task
 // (see moveDualIPv4) switches its subnet route and announces itself on the
 // new link instead.
+//
+// The lab, as the orchestrator, first tells mapsrv to expect the task at
+// the new NVE (expectMove): that is what justifies the commit's claim.
 func (l *Lab) moveDual(ctx context.Context, task *Task, from, to *NVE, r *MoveResult, held func() error) error {
+	drop, err := l.expectMove(ctx, task, to, time.Minute)
+	if err != nil {
+		return err
+	}
+	if err := l.moveDualExpected(ctx, task, from, to, r, held); err != nil {
+		drop()
+		return err
+	}
+	return nil
+}
+
+func (l *Lab) moveDualExpected(ctx context.Context, task *Task, from, to *NVE, r *MoveResult, held func() error) error {
 	tn, err := l.node(task.Netns)
 	if err != nil {
 		return err

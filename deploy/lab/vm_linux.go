@@ -170,10 +170,20 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 	}
 	defer dst.Close()
 	dcfg := dst.Config()
+	// The orchestrator (the lab, as whatever runs virsh migrate would)
+	// tells mapsrv to expect the task at the destination before anything
+	// is prepared there: that is what justifies the commit's claim.
+	drop, err := l.expectMove(ctx, t, to, 2*time.Minute)
+	if err != nil {
+		dst.Kill()
+		_ = os.Remove(filepath.Join(l.dir, "pids", "qemu-"+dcfg.Name+".pid"))
+		return rep, err
+	}
 	p0 := time.Now()
 	rep.PrepareLog, err = l.libvirtHook(ctx, to, t, "started", "begin")
 	rep.Prepare = Duration(time.Since(p0))
 	if err != nil {
+		drop()
 		dst.Kill()
 		_ = os.Remove(filepath.Join(l.dir, "pids", "qemu-"+dcfg.Name+".pid"))
 		return rep, fmt.Errorf("prepare %s on %s (libvirt hook): %w", t.Name, to.Name, err)
@@ -192,6 +202,7 @@ func (l *Lab) migrateVM(ctx context.Context, t *Task, from, to *NVE, r *MoveResu
 	}
 	m, err := src.Migrate(ctx, dst)
 	if err != nil {
+		drop()
 		dst.Kill()
 		_ = os.Remove(filepath.Join(l.dir, "pids", "qemu-"+dcfg.Name+".pid"))
 		// libvirt releases the failed incoming domain: the hook aborts.
