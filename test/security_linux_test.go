@@ -146,7 +146,9 @@ func TestManagementAPITLSAndRoles(t *testing.T) {
 // key claimed t1 (on nve1) onto nve2's locator and nve1 forgot t1 for
 // good; POST /v1/tasks naming t1's SIR renamed and moved it. Now mapsrv
 // refuses both (reason 15, HTTP 409), nothing moves, and t1 stays
-// reachable on nve1.
+// reachable on nve1. A compromised nve2 registering as t1's standby first
+// (its own word) is refused too, unless an orchestrator's unexpired
+// expectation (admin token: a read-only one gets 403) names nve2.
 func TestClaimNeedsJustification(t *testing.T) {
 	l := upLab(t, lab.Config{NVEs: 2})
 	topo := l.Topology()
@@ -218,4 +220,67 @@ func TestClaimNeedsJustification(t *testing.T) {
 		t.Errorf("t1 after the refused claims: on %s version %d, want nve1 version %d", after.NVE, after.Version, before.Version)
 	}
 	pingAll(t, l, "t2", t1.SIR, 20)
+
+	// A standby registration is nve2's own word: registered as t1's
+	// standby first (accepted), its claim is still refused unless an
+	// orchestrator's expectation (admin token) names nve2.
+	do := func(what string, req *regproto.Message) *regproto.Message {
+		t.Helper()
+		var rep *regproto.Message
+		if err := ns.Do(func() error {
+			var err error
+			rep, err = c.Do(t.Context(), req)
+			return err
+		}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return rep
+	}
+	standby := &regproto.Message{NVE: "nve2", VMID: "t1", Tenant: t1.Tenant, Domain: topo.Domain.Name, Addrs: []netip.Addr{t1.SIR}, Locator: nve2.Locator, Lifetime: 30, Role: regproto.RoleStandby}
+	claim := &regproto.Message{NVE: "nve2", VMID: "t1", Tenant: t1.Tenant, Domain: topo.Domain.Name, Addrs: []netip.Addr{t1.SIR}, Locator: nve2.Locator, Lifetime: 30, Mode: regproto.MoveHot}
+	if rep := do("standby from nve2", standby); !rep.Status.Accepted() {
+		t.Fatalf("standby registration of t1 from nve2: %s/%s, want accepted", rep.Status, rep.Reason)
+	}
+	unjustified := func(when string) {
+		t.Helper()
+		if rep := do("claim from nve2 "+when, claim); rep.Status.Accepted() || rep.Reason != regproto.ReasonUnjustified {
+			t.Errorf("claim of t1 from nve2, its standby, %s: %s/%s, want rejected/%s", when, rep.Status, rep.Reason, regproto.ReasonUnjustified)
+		}
+		if m, err := l.Mapped(t.Context(), "t1"); err != nil || m.NVE != "nve1" || m.Version != before.Version {
+			t.Errorf("t1 after the claim %s: on %s version %d (%v), want nve1 version %d", when, m.NVE, m.Version, err, before.Version)
+		}
+	}
+	unjustified("without an expectation")
+	pingAll(t, l, "t2", t1.SIR, 10)
+	ctl := func(token string, args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", m.Netns, filepath.Join(binDir, "ilactl"), "--api", m.API, "--ca-file", m.CAFile, "--token-file", token}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// A read-only token cannot make the expectation.
+	if out, err := ctl(m.ReadOnlyTokenFile, "expect", "t1", "--tenant", t1.Tenant, "--nve", "nve2"); err == nil || !strings.Contains(out, "read-only") {
+		t.Errorf("ilactl expect with the read-only token: %v, want it refused (403)\n%s", err, out)
+	}
+	unjustified("after a read-only token's expectation")
+	// Expired: the claim comes after the TTL.
+	if out, err := ctl(m.TokenFile, "expect", "t1", "--tenant", t1.Tenant, "--nve", "nve2", "--ttl", "1s"); err != nil {
+		t.Fatalf("ilactl expect --ttl 1s: %v\n%s", err, out)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	unjustified("after its expectation expired")
+	pingAll(t, l, "t2", t1.SIR, 10)
+	// Expected: the claim moves t1 (what a live migration's commit at
+	// nve2 does), and the record says why.
+	if out, err := ctl(m.TokenFile, "expect", "t1", "--tenant", t1.Tenant, "--nve", "nve2", "-o", "json"); err != nil || !strings.Contains(out, `"expect": {`) {
+		t.Fatalf("ilactl expect: %v\n%s", err, out)
+	}
+	if rep := do("expected claim from nve2", claim); !rep.Status.Accepted() {
+		t.Fatalf("claim of t1 from nve2, expected: %s/%s, want accepted", rep.Status, rep.Reason)
+	}
+	if out, err := ctl(m.TokenFile, "task", "get", "t1", "--tenant", t1.Tenant, "-o", "json"); err != nil || !strings.Contains(out, `"nve": "nve2"`) || !strings.Contains(out, `"moved_by": "expected"`) || strings.Contains(out, `"expect"`) {
+		t.Errorf("t1 after the expected claim: %v, want on nve2, moved_by expected, the expectation used up\n%s", err, out)
+	}
+	// (nve1 lets t1 go as after any justified move; t1's port did not
+	// really move here. The lab's real moves, which expect the task before
+	// they prepare it: TestHotMoveDualUnderTraffic, TestCarryMove,
+	// TestVMLiveMigration.)
 }
