@@ -94,7 +94,10 @@ type AttachArgs struct {
 	// registration; the task commits, moving its mapping here, on its
 	// first frame on the port (the guest's RARP or gratuitous ARP after
 	// the switchover) or by `ilactl commit`; a DEL before the commit (a
-	// failed migration) aborts it without touching the mapping.
+	// failed migration) aborts it without touching the mapping. The
+	// commit is accepted only while the orchestrator's expectation names
+	// this node (mapsrv POST /v1/tasks/{tenant}/{name}/expect, `ilactl
+	// expect`, before the ADD; docs/registration.md 7.4).
 	Prepare bool `json:"ila_prepare,omitempty"`
 }
 

@@ -398,12 +398,19 @@ func testErrors(t *testing.T, c *cniLab) {
 			}
 		}
 		a := &skel.CmdArgs{ContainerID: fmt.Sprintf("flap%d", i), Netns: sandboxes[n], IfName: "eth0", StdinData: c.pluginConf(t, n, nil), Args: "K8S_POD_NAMESPACE=e;K8S_POD_NAME=flappy"}
+		if i > 0 {
+			// The orchestrator expects each re-add (a claim from the
+			// other NVE): what is refused is the move flap damping stops.
+			if _, err := ac.Expect(ctx, "default", "e_flappy", mapsrv.ExpectBody{NVE: c.topo.NVEs[n].Name}); err != nil {
+				t.Fatalf("expect e_flappy on %s: %v", c.topo.NVEs[n].Name, err)
+			}
+		}
 		_, _, err := testutils.CmdAddWithArgs(a, func() error { return cmdAdd(a) })
 		if err == nil {
 			prev[n] = a
 			continue
 		}
-		if cniCode(err) != errRefused {
+		if cniCode(err) != errRefused || !strings.Contains(err.Error(), "flap damped") {
 			t.Fatalf("ADD #%d: %v, want code %d once flap damping refuses", i+1, err, errRefused)
 		}
 		t.Logf("ADD #%d refused: %v", i+1, err)
@@ -531,10 +538,22 @@ func testCNITool(t *testing.T, c *cniLab) {
 		t.Errorf("dig %s: %q, want %s", task, got, sir)
 	}
 
-	// The pod re-created on nve2 (its old sandbox not yet deleted): same
+	// The pod re-created on nve2 (its old sandbox not yet deleted): nve2's
+	// claim of the task is its own word, refused (the ADD fails, kubelet
+	// would retry it) and nothing moves, unless an orchestrator expects
+	// the task there (docs/registration.md 7.4). Once it does: same
 	// address, the mapping moves.
 	b := container(t, netns.Unique("cnib"))
 	c.delOnCleanup(t, 1, pod, lab.CNINetwork, b, c.topo.NVEs[1].CNINetconfDir, c.topo.CNIBinDir)
+	if out, err := c.cnitool(t, 1, pod, "add", lab.CNINetwork, b); err == nil || !strings.Contains(string(out)+err.Error(), "claim not justified") {
+		t.Errorf("cnitool add on %s while the pod lives on %s, not expected: %v, want the claim refused\n%s", c.topo.NVEs[1].Name, c.topo.NVEs[0].Name, err, out)
+	}
+	if got := c.etcdctl(t, key); !strings.Contains(got, `"nve":"`+c.topo.NVEs[0].Name+`"`) {
+		t.Errorf("after the refused re-add on %s, etcdctl get %s:\n%s\nwant it still on %s", c.topo.NVEs[1].Name, key, got, c.topo.NVEs[0].Name)
+	}
+	if _, err := c.api(t).Expect(t.Context(), "default", task, mapsrv.ExpectBody{NVE: c.topo.NVEs[1].Name}); err != nil {
+		t.Fatalf("expect %s on %s: %v", task, c.topo.NVEs[1].Name, err)
+	}
 	out, err = c.cnitool(t, 1, pod, "add", lab.CNINetwork, b)
 	if err != nil {
 		t.Fatal(err)

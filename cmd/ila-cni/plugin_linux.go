@@ -317,8 +317,10 @@ func add(e *env, args *skel.CmdArgs) (err error) {
 	if !att.Allocated && !aa.Prepare {
 		// The address may be registered on another NVE (the pod re-created
 		// here while its old sandbox lives on): the port is prepared here
-		// in standby first, which is what justifies the claim that
-		// follows (docs/registration.md section 7.4). A prepared
+		// in standby first, which, while an orchestrator's expectation
+		// names this NVE, justifies the claim that follows
+		// (docs/registration.md section 7.4); without one the claim is
+		// refused (code 100) until the old pod is gone. A prepared
 		// migration target's commit sends its standby registration itself.
 		sb := spec
 		sb.Standby = true
