@@ -18,6 +18,8 @@ func FuzzAPI(f *testing.F) {
 	f.Add(uint8(0), "/v1/domains", `{"name":"x","sir_prefix":"2001:db8:1::/64","csum":"no-action"}`)
 	f.Add(uint8(0), "/v1/nves", `{"name":"d","locators":["fd00:0:0:9"],"underlay":"fd99::9"}`)
 	f.Add(uint8(0), "/v1/tasks/t/vm1/move", `{"to":"b","mode":"cold"}`)
+	f.Add(uint8(0), "/v1/tasks/t/vm1/expect", `{"nve":"b","ttl":"30s"}`)
+	f.Add(uint8(2), "/v1/tasks/t/vm1/expect", ``)
 	f.Add(uint8(1), "/v1/mappings/prod/0:0:0:1", ``)
 	f.Add(uint8(2), "/v1/tasks/t/vm1", ``)
 	f.Add(uint8(0), "/v1/nves", `{"name":"a","locators":["2001:db8::"],"underlay":"fd99::2"}`)
