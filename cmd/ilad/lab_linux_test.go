@@ -508,6 +508,12 @@ func (l *lab) switchOver(tk *labTask, to *labNVE, port string) error {
 	if err := th.RouteReplace(r); err != nil {
 		return fmt.Errorf("route via eth1: %w", err)
 	}
+	// The orchestrator's expectation: what, with the standby
+	// registration, justifies the commit's claim (docs/registration.md
+	// 7.4).
+	if _, err := l.svc.Expect(context.Background(), mapsrv.ExpectRequest{Domain: "prod", Identifier: ila.IdentifierOf(tk.sir), NVE: to.name}); err != nil {
+		return fmt.Errorf("expect %s at %s: %w", tk.name, to.name, err)
+	}
 	start := time.Now()
 	// Same spec as the standby attach, minus standby: commit.
 	spec := locator.TaskSpec{Name: tk.name, Tenant: "t1", Iface: port, SIR: tk.sir, MAC: tk.mac}

@@ -649,12 +649,19 @@ func TestRegistrationOverUDP(t *testing.T) {
 	if rep, err := cb.Do(rctx, req); err != nil || rep.Reason != regproto.ReasonUnjustified {
 		t.Fatalf("claim by b, not the standby: %+v, %v; want rejected/%s", rep, err, regproto.ReasonUnjustified)
 	}
-	// Once b registered as the task's standby (a prepared port), its claim
-	// is a hot move; a is notified of b's locator.
+	// b registered as the task's standby (a prepared port): its own
+	// word, still refused; once the orchestrator expects the task on b,
+	// its claim is a hot move, and a is notified of b's locator.
 	sb := *req
 	sb.Role = regproto.RoleStandby
 	if rep, err := cb.Do(rctx, &sb); err != nil || rep.Err() != nil {
 		t.Fatalf("standby registration by b: %+v, %v", rep, err)
+	}
+	if rep, err := cb.Do(rctx, req); err != nil || rep.Reason != regproto.ReasonUnjustified {
+		t.Fatalf("claim by b, the standby, not expected: %+v, %v; want rejected/%s", rep, err, regproto.ReasonUnjustified)
+	}
+	if _, err := svc.Expect(rctx, mapsrv.ExpectRequest{Tenant: "t1", Name: "vm1", NVE: "b"}); err != nil {
+		t.Fatalf("expect vm1 on b: %v", err)
 	}
 	rep, err = cb.Do(rctx, req)
 	if err != nil || rep.Err() != nil || rep.Locator != locB {
