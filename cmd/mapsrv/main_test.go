@@ -264,6 +264,9 @@ func TestRunBadFlags(t *testing.T) {
 	}{
 		{[]string{"--in-flight", "-1s"}, "--in-flight"},
 		{[]string{"--flap-moves", "0"}, "--flap-moves"},
+		{[]string{"--standby-claims", "maybe"}, "want expected, trust or off"},
+		{[]string{"--standby-claims"}, "standby-claims"},
+		{[]string{"--max-expect-ttl", "0s"}, "--max-expect-ttl"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--keys", "/nonexistent/keys", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0"}, "/nonexistent/keys"},
 		{[]string{"extra"}, "unexpected arguments"},
@@ -284,6 +287,31 @@ func TestRunBadFlags(t *testing.T) {
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("run %q: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestStandbyClaimsFlag: --standby-claims takes expected (the default),
+// trust or off, and the former boolean values (true: trust, false: off).
+func TestStandbyClaimsFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want mapsrv.StandbyClaims
+	}{
+		{nil, mapsrv.StandbyClaimsExpected},
+		{[]string{"--standby-claims=expected"}, mapsrv.StandbyClaimsExpected},
+		{[]string{"--standby-claims=trust"}, mapsrv.StandbyClaimsTrust},
+		{[]string{"--standby-claims=true"}, mapsrv.StandbyClaimsTrust},
+		{[]string{"--standby-claims", "off"}, mapsrv.StandbyClaimsOff},
+		{[]string{"--standby-claims=false"}, mapsrv.StandbyClaimsOff},
+	} {
+		c, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseFlags(%q): %v", tc.args, err)
+			continue
+		}
+		if mapsrv.StandbyClaims(c.standbyClaims) != tc.want || c.maxExpectTTL != mapsrv.DefaultMaxExpectTTL {
+			t.Errorf("parseFlags(%q): standby claims %v, max expect ttl %v; want %v, %v", tc.args, mapsrv.StandbyClaims(c.standbyClaims), c.maxExpectTTL, tc.want, mapsrv.DefaultMaxExpectTTL)
 		}
 	}
 }
