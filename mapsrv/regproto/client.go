@@ -67,8 +67,8 @@ type Client struct {
 	// server, with the number of tries the old one left unanswered (from
 	// the Do call that saw the last of them; it must not call Do).
 	OnSwitch func(from, to netip.AddrPort, unanswered int)
-	KeyID  uint32 // key that signs requests
-	Secret []byte // its secret
+	KeyID    uint32 // key that signs requests
+	Secret   []byte // its secret
 	// PrivateKey, if set, signs requests with Ed25519 instead of Secret
 	// (the mapping service's move notifications).
 	PrivateKey ed25519.PrivateKey
