@@ -222,7 +222,6 @@ func durationSince(at, now time.Time) time.Duration {
 // once mapsrv answers.) An active task is ErrNotPrepared; an unknown one
 // ErrNotFound.
 func (a *Agent) Abort(ctx context.Context, name string) error {
-	_ = ctx
 	a.mu.Lock()
 	lt := a.locals[name]
 	switch {
@@ -232,6 +231,30 @@ func (a *Agent) Abort(ctx context.Context, name string) error {
 	case !lt.spec.Standby && !a.claimPending(lt):
 		a.mu.Unlock()
 		return fmt.Errorf("abort task %s: active here: %w", name, ErrNotPrepared)
+	}
+	if !lt.spec.Standby {
+		// A claim sent and not answered may have been accepted with its
+		// answer lost (a lossy path to mapsrv: chaos reg-loss, where the
+		// move was reported failed, undone here, and the store kept the
+		// task on this NVE without its port). The store decides: a claim
+		// it holds is a move that happened, not one to undo.
+		dn, id := a.bySIR[lt.key.sir], lt.key.id
+		a.mu.Unlock()
+		// (Suspended there too: this NVE was declared dead meanwhile; it
+		// registers the task again when it rejoins.)
+		if t, ok := a.storeTask(ctx, dn, id); dn != "" && ok && t.NVE == a.cfg.Node {
+			a.log.Info("abort refused: the store holds this nve's claim (its answer was lost): the move happened", "task", name, "sir", lt.spec.SIR, "locator", t.Locator)
+			return fmt.Errorf("abort task %s: the store maps it to this nve (its claim was accepted): %w", name, ErrNotPrepared)
+		}
+		a.mu.Lock()
+		switch {
+		case a.locals[name] != lt:
+			a.mu.Unlock()
+			return fmt.Errorf("abort task %s: %w", name, ErrNotFound)
+		case !a.claimPending(lt):
+			a.mu.Unlock()
+			return fmt.Errorf("abort task %s: active here: %w", name, ErrNotPrepared)
+		}
 	}
 	if !lt.spec.Standby {
 		a.log.Info("committed task aborted before mapsrv accepted its claim: registration stopped", "task", name, "sir", lt.spec.SIR)

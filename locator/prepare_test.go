@@ -516,3 +516,39 @@ func TestAbortUnclaimedCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestAbortClaimAcceptedAnswerLost: the commit's claim reached mapsrv and
+// was accepted, but its answer was lost (chaos reg-loss: 30% of the
+// registration packets dropped). The lab, told the move failed, aborts:
+// the store maps the task to this NVE, so the move happened and the abort
+// is refused (the lab then finishes the move instead of leaving the task
+// mapped to an NVE without its port).
+func TestAbortClaimAcceptedAnswerLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, dp, reg, src := prepareAgent(t)
+		web := spec("web", "veth-web", 0x1001)
+		web.Standby = true
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		reg.SetErr(errors.New("no registration reply"))
+		web.Standby = false
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		// mapsrv committed the claim; only its answers were lost.
+		here := task(0x1001, "nve-a", locA)
+		here.Name, here.Version = "web", 2
+		src.SetTask(here)
+		synctest.Wait()
+		if err := a.Abort(t.Context(), "web"); !errors.Is(err, locator.ErrNotPrepared) {
+			t.Fatalf("abort of a claim the store holds: %v, want ErrNotPrepared", err)
+		}
+		if s := state(t, a, "web"); s.State != locator.StateActive {
+			t.Errorf("after the refused abort: %+v", s)
+		}
+		if n := len(dp.LocalEntries()); n != 1 {
+			t.Errorf("%d local entries after the refused abort, want 1", n)
+		}
+	})
+}

@@ -4,6 +4,8 @@ package test
 
 import (
 	"bytes"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +86,44 @@ func TestChaosShort(t *testing.T) {
 				t.Errorf("%s: %s", s, n)
 			}
 		}
+	}
+}
+
+// TestChaosReplicaShort: two mapsrv replicas over a 3-member etcd
+// cluster (`ilalab up --mapsrv-replicas 2`); the replica the NVEs speak
+// to is killed (-9) for 2 s under a 10 ms ping and a TCP stream, with a
+// move during the outage. The NVEs' ilads move to the other replica
+// (after two unanswered heartbeats), the move succeeds through it (the
+// lab's API client and the destination's registration), and nothing is
+// lost. With one mapsrv address per ilad (before this change) the move
+// failed: the NVEs kept speaking to the dead replica.
+func TestChaosReplicaShort(t *testing.T) {
+	if _, err := exec.LookPath("etcd"); err != nil {
+		t.Skip("needs etcd (apt install etcd-server; test/run.sh installs it)")
+	}
+	l := upLab(t, lab.Config{FlapMoves: 100, Heartbeat: 100 * time.Millisecond, MapsrvReplicas: 2})
+	if n := len(l.Topology().Mapsrv.Replicas); n != 2 {
+		t.Fatalf("topology lists %d mapsrv replicas, want 2", n)
+	}
+	reach(t, l, "t1", task(t, l, "t2").SIR)
+	reach(t, l, "t2", task(t, l, "t3").SIR)
+	r, err := l.Chaos(t.Context(), lab.ChaosConfig{Scenario: lab.ChaosKillReplica, Move: true, After: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	r.Text(&b)
+	t.Log(b.String())
+	if len(r.Moves) != 1 || r.Moves[0].Err != "" {
+		t.Errorf("the move during the outage: %+v, want one that succeeded", r.Moves)
+	}
+	if r.PingLost != 0 || r.MoverLost != 0 || !r.TCPSurvived {
+		t.Errorf("lost %d and %d pings, TCP survived %v: want 0, 0, true", r.PingLost, r.MoverLost, r.TCPSurvived)
+	}
+	if r.Verdict != "PASS" {
+		t.Errorf("%s", r.Verdict)
+	}
+	if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "speaks to mapsrv2 after the fault") }) {
+		t.Errorf("the victim NVE did not move to the other replica: %q", r.Notes)
 	}
 }

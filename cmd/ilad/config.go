@@ -49,8 +49,11 @@ type config struct {
 	// Underlay is the NVE's fabric address (VTEP of the IPv4 layer); when
 	// empty the IPv4 layer is off.
 	Underlay netip.Addr `json:"underlay,omitzero"`
-	// Mapsrv is mapsrv's registration (UDP) address.
-	Mapsrv netip.AddrPort `json:"mapsrv,omitzero"`
+	// Mapsrv is mapsrv's registration (UDP) address, or the addresses of
+	// its replicas (a JSON string, comma-separated, or an array): ilad
+	// speaks to one at a time and moves to the next when it stops
+	// answering (docs/FAILOVER.md "Several mapsrv replicas").
+	Mapsrv addrPorts `json:"mapsrv,omitempty"`
 	// KeyFile holds the registration keys ("<keyid> <name> <hex>" lines);
 	// KeyID is this node's key (default: the node's newest key in the file).
 	KeyFile string `json:"key_file,omitempty"`
@@ -119,6 +122,64 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+// addrPorts are mapsrv's registration addresses (its replicas), in the
+// order ilad tries them. In the config file: a string ("[::1]:4790", or
+// comma-separated) or an array of strings.
+type addrPorts []netip.AddrPort
+
+// parseAddrPorts parses addresses, refusing duplicates and a mix of IPv4
+// and IPv6 (one socket speaks to all of them).
+func parseAddrPorts(ss []string) (addrPorts, error) {
+	var out addrPorts
+	for _, s := range ss {
+		for _, x := range strings.Split(s, ",") {
+			x = strings.TrimSpace(x)
+			if x == "" {
+				continue
+			}
+			a, err := netip.ParseAddrPort(x)
+			if err != nil {
+				return nil, err
+			}
+			a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+			for _, b := range out {
+				if a == b {
+					return nil, fmt.Errorf("address %v given twice", a)
+				}
+				if a.Addr().Is4() != b.Addr().Is4() {
+					return nil, fmt.Errorf("addresses %v and %v: all IPv4 or all IPv6 (one socket reaches them)", b, a)
+				}
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func (a *addrPorts) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		v, err := parseAddrPorts([]string{one})
+		*a = v
+		return err
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return errors.New("mapsrv: want an address string or an array of them")
+	}
+	v, err := parseAddrPorts(many)
+	*a = v
+	return err
+}
+
+func (a addrPorts) String() string {
+	s := make([]string, len(a))
+	for i, x := range a {
+		s[i] = x.String()
+	}
+	return strings.Join(s, ",")
+}
+
 // parseConfig reads flags and the optional file.
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("ilad", flag.ContinueOnError)
@@ -128,20 +189,20 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	var (
-		file                                                string
-		node, uplink, underlay, mapsrv, keyFile, mapsrvName string
-		notify, prefix, bpffs, api, metrics, netns, mode    string
-		apiTokens, apiCert, apiKey, apiAdvertise            string
-		missPolicy, stateFile, logLevel, logFormat          string
-		role, events                                        string
-		etcdCert, etcdKey, etcdCA                           string
-		etcdUser, etcdPasswordFile                          string
-		keyID                                               uint
-		inFlight, lifetime, pullTTL, heartbeat              time.Duration
-		missRate                                            float64
-		pullMax, maxMappings                                int
-		locators, etcd, ports                               stringList
-		nd                                                  bool
+		file                                             string
+		node, uplink, underlay, keyFile, mapsrvName      string
+		notify, prefix, bpffs, api, metrics, netns, mode string
+		apiTokens, apiCert, apiKey, apiAdvertise         string
+		missPolicy, stateFile, logLevel, logFormat       string
+		role, events                                     string
+		etcdCert, etcdKey, etcdCA                        string
+		etcdUser, etcdPasswordFile                       string
+		keyID                                            uint
+		inFlight, lifetime, pullTTL, heartbeat           time.Duration
+		missRate                                         float64
+		pullMax, maxMappings                             int
+		locators, etcd, ports, mapsrv                    stringList
+		nd                                               bool
 	)
 	fs.StringVar(&file, "config", "", "JSON configuration `file` (flags override it)")
 	fs.StringVar(&role, "role", roleNVE, "`role`: nve (node agent of a host) or router (ILA router: whole table on -ports)")
@@ -151,7 +212,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&ports, "ports", "router role: `interfaces` to attach the router to, comma-separated; repeatable")
 	fs.StringVar(&events, "events", "", "append every applied task mapping to this `file` as a JSON line")
 	fs.StringVar(&underlay, "underlay", "", "fabric `address` of the NVE (VTEP of the IPv4 layer; empty: IPv4 layer off)")
-	fs.StringVar(&mapsrv, "mapsrv", "", "mapsrv registration `address` ([IP]:PORT, UDP)")
+	fs.Var(&mapsrv, "mapsrv", "mapsrv registration `address` ([IP]:PORT, UDP); several (replicas): comma-separated or repeated, the first tried first")
 	fs.StringVar(&keyFile, "key-file", "", "registration keys `file` (\"<keyid> <name> <hex-secret>\" lines)")
 	fs.UintVar(&keyID, "key-id", 0, "key `id` this node signs with (default: its newest key in --key-file)")
 	fs.StringVar(&mapsrvName, "mapsrv-name", "mapsrv", "owner `name` of the key mapsrv signs move notifications with")
@@ -285,8 +346,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 			return nil, fmt.Errorf("flag -underlay: %w", err)
 		}
 	}
-	if set["mapsrv"] || (!cfg.Mapsrv.IsValid() && mapsrv != "") {
-		if cfg.Mapsrv, err = netip.ParseAddrPort(mapsrv); err != nil {
+	if set["mapsrv"] {
+		if cfg.Mapsrv, err = parseAddrPorts(mapsrv); err != nil {
 			return nil, fmt.Errorf("flag -mapsrv: %w", err)
 		}
 	}
@@ -335,7 +396,7 @@ func (c *config) check() error {
 	if _, err := c.Files.Config(); err != nil { // reads the files: fail now
 		return err
 	}
-	if c.Mapsrv.IsValid() && c.KeyFile == "" {
+	if len(c.Mapsrv) > 0 && c.KeyFile == "" {
 		return errors.New("-mapsrv needs -key-file")
 	}
 	if c.NotifyListen.IsValid() && c.KeyFile == "" {
@@ -399,7 +460,7 @@ func (c *config) checkRouter() error {
 		{len(c.Locators) > 0, "-locator"},
 		{c.Uplink != "", "-uplink"},
 		{c.Underlay.IsValid(), "-underlay"},
-		{c.Mapsrv.IsValid(), "-mapsrv"},
+		{len(c.Mapsrv) > 0, "-mapsrv"},
 		{c.KeyFile != "", "-key-file"},
 		{c.NotifyListen.IsValid(), "-notify-listen"},
 		{c.StateFile != "" && c.StateFile != "none", "-state-file"},

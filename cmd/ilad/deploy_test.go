@@ -26,7 +26,7 @@ func TestDeployFiles(t *testing.T) {
 		want         string
 	}{
 		{"ilad.service", "ilad.json", func(c *config) bool {
-			return c.Role == roleNVE && len(c.Locators) > 0 && c.Mapsrv.IsValid() && c.KeyFile != "" && c.Uplink != ""
+			return c.Role == roleNVE && len(c.Locators) > 0 && len(c.Mapsrv) > 0 && c.KeyFile != "" && c.Uplink != ""
 		}, "an NVE with a locator, an uplink, mapsrv and a key file"},
 		{"ila-router.service", "ila-router.json", func(c *config) bool {
 			return c.Role == roleRouter && len(c.RouterPorts) > 0 && c.Metrics != "" && c.API == "" && c.StateFile == ""

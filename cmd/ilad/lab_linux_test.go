@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -246,10 +247,13 @@ func (l *lab) addNVE(i int, extra ...string) {
 	v.api = filepath.Join(l.dir, v.name+".sock")
 	v.args = []string{
 		"-node", v.name, "-locator", v.loc.String(), "-uplink", "up0", "-netns", v.ns.Path,
-		"-etcd", strings.Join(l.etcd, ","), "-mapsrv", mapsrvReg.String(), "-key-file", l.keys,
+		"-etcd", strings.Join(l.etcd, ","), "-key-file", l.keys,
 		"-notify-listen", fmt.Sprintf("[fd00:%d::2]:7482", i), "-bpffs", filepath.Join(l.bpffs, v.name),
 		"-api", v.api, "-state-file", filepath.Join(l.dir, v.name+".tasks.json"), "-in-flight", "5s",
 		"-log-level", "debug", "-metrics", "[::1]:9400",
+	}
+	if !slices.Contains(extra, "-mapsrv") { // -mapsrv repeated adds an address
+		v.args = append(v.args, "-mapsrv", mapsrvReg.String())
 	}
 	v.args = append(v.args, extra...)
 	l.nves = append(l.nves, v)

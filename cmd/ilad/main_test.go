@@ -34,6 +34,9 @@ func TestRunBadInput(t *testing.T) {
 		{"negative table size", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-max-mappings", "-1"}, "max mappings"},
 		{"mapsrv without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mapsrv", "[::1]:7480"}, "needs -key-file"},
 		{"bad mapsrv", []string{"-node", "a", "-mapsrv", "nohost"}, "flag -mapsrv"},
+		{"bad second mapsrv", []string{"-node", "a", "-mapsrv", "[::1]:7480,nohost"}, "flag -mapsrv"},
+		{"mapsrv twice", []string{"-node", "a", "-mapsrv", "[::1]:7480", "-mapsrv", "[::1]:7480"}, "given twice"},
+		{"mapsrv ipv4 and ipv6", []string{"-node", "a", "-mapsrv", "[::1]:7480,127.0.0.1:7480"}, "all IPv4 or all IPv6"},
 		{"bad mode", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-mode", "both"}, "mode"},
 		{"etcd cert without key", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "https://[::1]:2379", "-etcd-cert", "/etc/hostname"}, "go together"},
 		{"missing etcd ca", []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "https://[::1]:2379", "-etcd-ca", "/nonexistent/ca.crt"}, "etcd tls"},
@@ -156,6 +159,41 @@ func TestRouterConfig(t *testing.T) {
 	cfg, err = parseConfig([]string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x"}, new(bytes.Buffer))
 	if err != nil || cfg.Role != "nve" || cfg.Config.Router {
 		t.Errorf("default role: %q (router %v), %v; want nve", cfg.Role, cfg.Config.Router, err)
+	}
+}
+
+// TestMapsrvReplicas: several mapsrv addresses, comma-separated or
+// repeated on the command line, a string or an array in the file.
+func TestMapsrvReplicas(t *testing.T) {
+	base := []string{"-node", "a", "-locator", "2001:0:0:1", "-etcd", "unix:///x", "-key-file", "/k"}
+	want := "[2001:db8::1]:4790,[2001:db8::2]:4791"
+	for _, args := range [][]string{
+		{"-mapsrv", "[2001:db8::1]:4790,[2001:db8::2]:4791"},
+		{"-mapsrv", "[2001:db8::1]:4790", "-mapsrv", "[2001:db8::2]:4791"},
+	} {
+		cfg, err := parseConfig(append(slices.Clone(base), args...), new(bytes.Buffer))
+		if err != nil || cfg.Mapsrv.String() != want {
+			t.Errorf("%q: mapsrv %v, %v; want %s", args, cfg.Mapsrv, err, want)
+		}
+	}
+	dir := t.TempDir()
+	for i, v := range []string{`"[2001:db8::1]:4790,[2001:db8::2]:4791"`, `["[2001:db8::1]:4790", "[2001:db8::2]:4791"]`} {
+		file := filepath.Join(dir, fmt.Sprintf("c%d.json", i))
+		os.WriteFile(file, []byte(`{"mapsrv": `+v+`}`), 0o600)
+		cfg, err := parseConfig(append(slices.Clone(base), "-config", file), new(bytes.Buffer))
+		if err != nil || cfg.Mapsrv.String() != want {
+			t.Errorf("file %s: mapsrv %v, %v; want %s", v, cfg.Mapsrv, err, want)
+		}
+		// The flag wins over the file.
+		cfg, err = parseConfig(append(slices.Clone(base), "-config", file, "-mapsrv", "[2001:db8::3]:4790"), new(bytes.Buffer))
+		if err != nil || cfg.Mapsrv.String() != "[2001:db8::3]:4790" {
+			t.Errorf("file %s and flag: mapsrv %v, %v", v, cfg.Mapsrv, err)
+		}
+	}
+	file := filepath.Join(dir, "bad.json")
+	os.WriteFile(file, []byte(`{"mapsrv": 4790}`), 0o600)
+	if _, err := parseConfig(append(slices.Clone(base), "-config", file), new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "mapsrv") {
+		t.Errorf("a number for mapsrv: %v", err)
 	}
 }
 

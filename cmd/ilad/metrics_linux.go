@@ -51,7 +51,8 @@ var (
 	mFull       = desc("ila_datapath_full_errors_total", "Table writes refused because a table is full.")
 	mND         = desc("ila_ndemu_messages_total", "ND emulator counters.", "counter")
 	mNDPorts    = desc("ila_ndemu_ports", "Ports served by the ND emulator.")
-	mRegClient  = desc("ila_regproto_client_messages_total", "Registration client counters.", "counter")
+	mRegClient  = desc("ila_regproto_client_messages_total", "Registration client counters (switches: moves to another mapsrv replica after the current one left tries unanswered).", "counter")
+	mReplica    = desc("ila_ilad_mapsrv_replica_current", "mapsrv registration addresses (-mapsrv): 1 for the replica this NVE speaks to now, 0 for the others.", "address")
 	mNotifyRecv = desc("ila_regproto_notify_messages_total", "Notification listener counters.", "counter")
 )
 
@@ -127,6 +128,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		n(mRegClient, r.Retries, "retries")
 		n(mRegClient, r.Replies, "replies")
 		n(mRegClient, r.Dropped, "dropped")
+		n(mRegClient, r.Switches, "switches")
+		cur := c.reg.Current()
+		for _, a := range c.reg.Servers() {
+			v := 0.0
+			if a == cur {
+				v = 1
+			}
+			g(mReplica, v, a.String())
+		}
 	}
 	if c.notif != nil {
 		r := c.notif.Stats()

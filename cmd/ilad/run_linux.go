@@ -136,11 +136,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var reg locator.Registrar
 	var agentRef atomic.Pointer[locator.Agent] // heartbeats report its applied revision
-	if cfg.Mapsrv.IsValid() {
+	if len(cfg.Mapsrv) > 0 {
 		var conn *net.UDPConn
 		if err := inNS(func() error {
 			network := "udp6"
-			if cfg.Mapsrv.Addr().Unmap().Is4() {
+			if cfg.Mapsrv[0].Addr().Unmap().Is4() {
 				network = "udp4"
 			}
 			var err error
@@ -152,7 +152,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		defer conn.Close()
 		// Replies are accepted only when signed by a mapsrv key, not by
 		// another NVE's key that happens to be in the file.
-		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv, KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName}}
+		// With several addresses (mapsrv's replicas) the client speaks to
+		// one at a time and moves on when it leaves two tries in a row
+		// unanswered (heartbeats count: a dead replica is left within
+		// about two heartbeat intervals).
+		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv[0], Fallbacks: cfg.Mapsrv[1:], KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName},
+			OnSwitch: func(from, to netip.AddrPort, unanswered int) {
+				log.Warn("mapsrv replica not answering; switching to the next", "from", from, "to", to, "unanswered_tries", unanswered)
+			}}
 		reg = registrar{c: regCli, agent: &agentRef, api: cfg.APIAdvertise}
 	} else {
 		log.Warn("no -mapsrv: tasks are attached locally but not registered")

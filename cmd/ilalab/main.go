@@ -2,7 +2,7 @@
 // one machine: a fabric (underlay + ILA router), NVEs running ilad, tasks,
 // and a control namespace running mapsrv (embedded etcd) and dnsbridge.
 //
-//	ilalab up [--nves N] [--tasks-per-nve M] [--ipv4-tenant] [--routers N] [--etcd-members 3] [--state-dir DIR]
+//	ilalab up [--nves N] [--tasks-per-nve M] [--ipv4-tenant] [--routers N] [--etcd-members 3] [--mapsrv-replicas 2] [--state-dir DIR]
 //	ilalab status [-o json]
 //	ilalab move TASK --to NVE [--mode hot|warm|cold]
 //	ilalab standby TASK --on NVE

@@ -132,6 +132,7 @@ func upConfig(fs *flag.FlagSet, c *common) *lab.Config {
 	fs.DurationVar(&cfg.Lifetime, "lifetime", 0, "registration lifetime the NVEs ask for (default ilad's, 2m; at least 4s)")
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 100*time.Millisecond, "NVE heartbeat interval (mapsrv declares an NVE dead after 3)")
 	fs.IntVar(&cfg.EtcdMembers, "etcd-members", 1, "etcd members: 1 is mapsrv's embedded etcd; 3 or 5 run an etcd cluster (the etcd binary: apt install etcd-server) in the control namespace")
+	fs.IntVar(&cfg.MapsrvReplicas, "mapsrv-replicas", 1, "mapsrv replicas (1-3), each with its own API and registration port; the NVEs get every address. More than one runs an etcd cluster (--etcd-members 3 unless given; 1 is refused)")
 	fs.IntVar(&cfg.FlapMoves, "flap-moves", 0, "moves of one task mapsrv allows within 3 minutes before it damps them (default mapsrv's, 5; `ilalab chaos moves` needs many)")
 	fs.BoolVar(&cfg.UnderlayOnly, "underlay-only", false, "only namespaces, links and plain routes, no ILA daemons")
 	fs.BoolVar(&cfg.HostLink, "host-link", true, "join the host to the control namespace (fd00:ff:c1::1, route to fd00:ff:c0::/64) so ilactl and dig reach mapsrv and dnsbridge from the host")
@@ -147,6 +148,11 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("up: unexpected argument %q", fs.Arg(0))
+	}
+	etcdGiven := false
+	fs.Visit(func(f *flag.Flag) { etcdGiven = etcdGiven || f.Name == "etcd-members" })
+	if cfg.MapsrvReplicas > 1 && !etcdGiven {
+		cfg.EtcdMembers = 0 // replicas share an etcd cluster: 3 members (lab.Config)
 	}
 	if err := needRoot(); err != nil {
 		return err

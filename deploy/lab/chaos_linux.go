@@ -125,6 +125,10 @@ const (
 	// in the control namespace, with nftables (this kernel has no
 	// sch_netem for `tc netem`).
 	ChaosRegLoss = "reg-loss"
+	// ChaosKillReplica kills (-9) the mapsrv replica the victim NVE speaks
+	// to, with another replica up (needs `ilalab up --mapsrv-replicas
+	// 2`): the NVEs move to the other one.
+	ChaosKillReplica = "kill-mapsrv-replica"
 	// ChaosMoves moves random tasks between random NVEs (Moves of them,
 	// one after another; mapsrv's flap damping must allow it: `ilalab up
 	// --flap-moves`), then checks consistency.
@@ -132,7 +136,7 @@ const (
 )
 
 // ChaosScenarios lists the scenarios `ilalab chaos --all` runs, in order.
-var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosMoves}
+var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosKillReplica, ChaosMoves}
 
 // ChaosConfig configures Chaos. Zero values have defaults (in brackets).
 type ChaosConfig struct {
@@ -220,6 +224,9 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	}
 	if cfg.Scenario == ChaosEtcdLeader && l.topo.Etcd.Members <= 1 {
 		return nil, errors.New("chaos etcd-leader: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)")
+	}
+	if cfg.Scenario == ChaosKillReplica && len(l.topo.Mapsrv.Replicas) < 2 {
+		return nil, errors.New("chaos kill-mapsrv-replica: the lab runs one mapsrv (ilalab up --mapsrv-replicas 2)")
 	}
 	if len(l.topo.NVEs) < 3 {
 		return nil, fmt.Errorf("chaos: needs 3 NVEs (victim, mover's source and destination), the lab has %d", len(l.topo.NVEs))
@@ -343,6 +350,19 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("killed the etcd leader, e%d of %d", leader, l.topo.Etcd.Members))
 		faultErr = l.killEtcdFor(ctx, []int{leader}, hold)
+	case ChaosKillReplica:
+		var i int
+		var name string
+		if i, name, faultErr = l.ReplicaOf(ctx, victim.NVE); faultErr != nil {
+			break
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("killed mapsrv replica %s, the one %s spoke to (%d replicas)", name, victim.NVE, len(l.topo.Mapsrv.Replicas)))
+		faultErr = l.killFor(ctx, procMapsrvReplica(i), hold, func() error { return l.StartMapsrvReplica(ctx, i) })
+		if faultErr == nil {
+			if _, now, err := l.ReplicaOf(ctx, victim.NVE); err == nil {
+				r.Notes = append(r.Notes, fmt.Sprintf("%s speaks to %s after the fault", victim.NVE, now))
+			}
+		}
 	case ChaosKillRouter:
 		faultErr = l.killFor(ctx, procRouter, hold, func() error { return l.startRouter(ctx) })
 	case ChaosLinkFlap1s, ChaosLinkFlap5s:

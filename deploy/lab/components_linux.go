@@ -113,6 +113,12 @@ func (l *Lab) writeKeys() error {
 		return fmt.Errorf("registration key: %w", err)
 	}
 	all := regproto.KeyFile{1: priv}
+	// Further replicas sign with keys of their own (replicaKeys).
+	pubs, replicaFiles, err := l.replicaKeys()
+	if err != nil {
+		return err
+	}
+	pubs[1] = pub
 	for i, n := range l.topo.NVEs {
 		s, err := regproto.NewSecret()
 		if err != nil {
@@ -120,13 +126,24 @@ func (l *Lab) writeKeys() error {
 		}
 		id := uint32(i + 2)
 		all[id] = regproto.KeyEntry{NVE: n.Name, Secret: s}
-		own := regproto.KeyFile{1: pub, id: all[id]}
+		for _, f := range replicaFiles {
+			f[id] = all[id]
+		}
+		own := regproto.KeyFile{id: all[id]}
+		for k, p := range pubs {
+			own[k] = p
+		}
 		if err := os.WriteFile(l.nveKeysPath(n.Name), own.Format(), 0o600); err != nil {
 			return fmt.Errorf("registration keys: %w", err)
 		}
 	}
 	if err := os.WriteFile(l.keysPath(), all.Format(), 0o600); err != nil {
 		return fmt.Errorf("registration keys: %w", err)
+	}
+	for path, f := range replicaFiles {
+		if err := os.WriteFile(path, f.Format(), 0o600); err != nil {
+			return fmt.Errorf("registration keys: %w", err)
+		}
 	}
 	// The management API listens on the control network: it wants a token.
 	// mapsrv's file holds the admin token and a read-only one; the
@@ -212,6 +229,11 @@ func (l *Lab) startControl(ctx context.Context) error {
 	if err := l.startMapsrv(ctx); err != nil {
 		return err
 	}
+	for i := 2; i <= len(t.Mapsrv.Replicas); i++ {
+		if err := l.startReplica(ctx, i); err != nil {
+			return err
+		}
+	}
 	l.progress("declaring domain %s (%s) and %d NVEs", Domain, SIRPrefix, len(t.NVEs))
 	if _, err := l.ilactl(ctx, "domain", "add", Domain, "--sir-prefix", SIRPrefix.String(), "--csum", "neutral-map"); err != nil {
 		return err
@@ -249,7 +271,7 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 	if t.Etcd.Members > 1 {
 		l.progress("starting mapsrv (etcd cluster of %d) in %s", t.Etcd.Members, ctl.name())
 		var err error
-		if args, env, err = l.mapsrvClusterArgs(); err != nil {
+		if args, env, err = l.mapsrvClusterArgs(1); err != nil {
 			return err
 		}
 	} else {
@@ -271,6 +293,10 @@ func (l *Lab) startMapsrv(ctx context.Context) error {
 		return err
 	}
 	t.Mapsrv.PID = p.PID
+	if len(t.Mapsrv.Replicas) > 1 {
+		t.Mapsrv.Replicas[0].PID = p.PID
+		return l.waitReplicaAPI(ctx, 1, 30*time.Second)
+	}
 	return l.waitAPI(ctx, 30*time.Second)
 }
 
@@ -333,6 +359,10 @@ func (l *Lab) api() (*apiclient.Client, error) {
 	tok, err := l.apiToken()
 	if err != nil {
 		return nil, err
+	}
+	if len(l.topo.Mapsrv.Replicas) > 1 {
+		// Every replica serves the API: a killed one's calls go to the next.
+		hc.Transport = l.replicaTransport(hc.Transport)
 	}
 	c, err := apiclient.New(apiclient.Config{URL: l.topo.Mapsrv.API, Token: tok, HTTPClient: hc, Timeout: 5 * time.Second})
 	if err != nil {
@@ -440,7 +470,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--node", n.Name,
 		"--locator", Domain + "=" + n.Locator.String(),
 		"--uplink", "up0",
-		"--mapsrv", t.Mapsrv.Registration,
+		"--mapsrv", l.registrationAddrs(),
 		"--key-file", l.nveKeysPath(n.Name),
 		"--key-id", strconv.Itoa(n.Index + 1),
 		"--notify-listen", netip.AddrPortFrom(n.Underlay, notifyPort).String(),

@@ -76,6 +76,13 @@ type Config struct {
 	// binary, in the control namespace) for mapsrv instead of its
 	// embedded etcd [1: embedded]; 3 or 5.
 	EtcdMembers int
+	// MapsrvReplicas runs that many mapsrv replicas in the control
+	// namespace, each with its own replica name, API and registration
+	// port and signing key, over one etcd cluster; every NVE gets every
+	// registration address [1]. More than one needs the lab's etcd
+	// cluster: 0 EtcdMembers becomes 3 (1, mapsrv's embedded etcd, is
+	// refused: it dies with its mapsrv).
+	MapsrvReplicas int
 	// FlapMoves is how many moves of one task mapsrv allows within its
 	// flap damping window (3 min) [mapsrv's default, 5]; the chaos
 	// suite's random moves need many.
@@ -160,6 +167,22 @@ func (c *Config) validate() error {
 	}
 	if c.EtcdMembers > 1 && c.UnderlayOnly {
 		return fmt.Errorf("etcd members %d: not with underlay-only", c.EtcdMembers)
+	}
+	if c.MapsrvReplicas == 0 {
+		c.MapsrvReplicas = 1
+	}
+	if c.MapsrvReplicas < 1 || c.MapsrvReplicas > 3 {
+		return fmt.Errorf("mapsrv replicas %d: want 1..3", c.MapsrvReplicas)
+	}
+	if c.MapsrvReplicas > 1 {
+		switch {
+		case c.UnderlayOnly:
+			return fmt.Errorf("mapsrv replicas %d: not with underlay-only", c.MapsrvReplicas)
+		case c.EtcdMembers == 0:
+			c.EtcdMembers = 3
+		case c.EtcdMembers == 1:
+			return fmt.Errorf("mapsrv replicas %d: the replicas share one etcd, and mapsrv's embedded etcd dies with its mapsrv: use --etcd-members 3 (the default with replicas)", c.MapsrvReplicas)
+		}
 	}
 	if c.FlapMoves < 0 {
 		return fmt.Errorf("flap moves %d: want 0 (mapsrv's default) or more", c.FlapMoves)

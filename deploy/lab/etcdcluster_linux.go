@@ -224,9 +224,10 @@ func (l *Lab) etcdStatus(ctx context.Context, i int) (bool, error) {
 	return st.Leader != 0 && st.Leader == st.Header.MemberId, nil
 }
 
-// mapsrvClusterArgs are mapsrv's flags against the lab's etcd cluster,
-// with its password in the environment (not on its command line).
-func (l *Lab) mapsrvClusterArgs() ([]string, []string, error) {
+// mapsrvClusterArgs are the flags of mapsrv replica i (1..) against the
+// lab's etcd cluster, with its password in the environment (not on its
+// command line).
+func (l *Lab) mapsrvClusterArgs(i int) ([]string, []string, error) {
 	t := l.topo
 	pw, err := os.ReadFile(l.etcdPasswordFile(etcdMapsrv))
 	if err != nil {
@@ -235,5 +236,12 @@ func (l *Lab) mapsrvClusterArgs() ([]string, []string, error) {
 	args := []string{"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--etcd-user", etcdMapsrv,
 		"--data-dir", filepath.Join(l.dir, "mapsrv-data"),
 		"--api-addr", netip.AddrPortFrom(ControlAddr, APIPort).String(), "--reg-addr", t.Mapsrv.Registration, "--keys", l.keysPath()}
+	if len(t.Mapsrv.Replicas) > 1 {
+		r := t.Mapsrv.Replicas[i-1]
+		args = []string{"--etcd-endpoints", strings.Join(t.Etcd.Endpoints, ","), "--etcd-user", etcdMapsrv,
+			"--data-dir", filepath.Join(l.dir, r.Name+"-data"),
+			"--api-addr", netip.AddrPortFrom(ControlAddr, uint16(APIPort+i-1)).String(), "--reg-addr", r.Registration, "--keys", r.KeyFile,
+			"--replica-name", r.Name}
+	}
 	return args, []string{"ETCD_PASSWORD=" + strings.TrimSpace(string(pw))}, nil
 }

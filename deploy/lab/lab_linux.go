@@ -262,6 +262,7 @@ func (l *Lab) plan() *Topology {
 	if c.EtcdMembers > 1 {
 		l.planEtcdCluster(t, c.EtcdMembers)
 	}
+	l.planReplicas(t, c.MapsrvReplicas)
 	return t
 }
 

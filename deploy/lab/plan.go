@@ -183,6 +183,22 @@ type Mapsrv struct {
 	CAFile       string `json:"ca_file,omitempty"`
 	Registration string `json:"registration"`
 	PID          int    `json:"pid,omitempty"`
+	// Replicas lists every replica when the lab runs more than one
+	// (`ilalab up --mapsrv-replicas 2`); the first is the one API and
+	// Registration above name.
+	Replicas []MapsrvReplica `json:"replicas,omitempty"`
+}
+
+// MapsrvReplica is one replica of the mapping service.
+type MapsrvReplica struct {
+	// Name is its --replica-name (in the NVEs' liveness records).
+	Name         string `json:"name"`
+	API          string `json:"api"`
+	Registration string `json:"registration"`
+	// KeyFile holds its own signing key (a key id of its own, owned by
+	// "mapsrv") and the NVEs' secrets.
+	KeyFile string `json:"key_file"`
+	PID     int    `json:"pid,omitempty"`
 }
 
 // Etcd is how to reach the embedded etcd.

@@ -105,6 +105,9 @@ func TestConfigValidate(t *testing.T) {
 		{"too many nves", Config{NVEs: 201}, "want 1..200"},
 		{"too many tasks", Config{NVEs: 10, TasksPerNVE: 30}, "want 1..25"},
 		{"negative tasks", Config{TasksPerNVE: -1}, "tasks per nve"},
+		{"replicas on the embedded etcd", Config{MapsrvReplicas: 2, EtcdMembers: 1}, "use --etcd-members 3"},
+		{"too many replicas", Config{MapsrvReplicas: 4}, "want 1..3"},
+		{"replicas underlay only", Config{MapsrvReplicas: 2, UnderlayOnly: true}, "not with underlay-only"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,6 +125,17 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("validate error %v, want one containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestReplicasNeedAnEtcdCluster: more than one mapsrv replica runs the
+// lab's etcd cluster (3 members unless given).
+func TestReplicasNeedAnEtcdCluster(t *testing.T) {
+	for _, tc := range []struct{ members, want int }{{0, 3}, {5, 5}} {
+		c := Config{MapsrvReplicas: 2, EtcdMembers: tc.members}
+		if err := c.validate(); err != nil || c.EtcdMembers != tc.want {
+			t.Errorf("replicas 2, members %d: %v, members %d; want %d", tc.members, err, c.EtcdMembers, tc.want)
+		}
 	}
 }
 

@@ -22,15 +22,19 @@ func (l *Lab) regLoss(ctx context.Context, pct int, hold func()) error {
 	if _, err := exec.LookPath("nft"); err != nil {
 		return fmt.Errorf("registration loss needs nft (apt install nftables): %w", err)
 	}
-	port := RegPort
+	// Every replica's registration port (RegPort+i-1).
+	port := fmt.Sprint(RegPort)
+	if n := len(l.topo.Mapsrv.Replicas); n > 1 {
+		port = fmt.Sprintf("%d-%d", RegPort, RegPort+n-1)
+	}
 	rules := fmt.Sprintf(`table inet %[1]s {
 	chain in {
 		type filter hook input priority 0; policy accept;
-		udp dport %[2]d numgen random mod 100 < %[3]d counter drop
+		udp dport %[2]s numgen random mod 100 < %[3]d counter drop
 	}
 	chain out {
 		type filter hook output priority 0; policy accept;
-		udp sport %[2]d numgen random mod 100 < %[3]d counter drop
+		udp sport %[2]s numgen random mod 100 < %[3]d counter drop
 		udp dport %[4]d numgen random mod 100 < %[3]d counter drop
 	}
 }

@@ -16,6 +16,10 @@ import (
 const (
 	DefaultTimeout = 500 * time.Millisecond
 	DefaultRetries = 3
+	// DefaultSwitchAfter is how many tries in a row a server with
+	// Fallbacks may leave unanswered before the Client uses the next one:
+	// one lost datagram is not a dead replica, two are taken as one.
+	DefaultSwitchAfter = 2
 )
 
 // Client sends Registration Requests and waits for their replies: an NVE
@@ -35,13 +39,36 @@ const (
 // least its clock plus ResyncAhead and sends the request once more at
 // once (a restarted server, or a counter left behind by a clock that
 // jumped back, must not lock the sender out).
+//
+// With Fallbacks (the other replicas of a mapping service), the Client
+// speaks to one server at a time: the current one, Server at first. When
+// the current server leaves SwitchAfter tries in a row unanswered (a try
+// that timed out, or whose context ended by its deadline: a heartbeat),
+// the next address becomes the current one, for every caller, and stays
+// it while it answers: the Client never returns to a server by
+// preference, only when the one it uses stops answering (after the last
+// address comes Server again). A request whose try timed out is sent
+// again to whichever server is current then. One sequence counter serves
+// every server, so each one only ever sees it grow.
 type Client struct {
 	// Conn is the socket; nil makes Do open one (closed by Close).
 	Conn *net.UDPConn
-	// Server is where requests go; replies from elsewhere are dropped.
+	// Server is where requests go (the first choice with Fallbacks);
+	// replies from any other address than Server and Fallbacks are
+	// dropped.
 	Server netip.AddrPort
-	KeyID  uint32 // key that signs requests
-	Secret []byte // its secret
+	// Fallbacks are the other addresses of the same service (its other
+	// replicas), in the order they are tried.
+	Fallbacks []netip.AddrPort
+	// SwitchAfter is how many tries in a row the current server may leave
+	// unanswered before the next address is used (0: DefaultSwitchAfter).
+	SwitchAfter int
+	// OnSwitch, if set, is called when the Client moves to another
+	// server, with the number of tries the old one left unanswered (from
+	// the Do call that saw the last of them; it must not call Do).
+	OnSwitch func(from, to netip.AddrPort, unanswered int)
+	KeyID    uint32 // key that signs requests
+	Secret   []byte // its secret
 	// PrivateKey, if set, signs requests with Ed25519 instead of Secret
 	// (the mapping service's move notifications).
 	PrivateKey ed25519.PrivateKey
@@ -68,7 +95,12 @@ type Client struct {
 	mu      sync.Mutex
 	pending map[uint64]chan *Message
 
-	sent, retried, replies, dropped, resyncs atomic.Uint64
+	servers []netip.AddrPort // Server, then Fallbacks (unmapped)
+	smu     sync.Mutex       // guards cur and misses
+	cur     int              // index in servers of the current server
+	misses  int              // tries in a row the current server left unanswered
+
+	sent, retried, replies, dropped, resyncs, switches atomic.Uint64
 }
 
 // ClientStats are a Client's counters.
@@ -78,11 +110,88 @@ type ClientStats struct {
 	Replies uint64 // valid replies matched to a waiting request
 	Dropped uint64 // datagrams dropped: unparsable, bad HMAC, wrong sender or key, no request waiting
 	Resyncs uint64 // replay refusals after which the sequence counter moved ahead
+	// Switches counts moves to another server (Fallbacks).
+	Switches uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() ClientStats {
-	return ClientStats{Sent: c.sent.Load(), Retries: c.retried.Load(), Replies: c.replies.Load(), Dropped: c.dropped.Load(), Resyncs: c.resyncs.Load()}
+	return ClientStats{Sent: c.sent.Load(), Retries: c.retried.Load(), Replies: c.replies.Load(), Dropped: c.dropped.Load(), Resyncs: c.resyncs.Load(), Switches: c.switches.Load()}
+}
+
+// Current returns the server requests go to now (Server until the Client
+// switched to a fallback).
+func (c *Client) Current() netip.AddrPort {
+	if c.init() != nil {
+		return c.Server
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.servers[c.cur]
+}
+
+// Servers returns Server and the Fallbacks, in order.
+func (c *Client) Servers() []netip.AddrPort {
+	if c.init() != nil {
+		return nil
+	}
+	return append([]netip.AddrPort(nil), c.servers...)
+}
+
+// current returns the current server.
+func (c *Client) current() netip.AddrPort {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return c.servers[c.cur]
+}
+
+// answered records a reply from srv: the current server's run of
+// unanswered tries ends.
+func (c *Client) answered(srv netip.AddrPort) {
+	c.smu.Lock()
+	if c.servers[c.cur] == srv {
+		c.misses = 0
+	}
+	c.smu.Unlock()
+}
+
+// unanswered records a try srv left unanswered and moves to the next
+// server after SwitchAfter of them in a row. Tries sent to a server that
+// is no longer the current one count for nothing.
+func (c *Client) unanswered(srv netip.AddrPort) {
+	c.smu.Lock()
+	if len(c.servers) < 2 || c.servers[c.cur] != srv {
+		c.smu.Unlock()
+		return
+	}
+	c.misses++
+	limit := c.SwitchAfter
+	if limit <= 0 {
+		limit = DefaultSwitchAfter
+	}
+	if c.misses < limit {
+		c.smu.Unlock()
+		return
+	}
+	n := c.misses
+	c.cur = (c.cur + 1) % len(c.servers)
+	c.misses = 0
+	to := c.servers[c.cur]
+	c.smu.Unlock()
+	c.switches.Add(1)
+	if c.OnSwitch != nil {
+		c.OnSwitch(srv, to, n)
+	}
+}
+
+// isServer reports whether a reply from addr may be accepted.
+func (c *Client) isServer(addr netip.AddrPort) bool {
+	for _, s := range c.servers {
+		if s == addr {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Client) init() error {
@@ -99,6 +208,21 @@ func (c *Client) init() error {
 			return
 		}
 		c.Server = netip.AddrPortFrom(c.Server.Addr().Unmap(), c.Server.Port())
+		c.servers = []netip.AddrPort{c.Server}
+		for _, f := range c.Fallbacks {
+			if !f.IsValid() {
+				c.initErr = fmt.Errorf("registration client: fallback address %v: invalid", f)
+				return
+			}
+			f = netip.AddrPortFrom(f.Addr().Unmap(), f.Port())
+			if f.Addr().Is4() != c.Server.Addr().Is4() {
+				c.initErr = fmt.Errorf("registration client: fallback %v and server %v: one socket cannot reach both (IPv4 and IPv6)", f, c.Server)
+				return
+			}
+			if !c.isServer(f) {
+				c.servers = append(c.servers, f)
+			}
+		}
 		c.turn = make(chan struct{}, 1)
 		c.rbuf = make([]byte, MaxMessageLen+1)
 		c.sign = &signer{secret: c.Secret, priv: c.PrivateKey}
@@ -193,7 +317,9 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 		c.resync()
 		return nil
 	}
+	var srv netip.AddrPort
 	for try := 0; try <= retries; try++ {
+		srv = c.current()
 		m.Seq = c.nextSeq()
 		m.Timestamp = time.Now()
 		b, err := c.sign.marshal(&m)
@@ -204,8 +330,11 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 		c.pending[m.Seq] = ch
 		c.mu.Unlock()
 		seqs = append(seqs, m.Seq)
-		if _, err := c.Conn.WriteToUDPAddrPort(b, c.Server); err != nil {
-			return nil, fmt.Errorf("send registration request to %v: %w", c.Server, err)
+		if _, err := c.Conn.WriteToUDPAddrPort(b, srv); err != nil {
+			// An error reported on the socket (an ICMP unreachable of an
+			// earlier datagram) is one more sign the server is gone.
+			c.unanswered(srv)
+			return nil, fmt.Errorf("send registration request to %v: %w", srv, err)
 		}
 		c.sent.Add(1)
 		if try > 0 {
@@ -232,14 +361,21 @@ func (c *Client) Do(ctx context.Context, req *Message) (*Message, error) {
 				try--
 				break wait
 			case <-ctx.Done():
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					c.unanswered(srv) // the caller's bound for this try: a heartbeat
+				}
 				return nil, ctx.Err()
 			case <-timer.C:
+				c.unanswered(srv)
 				break wait
 			case c.turn <- struct{}{}:
 				c.readOne(ctx, deadline)
 				<-c.turn
 			}
 		}
+	}
+	if len(c.servers) > 1 {
+		return nil, fmt.Errorf("registration request to %v (last tried %v): %d tries of %v: %w", c.servers, srv, retries+1, timeout, ErrTimeout)
 	}
 	return nil, fmt.Errorf("registration request to %v: %d tries of %v: %w", c.Server, retries+1, timeout, ErrTimeout)
 }
@@ -274,7 +410,7 @@ func (c *Client) readOne(ctx context.Context, deadline time.Time) {
 		return
 	}
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	if from != c.Server {
+	if !c.isServer(from) {
 		c.dropped.Add(1)
 		return
 	}
@@ -294,6 +430,7 @@ func (c *Client) readOne(ctx context.Context, deadline time.Time) {
 		return
 	}
 	c.replies.Add(1) // before the hand-over, so that the caller sees it counted
+	c.answered(from)
 	select {
 	case ch <- rep:
 	default:
