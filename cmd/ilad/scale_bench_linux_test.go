@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -269,6 +270,7 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 		b.Fatal(err)
 	}
 	heap0 := heapMiB()
+	stopProfile := startProfile(b, string(mode))
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -288,6 +290,7 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 	}
 	s := waitFor("list", func(s locator.Stats) bool { return s.Synced })
 	took := time.Since(start)
+	stopProfile()
 	b.ReportMetric(took.Seconds(), "s-list-to-installed")
 	b.ReportMetric(float64(s.Mappings), "mappings")
 	b.ReportMetric(heapMiB()-heap0, "MiB-heap-agent")
@@ -392,6 +395,27 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 		if got[r.Identifier] != r.Locator {
 			b.Fatalf("after the resync %s maps to %s, want %s", r.Identifier, got[r.Identifier], r.Locator)
 		}
+	}
+}
+
+// startProfile starts a CPU profile of the agent's start into
+// $ILA_BENCH_CPUPROFILE.<name> when that variable is set (the
+// benchmark's own -test.cpuprofile would include the fill).
+func startProfile(b *testing.B, name string) func() {
+	p := os.Getenv("ILA_BENCH_CPUPROFILE")
+	if p == "" {
+		return func() {}
+	}
+	f, err := os.Create(p + "." + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 
