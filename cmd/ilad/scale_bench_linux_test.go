@@ -54,7 +54,7 @@ import (
 // s-list-delivered is when the watcher has delivered the whole list
 // (its EventSynced), s-list-to-installed when the agent has written it.
 // ILA_BENCH_CPUPROFILE=file profiles the agent's start (file.push,
-// file.pull).
+// file.pull) and restart (file.restart).
 //
 // With ILA_BENCH_REAL=1 (root) the datapath is the real eBPF one (maps
 // only, nothing attached), else locatortest.Datapath.
@@ -461,6 +461,7 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 	ctx2, cancel2 := context.WithCancel(b.Context())
 	defer cancel2()
 	done2 := make(chan error, 1)
+	stopProfile = startProfile(b, "restart")
 	t0 = time.Now()
 	go func() { done2 <- a2.Run(ctx2) }()
 	for s := a2.Stats(); !s.Synced; s = a2.Stats() {
@@ -471,6 +472,7 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 		}
 	}
 	b.ReportMetric(time.Since(t0).Seconds(), "s-restart-to-synced")
+	stopProfile()
 	b.ReportMetric(float64(held), "restart-held-at-start")
 	b.ReportMetric(float64(cdp2.upserts.Load()+cdp2.deletes.Load()), "restart-writes")
 	if held != n || a2.Stats().Mappings != n {
