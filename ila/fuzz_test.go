@@ -2,7 +2,10 @@ package ila
 
 import (
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -66,7 +69,11 @@ func FuzzParseText(f *testing.F) {
 		if m, err := ParseCsumMode(s); err == nil && m.String() != s {
 			t.Fatalf("mode %q -> %v", s, m)
 		}
-		if m, err := ParseMAC(s); err == nil {
+		m, err := ParseMAC(s)
+		if want, werr := parseMACReplacer(s); m != want || (err == nil) != (werr == nil) {
+			t.Fatalf("mac %q -> %v, %v; the strings.Replacer parser: %v, %v", s, m, err, want, werr)
+		}
+		if err == nil {
 			if back, err := ParseMAC(m.String()); err != nil || back != m {
 				t.Fatalf("mac %q -> %v -> %v", s, m, back)
 			}
@@ -138,4 +145,18 @@ func FuzzTransport(f *testing.F) {
 			t.Fatalf("proto %d: checksum invalid after adjust", proto)
 		}
 	})
+}
+
+// parseMACReplacer is ParseMAC as it was written before it stopped
+// building a strings.Replacer per call: FuzzParseText checks both agree.
+func parseMACReplacer(s string) (MAC, error) {
+	var m MAC
+	t := strings.NewReplacer(":", "", "-", "").Replace(s)
+	if len(t) != 12 || len(s) != 17 {
+		return m, errors.New("length")
+	}
+	if _, err := hex.Decode(m[:], []byte(t)); err != nil {
+		return m, err
+	}
+	return m, nil
 }

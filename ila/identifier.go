@@ -200,12 +200,16 @@ func parse64(what, s string) (uint64, error) {
 		}
 		return v, nil
 	}
-	parts := strings.Split(s, ":")
-	if len(parts) != 4 {
-		return 0, perr(fmt.Sprintf("want 4 colon-separated 16-bit hex groups, got %d", len(parts)))
+	// No strings.Split: this parses every task record's identifier and
+	// locator a node agent decodes.
+	if n := strings.Count(s, ":") + 1; n != 4 {
+		return 0, perr(fmt.Sprintf("want 4 colon-separated 16-bit hex groups, got %d", n))
 	}
 	var v uint64
-	for i, p := range parts {
+	rest := s
+	for i := range 4 {
+		var p string
+		p, rest, _ = strings.Cut(rest, ":")
 		if len(p) == 0 || len(p) > 4 {
 			return 0, perr(fmt.Sprintf("group %d %q: want 1 to 4 hex digits", i+1, p))
 		}

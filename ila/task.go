@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -19,11 +18,23 @@ type MAC [6]byte
 // ParseMAC parses "02:00:00:00:00:01" (colons or dashes).
 func ParseMAC(s string) (MAC, error) {
 	var m MAC
-	t := strings.NewReplacer(":", "", "-", "").Replace(s)
-	if len(t) != 12 || len(s) != 17 {
+	// s without its separators (any ':' or '-'); no strings.Replacer:
+	// building one per call cost 2.5 us of every task record a node agent
+	// decodes at start.
+	var h [12]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c != ':' && c != '-' {
+			if n < len(h) {
+				h[n] = c
+			}
+			n++
+		}
+	}
+	if n != len(h) || len(s) != 17 {
 		return m, &ParseError{What: "MAC address", Input: s, Msg: "want six colon-separated hex bytes like 02:00:00:00:00:01"}
 	}
-	if _, err := hex.Decode(m[:], []byte(t)); err != nil {
+	if _, err := hex.Decode(m[:], h[:]); err != nil {
 		return m, &ParseError{What: "MAC address", Input: s, Msg: "not hexadecimal"}
 	}
 	return m, nil

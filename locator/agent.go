@@ -28,8 +28,12 @@ type tkey struct {
 	id     ila.Identifier
 }
 
+// storeTask is a task of the store. t is shared with the event that
+// delivered it and never written through (a change stores a new one): a
+// copy of every record of a million-task store cost a second of the
+// start and a quarter of the garbage collector's work.
 type storeTask struct {
-	t   ila.Task
+	t   *ila.Task
 	gen uint64
 }
 
@@ -90,12 +94,15 @@ type Agent struct {
 	cfg Config
 	log *slog.Logger
 
-	mu        sync.Mutex
-	runCtx    context.Context // the Run context, for registration loops
-	gen       uint64
-	synced    bool
-	rev       int64
-	applied   int64 // the revision the datapath has applied (where.go)
+	mu      sync.Mutex
+	runCtx  context.Context // the Run context, for registration loops
+	gen     uint64
+	synced  bool
+	rev     int64
+	applied int64 // the revision the datapath has applied (where.go)
+	// adopted: installed holds the table as Run read it (and the writes
+	// since): the first reconcileAll need not read it again.
+	adopted   bool
 	domains   map[string]storeDomain
 	bySIR     map[ila.SIRPrefix]string
 	clashing  map[string]storeDomain // domains refused: their SIR prefix is another's (domainclash.go)
@@ -203,6 +210,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return true
 	}); err != nil {
 		a.log.Warn("list datapath mappings", "err", err)
+	} else {
+		a.adopted = true
 	}
 	a.adoptInFlight()
 	a.mu.Unlock()

@@ -33,7 +33,7 @@ func (a *Agent) apply(ev ila.Event) {
 		}
 	case ila.EventTaskUpsert:
 		if ev.Task != nil {
-			a.taskUpsert(*ev.Task)
+			a.taskUpsert(ev.Task)
 		}
 	case ila.EventTaskDelete:
 		if ev.Task != nil {
@@ -123,7 +123,7 @@ func (a *Agent) domainDelete(name string) {
 	a.promoteClashing(d.d.SIR)
 }
 
-func (a *Agent) taskUpsert(t ila.Task) {
+func (a *Agent) taskUpsert(t *ila.Task) {
 	prev, had := a.tasks[tkey{t.Domain, t.Identifier}]
 	a.tasks[tkey{t.Domain, t.Identifier}] = storeTask{t, a.gen}
 	if !t.Updated.IsZero() {
@@ -150,13 +150,13 @@ func (a *Agent) taskUpsert(t ila.Task) {
 			}
 		case lt.confirmed && t.State != ila.StateSuspended && t.Locator != 0:
 			if t.MovedBy == "" && a.portAlive(lt) {
-				a.reassertLocked(lt, t) // moved by nothing that justifies it
+				a.reassertLocked(lt, *t) // moved by nothing that justifies it
 				break
 			}
-			a.moveAway(lt, t.Mapping(d.d), a.inFlightUntil(t))
+			a.moveAway(lt, t.Mapping(d.d), a.inFlightUntil(*t))
 		}
 	} else if f := a.inflight[k]; f != nil && t.NVE != a.cfg.Node && t.Locator != 0 {
-		if until := a.inFlightUntil(t); t.Locator != f.m.Locator || (until.After(a.cfg.Now()) && !until.Equal(f.until)) {
+		if until := a.inFlightUntil(*t); t.Locator != f.m.Locator || (until.After(a.cfg.Now()) && !until.Equal(f.until)) {
 			// Moved again while in flight: follow it. The store's
 			// deadline is the mapping service's own; a notification's
 			// (whole 4-second units) only came first.

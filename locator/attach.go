@@ -488,7 +488,7 @@ func (a *Agent) onMiss(ctx context.Context, ms Miss) {
 		return
 	}
 	if _, ok := a.tasks[tk]; !ok { // the watch has not delivered it yet
-		a.tasks[tk] = storeTask{t, a.gen}
+		a.tasks[tk] = storeTask{&t, a.gen}
 	}
 	a.pull(k, a.cfg.Now())
 	a.syncKey(k)

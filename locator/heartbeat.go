@@ -158,7 +158,7 @@ func (a *Agent) rejoin(ctx context.Context, epoch uint32, iv time.Duration) {
 		}
 		a.mu.Lock()
 		if a.locals[c.lt.spec.Name] == c.lt {
-			a.tasks[tkey{t.Domain, t.Identifier}] = storeTask{t, a.gen}
+			a.tasks[tkey{t.Domain, t.Identifier}] = storeTask{&t, a.gen}
 			d := a.domains[c.domain].d
 			a.log.Info("task failed over to another nve while this one was dead: detaching it here", "task", c.lt.spec.Name, "sir", c.lt.spec.SIR, "nve", t.NVE, "locator", t.Locator)
 			a.moveAway(c.lt, t.Mapping(d), a.inFlightUntil(t))
@@ -208,7 +208,10 @@ func (a *Agent) storeTask(ctx context.Context, domain string, id ila.Identifier)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st, ok := a.tasks[tkey{domain, id}]
-	return st.t, ok
+	if !ok {
+		return ila.Task{}, false
+	}
+	return *st.t, true
 }
 
 // promote turns a standby task into the task itself when the store maps

@@ -102,12 +102,13 @@ func (a *Agent) Notify(sir netip.Addr, loc ila.Locator, nve string, inFlight tim
 	// Point our own senders at the new place too, ahead of the watch: the
 	// cached record follows the notice until the watch overwrites it.
 	tk := tkey{dn, k.id}
-	st, ok := a.tasks[tk]
-	if !ok {
-		st = storeTask{t: ila.Task{Domain: dn, Identifier: k.id, SIR: sir, State: ila.StateActive}, gen: a.gen}
+	t := ila.Task{Domain: dn, Identifier: k.id, SIR: sir, State: ila.StateActive}
+	gen := a.gen
+	if st, ok := a.tasks[tk]; ok {
+		t, gen = *st.t, st.gen // a copy: the stored one is shared
 	}
-	st.t.Locator, st.t.NVE = loc, nve
-	a.tasks[tk] = st
+	t.Locator, t.NVE = loc, nve
+	a.tasks[tk] = storeTask{&t, gen}
 	a.moveAway(lt, m, a.cfg.Now().Add(max(inFlight, 0)))
 	return true, nil
 }

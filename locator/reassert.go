@@ -62,7 +62,7 @@ func (a *Agent) yieldLocked(lt *localTask, err error) {
 		return
 	}
 	a.log.Info("claim back refused: the task stays on the other nve", "task", lt.spec.Name, "nve", st.t.NVE, "err", err)
-	a.moveAway(lt, st.t.Mapping(a.domains[dn].d), a.inFlightUntil(st.t))
+	a.moveAway(lt, st.t.Mapping(a.domains[dn].d), a.inFlightUntil(*st.t))
 }
 
 // registerStandby sends reg as a standby registration of lt ahead of its

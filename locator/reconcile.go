@@ -107,36 +107,49 @@ func (a *Agent) sync() {
 }
 
 // reconcileAll re-reads the datapath's table and fixes every difference.
+// The first after Run trusts the table Run adopted (plus the writes
+// recorded since) instead of reading it again: at a million mappings a
+// read is a second or more of a restart.
 func (a *Agent) reconcileAll() {
-	actual := map[key]ila.Mapping{}
-	if err := a.cfg.Datapath.Mappings(func(m ila.Mapping) bool {
-		actual[key{m.SIR, m.Identifier}] = m
-		return true
-	}); err != nil {
-		a.dpErr("list mappings", err)
-		actual = a.installed // best effort: trust our own record
-	}
-	a.installed = actual
-	keys := map[key]bool{}
-	for k := range actual {
-		keys[k] = true
-	}
-	for tk := range a.tasks {
-		if d, ok := a.domains[tk.domain]; ok {
-			keys[key{d.d.SIR, tk.id}] = true
+	if a.adopted {
+		a.adopted = false
+	} else {
+		actual := make(map[key]ila.Mapping, len(a.installed))
+		if err := a.cfg.Datapath.Mappings(func(m ila.Mapping) bool {
+			actual[key{m.SIR, m.Identifier}] = m
+			return true
+		}); err != nil {
+			a.dpErr("list mappings", err)
+			actual = a.installed // best effort: trust our own record
 		}
+		a.installed = actual
 	}
 	// Entries are replaced in place, never deleted and written again:
 	// forwarding carries on through a resync.
 	var ups []ila.Mapping
-	for k := range keys {
+	check := func(k key) {
 		if m, want := a.desired(k); want {
 			if cur, have := a.installed[k]; !have || cur != m {
 				ups = append(ups, m)
 			}
-			continue
+			return
 		}
 		a.syncKey(k) // a delete
+	}
+	// Every installed entry, then every store task not installed (no set
+	// of both: it cost a second of a million-task start).
+	for k := range a.installed {
+		check(k) // (a delete removes k from the map: allowed in a range)
+	}
+	for tk := range a.tasks {
+		d, ok := a.domains[tk.domain]
+		if !ok {
+			continue
+		}
+		k := key{d.d.SIR, tk.id}
+		if _, done := a.installed[k]; !done {
+			check(k)
+		}
 	}
 	a.upsertAll(ups)
 	for k := range a.wanted {

@@ -224,8 +224,11 @@ func DecodeNVE(key string, b []byte) (NVERecord, error) {
 // key (domain and identifier).
 func DecodeTask(key string, b []byte) (TaskRecord, error) {
 	var t TaskRecord
-	if err := decodeStrict(b, &t); err != nil {
-		return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
+	if !decodeTaskFast(b, &t) {
+		t = TaskRecord{}
+		if err := decodeStrict(b, &t); err != nil {
+			return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
+		}
 	}
 	return t, checkTask(key, t)
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,16 @@ import (
 //     agent synced again with the moves installed, while a sampler counts
 //     the installed mappings (they must never drop) and deletes are
 //     counted (there must be none);
+//   - restart: ilad restarts over the table it left (the real datapath's
+//     maps pinned in bpffs, closed and opened again): the mappings held
+//     when the new agent starts, its time to synced with the store, and
+//     the datapath writes it made (none when nothing changed);
 //   - pull: the same list into a pull-mode agent (working set capped).
+//
+// s-list-delivered is when the watcher has delivered the whole list
+// (its EventSynced), s-list-to-installed when the agent has written it.
+// ILA_BENCH_CPUPROFILE=file profiles the agent's start (file.push,
+// file.pull) and restart (file.restart).
 //
 // With ILA_BENCH_REAL=1 (root) the datapath is the real eBPF one (maps
 // only, nothing attached), else locatortest.Datapath.
@@ -189,6 +199,23 @@ func (c *countingDP) DeleteMapping(sir ila.SIRPrefix, id ila.Identifier) error {
 	return c.Datapath.DeleteMapping(sir, id)
 }
 
+// syncTimer notes when the first EventSynced leaves the source: the
+// whole list delivered, before the agent writes its batch.
+type syncTimer struct {
+	locator.MappingSource
+	firstSynced atomic.Pointer[time.Time]
+}
+
+func (s *syncTimer) Watch(ctx context.Context, fn func(ila.Event)) error {
+	return s.MappingSource.Watch(ctx, func(ev ila.Event) {
+		if ev.Type == ila.EventSynced && s.firstSynced.Load() == nil {
+			t := time.Now()
+			s.firstSynced.Store(&t)
+		}
+		fn(ev)
+	})
+}
+
 // gateWatcher lets the benchmark cut the agent's watch and hold its next
 // one until released (a partition).
 type gateWatcher struct {
@@ -242,12 +269,17 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 	defer cancel()
 	var base locator.Datapath = locatortest.NewDatapath()
 	var dp *datapath.Datapath
+	var pin string // the real datapath's maps are pinned: the restart adopts them
 	if real {
 		var err error
-		if dp, err = datapath.Open(datapath.Config{}); err != nil {
+		if pin, err = os.MkdirTemp("/sys/fs/bpf", "ilad-scale-"); err != nil {
 			b.Fatal(err)
 		}
-		defer dp.Close()
+		defer os.RemoveAll(pin)
+		if dp, err = datapath.Open(datapath.Config{PinPath: pin}); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = dp.Unpin(); dp.Close() }()
 		base = realDP{dp}
 	}
 	cdp := &countingDP{Datapath: base}
@@ -255,20 +287,22 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 	gate := &gateWatcher{Watcher: c, open: make(chan struct{})}
 	close(gate.open)
 	errs := make(chan error, 16)
+	src := &syncTimer{MappingSource: etcdstore.NewWatcher(c, gate, etcdstore.WatchOptions{MinBackoff: time.Millisecond, OnError: func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}})}
 	a, err := locator.New(locator.Config{
 		Node: "bench", Mode: mode, Locators: []locator.LocatorSpec{{Locator: 0x2001_0db8_0fff_0000}},
 		Datapath: cdp,
-		Source: etcdstore.NewWatcher(c, gate, etcdstore.WatchOptions{MinBackoff: time.Millisecond, OnError: func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		}}),
+		Source:   src,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	heap0 := heapMiB()
+	stopProfile := startProfile(b, string(mode))
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -286,9 +320,14 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 			}
 		}
 	}
+	// The list phase (every record delivered to the agent) and the sync
+	// (the batch into the datapath) separately.
 	s := waitFor("list", func(s locator.Stats) bool { return s.Synced })
 	took := time.Since(start)
+	stopProfile()
+	listed := src.firstSynced.Load().Sub(start)
 	b.ReportMetric(took.Seconds(), "s-list-to-installed")
+	b.ReportMetric(listed.Seconds(), "s-list-delivered")
 	b.ReportMetric(float64(s.Mappings), "mappings")
 	b.ReportMetric(heapMiB()-heap0, "MiB-heap-agent")
 	if dp != nil {
@@ -392,6 +431,77 @@ func scaleAgent(b *testing.B, eps []string, cli *clientv3.Client, f filled, n in
 		if got[r.Identifier] != r.Locator {
 			b.Fatalf("after the resync %s maps to %s, want %s", r.Identifier, got[r.Identifier], r.Locator)
 		}
+	}
+
+	// ilad restarts: the agent stops, the datapath is closed (the real
+	// one keeps its pinned maps: the programs would keep forwarding) and
+	// opened again; a new agent adopts the table and syncs with the store.
+	cancel()
+	<-done
+	done <- nil // for the deferred receive
+	if real {
+		dp.Close()
+		var err error
+		if dp, err = datapath.Open(datapath.Config{PinPath: pin}); err != nil {
+			b.Fatal(err)
+		}
+		base = realDP{dp}
+	}
+	held := 0
+	_ = base.Mappings(func(ila.Mapping) bool { held++; return true })
+	cdp2 := &countingDP{Datapath: base}
+	c2 := etcdtest.NewClient(b, eps)
+	a2, err := locator.New(locator.Config{
+		Node: "bench", Mode: mode, Locators: []locator.LocatorSpec{{Locator: 0x2001_0db8_0fff_0000}},
+		Datapath: cdp2, Source: etcdstore.NewWatcher(c2, c2, etcdstore.WatchOptions{}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(b.Context())
+	defer cancel2()
+	done2 := make(chan error, 1)
+	stopProfile = startProfile(b, "restart")
+	t0 = time.Now()
+	go func() { done2 <- a2.Run(ctx2) }()
+	for s := a2.Stats(); !s.Synced; s = a2.Stats() {
+		select {
+		case err := <-done2:
+			b.Fatalf("restarted agent stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "s-restart-to-synced")
+	stopProfile()
+	b.ReportMetric(float64(held), "restart-held-at-start")
+	b.ReportMetric(float64(cdp2.upserts.Load()+cdp2.deletes.Load()), "restart-writes")
+	if held != n || a2.Stats().Mappings != n {
+		b.Errorf("restart: %d mappings held at the start, %d after the sync; want %d", held, a2.Stats().Mappings, n)
+	}
+	cancel2()
+	if err := <-done2; err != nil {
+		b.Errorf("restarted agent: %v", err)
+	}
+}
+
+// startProfile starts a CPU profile of the agent's start into
+// $ILA_BENCH_CPUPROFILE.<name> when that variable is set (the
+// benchmark's own -test.cpuprofile would include the fill).
+func startProfile(b *testing.B, name string) func() {
+	p := os.Getenv("ILA_BENCH_CPUPROFILE")
+	if p == "" {
+		return func() {}
+	}
+	f, err := os.Create(p + "." + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
 	}
 }
 

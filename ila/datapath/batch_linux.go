@@ -223,7 +223,7 @@ func (d *Datapath) oldMappings(ms []ila.Mapping) (map[xlatIlaKey]xlatIlaMapVal, 
 		}
 		return old, nil
 	}
-	old := map[xlatIlaKey]xlatIlaMapVal{}
+	old := make(map[xlatIlaKey]xlatIlaMapVal, len(ms)) // ms's entries are added to it
 	err := d.dumpMappings(func(k xlatIlaKey, v xlatIlaMapVal) bool {
 		old[k] = v
 		return true

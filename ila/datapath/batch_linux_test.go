@@ -148,3 +148,57 @@ func TestUpsertMappingsAsOneByOne(t *testing.T) {
 		}
 	})
 }
+
+// TestAddLocatorMarksExisting: a locator added after mappings to it were
+// written flags them all as own (more than one BPF_MAP_LOOKUP_BATCH
+// chunk of them), and removing it clears the flags; mappings to other
+// locators are left alone.
+func TestAddLocatorMarksExisting(t *testing.T) {
+	testutil.Privileged(t)
+	d, err := Open(Config{MaxMappings: 1 << 15})
+	if err != nil {
+		if errors.Is(err, ErrNotSupported) {
+			t.Skipf("kernel: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	e := envFor(ila.CsumNeutralMap)
+	const n = batchChunk + 1000
+	var ms []ila.Mapping
+	for i := range n {
+		loc := e.own
+		if i%10 == 0 {
+			loc = e.remote
+		}
+		ms = append(ms, ila.Mapping{SIR: e.dom.SIR, Identifier: ila.Identifier(0x1000 + i), Locator: loc, Csum: e.mode})
+	}
+	if w, err := d.UpsertMappings(ms); err != nil || w != n {
+		t.Fatalf("UpsertMappings = %d, %v", w, err)
+	}
+	flagged := func() (own, wrong int) {
+		t.Helper()
+		must(t, d.dumpMappings(func(k xlatIlaKey, v xlatIlaMapVal) bool {
+			isOwn := v.Flags&uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC) != 0
+			if isOwn {
+				own++
+			}
+			if isOwn && v.Loc != ne(uint64(e.own)) {
+				wrong++
+			}
+			return true
+		}))
+		return own, wrong
+	}
+	if own, _ := flagged(); own != 0 {
+		t.Fatalf("%d mappings flagged own before the locator was added", own)
+	}
+	must(t, d.AddLocator(e.own, e.dom))
+	if own, wrong := flagged(); own != n-n/10-1 || wrong != 0 {
+		t.Errorf("after AddLocator: %d flagged own (%d to another locator), want %d", own, wrong, n-n/10-1)
+	}
+	must(t, d.RemoveLocator(e.own))
+	if own, _ := flagged(); own != 0 {
+		t.Errorf("after RemoveLocator: %d still flagged own", own)
+	}
+}

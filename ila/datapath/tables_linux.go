@@ -231,16 +231,16 @@ func (d *Datapath) AddLocator(loc ila.Locator, dom ila.Domain) error {
 // Callers hold d.mu.
 func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
 	var (
-		k    xlatIlaKey
-		v    xlatIlaMapVal
 		keys []xlatIlaKey
 		vals []xlatIlaMapVal
 	)
 	want := ne(uint64(loc))
-	it := d.objs.IlaMappings.Iterate()
-	for it.Next(&k, &v) {
+	// Read in batches (BPF_MAP_LOOKUP_BATCH), not one syscall per entry:
+	// ilad adds its locators at every start, and at a million mappings
+	// an entry-by-entry walk took over a second of a restart.
+	if err := d.dumpMappings(func(k xlatIlaKey, v xlatIlaMapVal) bool {
 		if v.Loc != want || (v.Flags&uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC) != 0) == own {
-			continue
+			return true
 		}
 		if own {
 			v.Flags |= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
@@ -248,9 +248,9 @@ func (d *Datapath) markOwn(loc ila.Locator, own bool) error {
 			v.Flags &^= uint8(xlatIlaMapFlagILA_MAP_F_OWN_LOC)
 		}
 		keys, vals = append(keys, k), append(vals, v)
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("iterate mappings: %w", err)
+		return true
+	}); err != nil {
+		return err
 	}
 	if len(keys) == 0 {
 		return nil

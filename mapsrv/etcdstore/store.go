@@ -11,6 +11,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -125,52 +126,68 @@ type rawKV struct {
 	ModRevision int64
 }
 
-// list reads every key under prefix at one revision. It streams the range
-// (RangeStream, etcd 3.7 and later), and falls back to pages of pageSize
-// keys on a server without it (older etcd, the gRPC proxy). The stream
-// matters at scale: etcd counts the whole rest of the range for every
-// page of a paged read, so paging a million keys visits 5*10^8 of them.
+// list reads every key under prefix at one revision.
 func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
-	out, rev, err := listStream(ctx, kv, prefix)
-	if status.Code(err) == codes.Unimplemented {
-		return listPaged(ctx, kv, prefix)
-	}
-	return out, rev, err
-}
-
-func listStream(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the stream's goroutine on an early return
-	ch, err := kv.GetStream(sctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)))
-	if err != nil {
-		return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
-	}
-	var (
-		out []rawKV
-		rev int64
-	)
-	for resp := range ch {
-		if err := resp.Err(); err != nil {
-			return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
-		}
-		for _, kv := range resp.Kvs {
+	var out []rawKV
+	rev, err := listEach(ctx, kv, prefix, func(kvs []*mvccpb.KeyValue) error {
+		for _, kv := range kvs {
 			out = append(out, rawKV{Key: kv.Key, Value: kv.Value, ModRevision: kv.ModRevision})
 		}
-		if resp.Header != nil {
-			rev = resp.Header.Revision
-		}
-	}
-	if rev == 0 {
-		return nil, 0, fmt.Errorf("etcd list %s: stream ended without its revision", prefix)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	return out, rev, nil
 }
 
-func listPaged(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
+// listEach reads every key under prefix at one revision, in key order,
+// and passes them to fn as they arrive (fn's error ends the list). It
+// streams the range (RangeStream, etcd 3.7 and later), and falls back to
+// pages of pageSize keys on a server without it (older etcd, the gRPC
+// proxy). The stream matters at scale: etcd counts the whole rest of the
+// range for every page of a paged read, so paging a million keys visits
+// 5*10^8 of them.
+func listEach(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (int64, error) {
+	rev, started, err := listStream(ctx, kv, prefix, fn)
+	if !started && status.Code(err) == codes.Unimplemented {
+		return listPaged(ctx, kv, prefix, fn)
+	}
+	return rev, err
+}
+
+// listStream streams the range; started reports whether fn was called.
+func listStream(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (rev int64, started bool, err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream's goroutine on an early return
+	ch, err := kv.GetStream(sctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)))
+	if err != nil {
+		return 0, false, fmt.Errorf("etcd list %s: %w", prefix, err)
+	}
+	for resp := range ch {
+		if err := resp.Err(); err != nil {
+			return 0, started, fmt.Errorf("etcd list %s: %w", prefix, err)
+		}
+		if resp.Header != nil {
+			rev = resp.Header.Revision
+		}
+		if len(resp.Kvs) > 0 {
+			started = true
+			if err := fn(resp.Kvs); err != nil {
+				return 0, started, err
+			}
+		}
+	}
+	if rev == 0 {
+		return 0, started, fmt.Errorf("etcd list %s: stream ended without its revision", prefix)
+	}
+	return rev, started, nil
+}
+
+func listPaged(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
 	var rev int64
-	var out []rawKV
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
 		if rev != 0 {
@@ -178,16 +195,18 @@ func listPaged(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int
 		}
 		resp, err := kv.Get(ctx, key, opts...)
 		if err != nil {
-			return nil, 0, fmt.Errorf("etcd list %s: %w", prefix, err)
+			return 0, fmt.Errorf("etcd list %s: %w", prefix, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		for _, kv := range resp.Kvs {
-			out = append(out, rawKV{Key: kv.Key, Value: kv.Value, ModRevision: kv.ModRevision})
+		if len(resp.Kvs) > 0 {
+			if err := fn(resp.Kvs); err != nil {
+				return 0, err
+			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return out, rev, nil
+			return rev, nil
 		}
 		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
@@ -118,27 +120,110 @@ func (w *Watcher) Watch(ctx context.Context, fn func(ila.Event)) error {
 
 // relist lists the prefix, delivers the difference from what was
 // delivered before, then EventSynced. It returns the list revision.
+//
+// The list is decoded while it streams in, by one worker per CPU, and
+// delivered in key order from this goroutine: at a million tasks,
+// decoding is most of a node agent's start. A list that fails part way
+// has delivered the upserts of the records read so far (each a value the
+// store held at the list's revision); the next list delivers the rest and
+// the deletes.
 func (s *watchSession) relist(ctx context.Context) (int64, error) {
-	kvs, rev, err := list(ctx, s.kv, s.opts.Prefix)
-	if err != nil {
-		return 0, err
+	old := s.known // read by the workers: not written until the list ends
+	next := make(map[string]known, len(old))
+	jobs := make(chan listJob)
+	order := make(chan listJob, 64)
+	var rev int64
+	var listErr error
+	go func() {
+		defer close(order)
+		defer close(jobs)
+		rev, listErr = listEach(ctx, s.kv, s.opts.Prefix, func(kvs []*mvccpb.KeyValue) error {
+			for len(kvs) > 0 {
+				n := min(len(kvs), listJobSize)
+				j := listJob{kvs: kvs[:n], out: make(chan []listItem, 1)}
+				kvs = kvs[n:]
+				select {
+				case order <- j:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				jobs <- j
+			}
+			return nil
+		})
+	}()
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for j := range jobs {
+				j.out <- s.decodeJob(j.kvs, old)
+			}
+		})
 	}
-	present := make(map[string]bool, len(kvs))
-	for _, kv := range kvs {
-		key := string(kv.Key)
-		present[key] = true
-		if k, ok := s.known[key]; ok && k.rev == kv.ModRevision {
-			continue
+	for j := range order {
+		for _, it := range <-j.out {
+			switch {
+			case it.same:
+				next[it.key] = it.k
+			case it.ok:
+				next[it.key] = it.k
+				s.fn(it.k.ev)
+			default:
+				if k, had := old[it.key]; had {
+					next[it.key] = k // malformed: the consumer keeps what it had
+				}
+			}
 		}
-		s.put(key, kv.Value, kv.ModRevision)
 	}
-	for key, k := range s.known {
-		if !present[key] {
+	wg.Wait()
+	if listErr != nil {
+		for key, k := range next {
+			old[key] = k
+		}
+		return 0, listErr
+	}
+	s.known = next
+	for key, k := range old {
+		if _, ok := next[key]; !ok {
 			s.del(key, k, rev)
 		}
 	}
 	s.fn(ila.Event{Type: ila.EventSynced, Revision: rev})
 	return rev, nil
+}
+
+// listJobSize is how many listed keys a decoding worker takes at a time.
+const listJobSize = 256
+
+// listJob is a run of listed keys; out receives them decoded.
+type listJob struct {
+	kvs []*mvccpb.KeyValue
+	out chan []listItem
+}
+
+// listItem is a listed key: unchanged since the last list (same), decoded
+// (ok), or neither (not a record, or malformed).
+type listItem struct {
+	key      string
+	k        known
+	same, ok bool
+}
+
+// decodeJob decodes a run of listed keys; old is only read.
+func (s *watchSession) decodeJob(kvs []*mvccpb.KeyValue, old map[string]known) []listItem {
+	items := make([]listItem, len(kvs))
+	for i, kv := range kvs {
+		it := &items[i]
+		it.key = string(kv.Key)
+		if k, ok := old[it.key]; ok && k.rev == kv.ModRevision {
+			it.k, it.same = k, true
+			continue
+		}
+		var ev ila.Event
+		ev, it.ok = s.decode(it.key, kv.Value, kv.ModRevision)
+		it.k = known{rev: kv.ModRevision, ev: ev}
+	}
+	return items
 }
 
 // watch follows changes after rev until the watch breaks.
