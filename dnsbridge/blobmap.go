@@ -6,21 +6,21 @@ import (
 )
 
 // blobMap maps strings to byte strings without a Go pointer per entry.
-// Entries (key and value side by side) are appended to one byte slice and
-// an index maps a hash of the key to the entry's offset, so the garbage
-// collector has nothing to scan however many entries there are, and a
-// lookup touches the index and one entry. A key whose hash another key
-// already holds in the index goes to a small ordinary map.
+// Entries (key and value side by side) are appended to one byte slice;
+// the index is an open-addressing hash table (linear probing) of uint64
+// slots, each the entry's offset and some bits of its key's hash. The
+// garbage collector has nothing to scan however many entries there are,
+// and a lookup touches one slot (mostly one cache line) and one entry.
 //
 // Values are never modified in place (except by addCount): a write
 // appends a new entry and a compaction copies the live entries into a new
 // slice, so a value returned by get stays valid and unchanged.
 type blobMap struct {
-	hash func(string) uint64
-	idx  map[uint64]uint64 // hash of key -> offset of its entry
-	over map[string]uint64 // keys whose hash another key holds in idx
-	data []byte
-	live int // bytes of data in entries still referenced
+	hash  func(string) uint64
+	slots []uint64 // 0: empty; else tag<<tagShift | (offset+1)
+	n     int      // entries
+	data  []byte
+	live  int // bytes of data in entries still referenced
 }
 
 // entHdr is the header of an entry: key length and value length (uint32).
@@ -29,14 +29,22 @@ const entHdr = 8
 // compactMin is the size of data below which no compaction is done.
 const compactMin = 1 << 20
 
+// A slot keeps the entry's offset+1 in its low 44 bits (16 TB) and the top
+// 20 bits of the key's hash above.
+const (
+	tagShift = 44
+	offMask  = 1<<tagShift - 1
+)
+
 func newBlobMap() *blobMap {
 	seed := maphash.MakeSeed()
 	return &blobMap{
-		hash: func(s string) uint64 { return maphash.String(seed, s) },
-		idx:  make(map[uint64]uint64),
-		over: make(map[string]uint64),
+		hash:  func(s string) uint64 { return maphash.String(seed, s) },
+		slots: make([]uint64, 16),
 	}
 }
+
+func tagOf(h uint64) uint64 { return h >> tagShift }
 
 func (m *blobMap) entry(off uint64) (key, val []byte) {
 	b := m.data[off:]
@@ -51,34 +59,35 @@ func (m *blobMap) size(off uint64) int {
 	return entHdr + len(k) + len(v)
 }
 
-func (m *blobMap) keyIs(off uint64, key string) bool {
-	k, _ := m.entry(off)
-	return string(k) == key
-}
-
-// find returns the offset of key's entry.
-func (m *blobMap) find(key string) (uint64, bool) {
-	if off, ok := m.idx[m.hash(key)]; ok && m.keyIs(off, key) {
-		return off, true
+// find returns the slot of key, or the empty slot where it would go and
+// false.
+func (m *blobMap) find(key string, h uint64) (int, bool) {
+	mask := len(m.slots) - 1
+	tag := tagOf(h)
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		s := m.slots[i]
+		if s == 0 {
+			return i, false
+		}
+		if s>>tagShift == tag {
+			if k, _ := m.entry(s&offMask - 1); string(k) == key {
+				return i, true
+			}
+		}
 	}
-	if len(m.over) > 0 {
-		off, ok := m.over[key]
-		return off, ok
-	}
-	return 0, false
 }
 
 // get returns the value of key. The caller must not modify it.
 func (m *blobMap) get(key string) ([]byte, bool) {
-	off, ok := m.find(key)
+	i, ok := m.find(key, m.hash(key))
 	if !ok {
 		return nil, false
 	}
-	_, v := m.entry(off)
+	_, v := m.entry(m.slots[i]&offMask - 1)
 	return v, true
 }
 
-func (m *blobMap) len() int { return len(m.idx) + len(m.over) }
+func (m *blobMap) len() int { return m.n }
 
 // set stores val (copied) under key.
 func (m *blobMap) set(key string, val []byte) {
@@ -89,55 +98,72 @@ func (m *blobMap) set(key string, val []byte) {
 	m.data = append(m.data, val...)
 	m.live += entHdr + len(key) + len(val)
 	h := m.hash(key)
-	old, taken := m.idx[h]
-	switch {
-	case taken && m.keyIs(old, key):
-		m.live -= m.size(old)
-		m.idx[h] = off
-	case len(m.over) > 0 && m.inOver(key):
-		m.live -= m.size(m.over[key])
-		m.over[key] = off
-	case taken:
-		m.over[key] = off
-	default:
-		m.idx[h] = off
+	i, ok := m.find(key, h)
+	if ok {
+		m.live -= m.size(m.slots[i]&offMask - 1)
+	} else {
+		m.n++
+	}
+	m.slots[i] = tagOf(h)<<tagShift | (off + 1)
+	if 2*m.n > len(m.slots) {
+		m.grow()
 	}
 	m.compact()
 }
 
-func (m *blobMap) inOver(key string) bool {
-	_, ok := m.over[key]
-	return ok
+func (m *blobMap) grow() {
+	old := m.slots
+	m.slots = make([]uint64, 2*len(old))
+	mask := len(m.slots) - 1
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		k, _ := m.entry(s&offMask - 1)
+		i := int(m.hash(string(k))) & mask
+		for m.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		m.slots[i] = s
+	}
 }
 
 // del removes key and reports whether it was there.
 func (m *blobMap) del(key string) bool {
-	h := m.hash(key)
-	if off, ok := m.idx[h]; ok && m.keyIs(off, key) {
-		m.live -= m.size(off)
-		delete(m.idx, h)
-		return true
+	i, ok := m.find(key, m.hash(key))
+	if !ok {
+		return false
 	}
-	if off, ok := m.over[key]; ok {
-		m.live -= m.size(off)
-		delete(m.over, key)
-		return true
+	m.live -= m.size(m.slots[i]&offMask - 1)
+	m.n--
+	// Backward shift: move up the entries after i whose probe sequence
+	// passes over i, so that no lookup stops at the hole.
+	mask := len(m.slots) - 1
+	for j := (i + 1) & mask; m.slots[j] != 0; j = (j + 1) & mask {
+		k, _ := m.entry(m.slots[j]&offMask - 1)
+		home := int(m.hash(string(k))) & mask
+		// The entry at j may move to i unless its home lies in (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			m.slots[i] = m.slots[j]
+			i = j
+		}
 	}
-	return false
+	m.slots[i] = 0
+	return true
 }
 
 // addCount adds by to the counter stored under key (a 4-byte value,
 // modified in place) and removes the key when the counter drops to zero
 // or below.
 func (m *blobMap) addCount(key string, by int) {
-	off, ok := m.find(key)
+	i, ok := m.find(key, m.hash(key))
 	if !ok {
 		if by > 0 {
 			m.set(key, binary.LittleEndian.AppendUint32(nil, uint32(by)))
 		}
 		return
 	}
-	_, v := m.entry(off)
+	_, v := m.entry(m.slots[i]&offMask - 1)
 	n := int(binary.LittleEndian.Uint32(v)) + by
 	if n <= 0 {
 		m.del(key)
@@ -157,11 +183,10 @@ func (m *blobMap) count(key string) int {
 
 // each calls fn with every entry; fn must not modify the map.
 func (m *blobMap) each(fn func(key, val []byte)) {
-	for _, off := range m.idx {
-		fn(m.entry(off))
-	}
-	for _, off := range m.over {
-		fn(m.entry(off))
+	for _, s := range m.slots {
+		if s != 0 {
+			fn(m.entry(s&offMask - 1))
+		}
 	}
 }
 
@@ -172,16 +197,13 @@ func (m *blobMap) compact() {
 		return
 	}
 	nd := make([]byte, 0, m.live+m.live/4)
-	move := func(off uint64) uint64 {
-		n := uint64(len(nd))
+	for i, s := range m.slots {
+		if s == 0 {
+			continue
+		}
+		off := s&offMask - 1
+		m.slots[i] = s&^offMask | uint64(len(nd)) + 1
 		nd = append(nd, m.data[off:off+uint64(m.size(off))]...)
-		return n
-	}
-	for h, off := range m.idx {
-		m.idx[h] = move(off)
-	}
-	for k, off := range m.over {
-		m.over[k] = move(off)
 	}
 	m.data = nd
 }
