@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/miekg/dns"
@@ -511,46 +512,106 @@ func (z *zone) served() []string {
 	return out
 }
 
+// xfr is the answer of a zone transfer: head, then the records of items
+// (built as they are sent), then tail.
+type xfr struct {
+	head  []dns.RR
+	items []xfrItem
+	tail  []dns.RR
+}
+
+// xfrItem is the records of one name, as stored in zone.nodes (the value
+// stays valid after the lock is released: blobMap never modifies one).
+type xfrItem struct {
+	name string
+	recs []byte
+}
+
+// short reports whether x has one record at most.
+func (x xfr) short() bool { return len(x.head)+len(x.items)+len(x.tail) <= 1 }
+
+// chunks calls fn with the records of x, n at a time, until fn returns
+// false. The records of items are built per chunk, so that a transfer of
+// a large zone does not hold them all at once.
+func (x xfr) chunks(n int, fn func([]dns.RR) bool) {
+	buf := make([]dns.RR, 0, n)
+	emit := func(r dns.RR) bool {
+		buf = append(buf, r)
+		if len(buf) < n {
+			return true
+		}
+		ok := fn(buf)
+		buf = buf[:0]
+		return ok
+	}
+	for _, r := range x.head {
+		if !emit(r) {
+			return
+		}
+	}
+	for _, it := range x.items {
+		for i := 0; i < len(it.recs); {
+			l := recLen(it.recs[i:])
+			if r := unpackRec(it.name, it.recs[i:i+l]); r != nil && !emit(r) {
+				return
+			}
+			i += l
+		}
+	}
+	for _, r := range x.tail {
+		if !emit(r) {
+			return
+		}
+	}
+	if len(buf) > 0 {
+		fn(buf)
+	}
+}
+
+// all returns every record of x.
+func (x xfr) all() []dns.RR {
+	var out []dns.RR
+	x.chunks(xfrChunk, func(rrs []dns.RR) bool {
+		out = append(out, rrs...)
+		return true
+	})
+	return out
+}
+
 // axfr returns the whole zone zn: SOA, NS, every record, SOA.
-func (z *zone) axfr(zn string) []dns.RR {
+func (z *zone) axfr(zn string) []dns.RR { return z.axfrStream(zn).all() }
+
+func (z *zone) axfrStream(zn string) xfr {
 	z.mu.RLock()
 	defer z.mu.RUnlock()
 	return z.axfrLocked(zn)
 }
 
-func (z *zone) axfrLocked(zn string) []dns.RR {
+func (z *zone) axfrLocked(zn string) xfr {
 	soa := z.soa(zn, z.serial)
-	out := []dns.RR{soa}
-	out = append(out, z.ns(zn)...)
-	names := make([]string, 0)
-	z.nodes.each(func(k, _ []byte) {
-		if name := string(k); z.zoneOf(name) == zn {
-			names = append(names, name)
+	x := xfr{head: append([]dns.RR{soa}, z.ns(zn)...), tail: []dns.RR{soa}}
+	z.nodes.each(func(k, v []byte) {
+		// A view of the key, not a copy: most names of the other zones
+		// are skipped without an allocation.
+		if z.zoneOf(unsafe.String(unsafe.SliceData(k), len(k))) == zn {
+			x.items = append(x.items, xfrItem{name: string(k), recs: v})
 		}
 	})
-	slices.Sort(names)
-	for _, name := range names {
-		recs, _ := z.nodes.get(name)
-		for i := 0; i < len(recs); {
-			n := recLen(recs[i:])
-			if r := unpackRec(name, recs[i:i+n]); r != nil {
-				out = append(out, r)
-			}
-			i += n
-		}
-	}
-	return append(out, soa)
+	slices.SortFunc(x.items, func(a, b xfrItem) int { return strings.Compare(a.name, b.name) })
+	return x
 }
 
 // ixfr returns the IXFR answer for a client at serial from: the current
 // SOA alone when it is up to date, the deltas since from when the history
 // holds them, or else the whole zone (RFC 1995 section 4).
-func (z *zone) ixfr(zn string, from uint32) []dns.RR {
+func (z *zone) ixfr(zn string, from uint32) []dns.RR { return z.ixfrStream(zn, from).all() }
+
+func (z *zone) ixfrStream(zn string, from uint32) xfr {
 	z.mu.RLock()
 	defer z.mu.RUnlock()
 	cur := z.soa(zn, z.serial)
 	if !serialGreater(z.serial, from) {
-		return []dns.RR{cur}
+		return xfr{head: []dns.RR{cur}}
 	}
 	i := slices.IndexFunc(z.history, func(d delta) bool { return d.from == from })
 	if i < 0 {
@@ -563,7 +624,7 @@ func (z *zone) ixfr(zn string, from uint32) []dns.RR {
 		out = append(out, z.soa(zn, d.to))
 		out = z.appendIn(out, zn, d.add)
 	}
-	return append(out, cur)
+	return xfr{head: append(out, cur)}
 }
 
 func (z *zone) appendIn(out []dns.RR, zn string, rrs []dns.RR) []dns.RR {
