@@ -3,6 +3,7 @@ package dnsbridge
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"unsafe"
 )
 
 // blobMap maps strings to byte strings without a Go pointer per entry.
@@ -11,6 +12,7 @@ import (
 // slots, each the entry's offset and some bits of its key's hash. The
 // garbage collector has nothing to scan however many entries there are,
 // and a lookup touches one slot (mostly one cache line) and one entry.
+// Both large arrays ask for transparent huge pages (adviseHuge).
 //
 // Values are never modified in place (except by addCount): a write
 // appends a new entry and a compaction copies the live entries into a new
@@ -92,6 +94,12 @@ func (m *blobMap) len() int { return m.n }
 // set stores val (copied) under key.
 func (m *blobMap) set(key string, val []byte) {
 	off := uint64(len(m.data))
+	if n := len(m.data) + entHdr + len(key) + len(val); n > cap(m.data) {
+		// Advised before the copy touches the pages.
+		nd := make([]byte, 0, max(n, 2*cap(m.data), 4096))
+		adviseHuge(unsafe.Pointer(unsafe.SliceData(nd)), cap(nd))
+		m.data = append(nd, m.data...)
+	}
 	m.data = binary.LittleEndian.AppendUint32(m.data, uint32(len(key)))
 	m.data = binary.LittleEndian.AppendUint32(m.data, uint32(len(val)))
 	m.data = append(m.data, key...)
@@ -114,6 +122,7 @@ func (m *blobMap) set(key string, val []byte) {
 func (m *blobMap) grow() {
 	old := m.slots
 	m.slots = make([]uint64, 2*len(old))
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(m.slots)), 8*len(m.slots))
 	mask := len(m.slots) - 1
 	for _, s := range old {
 		if s == 0 {
@@ -197,6 +206,7 @@ func (m *blobMap) compact() {
 		return
 	}
 	nd := make([]byte, 0, m.live+m.live/4)
+	adviseHuge(unsafe.Pointer(unsafe.SliceData(nd)), cap(nd))
 	for i, s := range m.slots {
 		if s == 0 {
 			continue
