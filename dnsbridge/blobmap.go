@@ -96,7 +96,14 @@ func (m *blobMap) set(key string, val []byte) {
 	off := uint64(len(m.data))
 	if n := len(m.data) + entHdr + len(key) + len(val); n > cap(m.data) {
 		// Advised before the copy touches the pages.
-		nd := make([]byte, 0, max(n, 2*cap(m.data), 4096))
+		// Doubling while small, by a quarter when large (as append).
+		c := cap(m.data)
+		if c < 1<<20 {
+			c *= 2
+		} else {
+			c += c / 4
+		}
+		nd := make([]byte, 0, max(n, c, 4096))
 		adviseHuge(unsafe.Pointer(unsafe.SliceData(nd)), cap(nd))
 		m.data = append(nd, m.data...)
 	}
