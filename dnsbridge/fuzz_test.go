@@ -122,8 +122,8 @@ func FuzzNames(f *testing.F) {
 		}
 		z.apply(ila.Event{Type: ila.EventTaskDelete, Revision: 7, Task: &tk})
 		z.apply(ila.Event{Type: ila.EventNVEDelete, Revision: 8, NVE: &ila.NVE{Name: nve}})
-		if len(z.nodes) != 0 || len(z.ents) != 0 {
-			t.Fatalf("records left after deleting everything: %d names, %d non-terminals", len(z.nodes), len(z.ents))
+		if z.nodes.len() != 0 || z.ents.len() != 0 {
+			t.Fatalf("records left after deleting everything: %d names, %d non-terminals", z.nodes.len(), z.ents.len())
 		}
 	})
 }

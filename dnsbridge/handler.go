@@ -157,14 +157,14 @@ func (s *Server) transfer(w dns.ResponseWriter, r *dns.Msg, client netip.Addr, u
 		fail(dns.RcodeServerFailure)
 		return
 	}
-	var rrs []dns.RR
+	var x xfr
 	if q.Qtype == dns.TypeAXFR {
 		if udp {
 			s.formerr.Add(1)
 			fail(dns.RcodeFormatError) // AXFR is TCP only (RFC 5936 section 4.2)
 			return
 		}
-		rrs = s.z.axfr(zn)
+		x = s.z.axfrStream(zn)
 	} else {
 		var from uint32
 		ok := false
@@ -178,29 +178,30 @@ func (s *Server) transfer(w dns.ResponseWriter, r *dns.Msg, client netip.Addr, u
 			fail(dns.RcodeFormatError)
 			return
 		}
-		rrs = s.z.ixfr(zn, from)
-		if udp && len(rrs) > 1 {
+		x = s.z.ixfrStream(zn, from)
+		if udp && !x.short() {
 			// RFC 1995 section 2: the current SOA alone tells the client
 			// to ask again over TCP.
-			rrs = rrs[:1]
+			x = xfr{head: x.head[:1]}
 		}
 	}
 	s.transfers.Add(1)
 	tsig := r.IsTsig()
-	for i := 0; i < len(rrs); i += xfrChunk {
+	x.chunks(xfrChunk, func(rrs []dns.RR) bool {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
 		m.Compress = true
-		m.Answer = rrs[i:min(i+xfrChunk, len(rrs))]
+		m.Answer = rrs
 		if tsigOK {
 			m.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
 		}
 		if err := w.WriteMsg(m); err != nil {
-			return
+			return false
 		}
 		w.TsigTimersOnly(true)
-	}
+		return true
+	})
 }
 
 func (s *Server) allowed(a netip.Addr) bool {

@@ -86,7 +86,7 @@ func (s *Server) Stats() Stats {
 	s.z.mu.RLock()
 	st := Stats{
 		Events: uint64(s.z.events), BadNames: uint64(s.z.badNames),
-		Serial: s.z.serial, Synced: s.z.synced, Zones: len(s.z.zones), Names: len(s.z.nodes),
+		Serial: s.z.serial, Synced: s.z.synced, Zones: len(s.z.zones), Names: s.z.nodes.len(),
 	}
 	s.z.mu.RUnlock()
 	st.Queries, st.NoError, st.NXDomain = s.queries.Load(), s.noerror.Load(), s.nxdomain.Load()

@@ -1,9 +1,11 @@
 package dnsbridge
 
 import (
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/miekg/dns"
@@ -12,13 +14,6 @@ import (
 // maxHistoryRRs bounds the records held by the IXFR history, whatever
 // Config.History says.
 const maxHistoryRRs = 200_000
-
-// node holds the RRsets of one owner name. The slices are never modified
-// after they are stored (copy on write), so a reader may keep one after it
-// drops the lock.
-type node struct {
-	sets map[uint16][]dns.RR
-}
 
 // delta is one IXFR step: the records removed and added between two serials.
 type delta struct {
@@ -30,6 +25,12 @@ type delta struct {
 // zone is the in-memory data served: every record of every served zone,
 // indexed by owner name. Writers (the watch) take the write lock per event
 // and update it incrementally; readers take the read lock for one lookup.
+//
+// The records are kept compact, in blobMaps of wire-format data with no Go
+// pointer per record (see docs/SCALE.md, dnsbridge): a zone of 100k tasks
+// is a few large byte slices the garbage collector does not scan, and a
+// lookup touches an index and one entry. Answers are dns.RR values built
+// per query from that data.
 type zone struct {
 	mu sync.RWMutex
 
@@ -37,11 +38,16 @@ type zone struct {
 	cfg  Config
 	soaT uint32 // SOA MINIMUM in seconds
 
-	nodes   map[string]*node
-	ents    map[string]int // names with descendants (empty non-terminals)
-	zones   map[string]int // zone apex -> contributors
-	owners  map[string]contrib
-	tasks   map[string]*ila.Task
+	// nodes: owner name -> its records (recs), sorted by type.
+	nodes *blobMap
+	// ents: name -> number of names below it (empty non-terminals), as
+	// addCount counters.
+	ents  *blobMap
+	zones map[string]int // zone apex -> contributors
+	// owners: store record key -> what it contributes (ownerBlob): its
+	// records, its zones and, for a task, the task (encodeTask) to
+	// rebuild them when its domain changes.
+	owners  *blobMap
 	nves    map[string]*ila.NVE
 	domains map[string]*ila.Domain
 
@@ -66,16 +72,15 @@ func newZone(cfg Config) *zone {
 		b:       builder{apex: cfg.Zone, ttl: uint32(cfg.TTL.Seconds()), deriveV4: len(cfg.ReverseV4) == 0},
 		cfg:     cfg,
 		soaT:    uint32(cfg.NegativeTTL.Seconds()),
-		nodes:   make(map[string]*node),
-		ents:    make(map[string]int),
+		nodes:   newBlobMap(),
+		ents:    newBlobMap(),
 		zones:   make(map[string]int),
-		owners:  make(map[string]contrib),
-		tasks:   make(map[string]*ila.Task),
+		owners:  newBlobMap(),
 		nves:    make(map[string]*ila.NVE),
 		domains: make(map[string]*ila.Domain),
 		dirty:   make(map[string]bool),
 	}
-	z.setOwner(staticOwner, z.b.static(cfg))
+	z.setOwner(staticOwner, z.b.static(cfg), nil)
 	return z
 }
 
@@ -105,13 +110,11 @@ func (z *zone) apply(ev ila.Event) bool {
 		t := *ev.Task
 		k := taskKey(&t)
 		if ev.Type == ila.EventTaskDelete {
-			delete(z.tasks, k)
-			d.join(z.setOwner(k, contrib{}))
+			d.join(z.setOwner(k, contrib{}, nil))
 			break
 		}
-		z.tasks[k] = &t
 		z.mark(k)
-		d.join(z.setOwner(k, z.taskContrib(&t)))
+		d.join(z.setOwner(k, z.taskContrib(&t), encodeTask(&t)))
 	case ila.EventNVEUpsert, ila.EventNVEDelete:
 		if ev.NVE == nil {
 			return false
@@ -120,7 +123,7 @@ func (z *zone) apply(ev ila.Event) bool {
 		k := nveKey(&n)
 		if ev.Type == ila.EventNVEDelete {
 			delete(z.nves, k)
-			d.join(z.setOwner(k, contrib{}))
+			d.join(z.setOwner(k, contrib{}, nil))
 			break
 		}
 		z.nves[k] = &n
@@ -129,7 +132,7 @@ func (z *zone) apply(ev ila.Event) bool {
 		if !ok {
 			z.badNames++
 		}
-		d.join(z.setOwner(k, c))
+		d.join(z.setOwner(k, c, nil))
 	case ila.EventDomainUpsert, ila.EventDomainDelete:
 		if ev.Domain == nil {
 			return false
@@ -138,24 +141,38 @@ func (z *zone) apply(ev ila.Event) bool {
 		k := domainKey(dm.Name)
 		if ev.Type == ila.EventDomainDelete {
 			delete(z.domains, dm.Name)
-			d.join(z.setOwner(k, contrib{}))
+			d.join(z.setOwner(k, contrib{}, nil))
 		} else {
 			z.domains[dm.Name] = &dm
 			z.mark(k)
-			d.join(z.setOwner(k, z.b.domain(&dm)))
+			d.join(z.setOwner(k, z.b.domain(&dm), nil))
 		}
-		for tk, t := range z.tasks {
-			if t.Domain == dm.Name {
-				d.join(z.setOwner(tk, z.taskContrib(t)))
+		prefix := "t\x00" + dm.Name + "\x00"
+		var keys []string
+		z.owners.each(func(k, _ []byte) {
+			if strings.HasPrefix(string(k), prefix) {
+				keys = append(keys, string(k))
+			}
+		})
+		for _, tk := range keys {
+			b, _ := z.owners.get(tk)
+			src := decodeOwner(b).src
+			if t, ok := decodeTask(src); ok && t.Domain == dm.Name {
+				d.join(z.setOwner(tk, z.taskContrib(&t), src))
 			}
 		}
 	case ila.EventSynced:
 		if z.seen != nil {
-			for k := range z.owners {
-				if k != staticOwner && !z.seen[k] {
-					z.forget(k)
-					d.join(z.setOwner(k, contrib{}))
+			var gone []string
+			z.owners.each(func(k, _ []byte) {
+				if string(k) != staticOwner && !z.seen[string(k)] {
+					gone = append(gone, string(k))
 				}
+			})
+			slices.Sort(gone)
+			for _, k := range gone {
+				z.forget(k)
+				d.join(z.setOwner(k, contrib{}, nil))
 			}
 			z.seen = nil
 		}
@@ -180,7 +197,6 @@ func (z *zone) mark(k string) {
 }
 
 func (z *zone) forget(k string) {
-	delete(z.tasks, k)
 	delete(z.nves, k)
 	if name, ok := strings.CutPrefix(k, "d\x00"); ok {
 		delete(z.domains, name)
@@ -268,30 +284,43 @@ func indexDup(rrs []dns.RR, r dns.RR) int {
 	return slices.IndexFunc(rrs, func(x dns.RR) bool { return dns.IsDuplicate(x, r) })
 }
 
-// setOwner replaces what owner k contributes with c and returns the
-// records removed and added. Records present before and after keep their
-// identity, so an unchanged upsert is no change at all.
-func (z *zone) setOwner(k string, c contrib) diff {
-	old := z.owners[k]
+// setOwner replaces what owner k contributes with c (and, for a task, its
+// encoded source src) and returns the records removed and added. Records
+// present before and after stay as they are, so an unchanged upsert is no
+// change at all.
+func (z *zone) setOwner(k string, c contrib, src []byte) diff {
+	oldB, _ := z.owners.get(k)
+	old := decodeOwner(oldB)
+	next := ownerBlob{src: src, zones: c.zones}
 	var d diff
-	kept := make([]dns.RR, 0, len(c.rrs))
-	for _, r := range old.rrs {
-		if indexDup(c.rrs, r) >= 0 {
-			kept = append(kept, r)
-			continue
-		}
-		d.del = append(d.del, r)
-		z.removeRR(r)
-	}
+	add := make([]ownerRR, 0, len(c.rrs))
 	for _, r := range c.rrs {
-		if indexDup(old.rrs, r) >= 0 {
+		w, ok := packOwnerRR(r)
+		if !ok {
+			z.badNames++ // a record that does not pack is never served
 			continue
 		}
-		if indexDup(d.add, r) >= 0 {
+		if indexRR(add, w) >= 0 {
 			continue // the same record twice from one owner
 		}
-		d.add = append(d.add, r)
-		kept = append(kept, r)
+		add = append(add, w)
+	}
+	for _, r := range old.rrs {
+		if indexRR(add, r) >= 0 {
+			next.rrs = append(next.rrs, r)
+			continue
+		}
+		d.del = append(d.del, r.rr())
+		z.removeRR(r)
+	}
+	for _, r := range add {
+		if indexRR(old.rrs, r) >= 0 {
+			continue
+		}
+		// As unpacked from the wire, like the records removed, so that
+		// merge matches them (TXT strings are escaped when unpacked).
+		d.add = append(d.add, r.rr())
+		next.rrs = append(next.rrs, r)
 		z.addRR(r)
 	}
 	for _, zn := range c.zones {
@@ -302,47 +331,59 @@ func (z *zone) setOwner(k string, c contrib) diff {
 			delete(z.zones, zn)
 		}
 	}
-	if len(kept) == 0 && len(c.zones) == 0 {
-		delete(z.owners, k)
+	if len(next.rrs) == 0 && len(next.zones) == 0 && next.src == nil {
+		z.owners.del(k)
 	} else {
-		z.owners[k] = contrib{rrs: kept, zones: c.zones}
+		z.owners.set(k, next.encode())
 	}
 	return d
 }
 
-func (z *zone) addRR(r dns.RR) {
-	h := r.Header()
-	n := z.nodes[h.Name]
-	if n == nil {
-		n = &node{sets: make(map[uint16][]dns.RR, 2)}
-		z.nodes[h.Name] = n
-		z.walkAncestors(h.Name, 1)
+// addRR adds r to the records of its owner name, after those of the same
+// type.
+func (z *zone) addRR(r ownerRR) {
+	old, ok := z.nodes.get(r.name)
+	if !ok {
+		z.walkAncestors(r.name, 1)
 	}
-	old := n.sets[h.Rrtype]
-	set := make([]dns.RR, len(old), len(old)+1)
-	copy(set, old)
-	n.sets[h.Rrtype] = append(set, r)
+	t := r.rtype()
+	at := len(old)
+	for i := 0; i < len(old); {
+		n := recLen(old[i:])
+		if binary.BigEndian.Uint16(old[i:]) > t {
+			at = i
+			break
+		}
+		i += n
+	}
+	b := make([]byte, 0, len(old)+len(r.rec))
+	b = append(b, old[:at]...)
+	b = append(b, r.rec...)
+	b = append(b, old[at:]...)
+	z.nodes.set(r.name, b)
 }
 
-func (z *zone) removeRR(r dns.RR) {
-	h := r.Header()
-	n := z.nodes[h.Name]
-	if n == nil {
+// removeRR removes one record equal to r from its owner name.
+func (z *zone) removeRR(r ownerRR) {
+	old, ok := z.nodes.get(r.name)
+	if !ok {
 		return
 	}
-	old := n.sets[h.Rrtype]
-	i := slices.Index(old, r)
-	if i < 0 {
+	for i := 0; i < len(old); {
+		n := recLen(old[i:])
+		if string(old[i:i+n]) != string(r.rec) {
+			i += n
+			continue
+		}
+		if len(old) == n {
+			z.nodes.del(r.name)
+			z.walkAncestors(r.name, -1)
+			return
+		}
+		b := make([]byte, 0, len(old)-n)
+		b = append(b, old[:i]...)
+		z.nodes.set(r.name, append(b, old[i+n:]...))
 		return
-	}
-	if len(old) == 1 {
-		delete(n.sets, h.Rrtype)
-	} else {
-		n.sets[h.Rrtype] = slices.Delete(slices.Clone(old), i, i+1)
-	}
-	if len(n.sets) == 0 {
-		delete(z.nodes, h.Name)
-		z.walkAncestors(h.Name, -1)
 	}
 }
 
@@ -353,10 +394,7 @@ func (z *zone) walkAncestors(name string, by int) {
 		if end || j >= len(name) {
 			return
 		}
-		a := name[j:]
-		if z.ents[a] += by; z.ents[a] <= 0 {
-			delete(z.ents, a)
-		}
+		z.ents.addCount(name[j:], by)
 		i = j
 	}
 }
@@ -425,7 +463,7 @@ func (z *zone) lookup(qname string, qtype uint16) result {
 		return result{zone: zn, rcode: dns.RcodeServerFailure}
 	}
 	res := result{zone: zn, rcode: dns.RcodeSuccess}
-	n := z.nodes[qname]
+	recs, found := z.nodes.get(qname)
 	if qname == zn {
 		switch qtype {
 		case dns.TypeSOA:
@@ -436,24 +474,20 @@ func (z *zone) lookup(qname string, qtype uint16) result {
 			res.answer = append([]dns.RR{z.soa(zn, z.serial)}, z.ns(zn)...)
 		}
 	}
-	if n != nil {
-		if qtype == dns.TypeANY {
-			for _, set := range n.sets {
-				res.answer = append(res.answer, set...)
-			}
-		} else if set := n.sets[qtype]; len(set) > 0 {
-			if res.answer == nil {
-				res.answer = set
-			} else {
-				res.answer = append(res.answer, set...)
+	for i := 0; i < len(recs); {
+		n := recLen(recs[i:])
+		if t := binary.BigEndian.Uint16(recs[i:]); t == qtype || qtype == dns.TypeANY {
+			if r := unpackRec(qname, recs[i:i+n]); r != nil {
+				res.answer = append(res.answer, r)
 			}
 		}
+		i += n
 	}
 	if len(res.answer) > 0 {
 		return res
 	}
 	res.ns = []dns.RR{z.negSOA(zn)}
-	if n == nil && qname != zn && z.ents[qname] == 0 {
+	if !found && qname != zn && z.ents.count(qname) == 0 {
 		res.rcode = dns.RcodeNameError
 	}
 	return res
@@ -478,47 +512,106 @@ func (z *zone) served() []string {
 	return out
 }
 
+// xfr is the answer of a zone transfer: head, then the records of items
+// (built as they are sent), then tail.
+type xfr struct {
+	head  []dns.RR
+	items []xfrItem
+	tail  []dns.RR
+}
+
+// xfrItem is the records of one name, as stored in zone.nodes (the value
+// stays valid after the lock is released: blobMap never modifies one).
+type xfrItem struct {
+	name string
+	recs []byte
+}
+
+// short reports whether x has one record at most.
+func (x xfr) short() bool { return len(x.head)+len(x.items)+len(x.tail) <= 1 }
+
+// chunks calls fn with the records of x, n at a time, until fn returns
+// false. The records of items are built per chunk, so that a transfer of
+// a large zone does not hold them all at once.
+func (x xfr) chunks(n int, fn func([]dns.RR) bool) {
+	buf := make([]dns.RR, 0, n)
+	emit := func(r dns.RR) bool {
+		buf = append(buf, r)
+		if len(buf) < n {
+			return true
+		}
+		ok := fn(buf)
+		buf = buf[:0]
+		return ok
+	}
+	for _, r := range x.head {
+		if !emit(r) {
+			return
+		}
+	}
+	for _, it := range x.items {
+		for i := 0; i < len(it.recs); {
+			l := recLen(it.recs[i:])
+			if r := unpackRec(it.name, it.recs[i:i+l]); r != nil && !emit(r) {
+				return
+			}
+			i += l
+		}
+	}
+	for _, r := range x.tail {
+		if !emit(r) {
+			return
+		}
+	}
+	if len(buf) > 0 {
+		fn(buf)
+	}
+}
+
+// all returns every record of x.
+func (x xfr) all() []dns.RR {
+	var out []dns.RR
+	x.chunks(xfrChunk, func(rrs []dns.RR) bool {
+		out = append(out, rrs...)
+		return true
+	})
+	return out
+}
+
 // axfr returns the whole zone zn: SOA, NS, every record, SOA.
-func (z *zone) axfr(zn string) []dns.RR {
+func (z *zone) axfr(zn string) []dns.RR { return z.axfrStream(zn).all() }
+
+func (z *zone) axfrStream(zn string) xfr {
 	z.mu.RLock()
 	defer z.mu.RUnlock()
 	return z.axfrLocked(zn)
 }
 
-func (z *zone) axfrLocked(zn string) []dns.RR {
+func (z *zone) axfrLocked(zn string) xfr {
 	soa := z.soa(zn, z.serial)
-	out := []dns.RR{soa}
-	out = append(out, z.ns(zn)...)
-	names := make([]string, 0)
-	for name := range z.nodes {
-		if z.zoneOf(name) == zn {
-			names = append(names, name)
+	x := xfr{head: append([]dns.RR{soa}, z.ns(zn)...), tail: []dns.RR{soa}}
+	z.nodes.each(func(k, v []byte) {
+		// A view of the key, not a copy: most names of the other zones
+		// are skipped without an allocation.
+		if z.zoneOf(unsafe.String(unsafe.SliceData(k), len(k))) == zn {
+			x.items = append(x.items, xfrItem{name: string(k), recs: v})
 		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		n := z.nodes[name]
-		types := make([]uint16, 0, len(n.sets))
-		for t := range n.sets {
-			types = append(types, t)
-		}
-		slices.Sort(types)
-		for _, t := range types {
-			out = append(out, n.sets[t]...)
-		}
-	}
-	return append(out, soa)
+	})
+	slices.SortFunc(x.items, func(a, b xfrItem) int { return strings.Compare(a.name, b.name) })
+	return x
 }
 
 // ixfr returns the IXFR answer for a client at serial from: the current
 // SOA alone when it is up to date, the deltas since from when the history
 // holds them, or else the whole zone (RFC 1995 section 4).
-func (z *zone) ixfr(zn string, from uint32) []dns.RR {
+func (z *zone) ixfr(zn string, from uint32) []dns.RR { return z.ixfrStream(zn, from).all() }
+
+func (z *zone) ixfrStream(zn string, from uint32) xfr {
 	z.mu.RLock()
 	defer z.mu.RUnlock()
 	cur := z.soa(zn, z.serial)
 	if !serialGreater(z.serial, from) {
-		return []dns.RR{cur}
+		return xfr{head: []dns.RR{cur}}
 	}
 	i := slices.IndexFunc(z.history, func(d delta) bool { return d.from == from })
 	if i < 0 {
@@ -531,7 +624,7 @@ func (z *zone) ixfr(zn string, from uint32) []dns.RR {
 		out = append(out, z.soa(zn, d.to))
 		out = z.appendIn(out, zn, d.add)
 	}
-	return append(out, cur)
+	return xfr{head: append(out, cur)}
 }
 
 func (z *zone) appendIn(out []dns.RR, zn string, rrs []dns.RR) []dns.RR {
