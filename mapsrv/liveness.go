@@ -387,8 +387,6 @@ func (s *Service) decide(ctx context.Context) {
 		}
 		missed := now.Sub(base)
 		deadAfter := time.Duration(lc.DeadAfter) * lc.Interval
-		// A probe that was out before this pass (not one it starts).
-		probeOut := t.probing && now.Sub(t.probed) < 2*lc.Interval
 		if lc.HostProbe != nil && ctx.Err() == nil && l.probeDue(t, now, lc.Interval) {
 			s.probes.Add(1)
 			go s.probeHost(ctx, name)
@@ -400,13 +398,6 @@ func (s *Service) decide(ctx context.Context) {
 				l.deathsHeld.Add(1)
 				s.log.Warn("nve agent silent, its host answers: not declared dead, tasks stay", "nve", name, "last_heard", t.heard.Format(time.RFC3339Nano), "host_answered", t.hostSeen.Format(time.RFC3339Nano))
 			}
-		case t.state != NVEDead && missed >= deadAfter && probeOut:
-			// A probe of its host is still out (it ends within an
-			// interval): its answer decides. A probe started at suspect
-			// has one interval before the dead time, and on a loaded
-			// machine it answered too late: chaos reg-loss declared an
-			// NVE dead whose host was up (560 ms of its tasks' traffic
-			// lost).
 		case t.state != NVEDead && missed >= deadAfter:
 			todo = append(todo, due{name, t.state, NVEDead, t.heard, now.Sub(t.heard)})
 		case t.state == NVEAlive && missed >= time.Duration(lc.SuspectAfter)*lc.Interval:
