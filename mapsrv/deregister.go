@@ -43,7 +43,11 @@ func (s *Service) deregister(ctx context.Context, d DeregisterRequest) error {
 	if err != nil {
 		return err
 	}
-	return s.commit(ctx, b, "deregister task "+tkv.Key)
+	if err := s.commit(ctx, b, "deregister task "+tkv.Key); err != nil {
+		return err
+	}
+	s.forget(tkv.Key)
+	return nil
 }
 
 // deleteTask builds the transaction removing a task and the index entries

@@ -179,6 +179,7 @@ func involves(rec TaskRecord, dead string) bool {
 // failoverTask applies the death of NVE dead to one task.
 func (s *Service) failoverTask(ctx context.Context, rec TaskRecord, kv KV, dead string) (string, error) {
 	now := s.cfg.Now().UTC()
+	s.fold(&rec)
 	var b txnBuilder
 	b.cond(kv)
 	outcome := ""

@@ -261,7 +261,7 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 	}
 	me := s.cfg.Liveness.Replica
 	if rec.Liveness == nil || cur.State != NVEAlive || cur.Replica != me {
-		old := cur.State
+		old, was := cur.State, cur.Replica
 		cur.State, cur.Since, cur.LastHeard, cur.Replica = NVEAlive, now, now, me
 		rec.Liveness = &cur
 		rec.Updated = now
@@ -270,6 +270,9 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 		b.put(kv.Key, rec)
 		if err := s.commit(ctx, &b, "nve "+nve+" alive"); err != nil {
 			return 0, err
+		}
+		if was != me {
+			s.adopt(nve, now) // renew.go: its tasks get one lifetime from now
 		}
 		if old == NVEDead {
 			s.live.revivals.Add(1)
@@ -350,6 +353,11 @@ func (s *Service) livenessLoop(ctx context.Context) {
 			s.log.Warn("liveness decider stalled; every nve gets a full dead time again", "gap", gap)
 		}
 		last = time.Now()
+		if s.replicaStatusDue() {
+			if err := s.WriteReplicaStatus(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("write replica status", "err", err)
+			}
+		}
 		s.decide(ctx)
 		if last.Sub(lastStatus) >= lc.Interval {
 			lastStatus = last

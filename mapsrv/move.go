@@ -84,6 +84,14 @@ func (s *Service) switchLocator(rec *TaskRecord, nve string, loc ila.Locator, no
 		prev = nil
 	}
 	rec.Previous = prev
+	if rec.NVE != nve && !rec.Expiry.IsZero() {
+		// Its new NVE gets one lifetime from the change to register it:
+		// the record's expiry may predate refreshes held in memory by
+		// the old NVE's replica (renew.go).
+		if e := now.Add(time.Duration(rec.Lifetime)); e.After(rec.Expiry) {
+			rec.Expiry = e
+		}
+	}
 	rec.NVE, rec.Locator = nve, loc
 	return notify
 }
@@ -209,6 +217,7 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 		b.put(nkv.Key, pin)
 	}
 	from := rec.NVE
+	s.fold(&rec)
 	notify, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
 	if err != nil {
 		return TaskRecord{}, err
@@ -242,6 +251,7 @@ func (s *Service) ClearDuplicate(ctx context.Context, tenant, name, domain strin
 	rec.State = ila.StateActive
 	rec.Moves = nil
 	rec.Version++
+	s.fold(&rec)
 	rec.Updated = s.cfg.Now().UTC()
 	var b txnBuilder
 	b.cond(tkv)

@@ -60,22 +60,43 @@ func (s *Service) resolve(ctx context.Context, tenant, name, domain string, id i
 	return rec, kvs[0], nil
 }
 
-// Task returns a task by tenant/name.
+// Task returns a task by tenant/name. Its Expiry is when this replica
+// would expire it (renew.go): refreshes held in memory are not in the
+// stored record.
 func (s *Service) Task(ctx context.Context, tenant, name string) (TaskRecord, error) {
 	rec, _, err := s.resolve(ctx, tenant, name, "", 0)
-	return rec, err
+	if err != nil {
+		return rec, err
+	}
+	recs, err := s.withExpiry(ctx, []TaskRecord{rec})
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	return recs[0], nil
 }
 
-// TaskByID returns a task by domain and identifier.
+// TaskByID returns a task by domain and identifier, with its expiry as
+// Task.
 func (s *Service) TaskByID(ctx context.Context, domain string, id ila.Identifier) (TaskRecord, error) {
 	rec, _, err := s.resolve(ctx, "", "", domain, id)
-	return rec, err
+	if err != nil {
+		return rec, err
+	}
+	recs, err := s.withExpiry(ctx, []TaskRecord{rec})
+	if err != nil {
+		return TaskRecord{}, err
+	}
+	return recs[0], nil
 }
 
-// Tasks lists every task, skipping malformed values.
+// Tasks lists every task, skipping malformed values, with their expiry as
+// Task.
 func (s *Service) Tasks(ctx context.Context) ([]TaskRecord, error) {
 	recs, _, err := s.tasks(ctx)
-	return recs, err
+	if err != nil {
+		return nil, err
+	}
+	return s.withExpiry(ctx, recs)
 }
 
 func (s *Service) tasks(ctx context.Context) ([]TaskRecord, []KV, error) {

@@ -391,6 +391,17 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 		case own.Liveness != nil && own.Liveness.State == NVEDead:
 			st.OwnerGone, okv = true, kv
 		}
+		if !st.OwnerGone && !t.Expiry.IsZero() {
+			// The record's expiry may predate refreshes held in memory
+			// (renew.go): judge "its lifetime is over" by the effective one.
+			exp, _, _, err := s.effectiveExpiry(ctx, *t, nil)
+			if err != nil {
+				return TaskRecord{}, err
+			}
+			view := *t
+			view.Expiry = exp
+			st.Task = &view
+		}
 	}
 	claim := decideClaim(r, nve.Name, id, st, now)
 	if claim.Kind == claimRefuse {
@@ -491,6 +502,18 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 			b.put(MACKey(r.MAC), Index{Domain: dom.Name, Identifier: id})
 		}
 	}
+	if claim.Kind == claimRefresh && tr.exists && len(b.ops) == 1 && unchangedBut(rec, tr.rec) && s.holdsRefreshes(nve, now) {
+		// A refresh that changes nothing but the expiry: held in memory,
+		// not written (renew.go), once the store confirms what it read.
+		if err := s.confirmUnchanged(ctx, &b); err != nil {
+			return TaskRecord{}, err
+		}
+		if !rec.Expiry.IsZero() {
+			s.renewed(tr.task.Key, nve.Name, rec.Expiry)
+		}
+		rec.Updated = tr.rec.Updated
+		return rec, nil
+	}
 	if err := s.commit(ctx, &b, "register task "+tr.task.Key); err != nil {
 		return TaskRecord{}, err
 	}
@@ -505,4 +528,28 @@ func (s *Service) register(ctx context.Context, r Registration, optimistic bool)
 // pointsAt reports whether index entry kv exists and names (domain, id).
 func pointsAt(kv KV, ir indexRead, domain string, id ila.Identifier) bool {
 	return kv.Revision != 0 && ir.err == nil && ir.x.Domain == domain && ir.x.Identifier == id
+}
+
+// confirmUnchanged reads the keys b compares (the task, its NVE, domain
+// and index entries) at one revision: ErrConflict (the keys forgotten
+// from the caches, for a retry with fresh reads) if one changed since the
+// registration read it.
+func (s *Service) confirmUnchanged(ctx context.Context, b *txnBuilder) error {
+	conds := b.conds
+	keys := make([]string, len(conds))
+	for i, c := range conds {
+		keys[i] = c.Key
+	}
+	kvs, err := s.store.Get(ctx, keys...)
+	if err != nil {
+		return s.storeErr(fmt.Errorf("confirm refresh of %s: %w", keys[0], err))
+	}
+	for i, kv := range kvs {
+		if kv.Revision != conds[i].Revision {
+			s.kvs.conflicted(conds)
+			s.cache.invalidate()
+			return fmt.Errorf("refresh of %s: %s changed: %w", keys[0], kv.Key, ErrConflict)
+		}
+	}
+	return nil
 }

@@ -163,6 +163,9 @@ type Stats struct {
 	StoreErrors                             uint64
 	MalformedSkipped                        uint64
 	NotifySent, NotifyFailed, NotifyDropped uint64
+	// RefreshesHeld: refreshes that changed nothing but the expiry, held
+	// in memory by this replica instead of written (renew.go).
+	RefreshesHeld uint64
 }
 
 type counters struct {
@@ -173,6 +176,7 @@ type counters struct {
 	notifySent, notifyFailed, notifyDropped         atomic.Uint64
 	suspendTimeouts                                 atomic.Uint64
 	claimsUnjustified                               atomic.Uint64
+	refreshesHeld                                   atomic.Uint64
 }
 
 // Service is the mapping authority. Its methods are safe for concurrent use.
@@ -190,6 +194,7 @@ type Service struct {
 	kvs   kvCache     // task and index entries this Service wrote
 	up    upState     // start of the expiry grace (grace.go)
 	live  liveness    // NVE heartbeats (liveness.go)
+	renew renewals    // refreshes held in memory (renew.go)
 	// probes: host probes in flight (hostprobe.go).
 	probes sync.WaitGroup
 }
@@ -219,6 +224,7 @@ func (s *Service) Stats() Stats {
 		MovesRefused: c.movesRefused.Load(), ClaimsUnjustified: c.claimsUnjustified.Load(), DuplicatesMarked: c.dups.Load(),
 		Expiries: c.expiries.Load(), SuspendTimeouts: c.suspendTimeouts.Load(), StoreErrors: c.storeErrors.Load(), MalformedSkipped: c.malformed.Load(),
 		NotifySent: c.notifySent.Load(), NotifyFailed: c.notifyFailed.Load(), NotifyDropped: c.notifyDropped.Load(),
+		RefreshesHeld: c.refreshesHeld.Load(),
 	}
 }
 

@@ -45,6 +45,7 @@ func (s *Service) rollBack(ctx context.Context, rec TaskRecord, kv KV, now time.
 	rec.Previous = prunePrevious(rec.Previous, now)
 	rec.Version++
 	rec.Updated = now
+	s.fold(&rec)
 	var b txnBuilder
 	b.cond(kv)
 	b.put(kv.Key, rec)

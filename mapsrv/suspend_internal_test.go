@@ -21,7 +21,7 @@ func TestDueSetSuspension(t *testing.T) {
 	if got := d.due(t0.Add(30*time.Second - time.Nanosecond)); len(got) != 0 {
 		t.Errorf("due before the timeout: %v", got)
 	}
-	if got := d.due(t0.Add(30 * time.Second)); len(got) != 1 || got[0] != TaskKey("prod", 1) {
+	if got := d.due(t0.Add(30 * time.Second)); len(got) != 1 || got[0].key != TaskKey("prod", 1) {
 		t.Errorf("due at the timeout: %v, want the task", got)
 	}
 	active := tk

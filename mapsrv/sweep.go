@@ -22,9 +22,10 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := s.cfg.Now().UTC()
+	v := s.newExpiryView()
 	expired := 0
 	for i, rec := range recs {
-		exp, err := s.sweepOne(ctx, rec, kvs[i], now)
+		exp, _, err := s.sweepOne(ctx, rec, kvs[i], now, v)
 		if err != nil {
 			return expired, err
 		}
@@ -32,43 +33,74 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			expired++
 		}
 	}
+	s.forgetBefore(now) // refreshes held that can no longer change a decision
 	return expired, nil
 }
 
 // sweepOne expires rec or prunes its previous locators if due. A task
-// changed concurrently is left alone.
-func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.Time) (bool, error) {
+// changed concurrently is left alone. next is when rec is next due
+// (zero: never) if it is still there.
+func (s *Service) sweepOne(ctx context.Context, rec TaskRecord, kv KV, now time.Time, v *expiryView) (expired bool, next time.Time, err error) {
+	exp, ok := s.localExpiry(rec)
+	var nkv KV
+	if ok && !exp.After(now) {
+		// Due by what this replica knows: the NVE's decider may hold
+		// refreshes in memory (renew.go).
+		if exp, ok, nkv, err = s.effectiveExpiry(ctx, rec, v); err != nil {
+			return false, time.Time{}, err
+		}
+	}
 	switch {
-	case s.expired(rec.Task, now):
+	case ok && !exp.After(now):
 		b, err := s.deleteTask(ctx, rec, kv)
 		if err != nil {
-			return false, err
+			return false, time.Time{}, err
+		}
+		if nkv.Key != "" {
+			b.cond(nkv) // the decision holds only while the NVE's decider does
 		}
 		if err := s.commit(ctx, b, "expire task "+kv.Key); err != nil {
 			if errors.Is(err, ErrConflict) {
-				return false, nil
+				return false, now, nil
 			}
-			return false, err
+			return false, time.Time{}, err
 		}
+		s.forget(kv.Key)
 		s.c.expiries.Add(1)
 		s.log.Info("task expired", "domain", rec.Domain, "identifier", rec.Identifier, "tenant", rec.Tenant, "name", rec.Name, "nve", rec.NVE)
-		return true, nil
+		return true, time.Time{}, nil
 	case s.suspendDue(rec, now):
-		return false, s.rollBack(ctx, rec, kv, now)
+		return false, now, s.rollBack(ctx, rec, kv, now)
 	case len(rec.Previous) > 0 && len(prunePrevious(rec.Previous, now)) != len(rec.Previous),
 		rec.Expect != nil && !rec.Expect.Until.After(now):
 		// In-flight entries and an expectation (expect.go) whose time is
 		// over.
 		rec.Previous = prunePrevious(rec.Previous, now)
 		dropExpect(&rec, rec.NVE, now)
+		s.fold(&rec)
 		var b txnBuilder
 		b.cond(kv)
 		b.put(kv.Key, rec)
 		if err := s.commit(ctx, &b, "prune previous of "+kv.Key); err != nil && !errors.Is(err, ErrConflict) {
-			return false, err
+			return false, time.Time{}, err
 		}
+		return false, now, nil
 	}
-	return false, nil
+	next = time.Time{}
+	if ok {
+		next = exp
+	}
+	rec.Expiry = next
+	if d, has := nextDue(rec.Task); has {
+		next = d
+	}
+	if d, has := s.pendingDeadline(rec); has && (next.IsZero() || d.Before(next)) {
+		next = d
+	}
+	if e := rec.Expect; e != nil && (next.IsZero() || e.Until.Before(next)) {
+		next = e.Until
+	}
+	return false, next, nil
 }
 
 // nextDue returns when the sweeper has something to do for t: its expiry
@@ -129,31 +161,58 @@ func (d *dueSet) event(ev ila.Event) {
 	d.m[key] = due
 }
 
-func (d *dueSet) due(now time.Time) []string {
+// dueKey is a key due and the time it was due at.
+type dueKey struct {
+	key string
+	at  time.Time
+}
+
+func (d *dueSet) due(now time.Time) []dueKey {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var keys []string
+	var keys []dueKey
 	for k, t := range d.m {
 		if !t.After(now) {
-			keys = append(keys, k)
+			keys = append(keys, dueKey{k, t})
 		}
 	}
-	sort.Strings(keys)
+	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
 	return keys
+}
+
+// later moves k to next (zero: drops it), unless an event changed it
+// since it was found due.
+func (d *dueSet) later(k dueKey, next time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if t, ok := d.m[k.key]; !ok || !t.Equal(k.at) {
+		return
+	}
+	if next.IsZero() {
+		delete(d.m, k.key)
+		return
+	}
+	d.m[k.key] = next
 }
 
 // sweepDue sweeps the tasks the event feed says are due.
 func (s *Service) sweepDue(ctx context.Context, d *dueSet) error {
 	now := s.cfg.Now().UTC()
 	keys := d.due(now)
+	v := s.newExpiryView()
 	for i := 0; i < len(keys); i += 64 {
 		batch := keys[i:min(i+64, len(keys))]
-		kvs, err := s.store.Get(ctx, batch...)
+		get := make([]string, len(batch))
+		for j, k := range batch {
+			get[j] = k.key
+		}
+		kvs, err := s.store.Get(ctx, get...)
 		if err != nil {
 			return s.storeErr(fmt.Errorf("get due tasks: %w", err))
 		}
-		for _, kv := range kvs {
+		for j, kv := range kvs {
 			if kv.Revision == 0 {
+				d.later(batch[j], time.Time{}) // gone
 				continue
 			}
 			rec, err := DecodeTask(kv.Key, kv.Value)
@@ -161,8 +220,14 @@ func (s *Service) sweepDue(ctx context.Context, d *dueSet) error {
 				s.malformed(kv, err)
 				continue
 			}
-			if _, err := s.sweepOne(ctx, rec, kv, now); err != nil {
+			expired, next, err := s.sweepOne(ctx, rec, kv, now, v)
+			if err != nil {
 				return err
+			}
+			if !expired && next.After(now) {
+				// Not due after all (a refresh held in memory, a
+				// decider elsewhere): not read again before next.
+				d.later(batch[j], next)
 			}
 		}
 	}
