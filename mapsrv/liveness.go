@@ -271,8 +271,10 @@ func (s *Service) heartbeatSlow(ctx context.Context, nve string, epoch uint32, n
 		if err := s.commit(ctx, &b, "nve "+nve+" alive"); err != nil {
 			return 0, err
 		}
-		if was != me {
-			s.adopt(nve, now) // renew.go: its tasks get one lifetime from now
+		if was != "" && was != me {
+			// renew.go: another replica may hold refreshes of its tasks
+			// in memory; they get one lifetime from now.
+			s.adopt(nve, now)
 		}
 		if old == NVEDead {
 			s.live.revivals.Add(1)
