@@ -15,6 +15,8 @@ import (
 //
 //	expires at = max(Expiry, upSince + Lifetime)
 //
+// (and the refreshes held in memory: renew.go, Service.effectiveExpiry).
+//
 // upSince is per replica. When every replica was down (or the store was),
 // every replica grants the grace; when one replica stays up, it keeps
 // expiring normally (its NVEs could register with it).
@@ -53,12 +55,6 @@ func expiresAt(t ila.Task, upSince time.Time) (time.Time, bool) {
 		}
 	}
 	return exp, true
-}
-
-// expired reports whether t's lifetime is over at now, counting the grace.
-func (s *Service) expired(t ila.Task, now time.Time) bool {
-	exp, ok := expiresAt(t, s.up.get())
-	return ok && !exp.After(now)
 }
 
 // UpSince returns when this replica last started, regained its store or
