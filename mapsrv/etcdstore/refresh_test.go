@@ -9,6 +9,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/internal/etcdembed/etcdtest"
 	"github.com/ilamesh/ilamesh/mapsrv"
+	"github.com/ilamesh/ilamesh/mapsrv/etcdstore"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -251,4 +252,47 @@ func TestRefreshHeldRestart(t *testing.T) {
 	r.sweep(again, 0)
 	r.clk.Advance(time.Millisecond)
 	r.sweep(again, 1)
+}
+
+// TestRefreshHeldEventSweeper: the sweeper fed by the watch (which saw
+// only the record's expiry) keeps a task whose refresh is held past that
+// expiry, and expires it a lifetime after the last refresh.
+func TestRefreshHeldEventSweeper(t *testing.T) {
+	r := newRefreshRig(t)
+	svc := newService(t, r.cli, func(c *mapsrv.Config) {
+		c.Now = r.clk.Now
+		c.Liveness = mapsrv.LivenessConfig{Interval: time.Hour, Replica: "r1"} // no death within the test
+		c.SweepInterval = 10 * time.Millisecond
+		c.Events = etcdstore.NewWatcher(r.cli, r.cli, etcdstore.WatchOptions{}).Watch
+		c.FullSweepInterval = time.Hour
+	})
+	setup(t, svc, nil)
+	r.alive(svc, "a")
+	if _, err := r.register(svc, "a"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for svc.UpSince().IsZero() {
+		time.Sleep(time.Millisecond)
+	}
+	r.clk.Advance(4 * time.Second)
+	r.alive(svc, "a")
+	if _, err := r.register(svc, "a"); err != nil { // held: expires at +12s
+		t.Fatal(err)
+	}
+	r.clk.Advance(5 * time.Second) // past the record's expiry
+	time.Sleep(300 * time.Millisecond)
+	if r.modRev() == 0 {
+		t.Fatal("task expired at its record's expiry; its refresh held runs 3 s more")
+	}
+	r.clk.Advance(3 * time.Second)
+	for deadline := time.Now().Add(10 * time.Second); r.modRev() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("task not expired a lifetime after its last refresh")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
