@@ -209,6 +209,7 @@ func (s *Service) heldExpiry(rec TaskRecord) time.Time {
 // elsewhere depends on: NVE records and the replicas' status keys.
 type expiryView struct {
 	s        *Service
+	cached   bool // NVE records from the registration path's cache (views only)
 	nves     map[string]nveAt
 	replicas map[string]ReplicaStatus
 }
@@ -226,7 +227,11 @@ func (v *expiryView) nve(ctx context.Context, name string) nveAt {
 		return n
 	}
 	var n nveAt
-	n.rec, n.kv, n.err = v.s.getNVE(ctx, name)
+	if v.cached {
+		n.rec, n.kv, n.err = v.s.cachedNVE(ctx, name)
+	} else {
+		n.rec, n.kv, n.err = v.s.getNVE(ctx, name)
+	}
 	if v.nves == nil {
 		v.nves = make(map[string]nveAt)
 	}
@@ -315,6 +320,7 @@ func (s *Service) effectiveExpiry(ctx context.Context, rec TaskRecord, v *expiry
 // memory).
 func (s *Service) withExpiry(ctx context.Context, recs []TaskRecord) ([]TaskRecord, error) {
 	v := s.newExpiryView()
+	v.cached = true // a view: NVE records up to cacheTTL old will do
 	for i := range recs {
 		exp, ok, _, err := s.effectiveExpiry(ctx, recs[i], v)
 		if err != nil {
