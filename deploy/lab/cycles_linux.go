@@ -285,11 +285,15 @@ func (l *cycler) waitStandby(ctx context.Context, task *Task, nve string, timeou
 	}
 }
 
-// waitReleased waits until nve's ilad no longer holds task as its own.
+// waitReleased waits until nve's ilad no longer holds task as its own,
+// registered or not: a restarted ilad restores the task from its state
+// file and detaches it only once its watch shows the task elsewhere, and
+// a standby attach of the same task before that is a no-op (the ports
+// are the same), so no standby would be registered.
 func (l *cycler) waitReleased(ctx context.Context, task *Task, nve string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		owns, err := l.iladOwns(ctx, nve, task)
+		owns, err := l.iladHolds(ctx, nve, task, false)
 		if err == nil && !owns {
 			return nil
 		}
@@ -307,6 +311,12 @@ func (l *cycler) waitReleased(ctx context.Context, task *Task, nve string, timeo
 // iladOwns says whether nve's ilad holds task as its own: attached,
 // active, not a standby, registered.
 func (l *cycler) iladOwns(ctx context.Context, nve string, task *Task) (bool, error) {
+	return l.iladHolds(ctx, nve, task, true)
+}
+
+// iladHolds says whether nve's ilad has task attached, active, not a
+// standby; registered too if registered is set.
+func (l *cycler) iladHolds(ctx context.Context, nve string, task *Task, registered bool) (bool, error) {
 	c, err := l.ilad(nve)
 	if err != nil {
 		return false, err
@@ -318,7 +328,7 @@ func (l *cycler) iladOwns(ctx context.Context, nve string, task *Task) (bool, er
 		return false, err
 	}
 	return slices.ContainsFunc(ts, func(s locator.TaskStatus) bool {
-		return s.SIR == task.SIR && !s.Standby && s.State == locator.StateActive && s.Registered
+		return s.SIR == task.SIR && !s.Standby && s.State == locator.StateActive && (s.Registered || !registered)
 	}), nil
 }
 
