@@ -65,20 +65,17 @@ func (s *Service) resolve(ctx context.Context, tenant, name, domain string, id i
 // stored record.
 func (s *Service) Task(ctx context.Context, tenant, name string) (TaskRecord, error) {
 	rec, _, err := s.resolve(ctx, tenant, name, "", 0)
-	if err != nil {
-		return rec, err
-	}
-	recs, err := s.withExpiry(ctx, []TaskRecord{rec})
-	if err != nil {
-		return TaskRecord{}, err
-	}
-	return recs[0], nil
+	return s.withExpiryOne(ctx, rec, err)
 }
 
 // TaskByID returns a task by domain and identifier, with its expiry as
 // Task.
 func (s *Service) TaskByID(ctx context.Context, domain string, id ila.Identifier) (TaskRecord, error) {
 	rec, _, err := s.resolve(ctx, "", "", domain, id)
+	return s.withExpiryOne(ctx, rec, err)
+}
+
+func (s *Service) withExpiryOne(ctx context.Context, rec TaskRecord, err error) (TaskRecord, error) {
 	if err != nil {
 		return rec, err
 	}

@@ -35,14 +35,7 @@ import (
 //
 //	go test -run '^$' -bench RefreshFanout -benchtime 3x ./mapsrv/etcdstore
 func BenchmarkRefreshFanout(b *testing.B) {
-	n := 10_000
-	if s := os.Getenv("ILA_BENCH_TASKS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v <= 0 {
-			b.Fatalf("ILA_BENCH_TASKS=%q: want a positive integer", s)
-		}
-		n = v
-	}
+	n := benchTasks(b, 10_000)
 	cli, _ := etcdtest.Start(b)
 	ctx := b.Context()
 	svc, err := mapsrv.New(mapsrv.Config{
@@ -170,4 +163,17 @@ func BenchmarkRefreshFanout(b *testing.B) {
 		})
 	}
 	b.Logf("refreshes held in memory: %d", svc.Stats().RefreshesHeld)
+}
+
+// benchTasks returns ILA_BENCH_TASKS, or def when it is not set.
+func benchTasks(b *testing.B, def int) int {
+	s := os.Getenv("ILA_BENCH_TASKS")
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v <= 0 {
+		b.Fatalf("ILA_BENCH_TASKS=%q: want a positive integer", s)
+	}
+	return v
 }

@@ -63,6 +63,24 @@ func (r *refreshRig) modRev() int64 {
 	return resp.Kvs[0].ModRevision
 }
 
+// heldPastRecord registers web1 on NVE a at svc (which hears a), lets svc
+// hold a refresh 4 s later (expiry +12s) and moves the clock to +9s, past
+// the record's expiry (+8s).
+func (r *refreshRig) heldPastRecord(svc *mapsrv.Service) {
+	r.t.Helper()
+	setup(r.t, svc, nil)
+	r.alive(svc, "a")
+	if _, err := r.register(svc, "a"); err != nil {
+		r.t.Fatal(err)
+	}
+	r.clk.Advance(4 * time.Second)
+	r.alive(svc, "a")
+	if _, err := r.register(svc, "a"); err != nil {
+		r.t.Fatal(err)
+	}
+	r.clk.Advance(5 * time.Second)
+}
+
 func (r *refreshRig) sweep(svc *mapsrv.Service, want int) {
 	r.t.Helper()
 	if n, err := svc.Sweep(r.t.Context()); err != nil || n != want {
@@ -163,17 +181,7 @@ func TestRefreshWrittenWithoutDecider(t *testing.T) {
 func TestRefreshHeldElsewhere(t *testing.T) {
 	r := newRefreshRig(t)
 	r1, r2 := r.replica("r1"), r.replica("r2")
-	setup(t, r1, nil)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil {
-		t.Fatal(err)
-	}
-	r.clk.Advance(4 * time.Second)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil { // held by r1
-		t.Fatal(err)
-	}
-	r.clk.Advance(5 * time.Second) // past the record's expiry
+	r.heldPastRecord(r1)
 	r.alive(r1, "a")
 	r.sweep(r2, 0)
 	r.sweep(r1, 0)
@@ -195,18 +203,8 @@ func TestRefreshHeldElsewhere(t *testing.T) {
 func TestRefreshDeciderMoves(t *testing.T) {
 	r := newRefreshRig(t)
 	r1, r2 := r.replica("r1"), r.replica("r2")
-	setup(t, r1, nil)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil {
-		t.Fatal(err)
-	}
-	r.clk.Advance(4 * time.Second)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil { // held by r1
-		t.Fatal(err)
-	}
-	r.clk.Advance(5 * time.Second) // past the record's expiry
-	r.alive(r2, "a")               // r2 decides from +9s
+	r.heldPastRecord(r1)
+	r.alive(r2, "a") // r2 decides from +9s
 	r.sweep(r2, 0)
 	r.sweep(r1, 0)
 	// +9s + 8s lifetime + 15s hold = +32s.
@@ -223,18 +221,8 @@ func TestRefreshDeciderMoves(t *testing.T) {
 // any restart, and expire after it if nobody refreshes them.
 func TestRefreshHeldRestart(t *testing.T) {
 	r := newRefreshRig(t)
-	r1 := r.replica("r1")
-	setup(t, r1, nil)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil {
-		t.Fatal(err)
-	}
-	r.clk.Advance(4 * time.Second)
-	r.alive(r1, "a")
-	if _, err := r.register(r1, "a"); err != nil { // held in memory
-		t.Fatal(err)
-	}
-	r.clk.Advance(16 * time.Second) // r1 is down; the refresh held ran out at +12s
+	r.heldPastRecord(r.replica("r1"))
+	r.clk.Advance(11 * time.Second) // +20s: r1 is down; the refresh held ran out at +12s
 	again := newService(t, r.cli, func(c *mapsrv.Config) {
 		c.Now = r.clk.Now
 		c.Liveness = mapsrv.LivenessConfig{Interval: time.Hour, Replica: "r1"}

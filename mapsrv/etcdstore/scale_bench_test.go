@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -66,14 +64,7 @@ func (r *scaleRig) name(i int) string { return fmt.Sprintf("vm-%d-%d", r.rig.rou
 //
 //	go test -run '^$' -bench ScaleStore -benchtime 1x ./mapsrv/etcdstore
 func BenchmarkScaleStore(b *testing.B) {
-	big := 100_000
-	if s := os.Getenv("ILA_BENCH_TASKS"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil || v <= 0 {
-			b.Fatalf("ILA_BENCH_TASKS=%q: want a positive integer", s)
-		}
-		big = v
-	}
+	big := benchTasks(b, 100_000)
 	rigs := []*scaleRig{newScaleRig(b, 1000), newScaleRig(b, big)}
 	ctx := b.Context()
 	for _, r := range rigs {
