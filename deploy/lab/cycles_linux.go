@@ -232,19 +232,46 @@ func (l *cycler) failoverCycle(ctx context.Context, rep *CyclesReport, dst *Task
 	}
 	// The recovered NVE holds the standby for the next cycle: the
 	// namespace that stayed on its port (a replica kept in sync).
-	spec := dst.spec()
+	if err := l.attachStandby(ctx, dst, from.nve, 10*time.Second); err != nil {
+		return err
+	}
+	return l.waitStandby(ctx, dst, from.nve, 10*time.Second)
+}
+
+// attachStandby attaches task as a standby on nve's ilad until the ilad
+// lists it so. A restarted ilad restores the task from its state file
+// (as its own) and detaches it once its watch shows the task elsewhere;
+// an attach before that is a no-op (the same ports), so it is made again.
+func (l *cycler) attachStandby(ctx context.Context, task *Task, nve string, timeout time.Duration) error {
+	spec := task.spec()
 	spec.Standby = true
-	c, err := l.ilad(from.nve)
+	c, err := l.ilad(nve)
 	if err != nil {
 		return err
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = c.Attach(actx, spec)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("standby of %s on %s: %w", dst.Name, from.nve, err)
+	deadline := time.Now().Add(timeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := c.Attach(actx, spec)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("standby of %s on %s: %w", task.Name, nve, err)
+		}
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		ts, err := c.Tasks(lctx)
+		cancel()
+		if err == nil && slices.ContainsFunc(ts, func(s locator.TaskStatus) bool { return s.SIR == task.SIR && s.Standby }) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("standby of %s on %s: the ilad does not list it as a standby after %v (%v)", task.Name, nve, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return l.waitStandby(ctx, dst, from.nve, 10*time.Second)
 }
 
 // waitMapped waits until mapsrv maps task, active, to nve.
