@@ -303,7 +303,7 @@ func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) 
 		case err == nil:
 			a.log.Info("aborted task: standby withdrawn", "task", wd.Name, "sir", wd.SIR)
 			return
-		case errors.As(err, &rej):
+		case errors.As(err, &rej) && !transientRefusal(rej.Reason):
 			a.log.Debug("aborted task: standby withdrawal refused (not the standby)", "task", wd.Name, "err", err)
 			return
 		}
@@ -323,6 +323,19 @@ func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) 
 			return // attached here again: its own registration decides
 		}
 	}
+}
+
+// transientRefusal reports whether a refusal with reason (regproto's
+// reason text) says nothing about the request itself, so that sending it
+// again may succeed: a replay refusal (the mapping service restarted and
+// the client had not resynchronised yet), the service's store failing,
+// overload, a concurrent move.
+func transientRefusal(reason string) bool {
+	switch reason {
+	case "replay", "internal error", "busy", "conflict (concurrent move)":
+		return true
+	}
+	return false
 }
 
 // claimPending reports whether lt was committed here and mapsrv has not

@@ -552,3 +552,43 @@ func TestAbortClaimAcceptedAnswerLost(t *testing.T) {
 		}
 	})
 }
+
+// TestAbortWithdrawalRetriesTransientRefusal: the standby withdrawal of
+// an aborted task refused as a replay (mapsrv restarted and the client
+// had not resynchronised), or by a failing store, is sent again until
+// mapsrv answers it; only a refusal about the request itself (not the
+// standby) ends it. It used to stop at any refusal, leaving the store
+// naming a standby without a port (TestMoveRefusals after a restart).
+func TestAbortWithdrawalRetriesTransientRefusal(t *testing.T) {
+	for _, reason := range []string{"replay", "internal error"} {
+		t.Run(reason, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				a, _, reg, _ := prepareAgent(t)
+				web := spec("web", "veth-web", 0x1001)
+				web.Standby = true
+				if err := a.Attach(t.Context(), web); err != nil {
+					t.Fatal(err)
+				}
+				reg.SetErr(&locator.RejectedError{Reason: reason})
+				if err := a.Abort(t.Context(), "web"); err != nil {
+					t.Fatalf("abort: %v", err)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				refused := len(reg.Registrations())
+				reg.SetErr(nil)
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				after := reg.Registrations()[refused:]
+				if len(after) == 0 {
+					t.Fatalf("withdrawal not sent again after a %q refusal", reason)
+				}
+				for _, r := range after {
+					if !r.Standby || r.Lifetime != 0 {
+						t.Errorf("registration after the abort: %+v", r)
+					}
+				}
+			})
+		})
+	}
+}

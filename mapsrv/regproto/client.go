@@ -252,12 +252,16 @@ func (c *Client) Close() error {
 }
 
 // resync moves the sequence counter to at least the clock plus
-// ResyncAhead (Unix nanoseconds).
+// ResyncAhead (Unix nanoseconds), and past SeqReserve above where it is:
+// a counter already ahead of the clock (an earlier resync) made the
+// server set its ceiling SeqReserve above that, so the clock alone would
+// not get past it after the server's next restart.
 func (c *Client) resync() {
-	want := uint64(time.Now().Add(ResyncAhead).UnixNano())
+	clock := uint64(time.Now().Add(ResyncAhead).UnixNano())
 	for {
 		cur := c.seq.Load()
-		if cur >= want || c.seq.CompareAndSwap(cur, want) {
+		want := max(clock, cur+uint64(SeqReserve)+1)
+		if c.seq.CompareAndSwap(cur, want) {
 			return
 		}
 	}

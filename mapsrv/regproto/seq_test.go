@@ -220,3 +220,46 @@ func TestServerSeqStoreRestart(t *testing.T) {
 		t.Error("request handled though its sequence number was not saved")
 	}
 }
+
+// TestClientResyncsAfterSecondRestart: a client whose counter is already
+// ahead of its clock (it resynchronised after an earlier restart) gets
+// past the ceiling the server stored for it after the server's next
+// restart. The resync used to move the counter to the clock plus
+// ResyncAhead only, which was below that ceiling: the request was refused
+// as a replay twice and came back refused (TestMoveRefusals' standby
+// withdrawal after mapsrv restarted).
+func TestClientResyncsAfterSecondRestart(t *testing.T) {
+	store := &memSeqStore{}
+	run := func() (netip.AddrPort, func()) {
+		s := &Server{Handler: HandlerFunc(grant), SeqStore: store, Keys: testKeys, KeyID: 99, Secret: srvSecret, Conn: listen(t)}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return addrOf(s.Conn), func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	addr, stop := run()
+	c := newClient(t, addr)
+	c.seq.Store(uint64(time.Now().Add(ResyncAhead).UnixNano())) // as after a resync
+	if rep, err := c.Do(t.Context(), &Message{VMID: "before", Lifetime: 10}); err != nil || rep.Status != StatusAccepted {
+		t.Fatalf("request before the restart: %+v, %v", rep, err)
+	}
+	stop()
+
+	addr2, stop2 := run()
+	defer stop2()
+	c2 := &Client{Server: addr2, KeyID: 7, Secret: nveSecret, Keys: testKeys, ServerKeyID: 99, Timeout: 200 * time.Millisecond}
+	defer c2.Close()
+	c2.seq.Store(c.seq.Load())
+	rep, err := c2.Do(t.Context(), &Message{VMID: "after", Lifetime: 10})
+	if err != nil || rep.Status != StatusAccepted {
+		t.Fatalf("request after the restart: %+v, %v; want accepted after one resync", rep, err)
+	}
+	if st := c2.Stats(); st.Resyncs != 1 {
+		t.Errorf("client stats %+v, want 1 resync", st)
+	}
+}
