@@ -119,3 +119,35 @@ func TestHostProbeRevival(t *testing.T) {
 		t.Errorf("web1: %s on %s, want active on a", rec.State, rec.NVE)
 	}
 }
+
+// TestHostProbeFromFirstMissedHeartbeat: the host is probed from the
+// first missed heartbeat, not only once the NVE is suspect, so an answer
+// that can only come early (here: the host answers during the first two
+// intervals of silence, later probes get no answer in time, as on a
+// loaded machine) still holds off the death. Probing only while suspect
+// declared it dead at 3.1 intervals (chaos reg-loss: a false death, 51-54
+// pings lost).
+func TestHostProbeFromFirstMissedHeartbeat(t *testing.T) {
+	var f *fixture
+	var start time.Time
+	f = liveFixture(t, func(c *mapsrv.Config) {
+		c.Liveness.HostProbe = func(context.Context, netip.Addr) bool {
+			return f.clk.Now().Sub(start) < 2*time.Second
+		}
+	})
+	ctx := t.Context()
+	start = f.clk.Now()
+	f.register(t, "a", "web1", "2001:db8::1")
+	f.heartbeat(t, "a", 0)
+	for _, d := range []time.Duration{1100, 500, 500, 500, 500} { // 1.1 .. 3.1 s
+		f.clk.Advance(d * time.Millisecond)
+		f.svc.DecideLiveness(ctx)
+		f.svc.WaitHostProbes()
+	}
+	if l := f.liveness(t, "a"); l.State != mapsrv.NVESuspect {
+		t.Errorf("a after 3.1 s of silence, its host answered at 1.1 and 1.6 s: %s, want suspect (held)", l.State)
+	}
+	if rec, _ := f.svc.Task(ctx, "t1", "web1"); rec.State != ila.StateActive {
+		t.Errorf("web1: %s, want active", rec.State)
+	}
+}

@@ -397,7 +397,7 @@ func (s *Service) decide(ctx context.Context) {
 		}
 		missed := now.Sub(base)
 		deadAfter := time.Duration(lc.DeadAfter) * lc.Interval
-		if lc.HostProbe != nil && ctx.Err() == nil && l.probeDue(t, now, lc.Interval) {
+		if lc.HostProbe != nil && ctx.Err() == nil && l.probeDue(t, now, missed, lc.Interval) {
 			s.probes.Add(1)
 			go s.probeHost(ctx, name)
 		}
