@@ -33,8 +33,9 @@ import (
 // One NVE, a million mappings in the store: BenchmarkScaleList fills an
 // embedded etcd with ILA_BENCH_TASKS task records (default 1,000,000;
 // the records are a real registration's record with the identifier, name,
-// MAC and NVE varied, written straight to etcd in 128-put transactions:
-// no name/MAC indexes) over 1,000 NVEs, then starts a node agent
+// MAC and NVE varied, written straight to etcd in 128-put transactions;
+// with ILA_BENCH_INDEXES=1 also the name and MAC index entries a
+// registration writes, else none) over 1,000 NVEs, then starts a node agent
 // (locator.Agent with its own etcd client and etcdstore.Watcher, as ilad
 // runs it) and measures
 //   - push: the time from Run to every mapping installed, the Go heap the
@@ -143,7 +144,36 @@ func fillStore(ctx context.Context, cli *clientv3.Client, n, nves int) (filled, 
 		r.NVE, r.Locator = fmt.Sprintf("nve%d", i%nves), locs[i%nves]
 		f.recs[i] = r
 	}
-	return f, putRecords(ctx, cli, f.recs)
+	if err := putRecords(ctx, cli, f.recs); err != nil {
+		return filled{}, err
+	}
+	if os.Getenv("ILA_BENCH_INDEXES") == "1" {
+		return f, putIndexes(ctx, cli, f.recs)
+	}
+	return f, nil
+}
+
+// putIndexes writes the name and MAC index entries a registration writes
+// beside each record (keys under the watched prefix that are not records).
+func putIndexes(ctx context.Context, cli *clientv3.Client, recs []mapsrv.TaskRecord) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i := 0; i < len(recs); i += 64 {
+		chunk := recs[i:min(i+64, len(recs))]
+		g.Go(func() error {
+			ops := make([]clientv3.Op, 0, 2*len(chunk))
+			for _, r := range chunk {
+				v, err := json.Marshal(mapsrv.Index{Domain: r.Domain, Identifier: r.Identifier})
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(mapsrv.NameKey(r.Tenant, r.Name), string(v)), clientv3.OpPut(mapsrv.MACKey(r.MAC), string(v)))
+			}
+			_, err := cli.Txn(gctx).Then(ops...).Commit()
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // putRecords writes task records in transactions of 128 puts (etcd's
