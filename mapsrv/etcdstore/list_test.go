@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,5 +157,49 @@ func TestWatchRelistLarge(t *testing.T) {
 	want := []string{"task-upsert t1500@b v2", "task-delete t7@a v1", "synced"}
 	if diff := cmp.Diff(want, summary(evs[n+1:])); diff != "" {
 		t.Errorf("the relist's events (-want +got):\n%s", diff)
+	}
+}
+
+// streamRecorder records the ranges streamed through it.
+type streamRecorder struct {
+	clientv3.KV
+	mu   sync.Mutex
+	keys []string
+}
+
+func (r *streamRecorder) GetStream(ctx context.Context, key string, opts ...clientv3.OpOption) (clientv3.GetStreamChan, error) {
+	r.mu.Lock()
+	r.keys = append(r.keys, key)
+	r.mu.Unlock()
+	return r.KV.GetStream(ctx, key, opts...)
+}
+
+// TestWatchListSkipsIndexes: the watcher lists the records (domains,
+// tasks, NVEs, policies), not the name and MAC indexes beside them (two
+// keys per task in a real store), and still delivers every record.
+func TestWatchListSkipsIndexes(t *testing.T) {
+	cli, _ := etcdtest.Start(t)
+	svc := newService(t, cli, nil)
+	setup(t, svc, nil)
+	register(t, svc, "a", "vm1", "2001:db8::1")
+	register(t, svc, "b", "vm2", "2001:db8::2")
+	if resp, err := cli.Get(t.Context(), mapsrv.NamePrefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 2 {
+		t.Fatalf("name index entries: %v, %v; want 2", resp, err)
+	}
+	rec := &streamRecorder{KV: cli.KV}
+	e := watch(t, etcdstore.NewWatcher(rec, cli, etcdstore.WatchOptions{}), nil)
+	evs := e.waitFor(t, "synced", func(evs []ila.Event) bool { return count(evs, ila.EventSynced) == 1 })
+	want := []string{"domain-upsert prod", "task-upsert vm1@a v1", "task-upsert vm2@b v1", "nve-upsert a", "nve-upsert b", "nve-upsert c", "synced"}
+	if diff := cmp.Diff(want, summary(evs)); diff != "" {
+		t.Errorf("listed events (-want +got):\n%s", diff)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, k := range rec.keys {
+		// A range from k covers an index if either is a prefix of the other.
+		covers := func(p string) bool { return strings.HasPrefix(p, k) || strings.HasPrefix(k, p) }
+		if covers(mapsrv.NamePrefix) || covers(mapsrv.MACPrefix) {
+			t.Errorf("the watcher streamed %q: it covers the indexes", k)
+		}
 	}
 }

@@ -129,7 +129,7 @@ type rawKV struct {
 // list reads every key under prefix at one revision.
 func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, error) {
 	var out []rawKV
-	rev, err := listEach(ctx, kv, prefix, func(kvs []*mvccpb.KeyValue) error {
+	rev, err := listEach(ctx, kv, prefix, 0, func(kvs []*mvccpb.KeyValue) error {
 		for _, kv := range kvs {
 			out = append(out, rawKV{Key: kv.Key, Value: kv.Value, ModRevision: kv.ModRevision})
 		}
@@ -141,26 +141,31 @@ func list(ctx context.Context, kv clientv3.KV, prefix string) ([]rawKV, int64, e
 	return out, rev, nil
 }
 
-// listEach reads every key under prefix at one revision, in key order,
-// and passes them to fn as they arrive (fn's error ends the list). It
+// listEach reads every key under prefix at one revision (rev, or 0 for
+// the current one, which it returns), in key order, and passes them to fn
+// as they arrive (fn's error ends the list). It
 // streams the range (RangeStream, etcd 3.7 and later), and falls back to
 // pages of pageSize keys on a server without it (older etcd, the gRPC
 // proxy). The stream matters at scale: etcd counts the whole rest of the
 // range for every page of a paged read, so paging a million keys visits
 // 5*10^8 of them.
-func listEach(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (int64, error) {
-	rev, started, err := listStream(ctx, kv, prefix, fn)
+func listEach(ctx context.Context, kv clientv3.KV, prefix string, rev int64, fn func([]*mvccpb.KeyValue) error) (int64, error) {
+	r, started, err := listStream(ctx, kv, prefix, rev, fn)
 	if !started && status.Code(err) == codes.Unimplemented {
-		return listPaged(ctx, kv, prefix, fn)
+		return listPaged(ctx, kv, prefix, rev, fn)
 	}
-	return rev, err
+	return r, err
 }
 
 // listStream streams the range; started reports whether fn was called.
-func listStream(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (rev int64, started bool, err error) {
+func listStream(ctx context.Context, kv clientv3.KV, prefix string, atRev int64, fn func([]*mvccpb.KeyValue) error) (rev int64, started bool, err error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream's goroutine on an early return
-	ch, err := kv.GetStream(sctx, prefix, clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)))
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix))}
+	if atRev != 0 {
+		opts = append(opts, clientv3.WithRev(atRev))
+	}
+	ch, err := kv.GetStream(sctx, prefix, opts...)
 	if err != nil {
 		return 0, false, fmt.Errorf("etcd list %s: %w", prefix, err)
 	}
@@ -181,13 +186,15 @@ func listStream(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*m
 	if rev == 0 {
 		return 0, started, fmt.Errorf("etcd list %s: stream ended without its revision", prefix)
 	}
+	if atRev != 0 {
+		rev = atRev // the header holds the store's current revision
+	}
 	return rev, started, nil
 }
 
-func listPaged(ctx context.Context, kv clientv3.KV, prefix string, fn func([]*mvccpb.KeyValue) error) (int64, error) {
+func listPaged(ctx context.Context, kv clientv3.KV, prefix string, rev int64, fn func([]*mvccpb.KeyValue) error) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	key := prefix
-	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
 		if rev != 0 {
