@@ -367,6 +367,38 @@ func (d *fastDec) taskField(k []byte, t *TaskRecord) bool {
 				return d.time(&sb.Since)
 			}
 		})
+	case "expect":
+		if !d.once(22) || d.peek('n') {
+			return false // null: left to encoding/json
+		}
+		x := &Expectation{}
+		t.Expect = x
+		var seen uint8
+		return d.object(func(k []byte) bool {
+			var bit uint8
+			switch string(k) {
+			case "nve":
+				bit = 1
+			case "since":
+				bit = 2
+			case "until":
+				bit = 4
+			default:
+				return false
+			}
+			if seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+			switch bit {
+			case 1:
+				return d.string(&x.NVE)
+			case 2:
+				return d.time(&x.Since)
+			default:
+				return d.time(&x.Until)
+			}
+		})
 	}
 	return false // unknown key (encoding/json ignores it, or matches it without case)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ func taskRecords() []TaskRecord {
 	standby := base
 	standby.Standby = &Standby{NVE: "nve5", Locator: 0x20010db810000500, Since: at}
 	standby.VNI, standby.IPv4 = 4096, netip.MustParseAddr("10.1.2.3")
+	standby.Expect = &Expectation{NVE: "nve6", Since: at, Until: at.Add(time.Minute)}
 	local := base
 	local.Expiry, local.Updated = at.In(time.FixedZone("x", 3600)), at.Local()
 	minimal := TaskRecord{Task: ila.Task{Domain: "d", Identifier: 1, Locator: 1, NVE: "a", State: ila.StateDuplicate}}
@@ -146,4 +148,44 @@ func BenchmarkDecodeTaskPaths(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDecodeTaskFastCoversEveryField: the records above set every field
+// of TaskRecord, so that a field added to the record without a case in
+// the fast path fails TestDecodeTaskFastTakesStoredRecords (instead of
+// sending every record that has it to encoding/json unnoticed).
+func TestDecodeTaskFastCoversEveryField(t *testing.T) {
+	want := map[string]bool{}
+	var walk func(reflect.Type)
+	walk = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			if f.Anonymous {
+				walk(f.Type)
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name != "-" && f.IsExported() {
+				want[name] = true
+			}
+		}
+	}
+	walk(reflect.TypeFor[TaskRecord]())
+	got := map[string]bool{}
+	for _, r := range taskRecords() {
+		v, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k := range m {
+			got[k] = true
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("fields of TaskRecord set by the test records (-all +set):\n%s", diff)
+	}
 }
