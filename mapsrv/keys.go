@@ -224,11 +224,22 @@ func DecodeNVE(key string, b []byte) (NVERecord, error) {
 // key (domain and identifier).
 func DecodeTask(key string, b []byte) (TaskRecord, error) {
 	var t TaskRecord
+	if err := decodeStrict(b, &t); err != nil {
+		return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
+	}
+	return t, checkTask(key, t)
+}
+
+// DecodeTaskFast is DecodeTask for the watchers that decode every record
+// of the store (node agents, dnsbridge): records in the form the mapping
+// service writes take a fast reader (taskfast.go), the rest
+// encoding/json, with the same results, capacities and errors. The
+// mapping service's own reads (a few records per request) keep
+// DecodeTask.
+func DecodeTaskFast(key string, b []byte) (TaskRecord, error) {
+	var t TaskRecord
 	if !decodeTaskFast(b, &t) {
-		t = TaskRecord{}
-		if err := decodeStrict(b, &t); err != nil {
-			return t, fmt.Errorf("task %s: %w: %w", key, ErrMalformed, err)
-		}
+		return DecodeTask(key, b)
 	}
 	return t, checkTask(key, t)
 }

@@ -30,12 +30,14 @@ func TestDecodeTask(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := mapsrv.DecodeTask(tc.key, []byte(tc.value))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("DecodeTask = %v, want error %v", err, tc.wantErr)
-			}
-			if err != nil && !errors.Is(err, mapsrv.ErrMalformed) {
-				t.Errorf("error %v does not match ErrMalformed", err)
+			for name, decode := range map[string]func(string, []byte) (mapsrv.TaskRecord, error){"DecodeTask": mapsrv.DecodeTask, "DecodeTaskFast": mapsrv.DecodeTaskFast} {
+				_, err := decode(tc.key, []byte(tc.value))
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("%s = %v, want error %v", name, err, tc.wantErr)
+				}
+				if err != nil && !errors.Is(err, mapsrv.ErrMalformed) {
+					t.Errorf("%s: error %v does not match ErrMalformed", name, err)
+				}
 			}
 		})
 	}

@@ -282,7 +282,10 @@ func (d *fastDec) taskField(k []byte, t *TaskRecord) bool {
 		if !d.once(14) {
 			return false
 		}
-		t.Previous = make([]ila.Previous, 0, 1)
+		// Grown by append from empty, as encoding/json grows it: the
+		// same capacity (code that appends to a copy of a record sees the
+		// same aliasing either way).
+		t.Previous = []ila.Previous{}
 		return d.array(func() bool {
 			t.Previous = append(t.Previous, ila.Previous{})
 			p := &t.Previous[len(t.Previous)-1]
@@ -324,7 +327,7 @@ func (d *fastDec) taskField(k []byte, t *TaskRecord) bool {
 		if !d.once(17) {
 			return false
 		}
-		t.Moves = make([]time.Time, 0, 4)
+		t.Moves = []time.Time{} // capacity as encoding/json's (above)
 		return d.array(func() bool {
 			t.Moves = append(t.Moves, time.Time{})
 			return d.time(&t.Moves[len(t.Moves)-1])

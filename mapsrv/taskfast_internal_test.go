@@ -64,6 +64,11 @@ func TestDecodeTaskFastTakesStoredRecords(t *testing.T) {
 			if !reflect.DeepEqual(f, s) {
 				t.Errorf("%s: fast and encoding/json differ (-fast +json):\n%s", in, cmp.Diff(f, s))
 			}
+			// The same capacities too: code appending to a copy of a
+			// record must see the same aliasing either way.
+			if cap(f.Moves) != cap(s.Moves) || cap(f.Previous) != cap(s.Previous) {
+				t.Errorf("%s: capacities moves %d, previous %d; encoding/json %d, %d", in, cap(f.Moves), cap(f.Previous), cap(s.Moves), cap(s.Previous))
+			}
 		}
 	}
 }

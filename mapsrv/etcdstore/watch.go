@@ -284,7 +284,7 @@ func (s *watchSession) decode(key string, value []byte, rev int64) (ila.Event, b
 	switch {
 	case strings.HasPrefix(rel, "map/"):
 		var rec mapsrv.TaskRecord
-		if rec, err = mapsrv.DecodeTask(canon, value); err == nil {
+		if rec, err = mapsrv.DecodeTaskFast(canon, value); err == nil {
 			t := rec.Task
 			ev = ila.Event{Type: ila.EventTaskUpsert, Revision: rev, Task: &t}
 		}
