@@ -177,6 +177,10 @@ func TestCompactZoneMatchesReference(t *testing.T) {
 					}
 					if i%50 == 0 || i == len(evs)-1 {
 						compareZones(t, z, ref, fmt.Sprintf("after event %d", i))
+						// The zones to NOTIFY secondaries about.
+						if diff := cmp.Diff(ref.takeDirty(), z.takeDirty()); diff != "" {
+							t.Fatalf("after event %d: changed zones (-reference +compact):\n%s", i, diff)
+						}
 					}
 				}
 			})
