@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ilamesh/ilamesh/ila"
-	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
 
 // TaskState is where a task is in its life at this NVE. Hooks (a libvirt
@@ -332,10 +331,9 @@ func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) 
 // the client had not resynchronised yet), the service's store failing,
 // overload, a concurrent move.
 func transientRefusal(reason string) bool {
-	for _, r := range []regproto.Reason{regproto.ReasonReplay, regproto.ReasonInternal, regproto.ReasonBusy, regproto.ReasonConflict} {
-		if reason == r.String() {
-			return true
-		}
+	switch reason {
+	case "replay", "internal error", "busy", "conflict (concurrent move)":
+		return true
 	}
 	return false
 }
