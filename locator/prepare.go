@@ -329,7 +329,9 @@ func (a *Agent) withdrawStandby(runCtx context.Context, k key, wd Registration) 
 // reason text) says nothing about the request itself, so that sending it
 // again may succeed: a replay refusal (the mapping service restarted and
 // the client had not resynchronised yet), the service's store failing,
-// overload, a concurrent move.
+// overload, a concurrent move. The texts are regproto's Reason names:
+// locator does not import regproto (internal/depcheck: peers never import
+// peers), so cmd/ilad hands the reason over as text.
 func transientRefusal(reason string) bool {
 	switch reason {
 	case "replay", "internal error", "busy", "conflict (concurrent move)":
