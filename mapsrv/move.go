@@ -2,6 +2,7 @@ package mapsrv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -186,26 +187,54 @@ type MoveRequest struct {
 // one of two concurrent moves wins). A move beyond FlapMoves moves within
 // FlapWindow is refused by flap damping (ErrDuplicate) and changes
 // nothing.
+//
+// The transaction is conditional on the task, the destination NVE and
+// the domain. A conflict on the task is the answer (someone else moved or
+// re-registered it); a conflict on the NVE or domain record alone (a
+// liveness transition, a locator pin, an operator's edit, written between
+// the read and the commit) has nothing to do with this move, so the move
+// is decided again on fresh reads, up to moveAttempts times.
 func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	mode, err := checkMode(m.Mode)
 	if err != nil {
 		return TaskRecord{}, err
 	}
+	for attempt := 1; ; attempt++ {
+		rec, tkv, committing, err := s.moveOnce(ctx, m, mode)
+		if err == nil || !committing || !errors.Is(err, ErrConflict) || attempt == moveAttempts {
+			return rec, err
+		}
+		cur, gerr := s.store.Get(ctx, tkv.Key)
+		if gerr != nil || len(cur) != 1 || cur[0].Revision != tkv.Revision {
+			return rec, err // the task changed: another move or registration won
+		}
+		s.c.moveRetries.Add(1)
+	}
+}
+
+// moveAttempts bounds Move's retries after a conflict on the NVE or
+// domain record only.
+const moveAttempts = 4
+
+// moveOnce reads, decides and (unless m.Check) commits one move; it
+// returns the task's key and revision as read, and whether the error, if
+// any, came from the commit.
+func (s *Service) moveOnce(ctx context.Context, m MoveRequest, mode ila.MoveMode) (TaskRecord, KV, bool, error) {
 	rec, tkv, err := s.resolve(ctx, m.Tenant, m.Name, m.Domain, m.Identifier)
 	if err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, KV{}, false, err
 	}
 	nve, nkv, err := s.getNVE(ctx, m.To)
 	if err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, tkv, false, err
 	}
 	_, dkv, err := s.getDomain(ctx, rec.Domain)
 	if err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, tkv, false, err
 	}
 	loc, pin, err := pickLocator(nve, m.Locator, rec.Domain)
 	if err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, tkv, false, err
 	}
 	now := s.cfg.Now().UTC()
 	var b txnBuilder
@@ -220,22 +249,22 @@ func (s *Service) Move(ctx context.Context, m MoveRequest) (TaskRecord, error) {
 	s.fold(&rec)
 	notify, outcome, err := s.moveRecord(&rec, nve.Name, loc, mode, now)
 	if err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, tkv, false, err
 	}
 	rec.MovedBy = MovedByOperator
 	dropStandbyAt(&rec)
 	dropExpect(&rec, from, now)
 	rec.Previous = prunePrevious(rec.Previous, now)
 	if m.Check {
-		return rec, nil
+		return rec, tkv, false, nil
 	}
 	b.put(tkv.Key, rec)
 	if err := s.commit(ctx, &b, "move task "+tkv.Key); err != nil {
-		return TaskRecord{}, err
+		return TaskRecord{}, tkv, true, err
 	}
 	s.countMove(outcome)
 	s.enqueue(ctx, notify, rec.Task)
-	return rec, nil
+	return rec, tkv, false, nil
 }
 
 // ClearDuplicate returns a task marked duplicate by flap damping to the

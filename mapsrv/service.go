@@ -166,6 +166,9 @@ type Stats struct {
 	// RefreshesHeld: refreshes that changed nothing but the expiry, held
 	// in memory by this replica instead of written (renew.go).
 	RefreshesHeld uint64
+	// MoveRetries: moves decided again because the destination NVE's or
+	// the domain's record changed between the read and the commit.
+	MoveRetries uint64
 }
 
 type counters struct {
@@ -177,6 +180,7 @@ type counters struct {
 	suspendTimeouts                                 atomic.Uint64
 	claimsUnjustified                               atomic.Uint64
 	refreshesHeld                                   atomic.Uint64
+	moveRetries                                     atomic.Uint64
 }
 
 // Service is the mapping authority. Its methods are safe for concurrent use.
@@ -224,7 +228,7 @@ func (s *Service) Stats() Stats {
 		MovesRefused: c.movesRefused.Load(), ClaimsUnjustified: c.claimsUnjustified.Load(), DuplicatesMarked: c.dups.Load(),
 		Expiries: c.expiries.Load(), SuspendTimeouts: c.suspendTimeouts.Load(), StoreErrors: c.storeErrors.Load(), MalformedSkipped: c.malformed.Load(),
 		NotifySent: c.notifySent.Load(), NotifyFailed: c.notifyFailed.Load(), NotifyDropped: c.notifyDropped.Load(),
-		RefreshesHeld: c.refreshesHeld.Load(),
+		RefreshesHeld: c.refreshesHeld.Load(), MoveRetries: c.moveRetries.Load(),
 	}
 }
 

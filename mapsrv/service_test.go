@@ -3,7 +3,9 @@ package mapsrv_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -455,6 +457,75 @@ func TestConcurrentMovesOneWinner(t *testing.T) {
 	if rec.Version != 2 {
 		t.Errorf("version after one winning move: %d, want 2", rec.Version)
 	}
+}
+
+// TestMoveRetriesAfterNVEChange: a write of the destination NVE's record
+// between the move's read and its commit (here the same value again, as
+// a liveness transition or a locator pin would write it) conflicts with
+// the move's transaction; the move is decided again and lands, once. A
+// concurrent change of the task itself still fails the move
+// (TestConcurrentMovesOneWinner).
+func TestMoveRetriesAfterNVEChange(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register(t, "a", "vm1", "2001:db8::1")
+	for _, step := range []struct {
+		to      string
+		touches int
+	}{{"b", 1}, {"a", 3}} {
+		to, touches := step.to, step.touches
+		ts := &touchStore{Store: f.store, key: mapsrv.NVEKey(to), left: touches}
+		svc, err := mapsrv.New(mapsrv.Config{Store: ts, Now: f.clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := f.svc.Task(t.Context(), "t1", "vm1")
+		rec, err := svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: to})
+		if err != nil {
+			t.Fatalf("move to %s with %d writes of its NVE record in the way: %v", to, touches, err)
+		}
+		if rec.NVE != to || rec.Version != before.Version+1 {
+			t.Errorf("moved record: nve %s version %d, want %s and %d", rec.NVE, rec.Version, to, before.Version+1)
+		}
+		if got := svc.Stats().MoveRetries; got != uint64(touches) {
+			t.Errorf("move retries = %d, want %d", got, touches)
+		}
+		if ts.left != 0 {
+			t.Errorf("%d writes of the NVE record not made: the move did not commit after them", ts.left)
+		}
+	}
+	// More conflicts than the move's attempts: the conflict is the answer.
+	ts := &touchStore{Store: f.store, key: mapsrv.NVEKey("b"), left: 100}
+	svc, err := mapsrv.New(mapsrv.Config{Store: ts, Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := f.svc.Task(t.Context(), "t1", "vm1")
+	if _, err := svc.Move(t.Context(), mapsrv.MoveRequest{Tenant: "t1", Name: "vm1", To: "b"}); !errors.Is(err, mapsrv.ErrConflict) {
+		t.Errorf("move against an NVE record rewritten before every commit: %v, want ErrConflict", err)
+	}
+	if after, _ := f.svc.Task(t.Context(), "t1", "vm1"); after.Version != before.Version || after.NVE != before.NVE {
+		t.Errorf("failed move changed the task: %+v -> %+v", before, after)
+	}
+}
+
+// touchStore rewrites key (its own value again: only the revision moves)
+// before each of the next left transactions that write a task record.
+type touchStore struct {
+	*mapsrvtest.Store
+	key  string
+	left int
+}
+
+func (s *touchStore) Txn(ctx context.Context, c []mapsrv.Cond, o []mapsrv.Op) (int64, error) {
+	if s.left > 0 && slices.ContainsFunc(o, func(op mapsrv.Op) bool { return strings.HasPrefix(op.Key, mapsrv.MapPrefix) }) {
+		kv, err := s.Store.Get(ctx, s.key)
+		if err != nil || kv[0].Revision == 0 {
+			return 0, fmt.Errorf("touch %s: %v (revision %d)", s.key, err, kv[0].Revision)
+		}
+		s.Store.Put(s.key, kv[0].Value)
+		s.left--
+	}
+	return s.Store.Txn(ctx, c, o)
 }
 
 // barrierStore holds every Txn until n of them are waiting.

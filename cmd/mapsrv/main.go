@@ -452,7 +452,7 @@ type metrics struct {
 	watchErrors prometheus.Counter
 
 	registrations, moves, authFailures, replays, malformed, expiries, suspendTimeouts, etcdErrors,
-	notifications, duplicates, badValues, apiRefused, refreshesHeld *prometheus.Desc
+	notifications, duplicates, badValues, apiRefused, refreshesHeld, moveRetries *prometheus.Desc
 }
 
 func newMetrics(svc *mapsrv.Service) *metrics {
@@ -476,6 +476,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 		duplicates:      prometheus.NewDesc("ila_mapsrv_duplicates_total", "Moves and claims refused by flap damping (the task stays where it is).", nil, nil),
 		badValues:       prometheus.NewDesc("ila_mapsrv_malformed_values_total", "Malformed stored values skipped.", nil, nil),
 		apiRefused:      prometheus.NewDesc("ila_mapsrv_api_connections_refused_total", "Management API connections closed at once by --api-max-conns or --api-max-conns-per-host.", nil, nil),
+		moveRetries:     prometheus.NewDesc("ila_mapsrv_move_retries_total", "Moves decided again on fresh reads because the destination NVE's or the domain's record changed between the read and the commit (a liveness transition, a locator pin).", nil, nil),
 		refreshesHeld:   prometheus.NewDesc("ila_mapsrv_refreshes_held_total", "Refreshes that changed nothing but the expiry, held in memory by the replica that decides for the NVE instead of written to the watched task record.", nil, nil),
 	}
 	m.reg.MustRegister(m, m.watchLag, m.watchErrors, newLivenessMetrics(svc))
@@ -483,7 +484,7 @@ func newMetrics(svc *mapsrv.Service) *metrics {
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.suspendTimeouts, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused, m.refreshesHeld} {
+	for _, d := range []*prometheus.Desc{m.registrations, m.moves, m.authFailures, m.replays, m.malformed, m.expiries, m.suspendTimeouts, m.etcdErrors, m.notifications, m.duplicates, m.badValues, m.apiRefused, m.refreshesHeld, m.moveRetries} {
 		ch <- d
 	}
 }
@@ -511,6 +512,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	c(m.duplicates, st.DuplicatesMarked)
 	c(m.badValues, st.MalformedSkipped)
 	c(m.refreshesHeld, st.RefreshesHeld)
+	c(m.moveRetries, st.MoveRetries)
 	if m.apiLimiter != nil {
 		c(m.apiRefused, m.apiLimiter.refused.Load())
 	}
