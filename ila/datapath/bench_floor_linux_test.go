@@ -27,8 +27,9 @@ import (
 //
 // Variants: "array" is a directly indexed array (the kernel inlines the
 // lookup: one access to the value, the cheapest table there is: the
-// floor), "hash" a preallocated hash map (the bucket, then the element,
-// as the mapping table does). Values are 16 bytes (a locator and an
+// floor), "hash" a preallocated hash map (the bucket, then the element),
+// "hash_noprealloc" one whose elements are allocated one by one, as the
+// mapping table's are. Values are 16 bytes (a locator and an
 // identifier: the least a mapping entry can hold) or 48 (the mapping
 // table's value size rounded up to a cache line's worth of two entries).
 //
@@ -44,14 +45,26 @@ func BenchmarkScaleMemoryFloor(b *testing.B) {
 		prog  *ebpf.Program
 	}
 	var beds []*bed
-	for _, kind := range []ebpf.MapType{ebpf.Array, ebpf.Hash} {
+	for _, kind := range []struct {
+		name  string
+		typ   ebpf.MapType
+		flags uint32
+	}{
+		{"array", ebpf.Array, 0},
+		{"hash", ebpf.Hash, 0},
+		// As the mapping table is: elements allocated one by one
+		// (kmalloc'ed, in the kernel's linear map) rather than in one
+		// vmalloc'ed pool.
+		{"hash_noprealloc", ebpf.Hash, unix.BPF_F_NO_PREALLOC},
+	} {
 		for _, vsize := range []int{16, 48} {
 			for _, n := range []int{1000, big} {
-				name := fmt.Sprintf("%s/v%d/%d", map[ebpf.MapType]string{ebpf.Array: "array", ebpf.Hash: "hash"}[kind], vsize, n)
+				size := fmt.Sprint(n)
 				if n == 1000 {
-					name = fmt.Sprintf("%s/v%d/1k", map[ebpf.MapType]string{ebpf.Array: "array", ebpf.Hash: "hash"}[kind], vsize)
+					size = "1k"
 				}
-				bd, err := newFloorBed(kind, vsize, n)
+				name := fmt.Sprintf("%s/v%d/%s", kind.name, vsize, size)
+				bd, err := newFloorBed(kind.typ, kind.flags, vsize, n)
 				if errors.Is(err, unix.EPERM) || errors.Is(err, ebpf.ErrNotSupported) {
 					b.Skipf("needs root and BPF: %v", err)
 				}
@@ -126,10 +139,10 @@ func (f *floorBed) close() {
 // newFloorBed builds a table of n entries of vsize bytes whose first four
 // bytes link the entries in one random cycle, the cursor slot, and the
 // program that follows the cycle one step per run.
-func newFloorBed(kind ebpf.MapType, vsize, n int) (*floorBed, error) {
+func newFloorBed(kind ebpf.MapType, flags uint32, vsize, n int) (*floorBed, error) {
 	f := &floorBed{}
 	var err error
-	spec := &ebpf.MapSpec{Name: "floor_table", Type: kind, KeySize: 4, ValueSize: uint32(vsize), MaxEntries: uint32(n)}
+	spec := &ebpf.MapSpec{Name: "floor_table", Type: kind, Flags: flags, KeySize: 4, ValueSize: uint32(vsize), MaxEntries: uint32(n)}
 	if f.table, err = ebpf.NewMap(spec); err != nil {
 		return nil, err
 	}
