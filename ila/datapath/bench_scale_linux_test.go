@@ -168,6 +168,8 @@ func hitChains(loc ila.Locator, n, per int, seed uint64) [][]ila.Identifier {
 // "hot1k_cache_off" draws the keys from the same 1,000 installed mappings
 // at every size (the table's size, not the working set, differs). All
 // translations go to one locator (the next-hop cache always hits).
+// "router_cache_off" is cache_off through the ILA router's program (the
+// same packets arriving on the uplink: a router holds every mapping).
 //
 //	go test -run '^$' -bench ScaleHitPath -benchtime 2000000x ./ila/datapath
 func BenchmarkScaleHitPath(b *testing.B) {
@@ -182,7 +184,8 @@ func BenchmarkScaleHitPath(b *testing.B) {
 		tb     *testbed
 		chains [][]ila.Identifier
 		frame  []byte
-		off    int // offset of the destination identifier in frame
+		rframe []byte // the same packet arriving from the uplink (the ILA router's)
+		off    int    // offset of the destination identifier in frame (and rframe)
 	}
 	var beds []*bed
 	for _, s := range []struct {
@@ -221,6 +224,8 @@ func BenchmarkScaleHitPath(b *testing.B) {
 		bd := &bed{name: s.name, tb: tb, chains: chains}
 		p := testutil.Packet{EthDst: ila.GatewayMAC(), EthSrc: taskMAC, Src: e.sir(idLocal), Dst: ila.SIRPrefix(loc).Addr(chains[0][0]), Proto: ila.ProtoTCP, L4: l4(ila.ProtoTCP), HopLimit: 255}
 		bd.frame = p.Frame()
+		p.EthDst = uplinkMAC
+		bd.rframe = p.Frame()
 		dst := p.Dst.As16()
 		bd.off = bytes.Index(bd.frame, dst[:]) + 8
 		if bd.off < 8 {
@@ -234,9 +239,10 @@ func BenchmarkScaleHitPath(b *testing.B) {
 		cacheOff bool
 		empty    bool
 		hot      bool // keys from the same 1,000 mappings at every size
+		router   bool // the ILA router's program on the uplink
 	}
-	variants := []variant{{"empty", false, true, false}, {"cache_on", false, false, false}, {"cache_off", true, false, false},
-		{"hot1k_cache_off", true, false, true}}
+	variants := []variant{{"empty", false, true, false, false}, {"cache_on", false, false, false, false}, {"cache_off", true, false, false, false},
+		{"hot1k_cache_off", true, false, true, false}, {"router_cache_off", true, false, false, true}}
 	// Interleaved: each size in turn for each variant, twice, so that
 	// drift on the shared machine shows.
 	for round := range 2 {
@@ -262,6 +268,11 @@ func BenchmarkScaleHitPath(b *testing.B) {
 					r := rand.New(rand.NewPCG(uint64(round), 7))
 					ctx := skbCtx(bd.tb.task)
 					frame := append([]byte(nil), bd.frame...)
+					if v.router {
+						prog = d.objs.IlaRouter
+						ctx = skbCtx(bd.tb.uplink)
+						frame = append([]byte(nil), bd.rframe...)
+					}
 					var total, n uint64
 					err := bd.tb.ns.Do(func() error {
 						set := func() {
@@ -303,7 +314,11 @@ func BenchmarkScaleHitPath(b *testing.B) {
 						}
 						// Every pass must have been a translation (a
 						// hit), not a miss that happens to redirect.
-						if got := after.Translated - before.Translated; !v.empty && got < n {
+						got := after.Translated - before.Translated
+						if v.router {
+							got = after.RouterTranslated - before.RouterTranslated
+						}
+						if !v.empty && got < n {
 							return fmt.Errorf("%d of %d passes translated", got, n)
 						}
 						return nil
