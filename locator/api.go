@@ -53,6 +53,10 @@ func (a *Agent) Handler() http.Handler {
 				writeErr(w, http.StatusConflict, err)
 			case errors.As(err, &rej):
 				writeErr(w, http.StatusUnprocessableEntity, err)
+			case errors.Is(err, context.DeadlineExceeded):
+				// A standby attach waiting for a restored copy of the
+				// task to settle: try again.
+				writeErr(w, http.StatusServiceUnavailable, err)
 			default:
 				writeErr(w, http.StatusInternalServerError, err)
 			}

@@ -1,6 +1,7 @@
 package locator_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
 	"github.com/ilamesh/ilamesh/locator/locatortest"
 )
@@ -199,6 +201,119 @@ func TestRestoredTaskMovedWhileDown(t *testing.T) {
 		}
 		if n := len(dp.LocalEntries()); n != 0 {
 			t.Errorf("%d local entries left", n)
+		}
+	})
+}
+
+// gatedSource holds the agent's watch (its first list) until gate closes.
+type gatedSource struct {
+	*locatortest.Source
+	gate chan struct{}
+}
+
+func (g *gatedSource) Watch(ctx context.Context, fn func(ila.Event)) error {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Source.Watch(ctx, fn)
+}
+
+// TestStandbyAttachWaitsForRestoredTask: a restarted agent restores a task
+// from its state file that moved away while it was down; a standby attach
+// of that task before the store's first list came used to be a silent
+// no-op (the restored copy was detached a moment later, and no standby was
+// left: the failover cycles' "standby not recorded"). It now waits for the
+// restored copy's fate, then attaches the standby.
+func TestStandbyAttachWaitsForRestoredTask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		reg := &locatortest.Registrar{Grant: time.Minute}
+		state := filepath.Join(t.TempDir(), "tasks.json")
+		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.StateFile = state; c.Registrar = reg })
+		stop := run(t, a)
+		synctest.Wait()
+		web := spec("web", "veth-web", 0x1001)
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		src.SetTask(task(0x1001, "nve-b", locB)) // failed over while the agent was down
+		gs := &gatedSource{Source: src, gate: make(chan struct{})}
+		b := newAgent(t, "", dp, gs, func(c *locator.Config) { c.StateFile = state; c.Registrar = reg })
+		stop = run(t, b)
+		defer stop()
+		synctest.Wait()
+		if ts := b.Tasks(); len(ts) != 1 || ts[0].Standby {
+			t.Fatalf("before the first list: %+v, want the restored task, active", ts)
+		}
+		sb := web
+		sb.Standby = true
+		done := make(chan error, 1)
+		go func() { done <- b.Attach(t.Context(), sb) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("standby attach returned before the restored copy settled: %v", err)
+		default:
+		}
+		close(gs.gate)
+		synctest.Wait()
+		if err := <-done; err != nil {
+			t.Fatalf("standby attach: %v", err)
+		}
+		time.Sleep(time.Second) // the standby's registration loop
+		synctest.Wait()
+		ts := b.Tasks()
+		if len(ts) != 1 || !ts[0].Standby {
+			t.Fatalf("after the first list: %+v, want web as a standby", ts)
+		}
+		var standby int
+		for _, r := range reg.Registrations() {
+			if r.Name == "web" && r.Standby && r.Lifetime > 0 {
+				standby++
+			}
+		}
+		if standby == 0 {
+			t.Errorf("no standby registration of web sent: %+v", reg.Registrations())
+		}
+	})
+}
+
+// TestStandbyAttachOfActiveTask: a standby attach of a task active (and
+// shown here by the store) on this NVE is refused with ErrExists (409),
+// not taken as done.
+func TestStandbyAttachOfActiveTask(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dp, src := locatortest.NewDatapath(), locatortest.NewSource()
+		src.SetDomain(dom)
+		reg := &locatortest.Registrar{Grant: time.Minute}
+		reg.OnRegister = func(r locator.Registration) {
+			if r.Lifetime > 0 && !r.Standby {
+				src.SetTask(task(0x1001, "nve-a", locA))
+			}
+		}
+		a := newAgent(t, "", dp, src, func(c *locator.Config) { c.Registrar = reg })
+		stop := run(t, a)
+		defer stop()
+		synctest.Wait()
+		web := spec("web", "veth-web", 0x1001)
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		sb := web
+		sb.Standby = true
+		if err := a.Attach(t.Context(), sb); !errors.Is(err, locator.ErrExists) {
+			t.Errorf("standby attach of an active task: %v, want ErrExists", err)
+		}
+		if err := a.Attach(t.Context(), web); err != nil {
+			t.Errorf("the same attach again: %v, want none (idempotent)", err)
+		}
+		if ts := a.Tasks(); len(ts) != 1 || ts[0].Standby || !ts[0].Confirmed {
+			t.Errorf("tasks: %+v, want web active and confirmed", ts)
 		}
 	})
 }

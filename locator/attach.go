@@ -59,6 +59,7 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 	if err := t.Validate(); err != nil {
 		return err
 	}
+again:
 	a.mu.Lock()
 	if a.runCtx == nil {
 		a.mu.Unlock()
@@ -71,6 +72,22 @@ func (a *Agent) attach(ctx context.Context, t TaskSpec, static, restored, wait b
 				a.commitLocked(lt, CommitByAPI, time.Time{})
 				a.mu.Unlock()
 				return a.waitFirst(ctx, lt, wait)
+			}
+			if t.Standby && !lt.spec.Standby {
+				if lt.restored && !lt.confirmed {
+					// Restored from the state file and not yet shown
+					// here by the store: the first list decides whether
+					// it stays or is detached (it moved while the agent
+					// was down, stillHere). A standby attach waits for
+					// that instead of meeting a copy about to go.
+					a.mu.Unlock()
+					if err := a.waitRestored(ctx, lt); err != nil {
+						return fmt.Errorf("task %s (standby): %w", t.Name, err)
+					}
+					goto again
+				}
+				a.mu.Unlock()
+				return fmt.Errorf("task %s on %s: active on this NVE, not a standby (detach it first): %w", t.Name, t.Iface, ErrExists)
 			}
 			a.mu.Unlock()
 			return nil
@@ -492,6 +509,32 @@ func (a *Agent) onMiss(ctx context.Context, ms Miss) {
 	}
 	a.pull(k, a.cfg.Now())
 	a.syncKey(k)
+}
+
+// restoredWait bounds how long an attach waits for a restored task's fate.
+const restoredWait = 30 * time.Second
+
+// waitRestored waits until lt, a task restored from the state file, is
+// either detached (gone from the local tasks) or confirmed here by the
+// store, at most restoredWait.
+func (a *Agent) waitRestored(ctx context.Context, lt *localTask) error {
+	deadline := time.NewTimer(restoredWait)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		settled := a.locals[lt.spec.Name] != lt || lt.confirmed
+		a.mu.Unlock()
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("restored from the state file, waiting for the store's first list: %w", ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("restored from the state file and not settled by the store's first list within %v (is the store reachable?): %w", restoredWait, context.DeadlineExceeded)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // stillHere waits for the first complete list of the store and reports

@@ -4,8 +4,10 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -241,7 +243,9 @@ func (l *cycler) failoverCycle(ctx context.Context, rep *CyclesReport, dst *Task
 // attachStandby attaches task as a standby on nve's ilad until the ilad
 // lists it so. A restarted ilad restores the task from its state file
 // (as its own) and detaches it once its watch shows the task elsewhere;
-// an attach before that is a no-op (the same ports), so it is made again.
+// an attach before that waits for it (a 503 when the ilad's 5 s run out:
+// made again). An older ilad took such an attach as a no-op: the listing
+// is what is checked.
 func (l *cycler) attachStandby(ctx context.Context, task *Task, nve string, timeout time.Duration) error {
 	spec := task.spec()
 	spec.Standby = true
@@ -254,6 +258,10 @@ func (l *cycler) attachStandby(ctx context.Context, task *Task, nve string, time
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := c.Attach(actx, spec)
 		cancel()
+		var apiErr *locator.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+			continue // the restored copy not settled yet
+		}
 		if err != nil {
 			return fmt.Errorf("standby of %s on %s: %w", task.Name, nve, err)
 		}
