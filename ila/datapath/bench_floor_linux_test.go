@@ -110,7 +110,7 @@ func BenchmarkScaleMemoryFloor(b *testing.B) {
 					if err := bd.state.Put(uint32(0), start); err != nil {
 						b.Fatal(err)
 					}
-					_, dur, err := testRunNoCtx(bd.prog, frame, benchRepeat)
+					_, dur, err := testRun(bd.prog, frame, nil, benchRepeat)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -235,27 +235,4 @@ func fillFloor[V ~[4]byte | ~[16]byte | ~[48]byte](table *ebpf.Map, order []int,
 		}
 	}
 	return nil
-}
-
-// testRunNoCtx is testRun without a context (the floor program reads
-// none).
-func testRunNoCtx(prog *ebpf.Program, data []byte, repeat uint32) (uint32, uint32, error) {
-	attr := testRunAttr{
-		ProgFd:     uint32(prog.FD()),
-		DataSizeIn: uint32(len(data)),
-		DataIn:     uint64(uintptr(unsafe.Pointer(&data[0]))),
-		Repeat:     repeat,
-	}
-	var errno unix.Errno
-	for {
-		_, _, errno = unix.Syscall(unix.SYS_BPF, bpfProgTestRun, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-		if errno != unix.EINTR {
-			break
-		}
-	}
-	runtime.KeepAlive(data)
-	if errno != 0 {
-		return 0, 0, errno
-	}
-	return attr.Retval, attr.Duration, nil
 }

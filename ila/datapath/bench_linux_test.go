@@ -40,17 +40,19 @@ type testRunAttr struct {
 
 const bpfProgTestRun = 10
 
-// testRun runs prog repeat times on one skb built from data and returns
-// the action and the kernel's mean ns per run (syscall and skb setup
-// excluded).
+// testRun runs prog repeat times on one skb built from data (with the
+// context ctx, if any) and returns the action and the kernel's mean ns
+// per run (syscall and skb setup excluded).
 func testRun(prog *ebpf.Program, data, ctx []byte, repeat uint32) (uint32, uint32, error) {
 	attr := testRunAttr{
 		ProgFd:     uint32(prog.FD()),
 		DataSizeIn: uint32(len(data)),
 		DataIn:     uint64(uintptr(unsafe.Pointer(&data[0]))),
 		Repeat:     repeat,
-		CtxSizeIn:  uint32(len(ctx)),
-		CtxIn:      uint64(uintptr(unsafe.Pointer(&ctx[0]))),
+	}
+	if len(ctx) > 0 {
+		attr.CtxSizeIn = uint32(len(ctx))
+		attr.CtxIn = uint64(uintptr(unsafe.Pointer(&ctx[0])))
 	}
 	var errno unix.Errno
 	for {
