@@ -3,6 +3,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,5 +39,26 @@ func TestSecondMapsrvReplica(t *testing.T) {
 	time.Sleep(time.Second)
 	if m := l.metrics(n1); !strings.Contains(m, `ila_regproto_client_messages_total{counter="switches"} 1`) {
 		t.Errorf("switched again while the second replica answers:\n%s", grepLines(m, "ila_regproto_client_messages_total"))
+	}
+	// A restart starts with the replica the last run switched to, not
+	// with the dead first address again (mapsrvorder.go).
+	file := filepath.Join(l.dir, n1.name+".tasks.mapsrv")
+	if b, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(b)) != mapsrvReg.String() {
+		t.Errorf("%s: %q, %v; want %v", file, b, err, mapsrvReg)
+	}
+	l.stop(n1)
+	l.start(n1)
+	time.Sleep(time.Second) // heartbeats and the restored task's registration
+	m = l.metrics(n1)
+	for _, want := range []string{
+		`ila_ilad_mapsrv_replica_current{address="` + mapsrvReg.String() + `"} 1`,
+		`ila_regproto_client_messages_total{counter="switches"} 0`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("after a restart, metrics: no %s\n%s%s", want, grepLines(m, "ila_ilad_mapsrv_replica_current"), grepLines(m, "ila_regproto_client_messages_total"))
+		}
+	}
+	if lg := l.log.String(); !strings.Contains(lg, `msg="starting with the mapsrv replica the last run switched to"`) {
+		t.Error("no log line of the restart starting with the remembered replica")
 	}
 }

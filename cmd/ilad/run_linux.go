@@ -156,9 +156,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// one at a time and moves on when it leaves two tries in a row
 		// unanswered (heartbeats count: a dead replica is left within
 		// about two heartbeat intervals).
-		regCli = &regproto.Client{Conn: conn, Server: cfg.Mapsrv[0], Fallbacks: cfg.Mapsrv[1:], KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName},
+		// A restart starts at the replica the last run switched to
+		// (mapsrvorder.go).
+		curFile := mapsrvCurrentFile(cfg.StateFile)
+		servers, note := mapsrvOrder(cfg.Mapsrv, curFile)
+		if note != "" {
+			log.Warn("remembered mapsrv replica not used; starting with the first of -mapsrv", "why", note)
+		} else if servers[0] != cfg.Mapsrv[0] {
+			log.Info("starting with the mapsrv replica the last run switched to", "mapsrv", servers[0], "file", curFile)
+		}
+		regCli = &regproto.Client{Conn: conn, Server: servers[0], Fallbacks: servers[1:], KeyID: keyID, Secret: secret, Keys: ownedBy{keys, cfg.MapsrvName},
 			OnSwitch: func(from, to netip.AddrPort, unanswered int) {
 				log.Warn("mapsrv replica not answering; switching to the next", "from", from, "to", to, "unanswered_tries", unanswered)
+				if err := saveMapsrvCurrent(curFile, to); err != nil {
+					log.Warn("remember the mapsrv replica in use", "file", curFile, "err", err)
+				}
 			}}
 		reg = registrar{c: regCli, agent: &agentRef, api: cfg.APIAdvertise}
 	} else {
