@@ -14,8 +14,9 @@ out=${2:-/tmp/ilalab-chaos}
 moves=${MOVES:-1000}
 # kill-etcd@3 is kill-etcd against a 3-member etcd cluster
 # (--etcd-members 3; etcd-leader always runs on one); kill-mapsrv-replica
-# runs on two mapsrv replicas (--mapsrv-replicas 2, which takes 3 members).
-scenarios=${SCENARIOS:-"kill-ilad kill-mapsrv kill-etcd kill-etcd@3 etcd-leader kill-router link-flap-1s link-flap-5s reg-loss kill-mapsrv-replica moves"}
+# and cut-mapsrv-replica run on two mapsrv replicas (--mapsrv-replicas 2,
+# which takes 3 members).
+scenarios=${SCENARIOS:-"kill-ilad kill-mapsrv kill-etcd kill-etcd@3 etcd-leader kill-router link-flap-1s link-flap-5s reg-loss kill-mapsrv-replica cut-mapsrv-replica moves"}
 mkdir -p "$out/bin"
 go build -o "$out/bin/" ./cmd/mapsrv ./cmd/ilad ./cmd/dnsbridge ./cmd/ilactl ./cmd/ilalab ./cmd/ila-cni
 ilalab="$out/bin/ilalab"
@@ -29,7 +30,7 @@ for s in $scenarios; do
 	for v in $variants; do
 		for i in $(seq "$runs"); do
 			members=1 replicas=1
-			case $s in *@3 | etcd-leader) members=3 ;; kill-mapsrv-replica) members=3 replicas=2 ;; esac
+			case $s in *@3 | etcd-leader) members=3 ;; kill-mapsrv-replica | cut-mapsrv-replica) members=3 replicas=2 ;; esac
 			"$ilalab" up -q --name "$name" --state-dir "$state" --host-link=false --flap-moves $((moves + 10)) --etcd-members $members --mapsrv-replicas $replicas --bin-dir "$out/bin" >/dev/null
 			tag="$s"
 			[ "$v" = --move=true ] && tag="$s+move"

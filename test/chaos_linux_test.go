@@ -126,4 +126,27 @@ func TestChaosReplicaShort(t *testing.T) {
 	if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "speaks to mapsrv2 after the fault") }) {
 		t.Errorf("the victim NVE did not move to the other replica: %q", r.Notes)
 	}
+
+	// The same lab, now on mapsrv2: cut that replica off from the NVEs
+	// (alive and on etcd). The NVEs move back to mapsrv1; mapsrv2, which
+	// stops hearing them, must not declare any dead (its host probes get
+	// through, and the record soon names mapsrv1).
+	r, err = l.Chaos(t.Context(), lab.ChaosConfig{Scenario: lab.ChaosCutReplica, Move: true, After: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	r.Text(&b)
+	t.Log(b.String())
+	if r.PingLost != 0 || r.MoverLost != 0 || !r.TCPSurvived {
+		t.Errorf("cut replica: lost %d and %d pings, TCP survived %v: want 0, 0, true", r.PingLost, r.MoverLost, r.TCPSurvived)
+	}
+	if r.Verdict != "PASS" {
+		t.Errorf("cut replica: %s", r.Verdict)
+	}
+	for _, want := range []string{"speaks to mapsrv1 after the fault", "stayed alive"} {
+		if !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, want) }) {
+			t.Errorf("cut replica: no note %q: %q", want, r.Notes)
+		}
+	}
 }

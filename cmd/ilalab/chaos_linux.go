@@ -64,7 +64,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stderr, "ilalab: chaos %s skipped: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)\n", s)
 			continue
 		}
-		if *all && s == lab.ChaosKillReplica && len(l.Topology().Mapsrv.Replicas) < 2 {
+		if *all && (s == lab.ChaosKillReplica || s == lab.ChaosCutReplica) && len(l.Topology().Mapsrv.Replicas) < 2 {
 			fmt.Fprintf(stderr, "ilalab: chaos %s skipped: the lab runs one mapsrv (ilalab up --mapsrv-replicas 2)\n", s)
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/ilamesh/ilamesh/ila"
 	"github.com/ilamesh/ilamesh/locator"
+	"github.com/ilamesh/ilamesh/mapsrv"
 )
 
 // fabricNetnsOf is the fabric namespace of n's data centre.
@@ -129,6 +130,13 @@ const (
 	// to, with another replica up (needs `ilalab up --mapsrv-replicas
 	// 2`): the NVEs move to the other one.
 	ChaosKillReplica = "kill-mapsrv-replica"
+	// ChaosCutReplica cuts the mapsrv replica the victim NVE speaks to
+	// off from every NVE (its registration port drops what comes in and
+	// goes out: heartbeats, registrations, move notifications) while it
+	// stays up and on etcd, with another replica up (needs `ilalab up
+	// --mapsrv-replicas 2`): the NVEs move to the other replica, and the
+	// cut one, which stops hearing them, must not declare them dead.
+	ChaosCutReplica = "cut-mapsrv-replica"
 	// ChaosMoves moves random tasks between random NVEs (Moves of them,
 	// one after another; mapsrv's flap damping must allow it: `ilalab up
 	// --flap-moves`), then checks consistency.
@@ -136,7 +144,7 @@ const (
 )
 
 // ChaosScenarios lists the scenarios `ilalab chaos --all` runs, in order.
-var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosKillReplica, ChaosMoves}
+var ChaosScenarios = []string{ChaosKillIlad, ChaosKillMapsrv, ChaosKillEtcd, ChaosEtcdLeader, ChaosKillRouter, ChaosLinkFlap1s, ChaosLinkFlap5s, ChaosRegLoss, ChaosKillReplica, ChaosCutReplica, ChaosMoves}
 
 // ChaosConfig configures Chaos. Zero values have defaults (in brackets).
 type ChaosConfig struct {
@@ -225,8 +233,8 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	if cfg.Scenario == ChaosEtcdLeader && l.topo.Etcd.Members <= 1 {
 		return nil, errors.New("chaos etcd-leader: the lab runs mapsrv's embedded etcd (ilalab up --etcd-members 3)")
 	}
-	if cfg.Scenario == ChaosKillReplica && len(l.topo.Mapsrv.Replicas) < 2 {
-		return nil, errors.New("chaos kill-mapsrv-replica: the lab runs one mapsrv (ilalab up --mapsrv-replicas 2)")
+	if (cfg.Scenario == ChaosKillReplica || cfg.Scenario == ChaosCutReplica) && len(l.topo.Mapsrv.Replicas) < 2 {
+		return nil, fmt.Errorf("chaos %s: the lab runs one mapsrv (ilalab up --mapsrv-replicas 2)", cfg.Scenario)
 	}
 	if len(l.topo.NVEs) < 3 {
 		return nil, fmt.Errorf("chaos: needs 3 NVEs (victim, mover's source and destination), the lab has %d", len(l.topo.NVEs))
@@ -362,6 +370,34 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 			if _, now, err := l.ReplicaOf(ctx, victim.NVE); err == nil {
 				r.Notes = append(r.Notes, fmt.Sprintf("%s speaks to %s after the fault", victim.NVE, now))
 			}
+		}
+	case ChaosCutReplica:
+		var i int
+		var name string
+		if i, name, faultErr = l.ReplicaOf(ctx, victim.NVE); faultErr != nil {
+			break
+		}
+		before, err := l.livenessOf(ctx, victim.NVE)
+		if err != nil {
+			faultErr = err
+			break
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("cut mapsrv replica %s, the one %s spoke to, off from the NVEs (%d replicas)", name, victim.NVE, len(l.topo.Mapsrv.Replicas)))
+		faultErr = l.cutReplica(ctx, i, hold)
+		if faultErr != nil {
+			break
+		}
+		if _, now, err := l.ReplicaOf(ctx, victim.NVE); err == nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s speaks to %s after the fault", victim.NVE, now))
+		}
+		// The cut replica went on deciding on its own: it must not have
+		// declared the victim dead (a death bumps the epoch).
+		if after, err := l.livenessOf(ctx, victim.NVE); err != nil {
+			r.Problems = append(r.Problems, err.Error())
+		} else if after.Epoch != before.Epoch || after.State != mapsrv.NVEAlive {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s after the cut: %s, epoch %d (was %d): declared dead by a replica that only stopped hearing it", victim.NVE, after.State, after.Epoch, before.Epoch))
+		} else {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s stayed alive (epoch %d), decided by %s", victim.NVE, after.Epoch, after.Replica))
 		}
 	case ChaosKillRouter:
 		faultErr = l.killFor(ctx, procRouter, hold, func() error { return l.startRouter(ctx) })

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ilamesh/ilamesh/mapsrv"
 	"github.com/ilamesh/ilamesh/mapsrv/apiclient"
 	"github.com/ilamesh/ilamesh/mapsrv/regproto"
 )
@@ -194,6 +195,22 @@ func (l *Lab) ReplicaOf(ctx context.Context, nve string) (int, string, error) {
 		}
 	}
 	return 0, rec.Liveness.Replica, fmt.Errorf("nve %s: replica %q is not one of the lab's", nve, rec.Liveness.Replica)
+}
+
+// livenessOf returns nve's liveness as the store has it.
+func (l *Lab) livenessOf(ctx context.Context, nve string) (mapsrv.NVELiveness, error) {
+	c, err := l.api()
+	if err != nil {
+		return mapsrv.NVELiveness{}, err
+	}
+	rec, err := c.NVE(ctx, nve)
+	if err != nil {
+		return mapsrv.NVELiveness{}, fmt.Errorf("nve %s: %w", nve, err)
+	}
+	if rec.Liveness == nil {
+		return mapsrv.NVELiveness{}, fmt.Errorf("nve %s: no liveness record (no heartbeat yet?)", nve)
+	}
+	return *rec.Liveness, nil
 }
 
 // replicaTransport sends each API request to the replica that answered
