@@ -29,7 +29,7 @@ import (
 	"go.uber.org/zap"
 )
 
-func freePort(t *testing.T, network string) string {
+func freePort(t testing.TB, network string) string {
 	t.Helper()
 	if network == "udp" {
 		c, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -56,13 +56,13 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // start runs mapsrv with args until the test ends or stop is called.
-func start(t *testing.T, api string, args ...string) (stop func()) {
+func start(t testing.TB, api string, args ...string) (stop func()) {
 	t.Helper()
 	return startWith(t, newClient(t, api, ""), args...)
 }
 
 // startWith is start, checking health through c.
-func startWith(t *testing.T, c *apiclient.Client, args ...string) (stop func()) {
+func startWith(t testing.TB, c *apiclient.Client, args ...string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
@@ -107,7 +107,7 @@ func startWith(t *testing.T, c *apiclient.Client, args ...string) (stop func()) 
 }
 
 // newClient returns a client of the API at api (HOST:PORT).
-func newClient(t *testing.T, api, token string) *apiclient.Client {
+func newClient(t testing.TB, api, token string) *apiclient.Client {
 	t.Helper()
 	c, err := apiclient.New(apiclient.Config{URL: "http://" + api, Token: token})
 	if err != nil {
@@ -133,7 +133,7 @@ func rawCall(t *testing.T, method, url, body string) int {
 }
 
 // setup adds domain prod and NVE nve1 through c.
-func setup(t *testing.T, c *apiclient.Client, csum ila.CsumMode) {
+func setup(t testing.TB, c *apiclient.Client, csum ila.CsumMode) {
 	t.Helper()
 	if _, err := c.AddDomain(t.Context(), ila.Domain{Name: "prod", SIR: 0x20010db800000000, Csum: csum}); err != nil {
 		t.Fatalf("add domain: %v", err)
