@@ -203,9 +203,13 @@ type ChaosResult struct {
 	FailedButHappened int          `json:"failed_but_happened"`
 	OKButNotHappened  int          `json:"ok_but_not_happened"`
 	Consistency       *Consistency `json:"consistency"`
-	Notes             []string     `json:"notes,omitempty"`
-	Problems          []string     `json:"problems,omitempty"`
-	Verdict           string       `json:"verdict"`
+	// DatapathDrops lists the datapath drop counters (per NVE and
+	// router, from their metrics) that grew while the flows ran: where
+	// the packets a scenario lost were dropped, when the datapath did.
+	DatapathDrops []string `json:"datapath_drops,omitempty"`
+	Notes         []string `json:"notes,omitempty"`
+	Problems      []string `json:"problems,omitempty"`
+	Verdict       string   `json:"verdict"`
 }
 
 // flapRelearn is how long after a flapped port comes back the fabric may
@@ -292,6 +296,7 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	countersBefore := l.DatapathCounters(ctx)
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	type flow struct {
@@ -425,6 +430,7 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	sleepCtx(ctx, cfg.After)
 	stop()
 	p, t := <-pingc, <-tcpc
+	r.DatapathDrops = dropDeltas(countersBefore, l.DatapathCounters(ctx))
 	if p.err != nil {
 		return nil, fmt.Errorf("chaos %s: ping: %w", cfg.Scenario, p.err)
 	}
@@ -697,6 +703,11 @@ func (r *ChaosResult) Text(w io.Writer) {
 		if t := r.Consistency.InitiallyText(); t != "" {
 			fmt.Fprintf(w, "    %s\n", t)
 		}
+	}
+	if len(r.DatapathDrops) > 0 {
+		fmt.Fprintf(w, "  datapath drops while the flows ran: %s\n", strings.Join(r.DatapathDrops, ", "))
+	} else {
+		fmt.Fprintf(w, "  datapath drops while the flows ran: none\n")
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)

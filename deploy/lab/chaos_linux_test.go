@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +44,29 @@ func TestChaosJudge(t *testing.T) {
 				t.Errorf("verdict %q with problems %v", r.Verdict, r.Problems)
 			}
 		})
+	}
+}
+
+func TestParseDatapathCounters(t *testing.T) {
+	in := `# HELP ila_datapath_packets_total Datapath packet counters (summed over CPUs).
+# TYPE ila_datapath_packets_total counter
+ila_datapath_packets_total{counter="drop_miss"} 3
+ila_datapath_packets_total{counter="translated"} 1.234567e+06
+ila_datapath_packets_total{counter="bad"} nonsense
+ila_datapath_packets_total{counter="neg"} -1
+ila_agent_pulled_mappings 7
+`
+	got, err := parseDatapathCounters(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"drop_miss": 3, "translated": 1234567}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("counters (-want +got):\n%s", diff)
+	}
+	before := map[string]map[string]uint64{"nve1": {"drop_miss": 3, "drop_tenant": 1, "translated": 5}, "nve2": {"drop_miss": 0}}
+	after := map[string]map[string]uint64{"nve1": {"drop_miss": 4, "drop_tenant": 1, "translated": 9}, "nve2": {"drop_miss": 2, "drop_error": 1}, "nve3": {"drop_miss": 9}}
+	if diff := cmp.Diff([]string{"nve1 drop_miss +1", "nve2 drop_error +1", "nve2 drop_miss +2"}, dropDeltas(before, after)); diff != "" {
+		t.Errorf("deltas (-want +got):\n%s", diff)
 	}
 }

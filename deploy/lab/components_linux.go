@@ -331,6 +331,10 @@ const notifyPort = 7481
 // fabric namespace.
 const routerMetrics = "[::1]:9464"
 
+// nveMetrics is where each NVE's ilad serves its metrics, inside the NVE's
+// namespace.
+const nveMetrics = "[::1]:9465"
+
 // ilactl runs ilactl against the lab's mapsrv API (inside the control
 // namespace, where the API listens).
 func (l *Lab) ilactl(ctx context.Context, args ...string) ([]byte, error) {
@@ -481,6 +485,7 @@ func (l *Lab) iladArgs(n *NVE) []string {
 		"--state-file", filepath.Join(l.dir, "ilad-"+n.Name+".tasks.json"),
 		"--log-format", "json",
 		"--log-level", "debug",
+		"--metrics", nveMetrics,
 	}
 	args = append(args, l.iladTimerArgs()...)
 	if l.cfg.IPv4Tenant {
