@@ -108,6 +108,13 @@ func (l *Lab) frrConfig(dc *DC, d int) string {
 		b.WriteString("route-map fabric-rib deny 10\n match ipv6 address prefix-list ila-sir\nexit\n!\n")
 	}
 	b.WriteString("route-map fabric-rib permit 20\nexit\n!\n")
+	// Route-map changes take effect at once: with the default delay
+	// (5 s) bgpd applied the table-map above once more 5 s after its
+	// start, and zebra installed every route again, a delete then an
+	// add each (IPv6 without kernel nexthop groups): the lab was up by
+	// then, and a packet in that gap found no route (one ping lost at the
+	// start of some e2e and chaos runs).
+	b.WriteString("bgp route-map delay-timer 0\n!\n")
 	hold := int(bgpHold / time.Second)
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id 10.255.%d.1\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n bgp graceful-restart\n timers bgp %d %d\n", asn, d, hold/3, hold)
 	var peers []string
