@@ -296,7 +296,10 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	countersBefore := l.DatapathCounters(ctx)
+	countersBefore, unread := l.DatapathCounters(ctx)
+	for _, u := range unread {
+		r.Notes = append(r.Notes, "datapath counters not read before the flows: "+u)
+	}
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	type flow struct {
@@ -430,7 +433,11 @@ func (l *Lab) Chaos(ctx context.Context, cfg ChaosConfig) (*ChaosResult, error) 
 	sleepCtx(ctx, cfg.After)
 	stop()
 	p, t := <-pingc, <-tcpc
-	r.DatapathDrops = dropDeltas(countersBefore, l.DatapathCounters(ctx))
+	countersAfter, unread := l.DatapathCounters(ctx)
+	for _, u := range unread {
+		r.Notes = append(r.Notes, "datapath counters not read after the flows: "+u)
+	}
+	r.DatapathDrops = dropDeltas(countersBefore, countersAfter)
 	if p.err != nil {
 		return nil, fmt.Errorf("chaos %s: ping: %w", cfg.Scenario, p.err)
 	}

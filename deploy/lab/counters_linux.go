@@ -18,25 +18,28 @@ import (
 // DatapathCounters reads the datapath's packet counters
 // (ila_datapath_packets_total) of every NVE's ilad and of the ILA
 // router(s), from their metrics inside their namespaces: daemon name ->
-// counter -> value. A daemon that does not answer is left out.
-func (l *Lab) DatapathCounters(ctx context.Context) map[string]map[string]uint64 {
+// counter -> value, and what could not be read (a daemon down, say).
+func (l *Lab) DatapathCounters(ctx context.Context) (map[string]map[string]uint64, []string) {
 	out := map[string]map[string]uint64{}
-	for _, n := range l.topo.NVEs {
-		if c, err := l.scrapeCounters(ctx, n.Netns, nveMetrics); err == nil {
-			out[n.Name] = c
+	var unread []string
+	read := func(name, ns, addr string) {
+		c, err := l.scrapeCounters(ctx, ns, addr)
+		if err != nil {
+			unread = append(unread, fmt.Sprintf("%s: %v", name, err))
+			return
 		}
+		out[name] = c
+	}
+	for _, n := range l.topo.NVEs {
+		read(n.Name, n.Netns, nveMetrics)
 	}
 	if len(l.topo.Routers) == 0 {
-		if c, err := l.scrapeCounters(ctx, l.topo.FabricNetns, routerMetrics); err == nil {
-			out[procRouter] = c
-		}
+		read(procRouter, l.topo.FabricNetns, routerMetrics)
 	}
 	for _, r := range l.topo.Routers {
-		if c, err := l.scrapeCounters(ctx, r.Netns, r.Metrics); err == nil {
-			out[r.Name] = c
-		}
+		read(r.Name, r.Netns, r.Metrics)
 	}
-	return out
+	return out, unread
 }
 
 // scrapeCounters fetches http://addr/metrics from inside namespace nsName
@@ -54,32 +57,34 @@ func (l *Lab) scrapeCounters(ctx context.Context, nsName, addr string) (map[stri
 	}); err != nil {
 		return nil, err
 	}
-	used := false
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
-		if used {
-			return nil, fmt.Errorf("one connection only")
-		}
-		used = true
-		return conn, nil
-	}}
-	defer tr.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
+	defer conn.Close()
+	deadline := time.Now().Add(2 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = conn.SetDeadline(deadline)
+	// One request on the connection dialled inside the namespace.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		conn.Close()
 		return nil, err
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	req.Close = true
+	if err := req.Write(conn); err != nil {
+		return nil, fmt.Errorf("%s/metrics: %w", addr, err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
-		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("%s/metrics: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s/metrics: %s", addr, resp.Status)
 	}
-	return parseDatapathCounters(resp.Body)
+	c, err := parseDatapathCounters(resp.Body)
+	if err == nil && len(c) == 0 {
+		err = fmt.Errorf("%s/metrics: no ila_datapath_packets_total", addr)
+	}
+	return c, err
 }
 
 // parseDatapathCounters reads ila_datapath_packets_total{counter="x"} v
